@@ -1,0 +1,74 @@
+"""The in-memory form of a loaded data set, shared by every dataset plugin and the engine."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+
+@dataclass
+class DataSplits:
+    """Train and test splits as tensors.
+
+    ``*_x`` are float32, NCHW, values in ``[clip_min, clip_max]`` (``[0, 1]`` for every built-in);
+    ``*_y`` are int64 class indices in ``range(num_classes)``. ``checksum`` identifies the exact
+    content (sha256 hex) and is recorded in every result; ``variant`` says which form of the data
+    set this is (``full``, ``bundled-sample``, ``sample-split-seed0``...).
+    """
+
+    name: str
+    variant: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    checksum: str
+    source: str
+    class_names: list[str] = field(default_factory=list)
+    notes: str = ""
+    clip_min: float = 0.0
+    clip_max: float = 1.0
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplits":
+        """The first ``n_train`` / ``n_test`` examples (``None`` keeps a split whole)."""
+        tx, ty, vx, vy = self.train_x, self.train_y, self.test_x, self.test_y
+        if n_train is not None:
+            tx, ty = tx[:n_train], ty[:n_train]
+        if n_test is not None:
+            vx, vy = vx[:n_test], vy[:n_test]
+        return replace(self, train_x=tx, train_y=ty, test_x=vx, test_y=vy)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready metadata recorded in result files."""
+        return {
+            "name": self.name,
+            "variant": self.variant,
+            "checksum": self.checksum,
+            "source": self.source,
+            "n_train": int(self.train_x.shape[0]),
+            "n_test": int(self.test_x.shape[0]),
+            "input_shape": list(self.input_shape),
+            "num_classes": int(self.num_classes),
+            "clip": [float(self.clip_min), float(self.clip_max)],
+            "notes": self.notes,
+        }
+
+
+def array_checksum(*arrays: Any) -> str:
+    """sha256 over the raw bytes and shapes of numpy arrays or tensors, in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if isinstance(a, torch.Tensor):
+            a = a.detach().cpu().contiguous().numpy()
+        h.update(str(tuple(a.shape)).encode())
+        h.update(str(a.dtype).encode())
+        h.update(memoryview(a.tobytes()))
+    return h.hexdigest()

@@ -1,0 +1,40 @@
+"""Errors that the CLI prints as one line (``Error: ...``) instead of a traceback.
+
+Every message should say what went wrong *and* how to fix it.
+"""
+
+
+class IgbenchError(Exception):
+    """Base class: a problem the user can fix, reported as one line."""
+
+    exit_code = 1
+
+
+class UsageError(IgbenchError):
+    """Bad command-line input (unknown plugin, bad parameter value...)."""
+
+    exit_code = 2
+
+
+class UnknownPluginError(UsageError):
+    """A name that no registered plugin of that kind has."""
+
+
+class ParamError(UsageError):
+    """A plugin parameter that is unknown, of the wrong type or out of range."""
+
+
+class PluginError(IgbenchError):
+    """A plugin that is broken: fails to import, registers a duplicate name, returns the wrong type."""
+
+
+class DataError(IgbenchError):
+    """A data set that is missing, corrupted (checksum mismatch) or malformed."""
+
+
+class TrainingError(IgbenchError):
+    """Training failed (for example the loss became NaN)."""
+
+
+class ResultError(IgbenchError):
+    """A result file that does not validate against the schema, or cannot be read."""

@@ -1,0 +1,63 @@
+"""The ``igbench_*`` hooks that plugins implement.
+
+Every hook receives a ``register`` callback. A plugin calls it once per object it provides::
+
+    from igbench import hookimpl
+    from igbench.plugin_types import DefensePlugin
+
+    class MyDefense(DefensePlugin):
+        name = "my-defense"
+        summary = "One line that `igbench plugins` shows."
+        ...
+
+    @hookimpl
+    def igbench_defenses(register):
+        register(MyDefense())
+
+Register cheap objects: plugin classes must not import torch at module level (``igbench --help``
+and ``igbench plugins`` stay fast); import it inside the methods that do the work. The registry
+checks each object's type and rejects duplicate names with an error naming both providers.
+Built-in plugins (``igbench.datasets``, ``igbench.architectures``, ``igbench.defenses``,
+``igbench.attacks``) use exactly these hooks; third-party packages are found through the
+``igbench`` entry-point group.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("igbench")
+
+
+@hookspec
+def igbench_datasets(register):
+    """Register :class:`igbench.plugin_types.DatasetPlugin` objects.
+
+    Called once when the registry loads. ``register(plugin)`` adds one data set; its ``load``
+    returns an :class:`igbench.data.DataSplits` with float tensors in [0, 1], NCHW.
+    """
+
+
+@hookspec
+def igbench_architectures(register):
+    """Register :class:`igbench.plugin_types.ArchitecturePlugin` objects.
+
+    ``build(input_shape, num_classes, params)`` returns a fresh ``torch.nn.Module`` producing logits.
+    """
+
+
+@hookspec
+def igbench_defenses(register):
+    """Register :class:`igbench.plugin_types.DefensePlugin` objects.
+
+    ``train(trainer, params)`` returns a trained model; most defenses subclass
+    :class:`igbench.plugin_types.LossDefense` and only define the per-batch loss.
+    """
+
+
+@hookspec
+def igbench_attacks(register):
+    """Register :class:`igbench.plugin_types.AttackPlugin` objects, or attack providers.
+
+    ``perturb(model, x, y, params, ctx)`` returns adversarial inputs inside ``[ctx.clip_min,
+    ctx.clip_max]``. An :class:`igbench.plugin_types.AttackProvider` serves a whole namespace of
+    names such as ``art:<ClassName>``.
+    """

@@ -1,0 +1,249 @@
+"""The plain classes that plugins register, and their declared parameters.
+
+This module imports nothing heavy: plugin objects are cheap descriptions whose working
+methods import torch lazily.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+from .errors import ParamError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    import torch
+
+    from .data import DataSplits
+    from .engine.train import Trainer
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class Param:
+    """One declared plugin parameter.
+
+    ``type`` is inferred from ``default`` when omitted (``None`` defaults need an explicit type).
+    ``check`` returns an error text (what is wrong and what is allowed) or ``None`` when valid.
+    """
+
+    name: str
+    default: Any
+    help: str
+    type: type | None = None
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def value_type(self) -> type:
+        if self.type is not None:
+            return self.type
+        return type(self.default) if self.default is not None else str
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        """Convert a CLI string (or a TOML value) to this parameter's type and validate it."""
+        t = self.value_type
+        try:
+            if value is None:
+                v = None
+            elif t is bool and isinstance(value, str):
+                low = value.strip().lower()
+                if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                    raise ValueError(value)
+                v = low in {"1", "true", "yes", "on"}
+            elif t is int and isinstance(value, str):
+                v = int(float(value)) if float(value).is_integer() else int(value)
+            elif t is int and isinstance(value, float) and value.is_integer():
+                v = int(value)
+            else:
+                v = t(value)
+        except (TypeError, ValueError):
+            raise ParamError(
+                f"parameter '{self.name}' of {owner} must be {t.__name__}, got {value!r}"
+            ) from None
+        if self.choices is not None and v not in self.choices:
+            raise ParamError(
+                f"parameter '{self.name}' of {owner} must be one of {', '.join(map(str, self.choices))}; got {v!r}"
+            )
+        if self.check is not None and v is not None:
+            problem = self.check(v)
+            if problem:
+                raise ParamError(f"parameter '{self.name}' of {owner} {problem}; got {v!r}")
+        return v
+
+
+def non_negative(v) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def positive(v) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def in_unit_interval(v) -> str | None:
+    """(0, 1]"""
+    return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
+# --------------------------------------------------------------------------- plugins
+class Plugin:
+    """Base of every registered plugin object.
+
+    Subclasses set ``name`` (unique within the kind), ``summary`` (one line for `igbench plugins`)
+    and ``params`` (a tuple of :class:`Param`). The registry fills ``source`` with the providing
+    package's name.
+    """
+
+    kind: ClassVar[str] = "plugin"
+    name: str = ""
+    summary: str = ""
+    params: tuple[Param, ...] = ()
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} '{self.name}'"
+
+    def param(self, name: str) -> Param | None:
+        for p in self.params:
+            if p.name == name:
+                return p
+        return None
+
+    def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, every value coerced and checked.
+
+        An unknown name is a :class:`ParamError` listing the known names and a close match.
+        """
+        given = dict(given or {})
+        known = [p.name for p in self.params]
+        out: dict[str, Any] = {}
+        for key in given:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                msg = f"unknown parameter '{key}' for {self.label}"
+                msg += f"; known: {', '.join(known)}" if known else " (it takes no parameters)"
+                if hint:
+                    msg += f" (did you mean '{hint[0]}'?)"
+                raise ParamError(msg)
+        for p in self.params:
+            out[p.name] = p.coerce(given[p.name], self.label) if p.name in given else p.default
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description, used by `igbench plugins --json`."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "summary": self.summary,
+            "source": self.source,
+            "params": {p.name: {"default": p.default, "help": p.help} for p in self.params},
+        }
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<{type(self).__name__} {self.name!r} from {self.source or '?'}>"
+
+
+class DatasetPlugin(Plugin):
+    """A data set. ``load`` returns :class:`igbench.data.DataSplits` (floats in [0, 1], NCHW)."""
+
+    kind: ClassVar[str] = "dataset"
+
+    def load(self, data_dir: "Path | None", params: dict[str, Any]) -> "DataSplits":
+        raise NotImplementedError
+
+
+class ArchitecturePlugin(Plugin):
+    """A model architecture. ``build`` returns a fresh ``torch.nn.Module`` that outputs logits.
+
+    ``input_shapes`` lists the (C, H, W) shapes it accepts, or ``None`` for any shape.
+    """
+
+    kind: ClassVar[str] = "architecture"
+    input_shapes: tuple[tuple[int, int, int], ...] | None = None
+
+    def build(self, input_shape: tuple[int, int, int], num_classes: int, params: dict[str, Any]) -> "torch.nn.Module":
+        raise NotImplementedError
+
+
+class DefensePlugin(Plugin):
+    """A training procedure. ``train(trainer, params)`` returns the trained model.
+
+    ``trainer`` (:class:`igbench.engine.train.Trainer`) owns the data, the architecture, the optimizer
+    settings, the seed and the progress bar: ``trainer.new_model()`` and ``trainer.fit(...)``.
+    """
+
+    kind: ClassVar[str] = "defense"
+
+    def train(self, trainer: "Trainer", params: dict[str, Any]) -> "torch.nn.Module":
+        raise NotImplementedError
+
+
+class LossDefense(DefensePlugin):
+    """A defense that is just a per-batch training loss on the standard training loop."""
+
+    def loss(self, model, x, y, params: dict[str, Any], trainer: "Trainer"):
+        """Return ``(loss, logits)`` for one batch; ``logits`` feed the progress bar's accuracy."""
+        raise NotImplementedError
+
+    def train(self, trainer: "Trainer", params: dict[str, Any]):
+        model = trainer.new_model()
+        return trainer.fit(model, lambda m, x, y: self.loss(m, x, y, params, trainer), desc=self.name)
+
+
+@dataclass
+class AttackContext:
+    """What an attack needs besides model, inputs and labels.
+
+    ``generator`` is a seeded ``torch.Generator`` on the inputs' device (random targets, random starts).
+    """
+
+    clip_min: float
+    clip_max: float
+    num_classes: int
+    generator: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AttackPlugin(Plugin):
+    """An evasion attack. ``perturb`` returns adversarial inputs within the clip range, same shape.
+
+    An attack whose ``params`` include ``eps`` is swept over the grid's eps values.
+    ``targeted`` attacks choose their targets from their own parameters (e.g. ``target=next``).
+    """
+
+    kind: ClassVar[str] = "attack"
+    targeted: bool = False
+
+    @property
+    def uses_eps(self) -> bool:
+        return self.param("eps") is not None
+
+    def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
+        raise NotImplementedError
+
+
+class AttackProvider(Plugin):
+    """Serves a namespace of attack names, ``<prefix><suffix>`` (e.g. ``art:CarliniL2Method``)."""
+
+    kind: ClassVar[str] = "attack"
+    prefix: str = ""
+
+    def resolve(self, suffix: str) -> AttackPlugin:
+        """Return the attack for ``suffix`` or raise :class:`igbench.errors.UnknownPluginError`."""
+        raise NotImplementedError
+
+    def available(self) -> list[str]:
+        """Names (without prefix) that ``resolve`` accepts; may import heavy libraries."""
+        return []
+
+
+PLUGIN_KINDS: dict[str, type[Plugin]] = {
+    "dataset": DatasetPlugin,
+    "architecture": ArchitecturePlugin,
+    "defense": DefensePlugin,
+    "attack": AttackPlugin,
+}

@@ -1,0 +1,232 @@
+"""The plugin manager: loads built-in and third-party plugins, collects their objects, looks them up.
+
+Built-ins (``BUILTIN_PLUGINS``) are registered exactly like third-party plugins, through the
+``igbench_*`` hooks. Third-party packages are found through the ``igbench`` entry-point group;
+each is loaded on its own so that one broken package is reported by name and the rest still work.
+
+Environment variables:
+
+``IGBENCH_PLUGINS``
+    Which third-party plugins load: unset or ``all`` for every installed one, ``none`` for none,
+    or a comma-separated list of entry-point or distribution names.
+``IGBENCH_STRICT_PLUGINS``
+    ``1`` turns every plugin problem (import error, duplicate name, wrong type) into an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UnknownPluginError
+from .plugin_types import PLUGIN_KINDS, AttackProvider, Plugin
+
+ENTRY_POINT_GROUP = "igbench"
+ENV_PLUGINS = "IGBENCH_PLUGINS"
+ENV_STRICT = "IGBENCH_STRICT_PLUGINS"
+
+BUILTIN_PLUGINS = (
+    "igbench.datasets",
+    "igbench.architectures",
+    "igbench.defenses",
+    "igbench.attacks",
+)
+
+HOOK_FOR_KIND = {
+    "dataset": "igbench_datasets",
+    "architecture": "igbench_architectures",
+    "defense": "igbench_defenses",
+    "attack": "igbench_attacks",
+}
+
+KIND_PLURAL = {"dataset": "datasets", "architecture": "architectures", "defense": "defenses", "attack": "attacks"}
+
+
+def _strict() -> bool:
+    return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes"}
+
+
+class Registry:
+    """Holds the pluggy manager and the collected plugin objects, by kind and name."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("igbench")
+        self.pm.add_hookspecs(hookspecs)
+        self.problems: list[str] = []
+        self._source_of: dict[int, str] = {}
+        self._collected: dict[str, dict[str, Plugin]] | None = None
+        self._providers: list[AttackProvider] = []
+
+    # ------------------------------------------------------------------ loading
+    def load_builtins(self) -> None:
+        for modname in BUILTIN_PLUGINS:
+            self.register(importlib.import_module(modname), source="igbench")
+
+    def load_entry_points(self, allowed: str | None = None) -> None:
+        """Load the ``igbench`` entry points, each in its own try block."""
+        allowed = os.environ.get(ENV_PLUGINS, "all") if allowed is None else allowed
+        allowed = allowed.strip()
+        if allowed.lower() == "none":
+            return
+        only = None if allowed.lower() in {"", "all"} else {a.strip() for a in allowed.split(",") if a.strip()}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if getattr(ep, "dist", None) is not None else ep.name
+            if only is not None and ep.name not in only and dist not in only:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+                self.register(module, source=dist, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                self._problem(
+                    f"plugin '{ep.name}' from package '{dist}' failed to load "
+                    f"({type(exc).__name__}: {exc}); fix or uninstall it, or leave it out with "
+                    f"{ENV_PLUGINS}=<names of the others>"
+                )
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self._problem(f"plugin '{exc.plugin}' implements an unknown hook: {exc}")
+
+    def register(self, plugin: Any, source: str | None = None, name: str | None = None) -> str:
+        """Register a module or object implementing ``igbench_*`` hooks; returns its pluggy name."""
+        try:
+            registered = self.pm.register(plugin, name=name)
+        except ValueError as exc:
+            raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from None
+        self._source_of[id(plugin)] = source or getattr(plugin, "__name__", None) or type(plugin).__name__
+        self._collected = None
+        return registered
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> None:
+        removed = self.pm.unregister(plugin=plugin, name=name)
+        if removed is not None:
+            self._source_of.pop(id(removed), None)
+        self._collected = None
+
+    # ------------------------------------------------------------------ collecting
+    def _problem(self, text: str) -> None:
+        if _strict():
+            raise PluginError(text)
+        if text not in self.problems:
+            self.problems.append(text)
+
+    def _collect(self) -> dict[str, dict[str, Plugin]]:
+        if self._collected is not None:
+            return self._collected
+        collected: dict[str, dict[str, Plugin]] = {kind: {} for kind in HOOK_FOR_KIND}
+        providers: list[AttackProvider] = []
+        for kind, hookname in HOOK_FOR_KIND.items():
+            base = PLUGIN_KINDS[kind]
+            hook = getattr(self.pm.hook, hookname)
+            # Built-ins first so that a third-party duplicate never shadows them; pluggy calls
+            # implementations last-registered-first, so reverse its list.
+            for impl in reversed(hook.get_hookimpls()):
+                source = self._source_of.get(id(impl.plugin), impl.plugin_name)
+                objects: list[Any] = []
+                try:
+                    impl.function(*([objects.append] if impl.argnames else []))
+                except Exception as exc:  # noqa: BLE001
+                    self._problem(f"plugin '{impl.plugin_name}' ({source}) failed in {hookname}: {type(exc).__name__}: {exc}")
+                    continue
+                for obj in objects:
+                    self._add(kind, base, obj, source, collected, providers)
+        self._collected = collected
+        self._providers = providers
+        return collected
+
+    def _add(self, kind, base, obj, source, collected, providers) -> None:
+        if isinstance(obj, type):
+            self._problem(f"{source} registered the class {obj.__name__} as a {kind}; register an instance: register({obj.__name__}())")
+            return
+        if kind == "attack" and isinstance(obj, AttackProvider):
+            if not obj.prefix:
+                self._problem(f"{source} registered an attack provider without a prefix")
+                return
+            obj.source = source
+            providers.append(obj)
+            return
+        if not isinstance(obj, base):
+            self._problem(f"{source} registered {obj!r} as a {kind}, but it is not a {base.__name__}")
+            return
+        if not isinstance(obj.name, str) or not obj.name:
+            self._problem(f"{source} registered a {kind} ({type(obj).__name__}) without a name")
+            return
+        existing = collected[kind].get(obj.name)
+        if existing is not None:
+            self._problem(
+                f"{kind} '{obj.name}' is registered by both '{existing.source}' and '{source}'; "
+                f"keeping '{existing.source}'s; rename one of them"
+            )
+            return
+        obj.source = source
+        collected[kind][obj.name] = obj
+
+    # ------------------------------------------------------------------ lookup
+    def plugins(self, kind: str) -> list[Plugin]:
+        """Registered plugins of ``kind``, sorted by name (attack providers not included)."""
+        return sorted(self._collect()[kind].values(), key=lambda p: p.name)
+
+    def names(self, kind: str) -> list[str]:
+        return [p.name for p in self.plugins(kind)]
+
+    def providers(self) -> list[AttackProvider]:
+        self._collect()
+        return list(self._providers)
+
+    def get(self, kind: str, name: str) -> Any:
+        """The plugin called ``name``; a one-line :class:`UnknownPluginError` lists the choices."""
+        if kind not in HOOK_FOR_KIND:
+            raise ValueError(f"unknown plugin kind {kind!r}")
+        found = self._collect()[kind].get(name)
+        if found is not None:
+            return found
+        if kind == "attack":
+            for provider in self._providers:
+                if name.startswith(provider.prefix):
+                    attack = provider.resolve(name[len(provider.prefix):])
+                    attack.source = attack.source or provider.source
+                    return attack
+        choices = self.names(kind)
+        msg = f"unknown {kind} '{name}'; choose from: {', '.join(choices) or '(none registered)'}"
+        if kind == "attack" and self._providers:
+            msg += ", " + ", ".join(f"{p.prefix}<Name>" for p in self._providers)
+        hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+        if hint:
+            msg += f" (did you mean '{hint[0]}'?)"
+        raise UnknownPluginError(msg)
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use (built-ins, then entry points)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        reg = Registry()
+        reg.load_builtins()
+        reg.load_entry_points()
+        _REGISTRY = reg
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (tests use this after changing the environment)."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def get_plugin(kind: str, name: str) -> Any:
+    return get_registry().get(kind, name)
+
+
+def iter_kinds() -> Iterable[str]:
+    return HOOK_FOR_KIND.keys()

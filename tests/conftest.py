@@ -1,0 +1,54 @@
+"""Shared test fixtures: real data slices from ../shared/data and a throwaway-plugin fixture."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests must not pick up whatever third-party plugins happen to be installed, except the example
+# plugin that CI installs on purpose (its own test asks for it explicitly).
+os.environ.setdefault("IGBENCH_PLUGINS", "none")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_shared_data() -> Path | None:
+    env = os.environ.get("IGBENCH_TEST_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO_ROOT.parent / "shared" / "data", REPO_ROOT / ".." / "shared" / "data"]
+    for c in candidates:
+        if (c / "mnist" / "t10k-images-idx3-ubyte.gz").exists():
+            return c.resolve()
+    return None
+
+
+SHARED_DATA = _find_shared_data()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data directory (../shared/data); the tests that need it fail loudly without it."""
+    if SHARED_DATA is None:
+        pytest.fail("real data not found: set IGBENCH_TEST_DATA to the folder holding mnist/, fashion-mnist/, notmnist-sample/")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def registry():
+    """A fresh process-wide registry (built-ins only unless the test registers more)."""
+    from igbench.registry import get_registry, reset_registry
+
+    reset_registry()
+    reg = get_registry()
+    yield reg
+    reset_registry()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads():
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
