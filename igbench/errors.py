@@ -32,6 +32,10 @@ class DataError(IgbenchError):
     """A data set that is missing, corrupted (checksum mismatch) or malformed."""
 
 
+class DatasetNotFound(DataError):
+    """A data set that is in none of the searched places and could not be downloaded."""
+
+
 class TrainingError(IgbenchError):
     """Training failed (for example the loss became NaN)."""
 

@@ -126,9 +126,9 @@ class Registry:
         for kind, hookname in HOOK_FOR_KIND.items():
             base = PLUGIN_KINDS[kind]
             hook = getattr(self.pm.hook, hookname)
-            # Built-ins first so that a third-party duplicate never shadows them; pluggy calls
-            # implementations last-registered-first, so reverse its list.
-            for impl in reversed(hook.get_hookimpls()):
+            # get_hookimpls() is in registration order: built-ins first, so a later duplicate never
+            # shadows them (we do not rely on pluggy's call order).
+            for impl in hook.get_hookimpls():
                 source = self._source_of.get(id(impl.plugin), impl.plugin_name)
                 objects: list[Any] = []
                 try:

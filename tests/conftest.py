@@ -52,3 +52,36 @@ def _quiet_threads():
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     yield
+
+
+@pytest.fixture(scope="session")
+def mnist_slice(shared_data):
+    """3,000 training and 500 test images of real MNIST."""
+    from igbench.datasets.loading import load_dataset
+
+    return load_dataset("mnist", shared_data, fallback=False).subset(n_train=3000, n_test=500)
+
+
+def train_plain(data, arch_name: str = "paper-cnn", epochs: float = 1.0, batch_size: int = 64, lr: float = 1e-3,
+                seed: int = 0, arch_params: dict | None = None):
+    """Train a plain cross-entropy model with the real Trainer (no defense plugin involved)."""
+    import torch.nn.functional as F
+
+    from igbench.engine.train import TrainConfig, Trainer
+    from igbench.registry import get_registry
+
+    arch = get_registry().get("architecture", arch_name)
+    trainer = Trainer(data, arch, arch.resolve_params(arch_params or {}),
+                      TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=False)
+
+    def ce(model, x, y):
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+
+    return trainer.fit(trainer.new_model(), ce, desc="plain")
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(mnist_slice):
+    """The paper CNN trained one epoch on the MNIST slice (about 95% test accuracy), in eval mode."""
+    return train_plain(mnist_slice)

@@ -1,1 +1,99 @@
-COMMANDS = []
+"""``igbench leaderboard``, ``igbench validate`` and ``igbench plot``: work on result files."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import ResultError
+
+
+@click.command("leaderboard")
+@click.option(
+    "--results",
+    "results_dir",
+    default="leaderboards/results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory of result files (*.json).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="leaderboards",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the <dataset>.md leaderboards.",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if a leaderboard is missing or stale, or a result file is invalid.")
+def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
+    """Render one Markdown leaderboard per data set from the result files.
+
+    The output depends only on the result files (no timestamps), so CI can run
+    `igbench leaderboard --check` to make sure the committed leaderboards match them.
+    """
+    from ..results.io import result_files
+    from ..results.leaderboard import FIX_HINT, check_leaderboards, render_all
+
+    if check:
+        problems = check_leaderboards(results_dir, out_dir)
+        if problems:
+            for problem in problems:
+                click.echo(problem, err=True)
+            raise ResultError(
+                f"{len(problems)} leaderboard problem(s) listed above: fix any invalid result file, then {FIX_HINT}"
+            )
+        click.echo(f"leaderboards in {out_dir} are up to date with {results_dir}")
+        return
+    if not result_files(results_dir):
+        click.echo(f"no result files in {results_dir}; nothing to render (run `igbench run` first)")
+    for path in render_all(results_dir, out_dir):
+        click.echo(f"wrote {path}")
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def validate_command(paths: tuple[str, ...]) -> None:
+    """Check result files against the result schema (files, or directories of *.json).
+
+    Prints `ok PATH` for each valid file and one line per invalid file naming the failing field.
+    """
+    from ..results.io import expand_paths, read_result
+
+    files = expand_paths(paths)
+    bad = 0
+    for path in files:
+        try:
+            read_result(path)
+        except ResultError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+        else:
+            click.echo(f"ok {path}")
+    if bad:
+        raise ResultError(f"{bad} of {len(files)} result file(s) invalid (see above); fix them or re-run the command recorded in them")
+
+
+@click.command("plot")
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    default="leaderboards/plots",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the PNG files.",
+)
+def plot_command(result: str, out_dir: str) -> None:
+    """Plot accuracy versus eps (white-box and transfer panels) for each eps attack of RESULT."""
+    from ..results.io import read_result
+    from ..results.plot import plot_accuracy_vs_eps
+
+    data = read_result(result)
+    paths = plot_accuracy_vs_eps(data, out_dir)
+    if not paths:
+        click.echo(f"{result}: no attack with eps values; nothing to plot")
+    for path in paths:
+        click.echo(str(path))
+
+
+COMMANDS = [leaderboard_command, validate_command, plot_command]

@@ -1,1 +1,39 @@
-COMMANDS = []
+"""``igbench run``: train (or load) models, attack them, score the cross-model transfer grid."""
+
+from __future__ import annotations
+
+import click
+
+from .options import execute_grid, grid_options
+
+
+@click.command("run")
+@click.option("--defense", multiple=True, help="Defense to train (repeatable). `none` is always included as the reference model.")
+@grid_options
+def run_command(config_file, progress, out, cache_dir, **options) -> None:
+    """Train every model, attack every model, score every model on every model's examples.
+
+    For each attack and eps, adversarial examples are crafted against each model (source) and
+    scored on every model (target): the diagonal of the printed grid is white-box, the rest is
+    transfer. Trained models are cached by the hash of their full configuration; an interrupted
+    run resumes where it stopped when re-run with the same options.
+
+    \b
+    Examples:
+      igbench run --defense gradreg --attack fgsm
+      igbench run --defense gradreg --defense advtrain --attack fgsm --attack tgsm --eps 0.1,0.2,0.3
+      igbench run --defense gradreg --param lambda=1000 --attack art:CarliniL2Method --param max_iter=10
+      igbench run --config configs/paper-mnist.toml --data-dir ../shared/data
+    """
+    from ..errors import UsageError
+    from ..grid_config import build_grid_spec
+    from . import echo_plugin_problems
+
+    echo_plugin_problems()
+    spec = build_grid_spec(options, config_file)
+    if not spec.attacks:
+        raise UsageError("no attack selected; add --attack NAME (see `igbench plugins --kind attack`)")
+    execute_grid(spec, out, cache_dir, progress)
+
+
+COMMANDS = [run_command]

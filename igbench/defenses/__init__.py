@@ -6,3 +6,10 @@ from .. import hookimpl
 @hookimpl
 def igbench_defenses(register):
     """Register the built-in defenses."""
+    from .advtrain import AdvTrain, AdvTrainGradReg
+    from .distillation import Distillation
+    from .gradreg import GradReg, GradRegFD
+    from .plain import NoDefense
+
+    for plugin in (NoDefense(), GradReg(), GradRegFD(), Distillation(), AdvTrain(), AdvTrainGradReg()):
+        register(plugin)

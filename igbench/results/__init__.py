@@ -1,0 +1,1 @@
+"""Result files: schema validation, atomic reading/writing, leaderboards and plots."""

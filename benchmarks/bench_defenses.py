@@ -1,0 +1,143 @@
+"""Cost of one training step of every built-in defense, relative to the undefended step.
+
+One step = zero_grad + forward + defense loss + backward + Adam step, on a real MNIST batch (default 256
+images, the paper's batch size) with the paper CNN (ReLU) and its softplus variant. Each defense gets
+warm-up steps, then timed steps taken round-robin across the defenses (so a noisy machine slows all of
+them alike); the median is reported, with the ratio to ``none`` on the same architecture.
+
+    python benchmarks/bench_defenses.py [--data-dir ../shared/data] [--reps 15] [--threads N] [--json]
+
+Distillation is not listed: each of its steps is a plain cross-entropy step (at temperature T, on soft
+labels for the student), so its cost is that of ``none`` times the teacher's plus the student's steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DEFENSES = ("none", "gradreg", "gradreg-fd", "advtrain", "advtrain+gradreg")
+DEFAULT_ARCHS = ("paper-cnn", "paper-cnn-softplus")
+TARGETS = {"gradreg": 2.5, "gradreg-fd": 1.7}
+
+
+def parse_args(argv=None):
+    here = Path(__file__).resolve().parent
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.environ.get("IGBENCH_DATA_DIR", str(here.parent.parent / "shared" / "data")),
+                   help="folder holding mnist/ (default: $IGBENCH_DATA_DIR or ../shared/data)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per defense and architecture")
+    p.add_argument("--reps", type=int, default=15, help="timed steps per defense and architecture")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--archs", default=",".join(DEFAULT_ARCHS))
+    p.add_argument("--defenses", default=",".join(DEFAULT_DEFENSES))
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    return p.parse_args(argv)
+
+
+def _sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_arch(arch_name, defenses, data, args, registry):
+    """Median seconds per step of each defense on ``arch_name``: ``{defense: [seconds...]}``."""
+    import torch
+
+    from igbench.engine.train import TrainConfig, Trainer
+
+    arch = registry.get("architecture", arch_name)
+    trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size, device=args.device),
+                      progress=False)
+    device = trainer.device
+    x = trainer.train_x[:args.batch_size]
+    y = trainer.train_y[:args.batch_size]
+    setups = {}
+    for name in defenses:
+        plugin = registry.get("defense", name)
+        params = plugin.resolve_params({})
+        model = trainer.new_model()
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
+        setups[name] = (plugin, params, model, opt)
+
+    def step(name):
+        plugin, params, model, opt = setups[name]
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss, _ = plugin.loss(model, x, y, params, trainer)
+        loss.backward()
+        opt.step()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    for name in defenses:
+        for _ in range(args.warmup):
+            step(name)
+    times = {name: [] for name in defenses}
+    for _ in range(args.reps):
+        for name in defenses:
+            times[name].append(step(name))
+    return times
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from igbench.datasets.loading import load_dataset
+    from igbench.registry import get_registry
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    registry = get_registry()
+    data = load_dataset("mnist", args.data_dir, fallback=False).subset(n_train=args.batch_size, n_test=0)
+    defenses = [d for d in args.defenses.split(",") if d]
+    if "none" not in defenses:
+        defenses.insert(0, "none")
+    rows = []
+    for arch_name in [a for a in args.archs.split(",") if a]:
+        times = bench_arch(arch_name, defenses, data, args, registry)
+        base = statistics.median(times["none"])
+        for name in defenses:
+            med = statistics.median(times[name])
+            q = statistics.quantiles(times[name], n=4) if len(times[name]) > 1 else [med, med, med]
+            rows.append({"arch": arch_name, "defense": name, "ms_per_step": med * 1e3,
+                         "ms_q1": q[0] * 1e3, "ms_q3": q[2] * 1e3, "ratio_to_none": med / base,
+                         "target_ratio": TARGETS.get(name)})
+    report = {
+        "batch_size": args.batch_size, "warmup": args.warmup, "reps": args.reps,
+        "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__,
+        "python": platform.python_version(), "machine": platform.machine(), "data": data.describe()["source"],
+        "results": rows,
+    }
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        return 0
+    from tabulate import tabulate
+
+    table = [[r["arch"], r["defense"], f"{r['ms_per_step']:.1f}", f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}",
+              f"{r['ratio_to_none']:.2f}x",
+              "" if r["target_ratio"] is None else
+              f"<= {r['target_ratio']}x {'ok' if r['ratio_to_none'] <= r['target_ratio'] else 'MISSED'}"]
+             for r in rows]
+    print(f"one training step, batch {args.batch_size}, {args.device}, {report['threads']} threads, "
+          f"torch {torch.__version__}, median of {args.reps} (after {args.warmup} warm-up)")
+    print(tabulate(table, headers=["arch", "defense", "ms/step", "IQR ms", "vs none", "target"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

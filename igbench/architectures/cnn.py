@@ -1,0 +1,104 @@
+"""Convolutional architectures: the paper's CNN (and its softplus variant) and the CleverHans tutorial CNN.
+
+Both are shape-generic: the first dense layer is sized from the input shape at build time, so the same
+plugin serves 28x28x1 (MNIST, notMNIST), 32x32x1 (the paper's greyscale SVHN) and 32x32x3 inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..plugin_types import ArchitecturePlugin, Param
+
+ACTIVATIONS = ("relu", "softplus")
+
+
+def _activation(name: str):
+    import torch.nn as nn
+
+    return nn.ReLU() if name == "relu" else nn.Softplus()
+
+
+def _flat_size(features, input_shape) -> int:
+    import torch
+
+    with torch.no_grad():
+        return int(features(torch.zeros(1, *input_shape)).flatten(1).shape[1])
+
+
+def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dropout: float = 0.5,
+                    lcn: bool = False):
+    """The network of the original study (see PAPER_NOTES.md).
+
+    conv 5x5/32 'same' -> BN -> act -> max-pool 2 -> conv 5x5/64 'same' -> BN -> act -> max-pool 2
+    -> dense 1024 -> BN -> act -> dropout -> dense ``num_classes``. BatchNorm momentum 0.1 is
+    TensorFlow's decay 0.9. ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
+    """
+    import torch.nn as nn
+
+    from .lcn import LocalContrastNorm
+
+    channels = input_shape[0]
+    features = nn.Sequential(
+        *([LocalContrastNorm(channels)] if lcn else []),
+        nn.Conv2d(channels, 32, 5, padding=2), nn.BatchNorm2d(32, momentum=0.1), _activation(activation),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.BatchNorm2d(64, momentum=0.1), _activation(activation),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    flat = _flat_size(features, input_shape)
+    return nn.Sequential(
+        features,
+        nn.Linear(flat, 1024), nn.BatchNorm1d(1024, momentum=0.1), _activation(activation),
+        nn.Dropout(dropout),
+        nn.Linear(1024, num_classes),
+    )
+
+
+def build_cleverhans_cnn(input_shape, num_classes: int, activation: str = "relu"):
+    """The CleverHans MNIST tutorial CNN: conv 8x8/64 stride 2, conv 6x6/128 stride 2, conv 5x5/128, dense."""
+    import torch.nn as nn
+
+    channels = input_shape[0]
+    features = nn.Sequential(
+        nn.Conv2d(channels, 64, 8, stride=2, padding=3), _activation(activation),
+        nn.Conv2d(64, 128, 6, stride=2), _activation(activation),
+        nn.Conv2d(128, 128, 5), _activation(activation),
+        nn.Flatten(),
+    )
+    flat = _flat_size(features, input_shape)
+    return nn.Sequential(features, nn.Linear(flat, num_classes))
+
+
+class PaperCNN(ArchitecturePlugin):
+    name = "paper-cnn"
+    summary = "The study's CNN: conv5x5/32, pool, conv5x5/64, pool, dense 1024 (BN, ReLU, dropout); any input size"
+    default_activation = "relu"
+
+    @property
+    def params(self):  # type: ignore[override]
+        return (
+            Param("activation", self.default_activation, "hidden activation", choices=ACTIVATIONS),
+            Param("dropout", 0.5, "dropout before the last layer (training only)",
+                  check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+            Param("lcn", False, "LeCun local contrast normalization first (the paper's SVHN network)"),
+        )
+
+    def build(self, input_shape, num_classes, params: dict[str, Any]):
+        return build_paper_cnn(input_shape, num_classes, params["activation"], params["dropout"], params["lcn"])
+
+
+class PaperCNNSoftplus(PaperCNN):
+    name = "paper-cnn-softplus"
+    summary = "The study's CNN with softplus activations: smooth, so double backprop has non-zero curvature"
+    default_activation = "softplus"
+
+
+class CleverhansCNN(ArchitecturePlugin):
+    name = "cleverhans-cnn"
+    summary = "CleverHans tutorial CNN: conv8x8/64 s2, conv6x6/128 s2, conv5x5/128, dense"
+    params = (Param("activation", "relu", "hidden activation", choices=ACTIVATIONS),)
+
+    def build(self, input_shape, num_classes, params):
+        return build_cleverhans_cnn(input_shape, num_classes, params["activation"])

@@ -1,0 +1,126 @@
+"""Pieces shared by the native attacks: eval mode, input gradients, target choice, clipping.
+
+Everything that needs torch imports it inside the function (plugin modules stay cheap to import).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+from ..plugin_types import AttackContext, Param, non_negative, positive
+
+TARGET_CHOICES = ("next", "random", "least-likely")
+TARGETS_KEY = "targets"  # ctx.extra key under which the runner hands per-batch targets to perturb()
+
+
+def eps_param(default: float = 0.1) -> Param:
+    return Param("eps", default, "L-inf bound of the perturbation (in the data's units)", check=non_negative)
+
+
+def target_param(default: str = "next") -> Param:
+    return Param(
+        "target", default,
+        "target class: next = (y+1) mod C (the paper's), random = a uniformly drawn other class (seeded), "
+        "least-likely = the class with the lowest clean logit",
+        choices=TARGET_CHOICES,
+    )
+
+
+def steps_param(default: int, help_text: str) -> Param:
+    return Param("steps", default, help_text, check=positive)
+
+
+def step_size_param(help_text: str) -> Param:
+    return Param("step_size", None, help_text, type=float, check=positive)
+
+
+@contextmanager
+def eval_mode(model):
+    """Put every submodule of ``model`` in eval mode for the block, then restore each one's own flag."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in flags:
+            m.training = was_training
+
+
+def model_device(model):
+    """The device of the model's first parameter or buffer (CPU for a parameterless model)."""
+    import torch
+
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def ce_input_grad(model, x, labels):
+    """d CE / d x with CE summed over the batch, so each row is its own example's gradient."""
+    import torch
+    import torch.nn.functional as F
+
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x), labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def given_targets(ctx: AttackContext):
+    """Targets the runner already chose for this batch (``ctx.extra['targets']``), or ``None``."""
+    return (ctx.extra or {}).get(TARGETS_KEY)
+
+
+def choose_targets(model, x, y, how: str, ctx: AttackContext):
+    """One target class per input, never equal to ``y``.
+
+    ``next``: ``(y + 1) mod C``; ``random``: ``(y + k) mod C`` with ``k`` uniform in ``1..C-1`` drawn from
+    ``ctx.generator``; ``least-likely``: the lowest clean logit among the classes other than ``y``.
+    """
+    import torch
+
+    c = int(ctx.num_classes)
+    if how == "next":
+        return (y + 1) % c
+    if how == "random":
+        gen = ctx.generator
+        dev = gen.device if gen is not None else y.device
+        k = torch.randint(1, c, tuple(y.shape), generator=gen, device=dev).to(y.device)
+        return (y + k) % c
+    if how == "least-likely":
+        with torch.no_grad(), eval_mode(model):
+            logits = model(x).detach().clone()
+        logits.scatter_(1, y.view(-1, 1), float("inf"))
+        return logits.argmin(1)
+    raise ValueError(f"unknown target rule {how!r}")  # resolve_params rejects it before this
+
+
+def targets_for(attack, model, x, y, params: dict[str, Any], ctx: AttackContext):
+    """The runner's targets when given, else the attack's own choice."""
+    t = given_targets(ctx)
+    if t is not None:
+        return t.to(y.device)
+    return attack.targets(model, x, y, params, ctx)
+
+
+def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascend: bool, ctx: AttackContext,
+               start=None):
+    """Iterated gradient-sign steps on CE(labels), projected to the L-inf ``eps`` ball and the clip range.
+
+    ``ascend`` raises the loss (untargeted, true labels); otherwise it lowers it (targeted). One step with
+    ``step_size == eps`` and no ``start`` is FGSM (or one-step TGSM).
+    """
+    import torch
+
+    lo = (x - eps).clamp(min=ctx.clip_min)
+    hi = (x + eps).clamp(max=ctx.clip_max)
+    x_adv = x.detach() if start is None else torch.max(torch.min(start.detach(), hi), lo)
+    sign = 1.0 if ascend else -1.0
+    for _ in range(int(steps)):
+        grad = ce_input_grad(model, x_adv, labels)
+        x_adv = torch.max(torch.min(x_adv + (sign * step_size) * grad.sign(), hi), lo).detach()
+    return x_adv

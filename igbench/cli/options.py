@@ -1,0 +1,64 @@
+"""Options shared by the commands that train and attack models (`run`, `sweep`)."""
+
+from __future__ import annotations
+
+import click
+
+
+def parse_number_list(ctx, param, values):
+    """``("0.1,0.2", "0.3")`` -> ``(0.1, 0.2, 0.3)``; a bad number is a usage error naming it."""
+    out: list[float] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise click.BadParameter(f"{part!r} is not a number; use e.g. 0.1,0.2,0.3") from None
+    return tuple(out)
+
+
+_SHARED = [
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
+    click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found)."),
+    click.option("--arch", help="Architecture plugin. Default: paper-cnn."),
+    click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>."),
+    click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated."),
+    click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Plugin parameter, e.g. lambda=100 or gradreg.lambda=100 (repeatable)."),
+    click.option("--epochs", type=float, help="Training epochs per model (default 1)."),
+    click.option("--steps", type=int, help="Training batches per model; wins over --epochs (the paper used 15000)."),
+    click.option("--batch-size", type=int, help="Training batch size (default 64; the paper used 256)."),
+    click.option("--lr", type=float, help="Adam learning rate (default 1e-3; the paper used 2e-4 for 15000 steps)."),
+    click.option("--seed", type=int, help="Seed for initialisation, batching and random attack choices (default 0)."),
+    click.option("--n-test", type=int, help="Test images attacked and scored (default 1000)."),
+    click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
+    click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
+    click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json)."),
+    click.option("--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench)."),
+    click.option("--progress/--no-progress", default=True, help="Show progress bars (default on)."),
+]
+
+
+def grid_options(command):
+    """Apply the shared options to a command (in the order shown by --help)."""
+    for option in reversed(_SHARED):
+        command = option(command)
+    return command
+
+
+def execute_grid(spec, out, cache_dir, progress, render=None) -> None:
+    """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path."""
+    import shlex
+    import sys
+
+    from ..engine.cache import CheckpointStore
+    from ..engine.grid import run_grid
+    from ..results.grid_table import render_grid_tables
+
+    command = "igbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result, path = run_grid(spec, out_path=out, store=CheckpointStore(cache_dir), progress=progress,
+                            command=command, echo=lambda s: click.echo(s, err=True))
+    click.echo((render or render_grid_tables)(result))
+    click.echo(f"\nresult written to {path}")

@@ -1,0 +1,95 @@
+"""``igbench sweep``: one defense trained at several values of one parameter (e.g. the lambda sweep)."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from .options import execute_grid, grid_options
+
+_LOGSPACE = re.compile(r"^logspace\(\s*([-\d.eE+]+)\s*,\s*([-\d.eE+]+)\s*,\s*(\d+)\s*\)$")
+
+
+def parse_sweep(text: str) -> tuple[str, list[float]]:
+    """``lambda=1,10,100`` or ``lambda=logspace(2,5,13)`` (numpy's logspace) -> (name, values)."""
+    from ..errors import UsageError
+
+    name, sep, values = text.partition("=")
+    name, values = name.strip(), values.strip()
+    if not sep or not name or not values:
+        raise UsageError(f"--sweep {text!r} must look like NAME=V1,V2,... or NAME=logspace(START,STOP,NUM)")
+    m = _LOGSPACE.match(values)
+    if m:
+        start, stop, num = float(m.group(1)), float(m.group(2)), int(m.group(3))
+        if num < 2:
+            raise UsageError(f"--sweep {text!r}: logspace needs NUM >= 2")
+        return name, [10 ** (start + i * (stop - start) / (num - 1)) for i in range(num)]
+    try:
+        return name, [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--sweep {text!r}: values must be numbers separated by commas") from None
+
+
+@click.command("sweep")
+@click.option("--defense", required=True, help="The defense to sweep, e.g. gradreg.")
+@click.option("--sweep", "sweep_text", required=True, metavar="NAME=VALUES",
+              help="Parameter and values: lambda=1,10,100 or lambda=logspace(2,5,13).")
+@grid_options
+def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **options) -> None:
+    """Train DEFENSE once per value of one parameter and report clean accuracy, input-gradient norm
+    and (with --attack) white-box accuracy per value, next to the undefended `none` model.
+
+    Writes an ordinary result file (white-box cells only), so `igbench plot` and `igbench validate`
+    work on it. Models are cached like in `igbench run`.
+
+    \b
+    Example (the paper's lambda sweep, short training):
+      igbench sweep --defense gradreg --sweep "lambda=logspace(2,5,13)" --attack fgsm --eps 0.1,0.3
+    """
+    import dataclasses
+
+    from ..errors import UsageError
+    from ..grid_config import build_grid_spec
+    from ..registry import get_registry
+    from . import echo_plugin_problems
+
+    echo_plugin_problems()
+    name, values = parse_sweep(sweep_text)
+    plugin = get_registry().get("defense", defense)
+    if plugin.param(name) is None:
+        raise UsageError(f"defense '{defense}' has no parameter '{name}'; it takes: "
+                         f"{', '.join(p.name for p in plugin.params) or 'nothing'}")
+    spec = build_grid_spec({**options, "defense": (defense,)}, config_file)
+    base = next(m for m in spec.models if m.id == defense)
+    swept = [dataclasses.replace(base, id=f"{defense}[{name}={v:g}]", defense_params={**base.defense_params, name: v})
+             for v in values]
+    for m in swept:
+        plugin.resolve_params(m.defense_params)
+    spec.models = [m for m in spec.models if m.id != defense] + swept
+    spec.transfer = False
+    spec.validate()
+    execute_grid(spec, out, cache_dir, progress, render=render_sweep_table)
+
+
+def render_sweep_table(result) -> str:
+    """One row per model: clean accuracy, input-gradient norm, white-box accuracy per attack and eps."""
+    from tabulate import tabulate
+
+    from ..results.grid import Grid, format_eps
+
+    grid = Grid(result)
+    columns = [(a["name"], e) for a in result["attacks"] for e in (a["eps"] if a["eps"] is not None else [None])]
+    rows = []
+    for m in result["models"]:
+        row = [m["id"], f"{100 * m['clean_accuracy']:.2f}", f"{m['input_grad_norm']:.4g}"]
+        for attack, eps in columns:
+            acc = grid.white_box(attack, eps, m["id"])
+            row.append("-" if acc is None else f"{100 * acc:.1f}")
+        rows.append(row)
+    headers = ["model", "clean %", "mean |dCE/dx|"] + [
+        f"{a}" + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]
+    return tabulate(rows, headers=headers, tablefmt="simple")
+
+
+COMMANDS = [sweep_command]

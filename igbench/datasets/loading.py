@@ -1,0 +1,54 @@
+"""``load_dataset``: what ``igbench run`` calls to get a data set, with the MNIST -> bundled-sample fallback."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DatasetNotFound
+from .locate import search_roots
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..data import DataSplits
+
+FALLBACK = {"mnist": "mnist-sample"}
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    params: dict[str, Any] | None = None,
+    fallback: bool = True,
+) -> "DataSplits":
+    """Load the registered data set ``name`` with ``params`` (resolved and checked by the plugin).
+
+    When ``name`` is ``mnist``, ``fallback`` is true and MNIST is neither in the data dirs nor
+    downloadable, print a one-line notice to stderr and return the bundled ``mnist-sample`` instead
+    (its ``name`` stays ``mnist-sample`` so results record what was really used).
+    """
+    from ..registry import get_registry
+
+    registry = get_registry()
+    plugin = registry.get("dataset", name)
+    resolved = plugin.resolve_params(params)
+    path = Path(data_dir).expanduser() if data_dir else None
+    try:
+        return plugin.load(path, resolved)
+    except DatasetNotFound as exc:
+        substitute = FALLBACK.get(name)
+        if not fallback or substitute is None:
+            raise
+        roots = [str(root) for root, _how in search_roots(path)]
+        reason = f"not in {' or '.join(roots)}"
+        if getattr(exc, "download_failure", None):
+            reason += "; automatic download failed"
+        print(
+            f"igbench: MNIST not found ({reason}); using the bundled 5,000-digit sample ({substitute}) instead. "
+            "Pass --data-dir to use full MNIST.",
+            file=sys.stderr,
+        )
+        sample = registry.get("dataset", substitute)
+        splits = sample.load(None, sample.resolve_params({}))
+        return replace(splits, notes=f"Fallback: requested {name}, which was not found. {splits.notes}")

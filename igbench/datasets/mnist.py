@@ -1,0 +1,27 @@
+"""Full MNIST (60,000 / 10,000) from the four IDX files, md5-verified."""
+
+from __future__ import annotations
+
+from .idx_dataset import STEMS, IdxDataset, validation_param
+
+MNIST_MD5 = dict(zip(STEMS, (
+    "6bbc9ace898e44ae57da46a324031adb",
+    "a25bea736e30d166cdddb491f175f624",
+    "2646ac647ad5339dbf082846283269ea",
+    "27ae3e4e09519cfbb04c329615203637",
+)))
+
+
+class MnistDataset(IdxDataset):
+    """MNIST handwritten digits; downloaded with torchvision when no data dir holds it."""
+
+    name = "mnist"
+    summary = "MNIST digits, 60,000 train / 10,000 test, 28x28 grey (IDX files, md5-verified)"
+    params = (validation_param(60000),)
+    title = "MNIST"
+    folders = ("mnist", "mnist/MNIST/raw", "MNIST/raw", ".")
+    md5 = MNIST_MD5
+    class_names = tuple(str(d) for d in range(10))
+    torchvision_class = "MNIST"
+    download_hint = "https://ossci-datasets.s3.amazonaws.com/mnist/ (or torchvision.datasets.MNIST(root, download=True))"
+    base_notes = "The paper trained on 55,000 images (validation=5000) and tested on all 10,000."

@@ -1,0 +1,34 @@
+"""Seeded, stratified train/test split (per class), shared by the data sets that ship without one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, test)``: from each class, ``round(n_class * test_fraction)`` examples go to test.
+
+    The choice within a class and the order of each split are random with ``seed`` (so that the first
+    ``n`` examples of either split mix all classes); the result depends only on ``labels`` and the seed.
+    """
+    labels = np.asarray(labels)
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}; pass e.g. test_fraction=0.2")
+    rng = np.random.default_rng(seed)
+    train_parts, test_parts = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_fraction))
+        if n_test == 0 or n_test == len(idx):
+            raise DataError(
+                f"class {c} has {len(idx)} examples: test_fraction={test_fraction} leaves one split without it; "
+                "choose a test_fraction nearer 0.5"
+            )
+        test_parts.append(idx[:n_test])
+        train_parts.append(idx[n_test:])
+    train = np.concatenate(train_parts)
+    test = np.concatenate(test_parts)
+    return train[rng.permutation(len(train))], test[rng.permutation(len(test))]

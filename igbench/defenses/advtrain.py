@@ -1,0 +1,70 @@
+"""Adversarial training with FGSM (Goodfellow et al. 2015), alone and combined with double backprop."""
+
+from __future__ import annotations
+
+from ..plugin_types import LossDefense, Param, non_negative
+from .common import (cross_entropy, fgsm_from_graph, frozen_bn_stats, gradreg_penalty, lambda_param, resolve_lambda,
+                     scaling_param)
+
+LABELS = ("predicted", "true")
+
+
+def adversarial_loss(model, x, y, eps: float, label: str, clip_min: float, clip_max: float,
+                     lam: float = 0.0, scaling: str = "paper"):
+    """``(CE(clean) + CE(FGSM)) / 2 [+ lam * penalty(clean)]`` and the clean logits.
+
+    One clean forward pass (train mode: it updates BatchNorm statistics once, like any training step)
+    serves the clean loss, the FGSM gradient and, with ``lam > 0``, the exact double-backprop penalty,
+    which is taken on the clean batch only. The FGSM examples are made through that same pass (same
+    mode, same dropout masks) from the model's own predicted labels (``label='predicted'``, the paper)
+    or the true ones, clipped to ``[clip_min, clip_max]`` and detached (constants). Their forward pass
+    leaves BatchNorm running statistics alone, so those keep describing clean data (in train mode the
+    modules still normalize with the adversarial batch's own statistics).
+    """
+    xr = x.detach().requires_grad_(True)
+    logits = model(xr)
+    if lam > 0:
+        ce_clean, penalty = gradreg_penalty(xr, logits, y, scaling)
+    else:
+        ce_clean, penalty = cross_entropy(logits, y), None
+    if eps > 0:
+        labels = logits.detach().argmax(1) if label == "predicted" else y
+        x_adv = fgsm_from_graph(xr, logits, labels, eps, clip_min, clip_max, retain_graph=True)
+    else:
+        x_adv = x.detach()
+    with frozen_bn_stats(model):
+        ce_adv = cross_entropy(model(x_adv), y)
+    loss = (ce_clean + ce_adv) / 2
+    if penalty is not None:
+        loss = loss + lam * penalty
+    return loss, logits
+
+
+def _eps_param() -> Param:
+    return Param("eps", 0.3, "FGSM step size of the training examples (the paper: 0.3)", type=float,
+                 check=non_negative)
+
+
+def _label_param() -> Param:
+    return Param("label", "predicted", "labels the FGSM examples are made from (the paper: the model's own "
+                 "predictions)", choices=LABELS)
+
+
+class AdvTrain(LossDefense):
+    name = "advtrain"
+    summary = "FGSM adversarial training: (CE(clean) + CE(FGSM from predicted labels)) / 2"
+    params = (_eps_param(), _label_param())
+
+    def loss(self, model, x, y, params, trainer):
+        return adversarial_loss(model, x, y, params["eps"], params["label"], trainer.data.clip_min,
+                                trainer.data.clip_max)
+
+
+class AdvTrainGradReg(LossDefense):
+    name = "advtrain+gradreg"
+    summary = "FGSM adversarial training plus the double-backprop penalty on the clean batch"
+    params = (_eps_param(), _label_param(), lambda_param(), scaling_param())
+
+    def loss(self, model, x, y, params, trainer):
+        return adversarial_loss(model, x, y, params["eps"], params["label"], trainer.data.clip_min,
+                                trainer.data.clip_max, lam=resolve_lambda(params), scaling=params["scaling"])

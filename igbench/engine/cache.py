@@ -1,0 +1,87 @@
+"""Content-addressed storage of trained models.
+
+A checkpoint's file name is the hash of the model's *full* configuration (data set name, variant and
+checksum; architecture and parameters; defense and parameters; training schedule and seed; library
+versions), so a second run, or another grid that shares a model, loads it instead of retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path
+from ..errors import IgbenchError
+
+ENV_CACHE_DIR = "IGBENCH_CACHE_DIR"
+
+
+def canonical_json(obj: Any) -> str:
+    """Key-sorted, whitespace-free JSON: the same configuration always gives the same text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: Any) -> str:
+    """sha256 hex of a configuration's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """``explicit``, else ``$IGBENCH_CACHE_DIR``, else ``~/.cache/igbench``."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "igbench"
+
+
+class CheckpointStore:
+    """Checkpoints under ``<root>/models/<config hash>.pt``, written atomically.
+
+    A checkpoint holds ``{"state_dict": ..., "meta": {...}}`` with plain types only, so it loads with
+    ``torch.load(..., weights_only=True)``.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = default_cache_dir(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / "models" / f"{key}.pt"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def save(self, key: str, model, meta: dict[str, Any]) -> Path:
+        import torch
+
+        target = self.path(key)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        with atomic_path(target) as tmp:
+            torch.save({"state_dict": state, "meta": json.loads(canonical_json(meta))}, tmp)
+        return target
+
+    def load(self, key: str, model) -> dict[str, Any]:
+        """Load weights into ``model``; returns the stored metadata."""
+        import torch
+
+        path = self.path(key)
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(blob["state_dict"])
+        except Exception as exc:  # noqa: BLE001 - any failure means a damaged cache entry
+            raise IgbenchError(
+                f"cached checkpoint {path} is unreadable ({type(exc).__name__}); delete it to retrain"
+            ) from None
+        return blob.get("meta", {})

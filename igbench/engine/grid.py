@@ -1,0 +1,223 @@
+"""The cross-model transfer grid: craft adversarial examples against every model, score them on every model.
+
+For each attack (and each eps, for attacks that take one) and each *source* model, adversarial examples
+are crafted once against the source and scored on every *target* model: the diagonal is white-box, the
+rest is transfer. Each (attack, eps, source) unit is journalled as soon as it finishes, so an interrupted
+grid resumes without redoing finished cells; trained models come from the checkpoint cache.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UsageError
+from ..registry import get_registry
+from .cache import CheckpointStore, config_hash
+from .journal import Journal
+from .models import ModelSpec, obtain_model
+from .train import TrainConfig, accuracy
+
+
+@dataclass
+class AttackSpec:
+    """An attack of the grid: the name as selected (``fgsm``, ``art:CarliniL2Method``) and raw parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GridSpec:
+    dataset: str
+    models: list[ModelSpec]
+    attacks: list[AttackSpec]
+    eps: list[float]
+    train: TrainConfig
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    n_test: int | None = 1000
+    eval_batch_size: int = 500
+    grad_norm_images: int = 1000
+    transfer: bool = True  # False: score each model only on its own examples (white-box), as sweeps do
+
+    def validate(self) -> None:
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise UsageError(f"model id(s) {', '.join(dupes)} appear twice; give each model of the grid its own id")
+        if any(e < 0 for e in self.eps):
+            raise UsageError(f"--eps values must be >= 0, got {self.eps}")
+        if self.n_test is not None and self.n_test < 1:
+            raise UsageError(f"--n-test must be >= 1, got {self.n_test}")
+
+
+def _stable_seed(*parts: Any) -> int:
+    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
+
+
+def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None]]:
+    """(attack plugin, resolved params, eps) for every attack and eps of the grid, in order.
+
+    An attack that takes ``eps`` is swept over ``spec.eps`` unless its own ``eps`` parameter was set
+    explicitly (``--param fgsm.eps=0.3``), in which case it runs at that value only.
+    """
+    reg = get_registry()
+    units = []
+    for a in spec.attacks:
+        plugin = reg.get("attack", a.name)
+        params = plugin.resolve_params(a.params)
+        if plugin.uses_eps:
+            eps_values = [params["eps"]] if "eps" in a.params else spec.eps
+            for e in eps_values:
+                units.append((plugin, plugin.resolve_params({**a.params, "eps": e}), float(e)))
+        else:
+            units.append((plugin, params, None))
+    return units
+
+
+def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStore | None = None,
+             progress: bool = True, command: str | None = None,
+             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any], Path]:
+    """Run (or resume) the grid and write the result file; returns ``(result, path)``."""
+    import torch
+
+    from ..datasets.loading import load_dataset
+    from ..environment import capture_environment
+    from ..results.io import write_result
+    from .attack import make_context, run_attack
+    from .gradients import mean_input_grad_norm
+
+    spec.validate()
+    started = time.perf_counter()
+    store = store or CheckpointStore()
+    reg = get_registry()
+    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    x_eval, y_eval = data.test_x[: spec.n_test], data.test_y[: spec.n_test]
+    device = torch.device(spec.train.device)
+    x_eval, y_eval = x_eval.to(device), y_eval.to(device)
+    units = attack_units(spec)  # resolves and checks every attack parameter before any training
+
+    # ---- models: trained or loaded from the cache
+    models: dict[str, Any] = {}
+    records: list[dict[str, Any]] = []
+    train_seconds = 0.0
+    for m in spec.models:
+        echo(f"model {m.id}: {m.defense} on {m.arch}")
+        model, info = obtain_model(m, data, spec.train, store, progress=progress)
+        if info["cached"]:
+            echo(f"  loaded from cache ({store.path(info['config_hash'])})")
+        else:
+            train_seconds += info["train_seconds"]
+        models[m.id] = model
+        cfg = info["config"]
+        records.append({
+            "id": m.id,
+            "defense": m.defense,
+            "defense_params": cfg["defense_params"],
+            "arch": m.arch,
+            "arch_params": cfg["arch_params"],
+            # steps: batches actually taken (all stages, e.g. distillation's teacher and student);
+            # max_steps: the configured --steps (null when --epochs decided the length)
+            "train": {"epochs": cfg["train"]["epochs"], "steps": info["steps"], "max_steps": cfg["train"]["steps"],
+                      "batch_size": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"],
+                      "adam_eps": cfg["train"]["adam_eps"], "seed": cfg["train"]["seed"]},
+            "config_hash": info["config_hash"],
+            "checkpoint_sha256": info["checkpoint_sha256"],
+            "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size),
+            "input_grad_norm": mean_input_grad_norm(model, x_eval[: spec.grad_norm_images],
+                                                    y_eval[: spec.grad_norm_images], spec.eval_batch_size),
+            "train_seconds": info["train_seconds"],
+            "cached": info["cached"],
+        })
+
+    attack_records = _attack_records(spec, units)
+    run_id = config_hash({
+        "dataset": data.describe(), "models": [r["config_hash"] for r in records],
+        "attacks": attack_records, "n_test": int(x_eval.shape[0]), "seed": spec.train.seed,
+        "transfer": spec.transfer,
+    })
+    out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
+    journal = Journal(out_path.with_name(out_path.name + ".partial.jsonl"), run_id)
+    journal.start()
+    done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
+    if done:
+        echo(f"resuming: {len(done)} of {len(units) * len(models)} attack units already done ({journal.path})")
+
+    # ---- the grid
+    attack_seconds = 0.0
+    for plugin, params, eps in units:
+        for source_id, source in models.items():
+            key = (plugin.name, eps, source_id)
+            if key in done:
+                continue
+            ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
+            label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
+            echo(f"attack {label}")
+            x_adv, stats = run_attack(plugin, params, source, x_eval, y_eval, ctx,
+                                      batch_size=spec.eval_batch_size, progress=progress)
+            targets = models if spec.transfer else {source_id: source}
+            cells = [{"target": tid, "accuracy": accuracy(target, x_adv, y_eval, spec.eval_batch_size),
+                      "count": int(x_eval.shape[0])} for tid, target in targets.items()]
+            unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
+                    "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
+            journal.append(unit)
+            done[key] = unit
+            attack_seconds += stats["seconds"]
+
+    result = {
+        "schema_version": "1",
+        "igbench_version": _igbench_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command or "igbench " + " ".join(sys.argv[1:]),
+        "run_id": run_id,
+        "dataset": data.describe(),
+        "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size},
+        "models": records,
+        "attacks": attack_records,
+        "cells": [
+            {"attack": a, "eps": e, "source": s, **cell}
+            for (a, e, s), unit in _in_grid_order(done, units, models)
+            for cell in unit["cells"]
+        ],
+        "attack_stats": [
+            {"attack": a, "eps": e, "source": s, **unit["stats"]}
+            for (a, e, s), unit in _in_grid_order(done, units, models)
+        ],
+        "environment": capture_environment(str(device), spec.train.seed),
+        "timings": {"total_seconds": time.perf_counter() - started, "train_seconds": train_seconds,
+                    "attack_seconds": attack_seconds},
+    }
+    write_result(out_path, result)
+    journal.remove()
+    return result, out_path
+
+
+def _in_grid_order(done, units, models):
+    for plugin, _params, eps in units:
+        for source_id in models:
+            key = (plugin.name, eps, source_id)
+            yield key, done[key]
+
+
+def _attack_records(spec: GridSpec, units) -> list[dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    for plugin, params, eps in units:
+        rec = records.setdefault(plugin.name, {
+            "name": plugin.name,
+            "params": {k: v for k, v in params.items() if k != "eps"},
+            "eps": [] if eps is not None else None,
+        })
+        if eps is not None:
+            rec["eps"].append(eps)
+    return list(records.values())
+
+
+def _igbench_version() -> str:
+    from .. import __version__
+
+    return __version__

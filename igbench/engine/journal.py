@@ -1,0 +1,59 @@
+"""An append-only journal of finished grid units, so an interrupted grid resumes where it stopped.
+
+One JSON object per line; the first line names the run. Each line is flushed and fsync'ed when written;
+a torn last line (the process was killed mid-write) is ignored on reading, so nothing finished is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class Journal:
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+
+    def read(self) -> list[dict[str, Any]]:
+        """Finished units of *this* run (an old journal of a different run is ignored)."""
+        if not self.path.exists():
+            return []
+        entries = list(self._lines())
+        if not entries or entries[0].get("run_id") != self.run_id:
+            return []
+        return entries[1:]
+
+    def _lines(self) -> Iterator[dict[str, Any]]:
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn line (killed mid-write): that unit is simply redone
+
+    def start(self) -> None:
+        """Begin (or continue) the journal of this run; a stale journal of another run is replaced."""
+        if self.path.exists() and self.read() == [] and not self._is_ours():
+            self.path.unlink()
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._append({"run_id": self.run_id})
+
+    def _is_ours(self) -> bool:
+        first = next(self._lines(), None)
+        return bool(first) and first.get("run_id") == self.run_id
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._append(entry)
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

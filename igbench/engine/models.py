@@ -1,0 +1,87 @@
+"""Train a defended model, or load it from the checkpoint cache when its configuration was seen before."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from ..registry import get_registry
+from .cache import CheckpointStore, config_hash, file_sha256
+from .train import TrainConfig, Trainer
+
+
+@dataclass
+class ModelSpec:
+    """One model of a grid: an id unique in the grid, a defense with parameters, an architecture."""
+
+    id: str
+    defense: str
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    arch: str = "paper-cnn"
+    arch_params: dict[str, Any] = field(default_factory=dict)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
+    """Everything that determines the trained weights; its hash addresses the checkpoint.
+
+    Parameters are the *resolved* ones (defaults filled in), so ``--param lambda=100`` and a default of
+    100 share a checkpoint, and changing a default changes the key.
+    """
+    reg = get_registry()
+    defense = reg.get("defense", spec.defense)
+    arch = reg.get("architecture", spec.arch)
+    return {
+        "dataset": {"name": data.name, "variant": data.variant, "checksum": data.checksum},
+        "arch": spec.arch,
+        "arch_params": arch.resolve_params(spec.arch_params),
+        "defense": spec.defense,
+        "defense_params": defense.resolve_params(spec.defense_params),
+        "defense_source": defense.source,
+        "train": train.describe(),
+        "versions": {"igbench": _version("igbench"), "torch": _version("torch"),
+                     "defense_package": _version(defense.source) if defense.source != "igbench" else None},
+    }
+
+
+def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointStore, progress: bool = True):
+    """Return ``(model, info)``: the trained model (eval mode, on ``train.device``) and its record.
+
+    ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
+    original training when cached) and ``cached``.
+    """
+    import torch
+
+    reg = get_registry()
+    defense = reg.get("defense", spec.defense)
+    arch = reg.get("architecture", spec.arch)
+    config = model_config(spec, data, train)
+    key = config_hash(config)
+    arch_params, defense_params = config["arch_params"], config["defense_params"]
+    if store.has(key):
+        model = arch.build(tuple(data.input_shape), data.num_classes, arch_params)
+        meta = store.load(key, model)
+        model.to(torch.device(train.device)).eval()
+        return model, {
+            "config": config, "config_hash": key, "checkpoint_sha256": file_sha256(store.path(key)),
+            "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
+        }
+    trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress)
+    start = time.perf_counter()
+    model = defense.train(trainer, defense_params)
+    seconds = time.perf_counter() - start
+    model.eval()
+    meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device}
+    path = store.save(key, model, meta)
+    return model, {
+        "config": config, "config_hash": key, "checkpoint_sha256": file_sha256(path),
+        "steps": trainer.steps_done, "train_seconds": seconds, "cached": False,
+    }

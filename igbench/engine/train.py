@@ -1,0 +1,159 @@
+"""The shared training loop that every defense runs on.
+
+A :class:`Trainer` owns what is common to all defenses (data, architecture, optimizer settings, seed,
+device, progress bar, NaN detection); a defense supplies the per-batch loss, or orchestrates several
+``fit`` calls (distillation: teacher, then student).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from ..errors import TrainingError, UsageError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule shared by every defense (paper defaults: Adam 2e-4, eps 1e-4, batch 256).
+
+    ``steps`` (number of batches) wins over ``epochs`` when set; the paper trained 15,000 batches.
+    """
+
+    epochs: float = 1.0
+    steps: int | None = None
+    batch_size: int = 256
+    lr: float = 2e-4
+    adam_eps: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.steps is None and not self.epochs > 0:
+            raise UsageError(f"--epochs must be > 0, got {self.epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be > 0, got {self.lr}")
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        return max(1, math.ceil(self.epochs * n_train / self.batch_size))
+
+    def describe(self) -> dict[str, Any]:
+        """The fields that define a trained model (the device is recorded elsewhere, not hashed)."""
+        d = asdict(self)
+        d.pop("device")
+        return d
+
+
+LossFn = Callable[[Any, Any, Any], tuple[Any, Any]]
+
+
+class Trainer:
+    """Trains models of one architecture on one data set with one :class:`TrainConfig`."""
+
+    def __init__(self, data, arch, arch_params: dict[str, Any], config: TrainConfig, label: str = "model",
+                 progress: bool = True) -> None:
+        import torch
+
+        self.data = data
+        self.arch = arch
+        self.arch_params = arch_params
+        self.config = config
+        self.label = label
+        self.progress = progress
+        self.device = torch.device(config.device)
+        self.train_x = data.train_x.to(self.device)
+        self.train_y = data.train_y.to(self.device)
+        self.steps_done = 0
+
+    # ------------------------------------------------------------------ models
+    def new_model(self, offset: int = 0):
+        """A freshly initialised model, seeded by the config seed (+ ``offset`` for a second model)."""
+        import torch
+
+        torch.manual_seed(self.config.seed + offset)
+        model = self.arch.build(tuple(self.data.input_shape), self.data.num_classes, self.arch_params)
+        return model.to(self.device)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, model, loss_fn: LossFn, desc: str | None = None, targets=None, steps: int | None = None):
+        """Train ``model`` with Adam on ``loss_fn(model, x_batch, y_batch) -> (loss, logits)``.
+
+        ``targets`` (a tensor aligned with the training images, e.g. soft labels) replaces the labels
+        passed to ``loss_fn``; the progress bar always reports accuracy against the true labels.
+        Raises :class:`TrainingError` naming the run and step when the loss is not finite.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        desc = desc or self.label
+        n = self.train_x.shape[0]
+        total = steps if steps is not None else cfg.total_steps(n)
+        if targets is not None:
+            targets = targets.to(self.device)
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        model.train()
+        bar = tqdm(total=total, desc=f"train {desc}", unit="step", disable=not self.progress or None,
+                   leave=False, dynamic_ncols=True)
+        order = torch.randperm(n, generator=gen)
+        pos = 0
+        correct = seen = 0
+        loss_sum = 0.0
+        try:
+            for step in range(1, total + 1):
+                if pos + cfg.batch_size > n and pos > 0:
+                    order, pos = torch.randperm(n, generator=gen), 0
+                idx = order[pos:pos + cfg.batch_size].to(self.device)
+                pos += cfg.batch_size
+                x, y = self.train_x[idx], self.train_y[idx]
+                loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"{desc}: loss became {loss.item()} at step {step}/{total}; lower the learning rate "
+                        f"(--lr) or the defense's strength (e.g. --param lambda=...)"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach())
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += y.shape[0]
+                if step % 10 == 0 or step == total:
+                    bar.set_postfix(loss=f"{loss_sum / 10 if step % 10 == 0 else loss_sum:.4f}",
+                                    acc=f"{correct / max(seen, 1):.3f}", refresh=False)
+                    loss_sum, correct, seen = 0.0, 0, 0
+                bar.update(1)
+        finally:
+            bar.close()
+        self.steps_done += total
+        model.eval()
+        return model
+
+
+def predict_logits(model, x, batch_size: int = 1024):
+    """Logits of ``model`` (in eval mode) on ``x``, batched, without gradients."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            out.append(model(x[i:i + batch_size].to(device)))
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model, x, y, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``."""
+    if x.shape[0] == 0:
+        return float("nan")
+    pred = predict_logits(model, x, batch_size).argmax(1).cpu()
+    return float((pred == y.cpu()).float().mean())

@@ -1,0 +1,101 @@
+"""What a run ran on: library versions, platform, CPU/GPU and the git commit, recorded in every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Result field -> distribution name (looked up with importlib.metadata, so nothing heavy is imported).
+_DISTRIBUTIONS = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "art": "adversarial-robustness-toolbox",
+    "numpy": "numpy",
+    "igbench": "igbench",
+}
+
+
+def package_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None when it is not installed."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str | None:
+    """A human-readable CPU model name (from /proc/cpuinfo on Linux), or None when unknown."""
+    cpuinfo = Path("/proc/cpuinfo")
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in {"model name", "Hardware", "Processor"} and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
+
+
+def gpu_name(device: str) -> str | None:
+    """The name of the CUDA device ``device`` refers to, or None for CPU runs / no CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        _, _, index = device.partition(":")
+        return str(torch.cuda.get_device_name(int(index) if index else torch.cuda.current_device()))
+    except Exception:  # a broken driver must not stop a result from being written
+        return None
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def git_state(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the git repository holding ``cwd`` (default: the working directory).
+
+    ``(None, None)`` when ``cwd`` is not inside a repository, the repository has no commit yet, or
+    git is not installed. ``dirty`` is True when tracked files have uncommitted changes.
+    """
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    head = _git(["rev-parse", "HEAD"], where)
+    if head is None or not head.strip():
+        return None, None
+    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
+    return head.strip(), (bool(status.strip()) if status is not None else None)
+
+
+def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The ``environment`` block of a result file (see igbench/schema/result.schema.json)."""
+    commit, dirty = git_state(cwd)
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for field, dist in _DISTRIBUTIONS.items():
+        env[field] = package_version(dist)
+    env.update(
+        {
+            "device": str(device),
+            "cpu": cpu_model(),
+            "gpu": gpu_name(str(device)),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "seed": int(seed),
+        }
+    )
+    return env

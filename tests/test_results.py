@@ -1,0 +1,205 @@
+"""Result files: schema + semantic validation, one-line errors, atomic IO, environment capture."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from igbench import atomic
+from igbench.atomic import atomic_path, atomic_write_text
+from igbench.environment import capture_environment, git_state
+from igbench.errors import ResultError
+from igbench.results.io import dumps_result, load_results, read_result, validate_result, write_result
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
+
+
+def _load(name: str = "mnist-paper-small.json") -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def test_fixtures_are_valid_and_canonical():
+    assert len(FIXTURE_FILES) == 2
+    for path in FIXTURE_FILES:
+        data = read_result(path)
+        # Stored exactly as write_result would write them (sorted keys, indent 2, trailing newline).
+        assert path.read_text() == dumps_result(data)
+
+
+def _delete(d, path):
+    *head, last = path
+    for p in head:
+        d = d[p]
+    del d[last]
+
+
+def _set(d, path, value):
+    *head, last = path
+    for p in head:
+        d = d[p]
+    d[last] = value
+
+
+TAMPERING = [
+    # (description, edit, expected substrings of the one-line message)
+    ("accuracy above 1", lambda d: _set(d, ["models", 0, "clean_accuracy"], 1.7),
+     ["models[0].clean_accuracy", "1.7 is greater than the maximum of 1"]),
+    ("missing required field", lambda d: _delete(d, ["cells", 3, "count"]),
+     ["cells[3].count", "required field is missing"]),
+    ("missing top-level field", lambda d: _delete(d, ["environment"]),
+     ["environment: required field is missing"]),
+    ("string instead of number", lambda d: _set(d, ["cells", 0, "accuracy"], "0.5"),
+     ["cells[0].accuracy", '"0.5" is not of type number']),
+    ("unknown field", lambda d: _set(d, ["models", 1, "clean_acc"], 0.9),
+     ["models[1].clean_acc", "unknown field"]),
+    ("cell naming an unknown model", lambda d: _set(d, ["cells", 5, "source"], "madry"),
+     ["cells[5].source", '"madry" is not a model id in this file']),
+    ("cell naming an unlisted attack", lambda d: _set(d, ["cells", 2, "attack"], "pgd"),
+     ["cells[2].attack", '"pgd" is not listed in attacks']),
+    ("eps not swept by the attack", lambda d: _set(d, ["cells", 0, "eps"], 0.2),
+     ["cells[0].eps", "0.2 is not one of attack"]),
+    ("eps given to an attack without eps", lambda d: _set(d, ["cells", -1, "eps"], 0.1),
+     ["cells[26].eps", "expected null"]),
+    ("duplicate model id", lambda d: _set(d, ["models", 2, "id"], "none"),
+     ["models[2].id", "duplicate model id"]),
+    ("duplicate cell", lambda d: d["cells"].append(dict(d["cells"][0])),
+     ["cells[27]", "duplicate cell"]),
+    ("wrong schema version", lambda d: _set(d, ["schema_version"], "2"),
+     ["schema_version", '"2" should be "1"']),
+    ("NaN accuracy", lambda d: _set(d, ["cells", 4, "accuracy"], float("nan")),
+     ["cells[4].accuracy", "non-finite"]),
+    ("boolean is not a number", lambda d: _set(d, ["timings", "total_seconds"], True),
+     ["timings.total_seconds", "not of type number"]),
+]
+
+
+@pytest.mark.parametrize("what,edit,expected", TAMPERING, ids=[t[0] for t in TAMPERING])
+def test_tampered_result_fails_with_one_line_naming_file_and_field(what, edit, expected):
+    data = _load()
+    assert len(data["cells"]) == 27
+    edit(data)
+    source = "leaderboards/results/x.json"
+    with pytest.raises(ResultError) as info:
+        validate_result(data, source)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{source}: ")
+    for part in expected:
+        assert part in message, message
+
+
+def test_tampered_file_on_disk_names_the_file(tmp_path):
+    data = _load()
+    data["models"][0]["clean_accuracy"] = 1.7
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultError, match=r"x\.json: models\[0\]\.clean_accuracy: 1\.7 is greater than the maximum of 1"):
+        read_result(path)
+
+
+def test_non_json_file_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "schema_version": "1",\n  "models": [,]\n}\n')
+    with pytest.raises(ResultError, match=r"broken\.json: line 3, column \d+: not valid JSON"):
+        read_result(path)
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"x": NaN}')
+    with pytest.raises(ResultError, match=r"nan\.json: NaN is not valid JSON"):
+        read_result(nan)
+    with pytest.raises(ResultError, match=r"missing\.json: no such result file"):
+        read_result(tmp_path / "missing.json")
+
+
+def test_write_result_is_canonical_and_refuses_invalid_data(tmp_path):
+    data = _load("mnist-advtrain.json")
+    path = tmp_path / "deep" / "dir" / "r.json"
+    write_result(path, data)
+    text = path.read_text()
+    assert text.endswith("}\n") and text.startswith('{\n  "attack_stats": [')
+    assert json.loads(text) == data
+    assert read_result(path) == data
+
+    bad = copy.deepcopy(data)
+    bad["cells"][0]["target"] = "ghost"
+    with pytest.raises(ResultError, match=r"cells\[0\]\.target"):
+        write_result(path, bad)
+    assert path.read_text() == text  # the old file is untouched
+    target = tmp_path / "never.json"
+    with pytest.raises(ResultError):
+        write_result(target, bad)
+    assert not target.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["r.json"]
+
+
+def test_load_results_sorted_and_failing_on_invalid(tmp_path):
+    for name in ("b.json", "a.json"):
+        shutil.copy(FIXTURES / "mnist-advtrain.json", tmp_path / name)
+    (tmp_path / "notes.txt").write_text("ignored")
+    loaded = load_results(tmp_path)
+    assert [p.name for p, _ in loaded] == ["a.json", "b.json"]
+    assert loaded[0][1]["dataset"]["name"] == "mnist"
+    (tmp_path / "c.json").write_text("[]")
+    with pytest.raises(ResultError, match=r"c\.json: \(top level\): \[\] is not of type object"):
+        load_results(tmp_path)
+    with pytest.raises(ResultError, match="results directory not found"):
+        load_results(tmp_path / "nope")
+
+
+def test_atomic_writes(tmp_path):
+    target = tmp_path / "a" / "b" / "file.txt"
+    atomic_write_text(target, "one\n")
+    assert target.read_text() == "one\n"
+    # Not the private 0600 of a temp file: the usual mode of a new file (0666 minus the umask).
+    assert target.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
+
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == target.parent and tmp != target
+            tmp.write_text("half-written")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "one\n"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not a git repository
+    env = capture_environment("cpu", 7)
+    assert env["git_commit"] is None and env["git_dirty"] is None
+    assert env["seed"] == 7 and env["device"] == "cpu" and env["gpu"] is None
+    assert env["torch"] and env["art"] and env["igbench"] == "0.1.0"
+    data = _load()
+    data["environment"] = env
+    validate_result(data, "env-check")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_git_state_of_a_real_repository(tmp_path):
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+            cwd=tmp_path, check=True, capture_output=True,
+        )
+
+    git("init", "-q")
+    assert git_state(tmp_path) == (None, None)  # no commit yet
+    (tmp_path / "f.txt").write_text("a")
+    git("add", "f.txt")
+    git("commit", "-q", "-m", "first")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git_state(tmp_path) == (head, False)
+    (tmp_path / "f.txt").write_text("b")
+    assert git_state(tmp_path) == (head, True)
+    (tmp_path / "new-untracked.txt").write_text("x")
+    (tmp_path / "f.txt").write_text("a")
+    assert git_state(tmp_path) == (head, False)  # untracked files do not make a run dirty
