@@ -48,16 +48,44 @@ def grid_options(command):
     return command
 
 
+def reproducible_command(ctx: click.Context) -> str:
+    """The command line that reproduces this invocation, rebuilt from the parsed options.
+
+    Options set on the command line *or through an environment variable* (e.g. ``IGBENCH_DATA_DIR``)
+    are written out; defaults are left out. Progress and cache options do not change results and are omitted.
+    """
+    import shlex
+
+    from click.core import ParameterSource
+
+    words = ["igbench", ctx.info_name or ctx.command.name]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in {"progress", "cache_dir"}:
+            continue
+        if ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+            continue
+        value = ctx.params[param.name]
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            words.append(flag if value else (param.secondary_opts or [flag])[0])
+        elif param.multiple:
+            if param.name == "eps":
+                words += [flag, ",".join(f"{v:g}" for v in value)]
+            else:
+                for v in value:
+                    words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def execute_grid(spec, out, cache_dir, progress, render=None) -> None:
     """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path."""
-    import shlex
-    import sys
-
     from ..engine.cache import CheckpointStore
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
 
-    command = "igbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=CheckpointStore(cache_dir), progress=progress,
                             command=command, echo=lambda s: click.echo(s, err=True))
     click.echo((render or render_grid_tables)(result))

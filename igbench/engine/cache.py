@@ -37,6 +37,19 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(model) -> str:
+    """sha256 over the model's state_dict (names, shapes, dtypes, raw bytes): identifies the weights
+    independently of how the checkpoint file was written (its metadata holds timings)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     """``explicit``, else ``$IGBENCH_CACHE_DIR``, else ``~/.cache/igbench``."""
     if explicit:

@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from ..registry import get_registry
-from .cache import CheckpointStore, config_hash, file_sha256
+from .cache import CheckpointStore, config_hash, weights_sha256
 from .train import TrainConfig, Trainer
 
 
@@ -71,7 +71,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         meta = store.load(key, model)
         model.to(torch.device(train.device)).eval()
         return model, {
-            "config": config, "config_hash": key, "checkpoint_sha256": file_sha256(store.path(key)),
+            "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
         }
     trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress)
@@ -80,8 +80,35 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     seconds = time.perf_counter() - start
     model.eval()
     meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device}
-    path = store.save(key, model, meta)
+    store.save(key, model, meta)
     return model, {
-        "config": config, "config_hash": key, "checkpoint_sha256": file_sha256(path),
+        "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
         "steps": trainer.steps_done, "train_seconds": seconds, "cached": False,
     }
+
+
+def load_result_models(result: dict[str, Any], store: CheckpointStore, device: str = "cpu") -> dict[str, Any]:
+    """The trained models of a result file, from the checkpoint cache, keyed by model id (eval mode).
+
+    A checkpoint missing from the cache is a one-line error that says how to recreate it (re-run the
+    result's command: the cache key is the same, so only the missing models are retrained).
+    """
+    import torch
+
+    from ..errors import IgbenchError
+
+    reg = get_registry()
+    shape = tuple(result["dataset"]["input_shape"])
+    num_classes = int(result["dataset"]["num_classes"])
+    models: dict[str, Any] = {}
+    for rec in result["models"]:
+        key = rec["config_hash"]
+        if not store.has(key):
+            raise IgbenchError(
+                f"checkpoint of model '{rec['id']}' ({key[:12]}) is not in the cache {store.root}; "
+                f"re-run `{result['command']}` (same --cache-dir) to recreate it"
+            )
+        model = reg.get("architecture", rec["arch"]).build(shape, num_classes, rec["arch_params"])
+        store.load(key, model)
+        models[rec["id"]] = model.to(torch.device(device)).eval()
+    return models

@@ -1,0 +1,159 @@
+"""The transfer grid: cache keys, checkpoint reuse, resume after an interruption, the run command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from igbench.cli import cli
+from igbench.engine.cache import CheckpointStore, config_hash
+from igbench.engine.grid import AttackSpec, GridSpec, run_grid
+from igbench.engine.models import ModelSpec, model_config
+from igbench.engine.train import TrainConfig
+from igbench.results.io import read_result
+
+
+def tiny_spec(data_dir, **over) -> GridSpec:
+    spec = GridSpec(
+        dataset="mnist", data_dir=str(data_dir),
+        models=[ModelSpec("none", "none", arch="mlp"), ModelSpec("gradreg", "gradreg", {"lambda": 10.0}, arch="mlp")],
+        attacks=[AttackSpec("fgsm")], eps=[0.1, 0.3],
+        train=TrainConfig(steps=30, batch_size=64, lr=1e-3, seed=0), n_test=200, grad_norm_images=200,
+    )
+    return dataclasses.replace(spec, **over)
+
+
+def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry):
+    base_spec = ModelSpec("m", "gradreg", {"lambda": 10.0}, arch="mlp", arch_params={"hidden": 32})
+    base_train = TrainConfig(epochs=1.0, batch_size=64, lr=1e-3, seed=0)
+    base = config_hash(model_config(base_spec, mnist_slice, base_train))
+    assert base == config_hash(model_config(base_spec, mnist_slice, base_train))  # stable
+    # the id and the device do not define the weights; everything else does
+    assert base == config_hash(model_config(dataclasses.replace(base_spec, id="other"), mnist_slice, base_train))
+    assert base == config_hash(model_config(base_spec, mnist_slice, dataclasses.replace(base_train, device="cpu:0")))
+    variants = {
+        "dataset checksum": (base_spec, dataclasses.replace(mnist_slice, checksum="0" * 64), base_train),
+        "dataset variant": (base_spec, dataclasses.replace(mnist_slice, variant="other"), base_train),
+        "dataset name": (base_spec, dataclasses.replace(mnist_slice, name="fashion-mnist"), base_train),
+        "arch": (dataclasses.replace(base_spec, arch="paper-cnn", arch_params={}), mnist_slice, base_train),
+        "arch params": (dataclasses.replace(base_spec, arch_params={"hidden": 64}), mnist_slice, base_train),
+        "defense": (dataclasses.replace(base_spec, defense="gradreg-fd"), mnist_slice, base_train),
+        "defense params": (dataclasses.replace(base_spec, defense_params={"lambda": 11.0}), mnist_slice, base_train),
+        "epochs": (base_spec, mnist_slice, dataclasses.replace(base_train, epochs=2.0)),
+        "steps": (base_spec, mnist_slice, dataclasses.replace(base_train, steps=10)),
+        "batch size": (base_spec, mnist_slice, dataclasses.replace(base_train, batch_size=32)),
+        "lr": (base_spec, mnist_slice, dataclasses.replace(base_train, lr=2e-4)),
+        "adam eps": (base_spec, mnist_slice, dataclasses.replace(base_train, adam_eps=1e-8)),
+        "seed": (base_spec, mnist_slice, dataclasses.replace(base_train, seed=1)),
+    }
+    keys = {name: config_hash(model_config(*args)) for name, args in variants.items()}
+    for name, key in keys.items():
+        assert key != base, f"changing the {name} did not change the cache key"
+    assert len(set(keys.values())) == len(keys)
+    cfg = model_config(base_spec, mnist_slice, base_train)
+    assert cfg["versions"]["torch"] and cfg["versions"]["igbench"]  # library versions are part of the key
+    # a default filled in explicitly is the same configuration
+    explicit = dataclasses.replace(base_spec, defense_params={"lambda": 10.0, **{
+        p.name: p.default for p in registry.get("defense", "gradreg").params if p.name != "lambda"}})
+    assert base == config_hash(model_config(explicit, mnist_slice, base_train))
+
+
+def test_grid_resumes_after_interruption_and_reuses_checkpoints(shared_data, tmp_path, monkeypatch):
+    store = CheckpointStore(tmp_path / "cache")
+    out = tmp_path / "r.json"
+    calls: list[tuple] = []
+
+    from igbench.engine import attack as attack_mod
+
+    real_run_attack = attack_mod.run_attack
+
+    def flaky(plugin, params, model, x, y, ctx, **kw):
+        calls.append((plugin.name, params.get("eps")))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the third unit
+        return real_run_attack(plugin, params, model, x, y, ctx, **kw)
+
+    monkeypatch.setattr(attack_mod, "run_attack", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(tiny_spec(shared_data), out, store, progress=False, echo=lambda s: None)
+    journal = out.with_name(out.name + ".partial.jsonl")
+    assert journal.exists() and not out.exists()
+    assert len(journal.read_text().strip().splitlines()) == 1 + 2  # header + two finished units
+
+    calls.clear()
+    result, path = run_grid(tiny_spec(shared_data), out, store, progress=False, echo=lambda s: None)
+    assert len(calls) == 2, "the two finished units must not be redone"
+    assert all(m["cached"] for m in result["models"]), "the models must come from the checkpoint cache"
+    assert not journal.exists()
+    assert len(result["cells"]) == 2 * 2 * 2  # eps x source x target
+    assert read_result(path) == result
+
+    # an uninterrupted run from scratch gives the same cells (determinism of the resumed result)
+    monkeypatch.setattr(attack_mod, "run_attack", real_run_attack)
+    fresh, _ = run_grid(tiny_spec(shared_data), tmp_path / "fresh.json", CheckpointStore(tmp_path / "cache2"),
+                        progress=False, echo=lambda s: None)
+    assert [c["accuracy"] for c in fresh["cells"]] == [c["accuracy"] for c in result["cells"]]
+    assert [m["checkpoint_sha256"] for m in fresh["models"]] == [m["checkpoint_sha256"] for m in result["models"]]
+
+
+def test_grid_numbers_make_sense(shared_data, tmp_path):
+    result, _ = run_grid(tiny_spec(shared_data, eps=[0.0, 0.3]), tmp_path / "r.json", CheckpointStore(tmp_path / "c"),
+                         progress=False, echo=lambda s: None)
+    clean = {m["id"]: m["clean_accuracy"] for m in result["models"]}
+    cells = {(c["eps"], c["source"], c["target"]): c["accuracy"] for c in result["cells"]}
+    for mid in clean:
+        assert clean[mid] > 0.7
+        assert cells[(0.0, mid, mid)] == pytest.approx(clean[mid])  # eps 0 changes nothing
+        assert cells[(0.3, mid, mid)] < clean[mid] - 0.2  # white-box FGSM at 0.3 hurts a lot
+    grads = {m["id"]: m["input_grad_norm"] for m in result["models"]}
+    assert grads["gradreg"] < grads["none"]
+    env = result["environment"]
+    assert env["torch"] and env["seed"] == 0 and env["device"] == "cpu"
+
+
+def test_run_command_end_to_end(shared_data, tmp_path):
+    out = tmp_path / "res.json"
+    args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--defense", "gradreg",
+            "--attack", "fgsm", "--eps", "0.2", "--steps", "20", "--n-test", "100", "--param", "lambda=10",
+            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "fgsm eps=0.2" in first.output and "crafted on" in first.output
+    data = json.loads(out.read_text())
+    assert {m["id"] for m in data["models"]} == {"none", "gradreg"}
+    assert data["models"][1]["defense_params"]["lambda"] == 10.0
+    assert data["command"].startswith("igbench run")
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0 and "loaded from cache" in second.output
+
+
+def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):
+    runner = CliRunner()
+    base = ["run", "--data-dir", str(shared_data), "--cache-dir", str(tmp_path), "--no-progress"]
+    cases = [
+        (["--attack", "fgsm", "--param", "lamda=3", "--defense", "gradreg"], "no selected plugin takes 'lamda'"),
+        (["--attack", "fgsm", "--param", "fgsm.eps=-1"], "parameter 'eps' of attack 'fgsm'"),
+        (["--attack", "fgsm", "--eps", "-0.1"], "--eps values must be >= 0"),
+        (["--attack", "fgsm", "--device", "cuda:7"], "--device"),
+        (["--defense", "gradreg"], "no attack selected"),
+        (["--attack", "fgsm", "--config", str(tmp_path / "missing.toml")], "no such file"),
+    ]
+    for extra, expected in cases:
+        result = runner.invoke(cli, base + extra)
+        lines = [l for l in result.output.splitlines() if l.strip()]
+        assert result.exit_code != 0 and len(lines) == 1 and expected in lines[0], (extra, result.output)
+
+
+def test_paper_configs_parse_into_the_paper_grid(registry):
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({}, "configs/paper-mnist.toml")
+    assert [m.id for m in spec.models] == ["none", "distillation", "advtrain", "gradreg", "advtrain+gradreg"]
+    assert spec.train.steps == 15000 and spec.train.batch_size == 256 and spec.train.lr == 2e-4
+    assert spec.eps == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert [a.name for a in spec.attacks] == ["fgsm", "tgsm", "jsma"]
+    short = build_grid_spec({"steps": 100, "n_test": 50}, "configs/paper-notmnist.toml")
+    assert short.train.steps == 100 and short.n_test == 50 and short.dataset == "notmnist"
