@@ -22,8 +22,13 @@ def _activation(name: str):
 def _flat_size(features, input_shape) -> int:
     import torch
 
-    with torch.no_grad():
-        return int(features(torch.zeros(1, *input_shape)).flatten(1).shape[1])
+    was_training = features.training
+    features.eval()  # a train-mode probe would fold the zeros into BatchNorm's running statistics
+    try:
+        with torch.no_grad():
+            return int(features(torch.zeros(1, *input_shape)).flatten(1).shape[1])
+    finally:
+        features.train(was_training)
 
 
 def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dropout: float = 0.5,
