@@ -212,7 +212,10 @@ class AttackPlugin(Plugin):
     """An evasion attack. ``perturb`` returns adversarial inputs within the clip range, same shape.
 
     An attack whose ``params`` include ``eps`` is swept over the grid's eps values.
-    ``targeted`` attacks choose their targets from their own parameters (e.g. ``target=next``).
+    ``targeted`` attacks choose their targets from their own parameters (e.g. ``target=next``) in
+    ``targets``; the runner calls it once per batch, scores success against those targets, and hands
+    them to ``perturb`` as ``ctx.extra["targets"]`` (``perturb`` uses them when present, so random
+    targets are drawn once, and chooses its own otherwise).
     """
 
     kind: ClassVar[str] = "attack"
@@ -224,6 +227,10 @@ class AttackPlugin(Plugin):
 
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
         raise NotImplementedError
+
+    def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
+        """Target class of each input (a LongTensor shaped like ``y``), or ``None`` when untargeted."""
+        return None
 
 
 class AttackProvider(Plugin):

@@ -1,24 +1,28 @@
 """Jacobian-based saliency map attack (Papernot et al. 2016), batched over images in PyTorch.
 
-The algorithm is CleverHans' ``jsma_symbolic`` (pairs of features, saliency from the Jacobian of the
-*logits*, the same quantity ART's ``SaliencyMapMethod`` differentiates):
+Each iteration raises (``theta > 0``) or lowers (``theta < 0``) two features of every unfinished image by
+``theta`` (clipped), and removes them from its search domain. An image stops when it is classified as its
+target, when fewer than two domain features remain, or after ``floor(gamma * n_features / 2)`` pairs, so
+at most ``floor(gamma * n_features)`` features ever change. Which pair:
 
-* per image, ``a = d z_target / dx`` and ``b = sum over the other classes of d z_j / dx``;
-* for increasing features (``theta > 0``) the pair ``(p, q)``, ``p != q``, both still in the search domain,
-  maximizing ``relu(a_p + a_q) * relu(-(b_p + b_q))`` (CleverHans' ``(A > 0) & (B < 0)`` mask times
-  ``-A * B``) gets ``+theta`` (clipped); for ``theta < 0`` the signs of ``a`` and ``b`` flip;
-* both features then leave the search domain; an image stops when it is classified as its target, when
-  fewer than two features remain, or after ``floor(gamma * n_features / 2)`` pairs, so at most
-  ``floor(gamma * n_features)`` features ever change.
+* ``jacobian=probs, saliency=pairs`` (default): CleverHans' ``jsma_symbolic``, the implementation the study
+  used. With ``a = d p_target / dx`` and ``b = sum over the other classes of d p_j / dx`` it takes the pair
+  ``p != q`` maximizing ``(A > 0) * (B < 0) * (-A * B)`` with ``A = a_p + a_q``, ``B = b_p + b_q``. Because
+  the probabilities sum to 1, ``b = -a`` and this is the two features with the largest ``a`` (one backward
+  pass per iteration).
+* ``jacobian=logits, saliency=pairs``: the same pair rule on the logits (Papernot et al.'s choice); here
+  ``b`` is a separate quantity (a second backward pass) and the pair search is exact without scoring all
+  ``n^2`` pairs: the score ``relu(A) * relu(-B)`` is non-decreasing in ``a_q`` and ``-b_q``, so an optimal
+  pair lies in the first two Pareto layers ("skylines") of the points ``(a_i, -b_i)``, found per image with
+  a sort and a cumulative max; only pairs among those few candidates are scored.
+* ``jacobian=logits, saliency=target``: ART's ``SaliencyMapMethod`` rule, the two features with the
+  largest ``d z_target / dx``.
 
-When no pair satisfies the sign conditions (every score is 0) CleverHans would modify feature 0; here the
-two domain features with the largest ``a`` are taken instead (ART's rule), which is never worse.
+When no pair satisfies the sign conditions CleverHans would modify feature 0; here the two domain
+features with the largest target derivative are taken instead (ART's rule).
 
-Speed: all active images advance together (one forward and two backward passes per iteration, masks for
-per-image stopping, no Python loop over images), and the pair search is exact without scoring all
-``n^2`` pairs: the score is non-decreasing in both ``a_q`` and ``-b_q``, so an optimal pair lies in the
-first two Pareto layers ("skylines") of the points ``(a_i, -b_i)``, found per image with a sort and a
-cumulative max. Only pairs among those few candidates are scored.
+All unfinished images advance together: one forward and one or two backward passes per iteration, masks
+for per-image stopping, no Python loop over images.
 """
 
 from __future__ import annotations
@@ -92,10 +96,15 @@ def best_pairs(a, c, domain):
     return p, q, score
 
 
-def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext):
+def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jacobian: str = "probs",
+         saliency: str = "pairs"):
     """Run the saliency-map attack on the batch ``x`` toward ``targets``; returns ``x_adv`` (detached).
 
-    ``model`` must already be in eval mode (the caller's :func:`eval_mode`).
+    ``jacobian``: ``probs`` differentiates the softmax outputs (CleverHans), ``logits`` the logits (ART).
+    ``saliency``: ``pairs`` scores pairs with the target and other-class terms (CleverHans), ``target``
+    takes the two features with the largest target derivative (ART). With ``probs`` the two rules coincide
+    (the probabilities sum to 1, so the other-class term is minus the target term). ``model`` must already
+    be in eval mode (the caller's :func:`eval_mode`).
     """
     import torch
 
@@ -104,9 +113,12 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext):
     n_feat = int(math.prod(shape))
     flat = x.detach().reshape(n_img, n_feat).clone()
     increase = theta > 0
+    sign = 1.0 if increase else -1.0
+    use_pairs = jacobian == "logits" and saliency == "pairs"
     domain = flat < ctx.clip_max if increase else flat > ctx.clip_min
     active = torch.ones(n_img, dtype=torch.bool, device=x.device)
     rows_all = torch.arange(n_img, device=x.device)
+    neg = torch.tensor(float("-inf"), dtype=flat.dtype, device=x.device)
     max_pairs = int(math.floor(n_feat * gamma / 2))
     for _ in range(max_pairs):
         idx = rows_all[active]
@@ -120,18 +132,19 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext):
             active[idx] = go
             if not bool(go.any()):
                 break
-            # a = d z_t / dx, b = d (sum of the other logits) / dx: two backward passes, not C
-            z_t = logits.gather(1, t[:, None]).sum()
-            (g_t,) = torch.autograd.grad(z_t, xa, retain_graph=True)
-            (g_all,) = torch.autograd.grad(logits.sum(), xa)
-        g_t = g_t.reshape(-1, n_feat)[go]
-        g_other = g_all.reshape(-1, n_feat)[go] - g_t
+            out = torch.softmax(logits, dim=1) if jacobian == "probs" else logits
+            (g_t,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xa, retain_graph=use_pairs)
+            if use_pairs:  # d (sum of the other logits) / dx = d (sum of all) / dx - d z_t / dx
+                (g_all,) = torch.autograd.grad(logits.sum(), xa)
         rows = idx[go]
         dom = domain[rows]
-        if increase:
-            p, q, _ = best_pairs(g_t, -g_other, dom)
+        a = sign * g_t.reshape(-1, n_feat)[go]
+        if use_pairs:
+            c = -sign * (g_all.reshape(-1, n_feat)[go] - g_t.reshape(-1, n_feat)[go])
+            p, q, _ = best_pairs(a, c, dom)
         else:
-            p, q, _ = best_pairs(-g_t, g_other, dom)
+            top2 = torch.where(dom, a, neg).topk(2, dim=1).indices
+            p, q = top2[:, 0], top2[:, 1]
         for f in (p, q):
             flat[rows, f] = (flat[rows, f] + theta).clamp(ctx.clip_min, ctx.clip_max)
             domain[rows, f] = False
@@ -149,6 +162,12 @@ class JSMA(AttackPlugin):
               check=_nonzero),
         Param("gamma", 0.25, "largest fraction of the features that may change, in (0, 1]", check=in_unit_interval),
         target_param("next"),
+        Param("jacobian", "probs", "differentiate the softmax probabilities (probs: CleverHans, the study's "
+              "implementation) or the logits (logits: ART's SaliencyMapMethod, Papernot et al.)",
+              choices=("probs", "logits")),
+        Param("saliency", "pairs", "pairs: CleverHans' pair rule (target and other-class terms); target: the two "
+              "features with the largest target derivative (ART's rule); identical when jacobian=probs",
+              choices=("pairs", "target")),
     )
 
     def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
@@ -157,4 +176,5 @@ class JSMA(AttackPlugin):
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
         with eval_mode(model):
             t = targets_for(self, model, x, y, params, ctx)
-            return jsma(model, x, t, float(params["theta"]), float(params["gamma"]), ctx)
+            return jsma(model, x, t, float(params["theta"]), float(params["gamma"]), ctx,
+                        jacobian=params["jacobian"], saliency=params["saliency"])

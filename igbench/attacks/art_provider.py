@@ -1,0 +1,274 @@
+"""``art:<ClassName>``: any evasion attack of the Adversarial Robustness Toolbox as an igbench attack.
+
+The model is wrapped in ART's ``PyTorchClassifier`` (cross-entropy loss, the data's clip range); the
+attack's parameters are the ART class's ``__init__`` keyword arguments, converted from CLI strings. ART is
+imported only when an ``art:`` attack is resolved or listed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import warnings
+from contextlib import contextmanager
+from typing import Any, Mapping
+
+from ..errors import ParamError, UnknownPluginError, UsageError
+from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
+from .common import TARGET_CHOICES, choose_targets, eval_mode, target_param, targets_for
+
+# ART attacks that are always targeted (their ``y`` is the target) without a ``targeted`` argument.
+ALWAYS_TARGETED = frozenset({"SaliencyMapMethod"})
+# Other ART attack families, searched only to explain why a name is not an evasion attack.
+OTHER_FAMILIES = (
+    ("art.attacks.poisoning", "a poisoning attack"),
+    ("art.attacks.extraction", "a model-extraction attack"),
+    ("art.attacks.inference.membership_inference", "a membership-inference attack"),
+    ("art.attacks.inference.attribute_inference", "an attribute-inference attack"),
+    ("art.attacks.inference.model_inversion", "a model-inversion attack"),
+    ("art.attacks.inference.reconstruction", "a reconstruction attack"),
+)
+JSON_TYPES = (bool, int, float, str, type(None))
+
+
+def _json_safe(v: Any) -> bool:
+    """A default that a result file can record as plain JSON (no objects, no inf/nan)."""
+    import math
+
+    return isinstance(v, JSON_TYPES) and not (isinstance(v, float) and not math.isfinite(v))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _quiet_art_logging() -> None:
+    logging.getLogger("art").setLevel(logging.WARNING)
+
+
+@contextmanager
+def _quiet():
+    """Silence ART's INFO logging and its warnings for the block."""
+    _quiet_art_logging()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _evasion_classes() -> dict[str, type]:
+    with _quiet():
+        import art.attacks.evasion as evasion
+        from art.attacks.attack import EvasionAttack
+    return {
+        name: obj for name, obj in vars(evasion).items()
+        if isinstance(obj, type) and issubclass(obj, EvasionAttack) and not name.startswith("_")
+    }
+
+
+def _parse_literal(text: str) -> Any:
+    low = text.strip().lower()
+    if low in {"true", "yes", "on"}:
+        return True
+    if low in {"false", "no", "off"}:
+        return False
+    if low in {"none", "null"}:
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def coerce_value(name: str, value: Any, default: Any, owner: str) -> Any:
+    """Convert ``value`` (often a CLI string) to the type of the ART argument's ``default``.
+
+    bool, int and float defaults convert strictly (a bad value is a :class:`ParamError`); other defaults
+    (``None``, strings, ``np.inf``-like floats included above) take ``true``/``false``/``none``, an int, a
+    float, or the string itself.
+    """
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        parsed = _parse_literal(str(value))
+        if isinstance(parsed, bool):
+            return parsed
+        raise ParamError(f"parameter '{name}' of {owner} must be true or false; got {value!r}")
+    if isinstance(default, int):
+        parsed = _parse_literal(value) if isinstance(value, str) else value
+        if isinstance(parsed, float) and parsed.is_integer():
+            parsed = int(parsed)
+        if isinstance(parsed, int) and not isinstance(parsed, bool):
+            return parsed
+        raise ParamError(f"parameter '{name}' of {owner} must be an integer; got {value!r}")
+    if isinstance(default, float):
+        parsed = _parse_literal(value) if isinstance(value, str) else value
+        if isinstance(parsed, str) and parsed.strip().lower() in {"inf", "+inf", "infinity"}:
+            return float("inf")
+        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+            return float(parsed)
+        raise ParamError(f"parameter '{name}' of {owner} must be a number; got {value!r}")
+    return _parse_literal(value) if isinstance(value, str) else value
+
+
+class ArtAttack(AttackPlugin):
+    """One ART evasion class, adapted to :class:`AttackPlugin`.
+
+    ``params`` are the class's keyword arguments (ART's defaults), plus ``target`` (next | random |
+    least-likely) for attacks that can be targeted. ``verbose`` defaults to false (no ART progress bars).
+    """
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.class_name = cls.__name__
+        self.name = f"art:{cls.__name__}"
+        doc = inspect.getdoc(cls) or ""
+        para = " ".join(doc.strip().split("\n\n")[0].split()) or f"ART {cls.__name__}"
+        self.summary = para if len(para) <= 100 else para[:97].rsplit(" ", 1)[0] + "..."
+        sig = inspect.signature(cls.__init__)
+        args = [p for p in sig.parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+        # the first argument is the estimator (classifier / estimator), supplied by igbench
+        self.kwargs: dict[str, Any] = {
+            p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in args[1:]
+        }
+        if "verbose" in self.kwargs:
+            self.kwargs["verbose"] = False
+        self.can_target = "targeted" in self.kwargs or cls.__name__ in ALWAYS_TARGETED
+        params = [
+            Param(k, v if _json_safe(v) else repr(v), f"ART {cls.__name__}({k}=...)",
+                  type=type(v) if _json_safe(v) and v is not None else str)
+            for k, v in self.kwargs.items()
+        ]
+        if self.can_target and "target" not in self.kwargs:
+            params.append(target_param("next"))
+        self.params = tuple(params)
+
+    # ------------------------------------------------------------------ parameters
+    def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """ART's JSON-friendly defaults overlaid with ``given`` (converted); unknown names are errors."""
+        given = dict(given or {})
+        known = [p.name for p in self.params]
+        out: dict[str, Any] = {k: v for k, v in self.kwargs.items() if _json_safe(v)}
+        if self.can_target and "target" not in self.kwargs:
+            out["target"] = "next"
+        for key, value in given.items():
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                msg = f"unknown parameter '{key}' for {self.label}; it accepts: {', '.join(known) or 'nothing'}"
+                raise ParamError(msg + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            if key == "target" and "target" not in self.kwargs:
+                if value not in TARGET_CHOICES:
+                    raise ParamError(f"parameter 'target' of {self.label} must be one of "
+                                     f"{', '.join(TARGET_CHOICES)}; got {value!r}")
+                out[key] = value
+            else:
+                out[key] = coerce_value(key, value, self.kwargs[key], self.label)
+        return out
+
+    def _is_targeted(self, params: dict[str, Any]) -> bool:
+        return self.class_name in ALWAYS_TARGETED or bool(params.get("targeted", False))
+
+    def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
+        if not self._is_targeted(params):
+            return None
+        return choose_targets(model, x, y, params.get("target", "next"), ctx)
+
+    # ------------------------------------------------------------------ attack
+    def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
+        import numpy as np
+        import torch
+
+        kwargs = {k: v for k, v in params.items() if k in self.kwargs}
+        with eval_mode(model):
+            labels = targets_for(self, model, x, y, params, ctx) if self._is_targeted(params) else y
+            with _quiet():
+                from art.estimators.classification import PyTorchClassifier
+                from art.exceptions import EstimatorError
+
+                classifier = PyTorchClassifier(
+                    model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                    nb_classes=int(ctx.num_classes), clip_values=(float(ctx.clip_min), float(ctx.clip_max)),
+                    device_type="gpu" if x.is_cuda else "cpu",
+                )
+                try:
+                    attack = self.cls(classifier, **kwargs)
+                except EstimatorError as exc:
+                    raise UsageError(f"{self.name} needs a kind of model igbench does not provide "
+                                     f"(it got a PyTorch image classifier): {_one_line(exc)}") from None
+                except (ValueError, TypeError, AssertionError) as exc:
+                    raise ParamError(f"{self.name} rejected its parameters {kwargs}: {_one_line(exc)}") from None
+                one_hot = np.eye(int(ctx.num_classes), dtype=np.float32)[labels.detach().cpu().numpy()]
+                try:
+                    out = attack.generate(x=x.detach().cpu().numpy().astype(np.float32), y=one_hot)
+                except (ValueError, TypeError, AssertionError) as exc:
+                    raise ParamError(f"{self.name} failed with parameters {kwargs}: {_one_line(exc)}; "
+                                     f"check them against ART's documentation of {self.class_name}") from None
+                finally:
+                    model.eval()  # ART may toggle modes; eval_mode restores the caller's flags afterwards
+        x_adv = torch.as_tensor(np.asarray(out), dtype=x.dtype).reshape(x.shape).to(x.device)
+        return x_adv.clamp(ctx.clip_min, ctx.clip_max).detach()
+
+
+class ArtProvider(AttackProvider):
+    """Serves ``art:<ClassName>`` for every class of ``art.attacks.evasion``."""
+
+    name = "art"
+    prefix = "art:"
+    summary = "any evasion attack of the Adversarial Robustness Toolbox, e.g. art:CarliniL2Method"
+
+    def __init__(self) -> None:
+        self._cache: dict[str, ArtAttack] = {}
+
+    def available(self) -> list[str]:
+        return sorted(_evasion_classes())
+
+    def resolve(self, suffix: str) -> AttackPlugin:
+        if suffix in self._cache:
+            return self._cache[suffix]
+        classes = _evasion_classes()
+        cls = classes.get(suffix)
+        if cls is None:
+            family = _other_family(suffix)
+            if family:
+                raise UsageError(f"art:{suffix} is not an evasion attack (it is {family}); "
+                                 f"use a class of art.attacks.evasion, e.g. art:FastGradientMethod")
+            names = sorted(classes)
+            lower = {n.lower(): n for n in names}
+            hint = [lower[suffix.lower()]] if suffix.lower() in lower else \
+                difflib.get_close_matches(suffix, names, n=1, cutoff=0.5)
+            msg = f"unknown ART attack 'art:{suffix}'"
+            msg += f"; did you mean 'art:{hint[0]}'?" if hint else "; `igbench plugins --kind attack` lists them"
+            raise UnknownPluginError(msg)
+        attack = ArtAttack(cls)
+        attack.source = "adversarial-robustness-toolbox"
+        self._cache[suffix] = attack
+        return attack
+
+
+def _other_family(name: str) -> str | None:
+    """Which non-evasion ART attack family defines ``name`` (``None`` when none does)."""
+    import importlib
+
+    if not name.isidentifier():
+        return None
+    with _quiet():
+        from art.attacks.attack import EvasionAttack
+
+        import art.attacks.evasion as evasion
+        obj = getattr(evasion, name, None)
+        if obj is not None and not (isinstance(obj, type) and issubclass(obj, EvasionAttack)):
+            return "not an attack class"
+        for module_name, what in OTHER_FAMILIES:
+            try:
+                module = importlib.import_module(module_name)
+            except Exception:  # noqa: BLE001 - an optional ART family that fails to import is just skipped
+                continue
+            if isinstance(getattr(module, name, None), type):
+                return f"{what} in {module_name}"
+    return None

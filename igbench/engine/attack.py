@@ -1,0 +1,143 @@
+"""Running one attack over a set of inputs: batching, targets, timing and perturbation metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from ..errors import PluginError
+from ..plugin_types import AttackContext
+
+L0_TOL = 1e-6  # a feature counts as changed when |x_adv - x| > L0_TOL
+
+
+def make_context(data, device="cpu", seed: int = 0) -> AttackContext:
+    """An :class:`AttackContext` for ``data`` (a DataSplits): its clip range and class count, and a
+    ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    import torch
+
+    dev = torch.device(device)
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    return AttackContext(clip_min=float(data.clip_min), clip_max=float(data.clip_max),
+                         num_classes=int(data.num_classes), generator=gen)
+
+
+def perturbation_stats(x, x_adv, y, pred_adv, targets=None) -> dict[str, Any]:
+    """Success and size of a perturbation, as plain floats (means over the inputs).
+
+    ``success_rate``: untargeted, the share predicted as anything but ``y`` (inputs already misclassified
+    count); targeted (``targets`` given), the share predicted as their target. ``accuracy``: share still
+    predicted as ``y``. ``linf``/``l2``: mean norms of ``x_adv - x``; ``l0``: mean count of changed features
+    (``|delta| > 1e-6``), ``l0_fraction`` the same over the feature count; ``*_max`` the largest per input.
+    """
+    import torch
+
+    n = int(x.shape[0])
+    if n == 0:
+        nan = float("nan")
+        return {"n": 0, "targeted": targets is not None, "success_rate": nan, "accuracy": nan, "linf": nan,
+                "l2": nan, "l0": nan, "l0_fraction": nan, "linf_max": nan, "l0_max": nan}
+    delta = (x_adv.detach().float() - x.detach().float().to(x_adv.device)).flatten(1)
+    n_feat = delta.shape[1]
+    pred_adv = pred_adv.to(delta.device)
+    y = y.to(delta.device)
+    linf = delta.abs().amax(1)
+    l2 = delta.norm(dim=1)
+    l0 = (delta.abs() > L0_TOL).sum(1).float()
+    if targets is not None:
+        success = pred_adv == targets.to(delta.device)
+    else:
+        success = pred_adv != y
+    return {
+        "n": n,
+        "targeted": targets is not None,
+        "success_rate": float(success.float().mean()),
+        "accuracy": float((pred_adv == y).float().mean()),
+        "linf": float(linf.mean()),
+        "l2": float(l2.mean()),
+        "l0": float(l0.mean()),
+        "l0_fraction": float(l0.mean() / n_feat),
+        "linf_max": float(linf.max()),
+        "l0_max": float(l0.max()),
+    }
+
+
+def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackContext, batch_size: int = 500,
+               progress: bool = True, return_targets: bool = False):
+    """Attack ``(x, y)`` in batches on the model's device; returns ``(x_adv, stats)``.
+
+    ``params`` are resolved (and checked) by the plugin first. For each batch the attack's ``targets``
+    are chosen, then ``perturb`` runs with them in ``ctx.extra["targets"]``. ``stats`` is
+    :func:`perturbation_stats` plus ``seconds`` (wall time of targets + perturb, excluding the final
+    predictions). ``x_adv`` stays on the model's device. With ``return_targets`` the result is
+    ``(x_adv, stats, targets)`` (``targets`` is ``None`` for an untargeted attack). The model's
+    train/eval flags are restored afterwards.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..attacks.common import TARGETS_KEY, eval_mode, model_device
+
+    params = attack.resolve_params(params or {})
+    device = model_device(model)
+    x, y = x.to(device), y.to(device)
+    n = int(x.shape[0])
+    if int(y.shape[0]) != n:
+        raise PluginError(f"run_attack got {n} inputs but {int(y.shape[0])} labels")
+    batch_size = max(1, int(batch_size))
+    outs, tgts, preds = [], [], []
+    seconds = 0.0
+    bar = tqdm(total=n, desc=f"attack {attack.name}", unit="img", disable=not progress or None,
+               leave=False, dynamic_ncols=True)
+    try:
+        with eval_mode(model):
+            for i in range(0, n, batch_size):
+                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                _sync(device)
+                t0 = time.perf_counter()
+                tb = attack.targets(model, xb, yb, params, ctx)
+                bctx = ctx if tb is None else dataclasses.replace(ctx, extra={**(ctx.extra or {}), TARGETS_KEY: tb})
+                xa = attack.perturb(model, xb, yb, params, bctx)
+                _sync(device)
+                seconds += time.perf_counter() - t0
+                xa = _checked(attack, xa, xb, ctx)
+                with torch.no_grad():
+                    preds.append(model(xa).argmax(1))
+                outs.append(xa)
+                if tb is not None:
+                    tgts.append(tb.to(device))
+                bar.update(int(xb.shape[0]))
+    finally:
+        bar.close()
+    x_adv = torch.cat(outs) if outs else x.clone()
+    pred = torch.cat(preds) if preds else y.clone()
+    targets = torch.cat(tgts) if tgts else None
+    stats = perturbation_stats(x, x_adv, y, pred, targets)
+    stats["seconds"] = seconds
+    return (x_adv, stats, targets) if return_targets else (x_adv, stats)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _checked(attack, xa, xb, ctx: AttackContext):
+    """The attack's output, detached; a wrong shape or a value outside the clip range is a PluginError."""
+    import torch
+
+    if not isinstance(xa, torch.Tensor) or tuple(xa.shape) != tuple(xb.shape):
+        shape = tuple(xa.shape) if isinstance(xa, torch.Tensor) else type(xa).__name__
+        raise PluginError(f"attack '{attack.name}' returned {shape} for inputs of shape {tuple(xb.shape)}; "
+                          "perturb must return a tensor of the input's shape")
+    xa = xa.detach().to(xb.device, xb.dtype)
+    tol = 1e-6
+    if bool((xa < ctx.clip_min - tol).any()) or bool((xa > ctx.clip_max + tol).any()):
+        raise PluginError(f"attack '{attack.name}' returned values outside the clip range "
+                          f"[{ctx.clip_min}, {ctx.clip_max}]; clamp its output")
+    if not bool(torch.isfinite(xa).all()):
+        raise PluginError(f"attack '{attack.name}' returned NaN or infinite values")
+    return xa
