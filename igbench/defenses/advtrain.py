@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..plugin_types import LossDefense, Param, non_negative
-from .common import (cross_entropy, fgsm_from_graph, frozen_bn_stats, gradreg_penalty, lambda_param, resolve_lambda,
-                     scaling_param)
+from .common import (PenaltyParams, cross_entropy, fgsm_from_graph, frozen_bn_stats, gradreg_penalty, lambda_param,
+                     resolve_lambda, scaling_param)
 
 LABELS = ("predicted", "true")
 
@@ -60,7 +60,7 @@ class AdvTrain(LossDefense):
                                 trainer.data.clip_max)
 
 
-class AdvTrainGradReg(LossDefense):
+class AdvTrainGradReg(PenaltyParams, LossDefense):
     name = "advtrain+gradreg"
     summary = "FGSM adversarial training plus the double-backprop penalty on the clean batch"
     params = (_eps_param(), _label_param(), lambda_param(), scaling_param())

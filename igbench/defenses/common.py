@@ -51,6 +51,15 @@ def resolve_lambda(params) -> float:
     return PAPER_LAMBDA if params.get("scaling", "paper") == "paper" else PAPER_LAMBDA / (2 * PAPER_BATCH)
 
 
+class PenaltyParams:
+    """Mixin for defenses with ``lambda`` and ``scaling``: resolved params carry the actual lambda."""
+
+    def resolve_params(self, given=None):
+        out = super().resolve_params(given)  # type: ignore[misc]
+        out["lambda"] = resolve_lambda(out)
+        return out
+
+
 def scaling_param() -> Param:
     """Which penalty convention ``lambda`` refers to (see :mod:`igbench.defenses.common`)."""
     return Param("scaling", "paper", "penalty convention: 'paper' = l2_loss of d(mean CE)/dX (TF code); "

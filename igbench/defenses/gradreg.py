@@ -5,11 +5,11 @@ approximation (Finlay & Oberman 2019, "Scaleable input gradient regularization f
 from __future__ import annotations
 
 from ..plugin_types import LossDefense, Param, positive
-from .common import (cross_entropy, frozen_bn_stats, gradreg_loss, lambda_param, penalty_from_sq_norms, plain_loss,
-                     resolve_lambda, same_random_state, scaling_param)
+from .common import (PenaltyParams, cross_entropy, frozen_bn_stats, gradreg_loss, lambda_param,
+                     penalty_from_sq_norms, plain_loss, resolve_lambda, same_random_state, scaling_param)
 
 
-class GradReg(LossDefense):
+class GradReg(PenaltyParams, LossDefense):
     name = "gradreg"
     summary = "Double backprop: CE + lambda * penalty on the input gradient of CE (exact, second-order autograd)"
     params = (lambda_param(), scaling_param())
@@ -31,10 +31,25 @@ def fd_terms(model, x, y, h: float, scaling: str = "paper"):
     first order in ``h``, from the curvature ``H_i`` of the loss along ``d_i`` (relative error about
     ``h d^T H d / ||g||``); zero-gradient examples contribute 0. Because ``d`` is treated as a constant,
     the penalty's gradient with respect to the weights is ordinary backprop through the two forward
-    passes: no backward through a backward. It differs from the exact penalty's gradient by the terms
-    that come from ``d`` moving with the weights (zero to first order, as ``d`` is the maximizing
-    direction) and by the O(h) curvature terms. With train-mode BatchNorm the batch is coupled; both
-    passes use their own batch's statistics, so ``D_i`` also carries the O(1/B) cross-example terms.
+    passes: no backward through a backward. For a smooth network it equals the exact penalty's gradient
+    up to O(h): ``d D_i^2/dw = 2 D_i (dg_i/dw) . d_i`` and ``d_i`` is the direction of ``g_i``, so
+    the terms from ``d`` moving with the weights vanish to first order.
+
+    Non-smooth layers: the value still converges as h -> 0 (it is continuous), but with ReLU or
+    max-pool its weight gradient also picks up the units that switch (active/inactive, pooled index)
+    between ``x`` and ``x + h d``; each contributes O(1)/h, so the weight gradient is a noisy estimate
+    whose noise grows as h shrinks (it is the gradient of a penalty smoothed over h). On raw MNIST the
+    blank background gives max-pool ties exactly at the data: there the finite difference measures a
+    one-sided derivative, not ``||g||``. Hence the default h = 0.1 (an L2 step: 0.0036 per pixel on
+    average over 784 pixels) rather than a smaller one. Measured on the 80-step, batch-256 paper CNN
+    (6,000 MNIST images, lambda 1000): mean input-gradient norm 0.385 without penalty, 0.321 with the
+    exact penalty, 0.393 with h = 0.01 and 0.344 with h = 0.1 at equal accuracy (0.93); the 8-epoch
+    ReLU MLP of the tests: 0.379 at h = 0.01, 0.344 at h = 0.1. The price is bias on smooth networks
+    (freshly initialised, 64 MNIST test images): 0.06% on the softplus MLP, 15% on the softplus paper
+    CNN with dithered inputs (1.7% at h = 0.01); the approximation underestimates there.
+
+    With train-mode BatchNorm the batch is coupled; both passes use their own batch's statistics, so
+    ``D_i`` also carries the O(1/B) cross-example terms.
     """
     import torch
 
@@ -51,12 +66,13 @@ def fd_terms(model, x, y, h: float, scaling: str = "paper"):
     return per.mean(), penalty_from_sq_norms(diff.pow(2), scaling), logits
 
 
-class GradRegFD(LossDefense):
+class GradRegFD(PenaltyParams, LossDefense):
     name = "gradreg-fd"
     summary = "Input-gradient penalty by finite differences (Finlay & Oberman 2019): two forward passes, no double backprop"
     params = (
         lambda_param(),
-        Param("h", 0.01, "finite-difference step along the normalized input gradient (input units)",
+        Param("h", 0.1, "finite-difference step (L2, input units) along the normalized input gradient; "
+              "smaller = less bias on smooth nets, noisier weight gradients with ReLU/max-pool",
               type=float, check=positive),
         scaling_param(),
     )

@@ -1,0 +1,362 @@
+"""The built-in defenses on real MNIST: what each one is supposed to change, measured.
+
+Training runs use the fast `mlp` on the 3,000-image slice; the BatchNorm-specific checks use one batch
+through the paper CNN. One intra-op thread: on a shared 2-core machine small ops run far faster so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from igbench.engine.gradients import mean_input_grad_norm
+from igbench.engine.train import TrainConfig, Trainer, accuracy, predict_logits
+from igbench.errors import ParamError, TrainingError
+from igbench.registry import get_registry
+
+EPOCHS = 8
+BATCH = 64
+LR = 1e-3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_for_module_fixtures():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_quiet_threads):
+    torch.set_num_threads(1)
+
+
+def make_trainer(data, arch_name="mlp", arch_params=None, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=0):
+    arch = get_registry().get("architecture", arch_name)
+    return Trainer(data, arch, arch.resolve_params(arch_params or {}),
+                   TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=False)
+
+
+def train_defense(data, name, params=None, **kw):
+    plugin = get_registry().get("defense", name)
+    return plugin.train(make_trainer(data, **kw), plugin.resolve_params(params or {}))
+
+
+def build(arch_name, arch_params=None, seed=0):
+    arch = get_registry().get("architecture", arch_name)
+    torch.manual_seed(seed)
+    return arch.build((1, 28, 28), 10, arch.resolve_params(arch_params or {}))
+
+
+def fgsm_accuracy(model, x, y, eps):
+    """Accuracy under FGSM (true labels, one step, clipped to [0, 1]), written out with torch."""
+    model.eval()
+    xr = x.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(xr), y, reduction="sum")
+    (g,) = torch.autograd.grad(loss, xr)
+    return accuracy(model, (x + eps * g.sign()).clamp(0, 1), y)
+
+
+@pytest.fixture(scope="module")
+def plain_mlp(mnist_slice):
+    return train_defense(mnist_slice, "none")
+
+
+# --------------------------------------------------------------------------- registry and params
+def test_builtin_defenses_registered_without_importing_torch_at_module_level():
+    import subprocess
+    import sys
+
+    code = ("import sys; from igbench.registry import get_registry; "
+            "print(sorted(get_registry().names('defense'))); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "IGBENCH_PLUGINS": "none"}).stdout.splitlines()
+    names = set(eval(out[0]))
+    assert {"none", "gradreg", "gradreg-fd", "distillation", "advtrain", "advtrain+gradreg"} <= names
+    assert out[1] == "False"
+
+
+@pytest.mark.parametrize("name, params", [
+    ("gradreg", {"lambda": -1}),
+    ("gradreg", {"scaling": "batch"}),
+    ("gradreg-fd", {"lambda": "-0.5"}),
+    ("gradreg-fd", {"h": 0}),
+    ("advtrain+gradreg", {"lambda": -10}),
+    ("distillation", {"T": 0}),
+    ("distillation", {"T": -50}),
+    ("distillation", {"teacher_fraction": 1.5}),
+    ("distillation", {"teacher_max_steps": 0}),
+    ("advtrain", {"eps": -0.1}),
+    ("advtrain", {"label": "random"}),
+    ("advtrain", {"lamda": 1.0}),
+])
+def test_bad_params_raise_param_error(name, params):
+    with pytest.raises(ParamError) as exc:
+        get_registry().get("defense", name).resolve_params(params)
+    assert "\n" not in str(exc.value)
+    assert next(iter(params)) in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["gradreg", "gradreg-fd", "advtrain+gradreg"])
+def test_default_lambda_follows_scaling(name):
+    plugin = get_registry().get("defense", name)
+    assert plugin.resolve_params({})["lambda"] == 56234.0  # the paper's MNIST choice, paper scaling
+    assert plugin.resolve_params({"scaling": "per-example"})["lambda"] == pytest.approx(56234.0 / 512)
+    assert plugin.resolve_params({"lambda": "1e3", "scaling": "per-example"})["lambda"] == 1000.0
+
+
+# --------------------------------------------------------------------------- penalty conventions
+def test_paper_and_per_example_scalings(mnist_slice):
+    """per-example = 2 * B * paper, in train mode (BatchNorm, dropout) and as a training loss."""
+    from igbench.defenses.common import gradreg_loss, gradreg_terms
+
+    model = build("paper-cnn").train()
+    x, y = mnist_slice.train_x[:32], mnist_slice.train_y[:32]
+    torch.manual_seed(1)
+    _, paper, _ = gradreg_terms(model, x, y, "paper", create_graph=False)
+    torch.manual_seed(1)
+    _, per_example, _ = gradreg_terms(model, x, y, "per-example", create_graph=False)
+    assert float(paper) > 0
+    assert float(per_example) == pytest.approx(2 * 32 * float(paper), rel=1e-4)
+
+    torch.manual_seed(2)
+    loss_paper, _ = gradreg_loss(model, x, y, 56234.0, "paper")
+    torch.manual_seed(2)
+    loss_pe, _ = gradreg_loss(model, x, y, 56234.0 / (2 * 32), "per-example")
+    assert float(loss_pe.detach()) == pytest.approx(float(loss_paper.detach()), rel=1e-4)
+
+
+def test_per_example_penalty_is_mean_of_each_examples_gradient(mnist_slice):
+    """In eval mode the rows are the examples' own gradients: compare with one backward per example."""
+    from igbench.defenses.common import cross_entropy, gradreg_terms
+
+    model = build("paper-cnn").double().eval()
+    x, y = mnist_slice.test_x[:8].double(), mnist_slice.test_y[:8]
+    _, penalty, _ = gradreg_terms(model, x, y, "per-example", create_graph=False)
+    norms = []
+    for i in range(8):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(cross_entropy(model(xi), y[i:i + 1]), xi)
+        norms.append(float(g.pow(2).sum()))
+    assert float(penalty) == pytest.approx(sum(norms) / 8, rel=1e-9)
+    # and the paper's l2_loss of the batch-mean gradient
+    _, paper, _ = gradreg_terms(model, x, y, "paper", create_graph=False)
+    assert float(paper) == pytest.approx(sum(norms) / (2 * 8 * 8), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- finite differences
+@pytest.fixture(scope="module")
+def smooth_batch(mnist_slice):
+    """A softplus paper CNN (eval, float64) and 64 test images dithered by U(0, 0.05).
+
+    The dither matters: on raw MNIST the blank background gives identical conv outputs, so the
+    max-pools have ties and the loss has kinks exactly at the data; a finite difference then measures
+    a one-sided derivative (about 50% off here, for every h), not the gradient norm.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = mnist_slice.test_x[:64].double()
+    x = x + 0.05 * torch.rand(x.shape, generator=gen, dtype=x.dtype)
+    return build("paper-cnn-softplus").double().eval(), x, mnist_slice.test_y[:64]
+
+
+@pytest.mark.parametrize("scaling", ["paper", "per-example"])
+def test_fd_penalty_matches_exact_and_improves_with_h(smooth_batch, scaling):
+    from igbench.defenses.common import gradreg_terms
+    from igbench.defenses.gradreg import fd_terms
+
+    model, x, y = smooth_batch
+    _, exact, _ = gradreg_terms(model, x, y, scaling, create_graph=False)
+    errors = []
+    for h in (0.1, 0.01, 0.001):
+        _, fd, _ = fd_terms(model, x, y, h, scaling)
+        errors.append(abs(float(fd.detach()) - float(exact)) / float(exact))
+    assert errors[1] < 0.05  # h = 0.01: within 5% (h = 0.1, the default tuned for ReLU nets: ~15%)
+    assert errors[0] > errors[1] > errors[2]  # first order in h
+    assert errors[2] < 0.2 * errors[0]
+
+
+def test_fd_penalty_weight_gradient_matches_exact(mnist_slice):
+    """The point of the approximation: its gradient w.r.t. the weights is that of the exact penalty.
+
+    Checked on a smooth network (softplus MLP). With ReLU or max-pool the value still converges, but the
+    weight gradient also sees activation-pattern switches between x and x + h d (see ``fd_terms``).
+    """
+    from igbench.defenses.common import gradreg_terms
+    from igbench.defenses.gradreg import fd_terms
+
+    model = build("mlp", {"activation": "softplus"}).double().eval()
+    x, y = mnist_slice.test_x[:64].double(), mnist_slice.test_y[:64]
+    params = list(model.parameters())
+    _, exact, _ = gradreg_terms(model, x, y, "per-example")
+    g_exact = torch.cat([g.flatten() for g in torch.autograd.grad(exact, params)])
+    _, fd, _ = fd_terms(model, x, y, 0.01, "per-example")
+    g_fd = torch.cat([g.flatten() for g in torch.autograd.grad(fd, params)])
+    assert float(torch.nn.functional.cosine_similarity(g_exact, g_fd, dim=0)) > 0.999
+    assert float(g_fd.norm() / g_exact.norm()) == pytest.approx(1.0, abs=0.01)
+
+
+# --------------------------------------------------------------------------- BatchNorm statistics
+def _bn_layers(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@pytest.mark.parametrize("name", ["gradreg-fd", "advtrain", "advtrain+gradreg"])
+def test_extra_forward_passes_leave_batchnorm_statistics_alone(mnist_slice, name):
+    """One training loss = one update of the running statistics, from the clean batch, as with `none`."""
+    plugin = get_registry().get("defense", name)
+    trainer = make_trainer(mnist_slice, "paper-cnn")
+    x, y = mnist_slice.train_x[:32], mnist_slice.train_y[:32]
+    ref, model = build("paper-cnn").train(), build("paper-cnn").train()
+    with torch.no_grad():
+        ref(x)
+    plugin.loss(model, x, y, plugin.resolve_params({"lambda": 10.0} if name != "advtrain" else {}), trainer)
+    for a, b in zip(_bn_layers(ref), _bn_layers(model)):
+        assert int(b.num_batches_tracked) == int(a.num_batches_tracked)
+        assert torch.allclose(a.running_mean, b.running_mean, atol=1e-6)
+        assert torch.allclose(a.running_var, b.running_var, rtol=1e-5)
+        assert b.momentum == 0.1 and b.training
+
+
+def test_fgsm_for_training_helper(mnist_slice):
+    from igbench.defenses.common import fgsm_for_training
+
+    model = build("paper-cnn").train()
+    x = mnist_slice.train_x[:16]
+    before = [b.running_mean.clone() for b in _bn_layers(model)]
+    x_adv = fgsm_for_training(model, x, None, 0.3, 0.0, 1.0)
+    assert not x_adv.requires_grad
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    moved = (x_adv - x).abs()
+    assert float(moved.max()) == pytest.approx(0.3, abs=1e-6)
+    # only pixels that the clip stopped move by less than eps
+    inner = (x > 0.3) & (x < 0.7)
+    assert torch.allclose(moved[inner], torch.full_like(moved[inner], 0.3), atol=1e-6)
+    assert all(torch.equal(a, b.running_mean) for a, b in zip(before, _bn_layers(model)))
+    assert model.training
+
+
+# --------------------------------------------------------------------------- training effects
+@pytest.fixture(scope="module")
+def gradreg_models(mnist_slice):
+    return {name: train_defense(mnist_slice, name, {"lambda": 300.0}) for name in ("gradreg", "gradreg-fd")}
+
+
+@pytest.mark.parametrize("name", ["gradreg", "gradreg-fd"])
+def test_gradreg_shrinks_input_gradients_at_similar_accuracy(mnist_slice, plain_mlp, gradreg_models, name):
+    data = mnist_slice
+    model = gradreg_models[name]
+    norm_plain = mean_input_grad_norm(plain_mlp, data.test_x, data.test_y)
+    norm_reg = mean_input_grad_norm(model, data.test_x, data.test_y)
+    acc_plain = accuracy(plain_mlp, data.test_x, data.test_y)
+    acc_reg = accuracy(model, data.test_x, data.test_y)
+    assert acc_plain > 0.85
+    assert norm_reg * 2 < norm_plain, (norm_reg, norm_plain)
+    assert abs(acc_reg - acc_plain) < 0.05, (acc_reg, acc_plain)
+
+
+def test_advtrain_resists_fgsm_at_its_eps(mnist_slice, plain_mlp):
+    data = mnist_slice
+    adv = train_defense(data, "advtrain", {"eps": 0.3}, epochs=5)
+    x, y = data.test_x, data.test_y
+    acc_plain, acc_adv = fgsm_accuracy(plain_mlp, x, y, 0.3), fgsm_accuracy(adv, x, y, 0.3)
+    assert acc_adv > acc_plain + 0.2, (acc_adv, acc_plain)
+    assert accuracy(adv, x, y) > 0.8
+
+
+class RecordingTrainer(Trainer):
+    """A Trainer that remembers every fit call's targets and steps."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls = []
+
+    def fit(self, model, loss_fn, desc=None, targets=None, steps=None):
+        self.calls.append({"desc": desc, "targets": targets, "steps": steps})
+        return super().fit(model, loss_fn, desc, targets, steps)
+
+
+def test_distillation(mnist_slice, plain_mlp, tmp_path):
+    """Teacher's soft labels are soft; the student follows them at T and is very sharp at T = 1.
+
+    (Compared at the same temperature T, a hard-label model is *softer* than the student: its logits are
+    about T times smaller. The known effect of defensive distillation is the reverse at T = 1.)
+    """
+    data = mnist_slice
+    T = 20.0
+    plugin = get_registry().get("defense", "distillation")
+    arch = get_registry().get("architecture", "mlp")
+    trainer = RecordingTrainer(data, arch, arch.resolve_params({}),
+                               TrainConfig(epochs=5, batch_size=BATCH, lr=3e-3), progress=False)
+    student = plugin.train(trainer, plugin.resolve_params({"T": T, "teacher_fraction": 0.5,
+                                                           "teacher_max_steps": 100}))
+    total = trainer.config.total_steps(data.train_x.shape[0])
+    teacher_call, student_call = trainer.calls
+    assert teacher_call["steps"] == min(100, round(0.5 * total)) and teacher_call["targets"] is None
+    assert "teacher" in teacher_call["desc"] and "student" in student_call["desc"]
+
+    soft = student_call["targets"]
+    assert soft.shape == (data.train_x.shape[0], 10)
+    assert torch.allclose(soft.sum(1), torch.ones(soft.shape[0]), atol=1e-5)
+    assert 0.3 < float(soft.max(1).values.mean()) < 0.99  # genuinely soft, not one-hot
+    assert float((soft.argmax(1) == data.train_y).float().mean()) > 0.85
+
+    def sharpness(model, temperature):
+        p = torch.softmax(predict_logits(model, data.test_x) / temperature, dim=1)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(1).mean()
+        return float(p.max(1).values.mean()), float(entropy)
+
+    max_student, ent_student = sharpness(student, 1.0)
+    max_plain, ent_plain = sharpness(plain_mlp, 1.0)
+    assert max_student > max_plain and ent_student < 0.5 * ent_plain
+    # at T the student reproduces the teacher's soft labels closely (KL much below that of uniform)
+    p_student = torch.softmax(predict_logits(student, data.train_x) / T, dim=1)
+    kl = float((soft * (soft.clamp_min(1e-30).log() - p_student.clamp_min(1e-30).log())).sum(1).mean())
+    kl_uniform = float((soft * (soft.clamp_min(1e-30).log() + math.log(10))).sum(1).mean())
+    assert kl < 0.25 * kl_uniform, (kl, kl_uniform)
+    assert accuracy(student, data.test_x, data.test_y) > 0.8
+
+    # a trained model's weights round-trip through torch.save / torch.load(weights_only=True)
+    path = tmp_path / "student.pt"
+    torch.save(student.state_dict(), path)
+    fresh = build("mlp", seed=5)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    assert torch.equal(predict_logits(fresh, data.test_x[:50]), predict_logits(student, data.test_x[:50]))
+
+
+def test_paper_cnn_state_dict_loads_weights_only(mnist_slice, tmp_path):
+    """The BatchNorm buffers too (num_batches_tracked is an int64 tensor)."""
+    model = train_defense(mnist_slice.subset(n_train=128), "gradreg-fd", {"lambda": 10.0}, arch_name="paper-cnn",
+                          epochs=1, batch_size=64)
+    path = tmp_path / "cnn.pt"
+    torch.save(model.state_dict(), path)
+    state = torch.load(path, weights_only=True)
+    fresh = build("paper-cnn", seed=3)
+    fresh.load_state_dict(state)
+    fresh.eval()
+    assert torch.equal(predict_logits(fresh, mnist_slice.test_x[:20]), predict_logits(model, mnist_slice.test_x[:20]))
+
+
+# --------------------------------------------------------------------------- failures
+def test_infinite_lambda_raises_training_error_naming_defense_and_step(mnist_slice):
+    with pytest.raises(TrainingError) as exc:
+        train_defense(mnist_slice, "gradreg", {"lambda": float("inf")})
+    msg = str(exc.value)
+    assert "gradreg" in msg and "step 1/" in msg and "\n" not in msg
+
+
+def test_nan_loss_in_distillation_names_the_stage(mnist_slice, monkeypatch):
+    import igbench.defenses.distillation as distillation
+
+    calls = {"n": 0}
+    real = distillation.cross_entropy
+
+    def nan_on_third(logits, targets, **kw):
+        calls["n"] += 1
+        out = real(logits, targets, **kw)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    monkeypatch.setattr(distillation, "cross_entropy", nan_on_third)
+    with pytest.raises(TrainingError) as exc:
+        train_defense(mnist_slice, "distillation", {"T": 10})
+    msg = str(exc.value)
+    assert "distillation teacher" in msg and "step 3/" in msg
