@@ -79,8 +79,9 @@ def reproducible_command(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def execute_grid(spec, out, cache_dir, progress, render=None) -> None:
-    """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path."""
+def execute_grid(spec, out, cache_dir, progress, render=None):
+    """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path;
+    returns ``(result, path)``."""
     from ..engine.cache import CheckpointStore
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
@@ -90,3 +91,4 @@ def execute_grid(spec, out, cache_dir, progress, render=None) -> None:
                             command=command, echo=lambda s: click.echo(s, err=True))
     click.echo((render or render_grid_tables)(result))
     click.echo(f"\nresult written to {path}")
+    return result, path

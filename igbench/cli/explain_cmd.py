@@ -1,0 +1,80 @@
+"""``igbench explain``: input-gradient and adversarial-example figures, and interpretability scores."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("explain")
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the figures (default: <result stem>-explain/ next to the result).")
+@click.option("--n-images", type=int, default=8, show_default=True, help="Test images (columns) in each figure.")
+@click.option("--max-images", type=int, default=1000, show_default=True, help="Scored test images used for the measures (at most the result's eval.n_test).")
+@click.option("--attack", default="tgsm", show_default=True, help="Attack of the adversarial figure (tgsm: next-class target, as in the paper).")
+@click.option("--eps", type=float, default=None, help="Perturbation size of the attack (default 0.3; ignored by attacks without eps).")
+@click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Attack or dataset parameter, e.g. steps=3 or notmnist.split_seed=1 (repeatable).")
+@click.option("--gradient", type=click.Choice(["logprob_sum", "loss"]), default="logprob_sum", show_default=True, help="Gradient scored: of the sum of log-probabilities (the paper's figures) or of the loss at the true label.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
+@click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
+@click.option("--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), help="Checkpoint cache the result's models were saved to (env IGBENCH_CACHE_DIR).")
+@click.option("--update-result/--no-update-result", default=True, show_default=True, help="Write the scores into the result's `interpretability` list.")
+def explain_command(result, out_dir, n_images, max_images, attack, eps, param, gradient, device, data_dir, cache_dir,
+                    update_result) -> None:
+    """Gradient and adversarial-example figures, and gradient interpretability scores.
+
+    Loads the result's models from the checkpoint cache and its data set, then writes two figures:
+    saliency.png (rows: models; columns: test images; each cell the input gradient of the sum of
+    log-probabilities, grey, like the paper's gradient figure) and adversarial-<attack>-eps<eps>.png
+    (the examples crafted against each model, titled with its prediction). It scores each model's
+    gradients on the result's test images (total variation, share on the digit, correlation with the
+    image, entropy, Gini), prints them and, by default, adds them to the result file.
+
+    \b
+    Examples:
+      igbench explain runs/mnist-0123abcd.json --data-dir ../shared/data
+      igbench explain runs/mnist-0123abcd.json --attack tgsm --eps 0.5 --param steps=5 --no-update-result
+    """
+    from ..errors import UsageError
+    from ..grid_config import resolve_device
+    from ..interpret.explain import explain_result
+    from ..param_options import distribute_params
+    from ..registry import get_registry
+    from ..results.io import read_result
+
+    reg = get_registry()
+    plugin = reg.get("attack", attack)
+    dataset_name = read_result(result)["dataset"]["name"]
+    selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
+    given = distribute_params(param, selected)
+    attack_params = dict(given.get(attack, {}))
+    if plugin.uses_eps:
+        if eps is not None and "eps" in attack_params:
+            raise UsageError("eps given twice (--eps and --param eps=...); give it once")
+        attack_params.setdefault("eps", 0.3 if eps is None else eps)
+    out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
+                         dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
+                         device=resolve_device(device), max_images=max_images, gradient=gradient,
+                         update_result=update_result)
+    click.echo(render_scores(out.scores, out.n_images, gradient))
+    click.echo(f"\nsaliency figure:    {out.saliency_png}")
+    click.echo(f"adversarial figure: {out.adversarial_png}")
+    if out.result_updated:
+        click.echo(f"scores written to {result} (interpretability)")
+
+
+def render_scores(scores: dict, n_images: int, gradient: str) -> str:
+    """A plain-text table of the scores (one row per model) with a line saying which direction is better."""
+    from tabulate import tabulate
+
+    from ..interpret.measures import MEASURES
+
+    keys = list(MEASURES)
+    rows = [[mid] + [("-" if s.get(k) is None else f"{s[k]:.3f}") for k in keys] for mid, s in scores.items()]
+    table = tabulate(rows, headers=["model"] + keys, tablefmt="simple", disable_numparse=True)
+    lower = ", ".join(k for k, d in MEASURES.items() if d < 0)
+    higher = ", ".join(k for k, d in MEASURES.items() if d > 0)
+    return (f"input gradients ({gradient}) on {n_images} test images\n{table}\n"
+            f"more interpretable: lower {lower}; higher {higher}")
+
+
+COMMANDS = [explain_command]

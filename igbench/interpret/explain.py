@@ -1,0 +1,125 @@
+"""What ``igbench explain`` does, as a library call: figures and interpretability scores for a result file."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+DEFAULT_MAX_IMAGES = 1000
+
+
+@dataclass
+class ExplainOutput:
+    """What :func:`explain_result` produced: the figure paths, the scores per model, and the images used."""
+
+    saliency_png: Path
+    adversarial_png: Path
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    n_images: int = 0
+    result_updated: bool = False
+
+
+def default_out_dir(result_path: str | Path) -> Path:
+    """``runs/mnist-abc.json`` -> ``runs/mnist-abc-explain/``."""
+    p = Path(result_path)
+    return p.with_name(f"{p.stem}-explain")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "attack"
+
+
+def load_result_data(result: dict[str, Any], data_dir=None, dataset_params: dict[str, Any] | None = None):
+    """The data set a result was made on, checked against the result's variant and checksum."""
+    from ..datasets.loading import load_dataset
+
+    want = result["dataset"]
+    data = load_dataset(want["name"], data_dir, dataset_params or {}, fallback=False)
+    if data.variant != want["variant"] or data.checksum != want["checksum"]:
+        raise DataError(
+            f"data set '{want['name']}' loaded here is variant {data.variant!r} (checksum {data.checksum[:12]}) but the "
+            f"result was made on variant {want['variant']!r} (checksum {want['checksum'][:12]}); pass the run's "
+            "--data-dir and dataset --param values"
+        )
+    return data
+
+
+def merge_interpretability(result: dict[str, Any], scores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The result's ``interpretability`` list with ``scores`` merged in (one entry per model, in model order;
+    fields of an existing entry that are not recomputed are kept)."""
+    existing = {e["model"]: dict(e) for e in result.get("interpretability", [])}
+    out = []
+    for rec in result["models"]:
+        mid = rec["id"]
+        if mid in scores or mid in existing:
+            entry = existing.get(mid, {"model": mid})
+            entry.update(scores.get(mid, {}))
+            entry["model"] = mid
+            out.append(entry)
+    return out
+
+
+def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n_images: int = 8,
+                   attack: str = "tgsm", attack_params: dict[str, Any] | None = None,
+                   dataset_params: dict[str, Any] | None = None, data_dir=None, cache_dir=None,
+                   device: str = "cpu", max_images: int = DEFAULT_MAX_IMAGES, gradient: str = "logprob_sum",
+                   update_result: bool = True, batch_size: int = 256) -> ExplainOutput:
+    """Draw the saliency and adversarial grids of a result's models and score their input gradients.
+
+    Models come from the checkpoint cache (a missing one is a one-line error saying how to recreate it),
+    the data from ``data_dir`` (it must be the result's exact data: same variant and checksum). The
+    figures use the first ``n_images`` scored test images; the scores use the first
+    ``min(eval.n_test, max_images)``. With ``update_result`` the scores (and ``n_images``) are written into
+    the result's ``interpretability`` list (validated, atomic).
+    """
+    from ..engine.attack import make_context
+    from ..engine.cache import CheckpointStore
+    from ..engine.models import load_result_models
+    from ..errors import UsageError
+    from ..registry import get_registry
+    from ..results.io import read_result, write_result
+    from .figures import adversarial_grid, saliency_grid
+    from .measures import interpretability_summary
+
+    if n_images < 1:
+        raise UsageError(f"--n-images must be >= 1, got {n_images}")
+    if max_images < 1:
+        raise UsageError(f"--max-images must be >= 1, got {max_images}")
+    result_path = Path(result_path)
+    result = read_result(result_path)
+    plugin = get_registry().get("attack", attack)
+    params = plugin.resolve_params(attack_params or {})
+    data = load_result_data(result, data_dir, dataset_params)
+    models = load_result_models(result, CheckpointStore(cache_dir), device)
+
+    n_eval = int(result["eval"]["n_test"])
+    x_eval, y_eval = data.test_x[:n_eval], data.test_y[:n_eval]
+    out = Path(out_dir) if out_dir else default_out_dir(result_path)
+    out.mkdir(parents=True, exist_ok=True)
+
+    x_fig, y_fig = x_eval[:n_images], y_eval[:n_images]
+    names = list(data.class_names) or None
+    saliency = saliency_grid(models, x_fig, out / "saliency.png", n_images=n_images,
+                             titles=[names[int(k)] if names else str(int(k)) for k in y_fig], batch_size=batch_size)
+    eps_tag = f"-eps{params['eps']:g}" if plugin.uses_eps else ""
+    ctx = make_context(data, device, int(result["environment"]["seed"]))
+    adversarial = adversarial_grid(models, x_fig, y_fig, plugin, params, ctx,
+                                   out / f"adversarial-{_safe(plugin.name)}{eps_tag}.png",
+                                   n_images=n_images, class_names=names, batch_size=batch_size)
+
+    n_score = min(n_eval, int(max_images))
+    scores = {}
+    for mid, model in models.items():
+        summary = interpretability_summary(model, x_eval[:n_score], y_eval[:n_score], gradient=gradient,
+                                           batch_size=batch_size)
+        scores[mid] = {**summary, "n_images": n_score}
+    updated = False
+    if update_result:
+        result["interpretability"] = merge_interpretability(result, scores)
+        write_result(result_path, result)
+        updated = True
+    return ExplainOutput(Path(saliency), Path(adversarial), scores, n_score, updated)

@@ -1,0 +1,207 @@
+"""Interpretability measures, the saliency / adversarial figures and `igbench explain` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from igbench.cli import cli
+from igbench.interpret import measures as M
+from igbench.interpret.figures import DPI, adversarial_grid, figure_size, saliency_grid
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_slice):
+    """200 real MNIST test digits and their labels."""
+    return mnist_slice.test_x[:200], mnist_slice.test_y[:200]
+
+
+def _untrained(arch: str = "mlp", seed: int = 0):
+    from igbench.registry import get_registry
+
+    torch.manual_seed(seed)
+    plugin = get_registry().get("architecture", arch)
+    return plugin.build((1, 28, 28), 10, plugin.resolve_params({})).eval()
+
+
+# --------------------------------------------------------------------------- measures
+def test_image_shaped_gradient_scores_more_interpretable_than_noise(digits):
+    x, _ = digits
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(x.shape, generator=gen)
+    image_like = x + 0.05 * torch.randn(x.shape, generator=gen)
+    a, b = M.all_measures(image_like, x), M.all_measures(noise, x)
+    assert set(a) == set(M.MEASURES)
+    for key, direction in M.MEASURES.items():
+        better = (a[key] - b[key]) * direction > 0  # per image: is the image-shaped gradient on the good side?
+        assert better.float().mean() > 0.95, (key, a[key].mean(), b[key].mean())
+    # noise spreads mass evenly: its share on the digit is about the digit's share of pixels (~0.12 on MNIST)
+    pixel_share = M.object_mask(x).float().flatten(1).mean(1)
+    assert (b["grad_on_object"] - pixel_share).abs().mean() < 0.03
+    assert a["grad_on_object"].mean() > 0.6 and a["grad_image_corr"].mean() > 0.9
+    assert b["grad_image_corr"].abs().mean() < 0.1
+
+
+def test_measures_are_scale_free_and_sign_free(digits):
+    x, _ = digits
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1)) * x
+    base = M.all_measures(g, x)
+    for scaled in (1e-4 * g, -250.0 * g):
+        other = M.all_measures(scaled, x)
+        for key in M.MEASURES:
+            assert torch.allclose(base[key], other[key], atol=1e-4, equal_nan=True), key
+
+
+def test_measures_known_values_and_undefined_cases(digits):
+    x, _ = digits
+    x = x[:4]
+    spike = torch.zeros_like(x)
+    spike[:, 0, 14, 14] = 3.0
+    m = M.all_measures(spike, x)
+    assert torch.allclose(m["grad_tv"], torch.full((4,), 4.0))
+    assert torch.allclose(m["grad_entropy"], torch.zeros(4), atol=1e-6)
+    assert (m["grad_gini"] > 0.99).all()
+    on_digit = M.object_mask(x).float().unsqueeze(1)
+    assert torch.allclose(M.mass_on_object(on_digit, x), torch.ones(4))
+    flat = torch.ones_like(x)
+    assert torch.allclose(M.gini(flat), torch.zeros(4), atol=1e-6)
+    assert torch.allclose(M.entropy(flat), torch.ones(4), atol=1e-6)
+    assert torch.allclose(M.total_variation(flat), torch.zeros(4), atol=1e-6)
+    # an all-zero gradient has no defined score: NaN per image, skipped by the summary, None when all undefined
+    zero = torch.zeros_like(x)
+    assert all(torch.isnan(v).all() for v in M.all_measures(zero, x).values())
+    mixed = torch.cat([zero[:2], spike[2:]])
+    summary = M.summarize(M.all_measures(mixed, x))
+    assert summary["grad_tv"] == pytest.approx(4.0)
+    assert M.summarize(M.all_measures(zero, x)) == {k: None for k in M.MEASURES}
+
+
+def test_summary_of_a_model_uses_the_logprob_sum_gradient(digits):
+    from igbench.engine.gradients import logprob_sum_gradient, loss_input_gradient
+
+    x, y = digits
+    model = _untrained("mlp")
+    grads = M.input_gradients(model, x[:50], batch_size=16)  # several batches
+    assert torch.allclose(grads, logprob_sum_gradient(model, x[:50]), atol=1e-6)
+    loss_grads = M.input_gradients(model, x[:50], y[:50], gradient="loss", batch_size=16)
+    assert torch.allclose(loss_grads, loss_input_gradient(model, x[:50], y[:50])[0], atol=1e-6)
+    summary = M.interpretability_summary(model, x[:50], y[:50])
+    expected = M.summarize(M.all_measures(grads, x[:50]))
+    assert summary.keys() == expected.keys()
+    assert all(math.isfinite(v) and v == pytest.approx(expected[k], abs=1e-5) for k, v in summary.items())
+
+
+# --------------------------------------------------------------------------- figures
+def _png(path):
+    import matplotlib.image as mpimg
+
+    assert path.is_file() and path.stat().st_size > 1000
+    return mpimg.imread(path)
+
+
+def test_figures_have_one_row_per_model_and_one_column_per_image(digits, tmp_path):
+    from igbench.engine.attack import make_context
+    from igbench.registry import get_registry
+
+    x, y = digits
+    models = {"a": _untrained("mlp", 0), "b": _untrained("mlp", 1), "c": _untrained("mlp", 2)}
+    sal = tmp_path / "sal.png"
+    saliency_grid(models, x, sal, n_images=5)
+    img = _png(sal)
+    width, height = figure_size(1 + 3, 5)
+    assert img.shape[:2] == (round(height * DPI), round(width * DPI))
+    small = tmp_path / "small.png"
+    saliency_grid({"a": models["a"]}, x, small, n_images=2)
+    img_small = _png(small)
+    # 4 rows x 5 columns against 2 rows x 2 columns: twice the height, 3 more cells wide
+    assert img.shape[0] == 2 * img_small.shape[0]
+    assert img.shape[1] - img_small.shape[1] == round(3 * (figure_size(1, 1)[0] - figure_size(1, 0)[0]) * DPI)
+    assert img[..., :3].std() > 0.1  # not blank
+
+    data = type("D", (), {"clip_min": 0.0, "clip_max": 1.0, "num_classes": 10})()
+    tgsm = get_registry().get("attack", "tgsm")
+    adv = tmp_path / "adv.png"
+    adversarial_grid(models, x, y, tgsm, {"eps": 0.3}, make_context(data, "cpu", 0), adv, n_images=5)
+    assert _png(adv).shape == img.shape
+
+
+# --------------------------------------------------------------------------- the command
+@pytest.fixture(scope="module")
+def tiny_result(shared_data, tmp_path_factory):
+    """A real two-model result (mlp, plain and gradreg, 20 steps) with its checkpoint cache."""
+    root = tmp_path_factory.mktemp("explain")
+    out, cache = root / "tiny.json", root / "cache"
+    args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--defense", "gradreg",
+            "--attack", "fgsm", "--eps", "0.3", "--steps", "20", "--n-test", "100", "--param", "lambda=10",
+            "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    return out, cache
+
+
+def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
+    from igbench.results.io import read_result
+
+    result_path, cache = tiny_result
+    before = json.loads(result_path.read_text())
+    assert "interpretability" not in before
+    common = ["--data-dir", str(shared_data), "--cache-dir", str(cache), "--device", "cpu"]
+
+    out_dir = tmp_path / "figs"
+    dry = CliRunner().invoke(cli, ["explain", str(result_path), "--out", str(out_dir), "--n-images", "4",
+                                   "--no-update-result", *common])
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(result_path.read_text()) == before  # --no-update-result leaves the file alone
+    assert (out_dir / "saliency.png").stat().st_size > 1000
+    assert (out_dir / "adversarial-tgsm-eps0.3.png").stat().st_size > 1000
+
+    run = CliRunner().invoke(cli, ["explain", str(result_path), "--attack", "fgsm", "--eps", "0.2", *common])
+    assert run.exit_code == 0, run.output
+    default_dir = result_path.with_name("tiny-explain")
+    assert _png(default_dir / "saliency.png").shape[:2] == (round(figure_size(3, 8)[1] * DPI),
+                                                           round(figure_size(3, 8)[0] * DPI))
+    assert (default_dir / "adversarial-fgsm-eps0.2.png").is_file()
+    for mid in ("none", "gradreg"):
+        assert any(line.split()[:1] == [mid] for line in run.output.splitlines()), run.output
+    data = read_result(result_path)  # still validates
+    entries = {e["model"]: e for e in data["interpretability"]}
+    assert list(entries) == [m["id"] for m in data["models"]]
+    for entry in entries.values():
+        assert entry["n_images"] == 100
+        for key in M.MEASURES:
+            assert isinstance(entry[key], float) and math.isfinite(entry[key])
+        assert 0 <= entry["grad_on_object"] <= 1 and 0 <= entry["grad_tv"] <= 4
+    # the rest of the result is unchanged
+    assert {k: v for k, v in data.items() if k != "interpretability"} == before
+
+
+def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path):
+    from igbench.results.io import write_result
+
+    result_path, cache = tiny_result
+    runner = CliRunner()
+    common = ["--data-dir", str(shared_data), "--device", "cpu", "--no-update-result", "--out", str(tmp_path / "o")]
+
+    def error_of(args):
+        res = runner.invoke(cli, ["explain", *args])
+        assert res.exit_code != 0
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error:"), res.output
+        return lines[0]
+
+    assert "no such result file" in error_of([str(tmp_path / "missing.json"), *common])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": "1"}')
+    assert "bad.json" in error_of([str(bad), *common])
+    assert "not in the cache" in error_of([str(result_path), "--cache-dir", str(tmp_path / "empty"), *common])
+    other = json.loads(result_path.read_text())
+    other["dataset"]["variant"] = "some-other-variant"
+    moved = tmp_path / "other.json"
+    write_result(moved, other)
+    assert "variant" in error_of([str(moved), "--cache-dir", str(cache), *common])
+    assert "no selected plugin takes 'lamda'" in error_of([str(result_path), "--cache-dir", str(cache),
+                                                           "--param", "lamda=1", *common])
