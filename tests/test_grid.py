@@ -157,3 +157,29 @@ def test_paper_configs_parse_into_the_paper_grid(registry):
     assert [a.name for a in spec.attacks] == ["fgsm", "tgsm", "jsma"]
     short = build_grid_spec({"steps": 100, "n_test": 50}, "configs/paper-notmnist.toml")
     assert short.train.steps == 100 and short.n_test == 50 and short.dataset == "notmnist"
+
+
+def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):
+    """`igbench sweep` trains one model per lambda next to `none` and records clean accuracy and the
+    input-gradient norm per lambda; with --config it takes the file's settings, not its other models."""
+    config = tmp_path / "grid.toml"
+    config.write_text('[run]\ndataset = "mnist"\narch = "mlp"\nsteps = 40\nbatch_size = 64\nn_test = 200\n'
+                      'eps = [0.2]\n\n[[models]]\nid = "advtrain"\ndefense = "advtrain"\n\n'
+                      '[[models]]\nid = "gradreg"\ndefense = "gradreg"\nparams = { scaling = "per-example" }\n\n'
+                      '[[attacks]]\nname = "jsma"\n')
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--config", str(config), "--defense", "gradreg", "--sweep", "lambda=0.1,30",
+            "--attack", "fgsm", "--data-dir", str(shared_data), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "mean |dCE/dx|" in result.output and "gradreg[lambda=30]" in result.output
+    data = read_result(out)
+    models = {m["id"]: m for m in data["models"]}
+    assert set(models) == {"none", "gradreg[lambda=0.1]", "gradreg[lambda=30]"}  # not the file's advtrain
+    assert [a["name"] for a in data["attacks"]] == ["fgsm"]  # --attack replaced the file's jsma
+    assert models["gradreg[lambda=30]"]["defense_params"] == {"lambda": 30.0, "scaling": "per-example"}
+    assert all({c["source"]} == {c["target"]} for c in data["cells"])  # white-box only
+    grad = {k: m["input_grad_norm"] for k, m in models.items()}
+    assert grad["gradreg[lambda=30]"] < 0.5 * grad["gradreg[lambda=0.1]"]  # stronger penalty, flatter model
+    assert all(m["clean_accuracy"] > 0.5 for m in models.values())

@@ -41,11 +41,14 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     and (with --attack) white-box accuracy per value, next to the undefended `none` model.
 
     Writes an ordinary result file (white-box cells only), so `igbench plot` and `igbench validate`
-    work on it. Models are cached like in `igbench run`.
+    work on it. Models are cached like in `igbench run`. With --config, the file's [run] settings and
+    its parameters for DEFENSE are used, but not its other models; --attack replaces its attacks.
 
     \b
     Example (the paper's lambda sweep, short training):
       igbench sweep --defense gradreg --sweep "lambda=logspace(2,5,13)" --attack fgsm --eps 0.1,0.3
+      igbench sweep --config configs/paper-mnist.toml --defense gradreg --sweep "lambda=100,1000,10000" \
+          --attack fgsm --data-dir ../shared/data
     """
     import dataclasses
 
@@ -66,7 +69,12 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
              for v in values]
     for m in swept:
         plugin.resolve_params(m.defense_params)
-    spec.models = [m for m in spec.models if m.id != defense] + swept
+    # a sweep is the reference model plus the swept ones: a --config lends its [run] settings and the
+    # swept defense's parameters, not its other models; --attack replaces the file's attacks
+    reference = [m for m in spec.models if m.defense == "none" and not m.defense_params][:1]
+    spec.models = reference + swept
+    if options.get("attack"):
+        spec.attacks = [a for a in spec.attacks if a.name in options["attack"]]
     spec.transfer = False
     spec.validate()
     execute_grid(spec, out, cache_dir, progress, render=render_sweep_table)
