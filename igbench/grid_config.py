@@ -17,8 +17,8 @@ A grid file (see ``configs/paper-mnist.toml``)::
     name = "jsma"
     params = { theta = 1.0, gamma = 0.25 }
 
-Options given on the command line override the file's ``[run]`` values; ``--defense``/``--attack`` add to
-its lists. The reference model (defense ``none``) is always part of the grid.
+Options given on the command line override the file's ``[run]`` values; ``--defense`` adds to its
+models, ``--attack`` replaces its attacks. The reference model (defense ``none``) is always part of the grid.
 """
 
 from __future__ import annotations
@@ -102,10 +102,12 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
             models.append(ModelSpec(id=name, defense=name, arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
     if not any(m.defense == "none" and not m.defense_params for m in models):
         models.insert(0, ModelSpec(id="none", defense="none", arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
+    # --attack replaces the file's attacks (a file's entry of the same name keeps its parameters), so the
+    # models of a grid file can be attacked anew without retraining or re-running its own attacks
     attacks = [AttackSpec(a["name"], dict(a.get("params", {}))) for a in doc.get("attacks", [])]
-    for name in cli.get("attack") or ():
-        if name not in {a.name for a in attacks}:
-            attacks.append(AttackSpec(name))
+    if cli.get("attack"):
+        by_name = {a.name: a for a in attacks}
+        attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(cli["attack"])]
 
     # look every name up now: an unknown name is a one-line error before anything runs
     reg.get("dataset", run["dataset"])

@@ -183,3 +183,12 @@ def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared
     grad = {k: m["input_grad_norm"] for k, m in models.items()}
     assert grad["gradreg[lambda=30]"] < 0.5 * grad["gradreg[lambda=0.1]"]  # stronger penalty, flatter model
     assert all(m["clean_accuracy"] > 0.5 for m in models.values())
+
+
+def test_cli_attack_replaces_the_config_attacks_and_defense_adds(registry):
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"attack": ("pgd", "jsma"), "defense": ("gradreg-fd",)}, "configs/paper-mnist.toml")
+    assert [a.name for a in spec.attacks] == ["pgd", "jsma"]
+    assert spec.attacks[1].params == {"theta": 1.0, "gamma": 0.25, "target": "next"}  # the file's jsma settings
+    assert [m.id for m in spec.models][-1] == "gradreg-fd" and len(spec.models) == 6

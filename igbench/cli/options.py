@@ -24,7 +24,7 @@ _SHARED = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
     click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found)."),
     click.option("--arch", help="Architecture plugin. Default: paper-cnn."),
-    click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>."),
+    click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks."),
     click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated."),
     click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Plugin parameter, e.g. lambda=100 or gradreg.lambda=100 (repeatable)."),
     click.option("--epochs", type=float, help="Training epochs per model (default 1)."),

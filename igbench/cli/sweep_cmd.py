@@ -73,8 +73,6 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     # swept defense's parameters, not its other models; --attack replaces the file's attacks
     reference = [m for m in spec.models if m.defense == "none" and not m.defense_params][:1]
     spec.models = reference + swept
-    if options.get("attack"):
-        spec.attacks = [a for a in spec.attacks if a.name in options["attack"]]
     spec.transfer = False
     spec.validate()
     execute_grid(spec, out, cache_dir, progress, render=render_sweep_table)
