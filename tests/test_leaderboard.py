@@ -195,3 +195,24 @@ def test_cli_plot(tmp_path):
     assert (out / "mnist-fgsm-accuracy-vs-eps.png").stat().st_size > 10_000
     res = runner.invoke(cli, ["plot", str(tmp_path / "none.json")])
     assert res.exit_code == 1 and "none.json: no such result file" in res.output
+
+
+def test_report_numbers_come_from_the_cells(results_dir):
+    """`igbench report` quotes transfer, white-box and JSMA numbers that match the result's cells."""
+    path = results_dir / "mnist-paper-small.json"
+    data = json.loads(path.read_text())
+    out = CliRunner().invoke(cli, ["report", str(path)])
+    assert out.exit_code == 0, out.output
+    cell = {(c["attack"], c["eps"], c["source"], c["target"]): c["accuracy"] for c in data["cells"]}
+    models = [m["id"] for m in data["models"]]
+    section = _section(out.output, "### fgsm")
+    rows = _rows(section)  # first table: transferred from `none`
+    row = next(r for r in rows if r[0] == "0.3")
+    assert row[1:] == [f"{100 * cell[('fgsm', 0.3, 'none', t)]:.1f}" for t in models]
+    jsma_rows = {r[0]: r for r in _rows(_section(out.output, "### jsma"))}
+    stat = next(s for s in data["attack_stats"] if s["attack"] == "jsma" and s["source"] == "gradreg")
+    assert jsma_rows["gradreg"][1] == f"{100 * stat['success_rate']:.1f}"
+    assert jsma_rows["gradreg"][2] == f"{stat['l0']:.1f}"
+    others = [cell[("jsma", None, "gradreg", t)] for t in models if t != "gradreg"]
+    assert jsma_rows["gradreg"][5] == f"{100 * sum(others) / len(others):.1f}"
+    assert "Gradient-masking check" in out.output and "transfer beats white-box" in out.output

@@ -42,21 +42,9 @@ def cli() -> None:
 
 
 def _add_commands() -> None:
-    from . import plugins_cmd, results_cmd, run_cmd
+    from . import explain_cmd, plugins_cmd, replicate_cmd, results_cmd, run_cmd, sweep_cmd
 
-    for module in (plugins_cmd, run_cmd, results_cmd):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    # Optional command modules added by later work (sweep, explain, replicate).
-    import importlib
-
-    for name in ("sweep_cmd", "explain_cmd", "replicate_cmd"):
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
+    for module in (plugins_cmd, run_cmd, sweep_cmd, results_cmd, explain_cmd, replicate_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""``igbench leaderboard``, ``igbench validate`` and ``igbench plot``: work on result files."""
+"""``igbench leaderboard``, ``validate``, ``plot`` and ``report``: work on result files."""
 
 from __future__ import annotations
 
@@ -96,4 +96,20 @@ def plot_command(result: str, out_dir: str) -> None:
         click.echo(str(path))
 
 
-COMMANDS = [leaderboard_command, validate_command, plot_command]
+@click.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def report_command(results: tuple[str, ...]) -> None:
+    """Print the numbers behind the paper's claims for each RESULT file, as Markdown.
+
+    Clean accuracy and input-gradient norms; per attack and eps, accuracy on examples transferred
+    from the undefended model, white-box accuracy and how well each model's examples transfer; JSMA
+    success and pixels changed; gradient interpretability (after `igbench explain`); and a
+    gradient-masking check. REPLICATION.md quotes this output.
+    """
+    from ..results.io import read_result
+    from ..results.report import render_report
+
+    click.echo("\n".join(render_report(read_result(path), str(path)) for path in results))
+
+
+COMMANDS = [leaderboard_command, validate_command, plot_command, report_command]

@@ -1,0 +1,127 @@
+"""The numbers behind the paper's claims, read from result files and rendered as Markdown tables.
+
+``igbench report RESULT...`` prints them; REPLICATION.md quotes its output, so every number there can
+be traced to a result file (named in each section) and regenerated. Per result file:
+
+* clean accuracy and mean input-gradient norm per model;
+* per attack with eps: accuracy of each model on examples transferred from the undefended model
+  (``none``), white-box accuracy, and the mean accuracy of the *other* models on each model's
+  examples (how well its examples transfer);
+* per attack without eps (JSMA): white-box success rate and the mean number of changed pixels (L0);
+* the interpretability measures of input gradients, when ``igbench explain`` has scored them;
+* a gradient-masking check: how far white-box accuracy is from zero at the largest eps, and the
+  largest amount by which a transferred attack beats the white-box one on the same target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .grid import Grid, format_eps
+
+REFERENCE = "none"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def model_table(result: dict[str, Any]) -> str:
+    rows = [[m["id"], _pct(m["clean_accuracy"]), f"{m['input_grad_norm']:.4g}"] for m in result["models"]]
+    return _table(["model", "clean accuracy %", "mean input-gradient L2 norm"], rows)
+
+
+def eps_tables(result: dict[str, Any], attack: dict[str, Any]) -> str:
+    """Transfer-from-``none``, white-box and transfer-from-each-model tables for one eps attack."""
+    grid, name, models = Grid(result), attack["name"], [m["id"] for m in result["models"]]
+    eps_values = attack["eps"]
+    headers = ["eps"] + models
+    parts = []
+    if REFERENCE in models:
+        rows = [[format_eps(e)] + [_pct(grid.accuracy(name, e, REFERENCE, t)) for t in models] for e in eps_values]
+        parts.append(f"Accuracy % of each model on {name} examples crafted against `{REFERENCE}` "
+                     f"(the `{REFERENCE}` column is white-box):\n\n" + _table(headers, rows))
+    rows = [[format_eps(e)] + [_pct(grid.white_box(name, e, m)) for m in models] for e in eps_values]
+    parts.append(f"White-box accuracy % under {name}:\n\n" + _table(headers, rows))
+    rows = [[format_eps(e)] + [_pct(grid.transfer_to(name, e, m)) for m in models] for e in eps_values]
+    parts.append(f"Mean accuracy % of each model on {name} examples crafted against the *other* models "
+                 "(black-box transfer; higher is more robust):\n\n" + _table(headers, rows))
+    rows = [[format_eps(e)] + [_pct(grid.transfer_from(name, e, m)) for m in models] for e in eps_values]
+    parts.append(f"Mean accuracy % of the *other* models on {name} examples crafted against each model "
+                 "(lower = its examples transfer better):\n\n" + _table(headers, rows))
+    return "\n\n".join(parts)
+
+
+def stats_table(result: dict[str, Any], attack: str) -> str:
+    """White-box success rate and perturbation sizes per source model, for an attack without eps."""
+    grid = Grid(result)
+    rows = []
+    for s in result.get("attack_stats", []):
+        if s["attack"] == attack and s.get("eps") is None:
+            rows.append([s["source"], _pct(s["success_rate"]), f"{s['l0']:.1f}", f"{s['l2']:.2f}",
+                         _pct(grid.white_box(attack, None, s["source"])),
+                         _pct(grid.transfer_from(attack, None, s["source"]))])
+    return (f"{attack}, per model attacked (white-box):\n\n"
+            + _table(["model", "success %", "mean pixels changed (L0)", "mean L2", "accuracy %",
+                      "other models' accuracy %"], rows))
+
+
+def interpretability_table(result: dict[str, Any]) -> str | None:
+    rows = result.get("interpretability") or []
+    if not rows:
+        return None
+    keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini") if k in rows[0]]
+    body = [[r["model"]] + [f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))] for r in rows]
+    return ("Input-gradient interpretability (`igbench explain`; gradient of the summed log-probabilities):\n\n"
+            + _table(["model"] + keys + ["images"], body))
+
+
+def masking_check(result: dict[str, Any]) -> str:
+    """Largest-eps white-box accuracy per attack, and the worst transfer-beats-white-box margin."""
+    grid, models = Grid(result), [m["id"] for m in result["models"]]
+    lines = []
+    for attack in result["attacks"]:
+        if not attack["eps"]:
+            continue
+        name, top = attack["name"], max(attack["eps"])
+        wb = {m: grid.white_box(name, top, m) for m in models}
+        worst = None
+        for e in attack["eps"]:
+            for t in models:
+                w = grid.white_box(name, e, t)
+                for s in models:
+                    a = grid.accuracy(name, e, s, t)
+                    if s != t and w is not None and a is not None and (worst is None or w - a > worst[0]):
+                        worst = (w - a, e, s, t)
+        line = (f"- {name}: white-box accuracy at eps {format_eps(top)}: "
+                + ", ".join(f"{m} {_pct(v)}%" for m, v in wb.items()))
+        if worst is not None:
+            gap, e, s, t = worst
+            line += (f"; largest margin by which transfer beats white-box: {100 * gap:+.1f} points "
+                     f"({s} -> {t} at eps {format_eps(e)})")
+        lines.append(line)
+    return "Gradient-masking check:\n\n" + "\n".join(lines)
+
+
+def render_report(result: dict[str, Any], label: str) -> str:
+    """All sections for one result; ``label`` names its file in the heading."""
+    parts = [f"## {label}", f"Command: `{result['command']}`",
+             f"Data: {result['dataset']['name']} ({result['dataset']['variant']}), "
+             f"{result['eval']['n_test']} test images scored; git {result['environment'].get('git_commit') or '-'}",
+             model_table(result)]
+    for attack in result["attacks"]:
+        if attack["eps"]:
+            parts.append(f"### {attack['name']}\n\n" + eps_tables(result, attack))
+        else:
+            parts.append(f"### {attack['name']}\n\n" + stats_table(result, attack["name"]))
+    table = interpretability_table(result)
+    if table:
+        parts.append("### interpretability\n\n" + table)
+    parts.append("### sanity\n\n" + masking_check(result))
+    return "\n\n".join(parts) + "\n"
