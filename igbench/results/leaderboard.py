@@ -140,7 +140,8 @@ def _header(dataset: str, sources: list[_Source]) -> list[str]:
         "accuracy on the examples crafted against each of the other models of the same result file (how well it",
         "resists examples it never saw); **others on its examples** is the mean accuracy of the other models of",
         "the same file on the examples crafted against it (how well its adversarial examples transfer: lower",
-        "means more transferable). Models are ranked by white-box accuracy (ties: clean accuracy, then name).",
+        "means more transferable). Models are ranked by white-box accuracy (ties: clean accuracy, then name);",
+        "**transfer rank** ranks them by mean transfer accuracy.",
         "",
         "## Result files",
         "",
@@ -216,6 +217,7 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
         count = g.count(name, eps, mid, mid)
         scored.append((wb, e, to, frm, count))
     scored.sort(key=lambda r: (r[0] is None, -(r[0] or 0.0), -r[1].model["clean_accuracy"], r[1].label))
+    transfer_rank = _competition_ranks([to for _, _, to, _, _ in scored])
     rows, rank, previous = [], 0, object()
     for position, (wb, e, to, frm, count) in enumerate(scored, 1):
         if wb is not None and wb != previous:
@@ -227,14 +229,22 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
                 _pct(e.model["clean_accuracy"]),
                 _pct(wb),
                 _pct(to),
+                transfer_rank[position - 1],
                 _pct(frm),
                 "-" if count is None else str(count),
             ]
         )
-    headers = ["rank", "model", "clean acc %", "white-box acc %", "mean transfer acc %", "others on its examples %", "images"]
+    headers = ["rank", "model", "clean acc %", "white-box acc %", "mean transfer acc %", "transfer rank",
+               "others on its examples %", "images"]
     if not rows:
         return ["(no cells)", ""]
-    return [_table(rows, headers, {0, 2, 3, 4, 5, 6}), ""]
+    return [_table(rows, headers, {0, 2, 3, 4, 5, 6, 7}), ""]
+
+
+def _competition_ranks(values: list[float | None]) -> list[str]:
+    """Rank of each value, highest first, ties sharing the better rank ("1, 2, 2, 4"); None -> "-"."""
+    present = sorted((v for v in values if v is not None), reverse=True)
+    return ["-" if v is None else str(present.index(v) + 1) for v in values]
 
 
 def _eps_overview(entries: list[_Entry], name: str, params: dict[str, Any], eps_values: list[float]) -> list[str]:
