@@ -192,3 +192,13 @@ def test_cli_attack_replaces_the_config_attacks_and_defense_adds(registry):
     assert [a.name for a in spec.attacks] == ["pgd", "jsma"]
     assert spec.attacks[1].params == {"theta": 1.0, "gamma": 0.25, "target": "next"}  # the file's jsma settings
     assert [m.id for m in spec.models][-1] == "gradreg-fd" and len(spec.models) == 6
+
+
+def test_fashion_mnist_config_is_the_mnist_grid_on_other_data(registry):
+    from igbench.grid_config import build_grid_spec
+
+    mnist = build_grid_spec({}, "configs/paper-mnist.toml")
+    fashion = build_grid_spec({}, "configs/paper-fashion-mnist.toml")
+    assert fashion.dataset == "fashion-mnist" and mnist.dataset == "mnist"
+    assert [(m.id, m.defense_params) for m in fashion.models] == [(m.id, m.defense_params) for m in mnist.models]
+    assert fashion.train == mnist.train and fashion.eps == mnist.eps
