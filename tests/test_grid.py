@@ -202,3 +202,24 @@ def test_fashion_mnist_config_is_the_mnist_grid_on_other_data(registry):
     assert fashion.dataset == "fashion-mnist" and mnist.dataset == "mnist"
     assert [(m.id, m.defense_params) for m in fashion.models] == [(m.id, m.defense_params) for m in mnist.models]
     assert fashion.train == mnist.train and fashion.eps == mnist.eps
+
+
+def test_journal_survives_a_torn_line_and_refuses_a_second_writer(tmp_path):
+    from igbench.engine.journal import Journal
+    from igbench.errors import UsageError
+
+    path = tmp_path / "r.json.partial.jsonl"
+    first = Journal(path, "run-1")
+    with first.locked():
+        first.append({"unit": 1})
+        with open(path, "a") as fh:
+            fh.write('{"unit": 2, "cel')  # killed mid-write
+        with pytest.raises(UsageError, match="another igbench process is running this grid"):
+            with Journal(path, "run-1").locked():
+                pass
+    again = Journal(path, "run-1")
+    with again.locked():
+        again.append({"unit": 3})
+    assert again.read() == [{"unit": 1}, {"unit": 3}]  # the torn unit is redone, the next one kept
+    again.remove()
+    assert not path.exists()

@@ -143,57 +143,58 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     })
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
     journal = Journal(out_path.with_name(out_path.name + ".partial.jsonl"), run_id)
-    journal.start()
-    done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
-    if done:
-        echo(f"resuming: {len(done)} of {len(units) * len(models)} attack units already done ({journal.path})")
+    environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
+    with journal.locked():  # a second process on the same result stops with a one-line error
+        done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
+        if done:
+            echo(f"resuming: {len(done)} of {len(units) * len(models)} attack units already done ({journal.path})")
 
-    # ---- the grid
-    attack_seconds = 0.0
-    for plugin, params, eps in units:
-        for source_id, source in models.items():
-            key = (plugin.name, eps, source_id)
-            if key in done:
-                continue
-            ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
-            label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
-            echo(f"attack {label}")
-            x_adv, stats = run_attack(plugin, params, source, x_eval, y_eval, ctx,
-                                      batch_size=spec.eval_batch_size, progress=progress)
-            targets = models if spec.transfer else {source_id: source}
-            cells = [{"target": tid, "accuracy": accuracy(target, x_adv, y_eval, spec.eval_batch_size),
-                      "count": int(x_eval.shape[0])} for tid, target in targets.items()]
-            unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
-                    "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
-            journal.append(unit)
-            done[key] = unit
-            attack_seconds += stats["seconds"]
+        # ---- the grid
+        attack_seconds = 0.0
+        for plugin, params, eps in units:
+            for source_id, source in models.items():
+                key = (plugin.name, eps, source_id)
+                if key in done:
+                    continue
+                ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
+                label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
+                echo(f"attack {label}")
+                x_adv, stats = run_attack(plugin, params, source, x_eval, y_eval, ctx,
+                                          batch_size=spec.eval_batch_size, progress=progress)
+                targets = models if spec.transfer else {source_id: source}
+                cells = [{"target": tid, "accuracy": accuracy(target, x_adv, y_eval, spec.eval_batch_size),
+                          "count": int(x_eval.shape[0])} for tid, target in targets.items()]
+                unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
+                        "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
+                journal.append(unit)
+                done[key] = unit
+                attack_seconds += stats["seconds"]
 
-    result = {
-        "schema_version": "1",
-        "igbench_version": _igbench_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": command or "igbench " + " ".join(sys.argv[1:]),
-        "run_id": run_id,
-        "dataset": data.describe(),
-        "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size},
-        "models": records,
-        "attacks": attack_records,
-        "cells": [
-            {"attack": a, "eps": e, "source": s, **cell}
-            for (a, e, s), unit in _in_grid_order(done, units, models)
-            for cell in unit["cells"]
-        ],
-        "attack_stats": [
-            {"attack": a, "eps": e, "source": s, **unit["stats"]}
-            for (a, e, s), unit in _in_grid_order(done, units, models)
-        ],
-        "environment": capture_environment(str(device), spec.train.seed),
-        "timings": {"total_seconds": time.perf_counter() - started, "train_seconds": train_seconds,
-                    "attack_seconds": attack_seconds},
-    }
-    write_result(out_path, result)
-    journal.remove()
+        result = {
+            "schema_version": "1",
+            "igbench_version": _igbench_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": command or "igbench " + " ".join(sys.argv[1:]),
+            "run_id": run_id,
+            "dataset": data.describe(),
+            "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size},
+            "models": records,
+            "attacks": attack_records,
+            "cells": [
+                {"attack": a, "eps": e, "source": s, **cell}
+                for (a, e, s), unit in _in_grid_order(done, units, models)
+                for cell in unit["cells"]
+            ],
+            "attack_stats": [
+                {"attack": a, "eps": e, "source": s, **unit["stats"]}
+                for (a, e, s), unit in _in_grid_order(done, units, models)
+            ],
+            "environment": environment,
+            "timings": {"total_seconds": time.perf_counter() - started, "train_seconds": train_seconds,
+                        "attack_seconds": attack_seconds},
+        }
+        write_result(out_path, result)
+        journal.remove()
     return result, out_path
 
 

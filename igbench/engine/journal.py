@@ -6,10 +6,13 @@ a torn last line (the process was killed mid-write) is ignored on reading, so no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
+
+from ..errors import UsageError
 
 
 class Journal:
@@ -34,6 +37,33 @@ class Journal:
                 except json.JSONDecodeError:
                     continue  # a torn line (killed mid-write): that unit is simply redone
 
+    @contextlib.contextmanager
+    def locked(self):
+        """Begin (or continue) the journal while holding an exclusive lock on ``<journal>.lock``.
+
+        Another process running the same grid into the same result gets a one-line error instead of
+        interleaving its units; the operating system drops the lock when a process dies.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a+") as lock:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows: no advisory lock, no protection
+                fcntl = None
+            if fcntl is not None:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UsageError(f"another igbench process is running this grid (it holds {lock_path}); "
+                                     "wait for it to finish, or pass a different --out") from None
+            try:
+                self.start()
+                yield self
+            finally:
+                if not self.path.exists():
+                    lock_path.unlink(missing_ok=True)
+
     def start(self) -> None:
         """Begin (or continue) the journal of this run; a stale journal of another run is replaced."""
         if self.path.exists() and self.read() == [] and not self._is_ours():
@@ -41,6 +71,21 @@ class Journal:
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._append({"run_id": self.run_id})
+        else:
+            self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        """A process killed mid-write leaves a last line without its newline: close it, so the next unit
+        starts on a line of its own (the torn one is skipped on reading)."""
+        with open(self.path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+        if torn:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write("\n")
 
     def _is_ours(self) -> bool:
         first = next(self._lines(), None)
