@@ -43,12 +43,15 @@ def eps_tables(result: dict[str, Any], attack: dict[str, Any]) -> str:
     eps_values = attack["eps"]
     headers = ["eps"] + models
     parts = []
-    if REFERENCE in models:
+    transfer = any(c["source"] != c["target"] for c in result["cells"])  # a sweep scores white-box only
+    if transfer and REFERENCE in models:
         rows = [[format_eps(e)] + [_pct(grid.accuracy(name, e, REFERENCE, t)) for t in models] for e in eps_values]
         parts.append(f"Accuracy % of each model on {name} examples crafted against `{REFERENCE}` "
                      f"(the `{REFERENCE}` column is white-box):\n\n" + _table(headers, rows))
     rows = [[format_eps(e)] + [_pct(grid.white_box(name, e, m)) for m in models] for e in eps_values]
     parts.append(f"White-box accuracy % under {name}:\n\n" + _table(headers, rows))
+    if not transfer:
+        return "\n\n".join(parts)
     rows = [[format_eps(e)] + [_pct(grid.transfer_to(name, e, m)) for m in models] for e in eps_values]
     parts.append(f"Mean accuracy % of each model on {name} examples crafted against the *other* models "
                  "(black-box transfer; higher is more robust):\n\n" + _table(headers, rows))
