@@ -219,3 +219,25 @@ def test_report_numbers_come_from_the_cells(results_dir):
     assert jsma_rows["gradreg"][5] == f"{100 * sum(others) / len(others):.1f}"
     assert "Gradient-masking check" in out.output and "beat white-box ones, per target model: none " in out.output
 
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repository_leaderboards_hold_real_full_runs_and_are_current():
+    """leaderboards/ holds real runs on full MNIST and on notMNIST, each with the command that made it,
+    and its Markdown is exactly what `igbench leaderboard` renders (CI checks the same from the CLI)."""
+    results = load_results(REPO / "leaderboards" / "results")
+    by_dataset = {}
+    for data in results:
+        by_dataset.setdefault(data["dataset"]["name"], []).append(data)
+        assert data["command"].startswith("igbench ") and "--data-dir" in data["command"]
+        assert {m["defense"] for m in data["models"]} >= {"none", "gradreg", "distillation", "advtrain",
+                                                           "advtrain+gradreg"}
+    mnist = by_dataset["mnist"]
+    assert any(d["dataset"]["n_train"] == 55000 and d["dataset"]["n_test"] == 10000 and d["eval"]["n_test"] >= 1000
+               for d in mnist)
+    assert by_dataset["notmnist"]
+    assert check_leaderboards(REPO / "leaderboards" / "results", REPO / "leaderboards") == []
+    for data in results:  # the reference model of every grid actually learned
+        none = next(m for m in data["models"] if m["id"] == "none")
+        assert none["clean_accuracy"] > 0.9, data["command"]
