@@ -226,7 +226,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repository_leaderboards_hold_real_full_runs_and_are_current():
     """leaderboards/ holds real runs on full MNIST and on notMNIST, each with the command that made it,
     and its Markdown is exactly what `igbench leaderboard` renders (CI checks the same from the CLI)."""
-    results = load_results(REPO / "leaderboards" / "results")
+    results = [data for _, data in load_results(REPO / "leaderboards" / "results")]
     by_dataset = {}
     for data in results:
         by_dataset.setdefault(data["dataset"]["name"], []).append(data)
