@@ -241,3 +241,10 @@ def test_repository_leaderboards_hold_real_full_runs_and_are_current():
     for data in results:  # the reference model of every grid actually learned
         none = next(m for m in data["models"] if m["id"] == "none")
         assert none["clean_accuracy"] > 0.9, data["command"]
+
+
+def test_mixed_test_sets_are_flagged():
+    """The fixtures score 1,000 and 512 images: the leaderboard warns that ranks across files compare
+    different test sets."""
+    text = render_leaderboard(load_results(FIXTURES), "mnist")
+    assert "Caution: these files score different test sets (512, 1000 images" in text

@@ -160,6 +160,15 @@ def _header(dataset: str, sources: list[_Source]) -> list[str]:
             "   ```",
             "",
         ]
+    sizes = sorted({s.data["eval"]["n_test"] for s in sources})
+    variants = sorted({s.data["dataset"]["variant"] for s in sources})
+    if len(sizes) > 1 or len(variants) > 1:
+        lines += [
+            f"> Caution: these files score different test sets ({', '.join(map(str, sizes))} images; variants "
+            f"{', '.join(variants)}). Ranks across files compare different images; the `images` column "
+            "says which each row used.",
+            "",
+        ]
     return lines
 
 
