@@ -100,7 +100,7 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     for name in cli.get("defense") or ():
         if name not in {m.id for m in models}:
             models.append(ModelSpec(id=name, defense=name, arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
-    if not any(m.defense == "none" and not m.defense_params for m in models):
+    if not any(m.is_reference for m in models):
         models.insert(0, ModelSpec(id="none", defense="none", arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
     # --attack replaces the file's attacks (a file's entry of the same name keeps its parameters), so the
     # models of a grid file can be attacked anew without retraining or re-running its own attacks

@@ -71,7 +71,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
         plugin.resolve_params(m.defense_params)
     # a sweep is the reference model plus the swept ones: a --config lends its [run] settings and the
     # swept defense's parameters, not its other models; --attack replaces the file's attacks
-    reference = [m for m in spec.models if m.defense == "none" and not m.defense_params][:1]
+    reference = [m for m in spec.models if m.is_reference][:1]
     spec.models = reference + swept
     spec.transfer = False
     spec.validate()
@@ -82,7 +82,7 @@ def render_sweep_table(result) -> str:
     """One row per model: clean accuracy, input-gradient norm, white-box accuracy per attack and eps."""
     from tabulate import tabulate
 
-    from ..results.grid import Grid, format_eps
+    from ..results.grid import Grid, format_eps, format_pct
 
     grid = Grid(result)
     columns = [(a["name"], e) for a in result["attacks"] for e in (a["eps"] if a["eps"] is not None else [None])]
@@ -90,8 +90,7 @@ def render_sweep_table(result) -> str:
     for m in result["models"]:
         row = [m["id"], f"{100 * m['clean_accuracy']:.2f}", f"{m['input_grad_norm']:.4g}"]
         for attack, eps in columns:
-            acc = grid.white_box(attack, eps, m["id"])
-            row.append("-" if acc is None else f"{100 * acc:.1f}")
+            row.append(format_pct(grid.white_box(attack, eps, m["id"])))
         rows.append(row)
     headers = ["model", "clean %", "mean |dCE/dx|"] + [
         f"{a}" + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]

@@ -22,6 +22,11 @@ class ModelSpec:
     arch: str = "paper-cnn"
     arch_params: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_reference(self) -> bool:
+        """The undefended reference model every grid includes: defense ``none`` without parameters."""
+        return self.defense == "none" and not self.defense_params
+
 
 def _version(dist: str) -> str | None:
     try:

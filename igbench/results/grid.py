@@ -11,6 +11,11 @@ def eps_key(eps: float | None) -> float | None:
     return None if eps is None else round(float(eps), 10)
 
 
+def format_pct(fraction: float | None) -> str:
+    """``0.9876`` -> ``98.8`` (a percentage with one decimal); ``None`` -> ``-``."""
+    return "-" if fraction is None else f"{100.0 * fraction:.1f}"
+
+
 def format_eps(eps: float | None) -> str:
     """``0.1`` -> ``0.1``; ``None`` -> ``-``."""
     return "-" if eps is None else f"{float(eps):g}"

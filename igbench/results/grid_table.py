@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .grid import Grid, format_eps
+from .grid import Grid, format_eps, format_pct
 
 
 def render_grid_tables(result: dict[str, Any]) -> str:
@@ -22,8 +22,7 @@ def render_grid_tables(result: dict[str, Any]) -> str:
             for source in ids:
                 row = [source]
                 for target in ids:
-                    acc = grid.accuracy(attack["name"], eps, source, target)
-                    row.append("-" if acc is None else f"{100 * acc:.1f}")
+                    row.append(format_pct(grid.accuracy(attack["name"], eps, source, target)))
                 rows.append(row)
             title = f"{attack['name']}" + ("" if eps is None else f" eps={format_eps(eps)}")
             parts.append(f"\n{title}: accuracy (%) of each target model (columns) on examples crafted "

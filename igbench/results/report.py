@@ -18,12 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from .grid import Grid, format_eps
+from .grid import format_pct as _pct
 
 REFERENCE = "none"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
