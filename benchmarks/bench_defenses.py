@@ -56,7 +56,7 @@ def bench_arch(arch_name, defenses, data, args, registry):
     """Per-step times of each defense on ``arch_name``: ``{defense: ([wall s...], [process CPU s...])}``."""
     import torch
 
-    from igbench.engine.train import TrainConfig, Trainer
+    from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
 
     arch = registry.get("architecture", arch_name)
     trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size, device=args.device),
@@ -79,7 +79,7 @@ def bench_arch(arch_name, defenses, data, args, registry):
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss, _ = plugin.loss(model, x, y, params, trainer)
-        loss.backward()
+        backward_to_weights(loss, model)
         opt.step()
         _sync(device)
         return time.perf_counter() - t0, time.process_time() - c0

@@ -37,25 +37,27 @@ def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dro
 
     conv 5x5/32 'same' -> BN -> act -> max-pool 2 -> conv 5x5/64 'same' -> BN -> act -> max-pool 2
     -> dense 1024 -> BN -> act -> dropout -> dense ``num_classes``. BatchNorm momentum 0.1 is
-    TensorFlow's decay 0.9. ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
+    TensorFlow's decay 0.9; the BatchNorm layers are :mod:`.batchnorm`'s (``nn.BatchNorm`` with a cheap
+    second derivative, for double backprop). ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
     """
     import torch.nn as nn
 
+    from .batchnorm import BatchNorm1d, BatchNorm2d
     from .lcn import LocalContrastNorm
 
     channels = input_shape[0]
     features = nn.Sequential(
         *([LocalContrastNorm(channels)] if lcn else []),
-        nn.Conv2d(channels, 32, 5, padding=2), nn.BatchNorm2d(32, momentum=0.1), _activation(activation),
+        nn.Conv2d(channels, 32, 5, padding=2), BatchNorm2d(32, momentum=0.1), _activation(activation),
         nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, padding=2), nn.BatchNorm2d(64, momentum=0.1), _activation(activation),
+        nn.Conv2d(32, 64, 5, padding=2), BatchNorm2d(64, momentum=0.1), _activation(activation),
         nn.MaxPool2d(2),
         nn.Flatten(),
     )
     flat = _flat_size(features, input_shape)
     return nn.Sequential(
         features,
-        nn.Linear(flat, 1024), nn.BatchNorm1d(1024, momentum=0.1), _activation(activation),
+        nn.Linear(flat, 1024), BatchNorm1d(1024, momentum=0.1), _activation(activation),
         nn.Dropout(dropout),
         nn.Linear(1024, num_classes),
     )

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..errors import TrainingError, UsageError
+from .allocator import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Trainer:
         self.label = label
         self.progress = progress
         self.device = torch.device(config.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.train_x = data.train_x.to(self.device)
         self.train_y = data.train_y.to(self.device)
         self.steps_done = 0
@@ -105,7 +108,7 @@ class Trainer:
                    leave=False, dynamic_ncols=True)
         order = torch.randperm(n, generator=gen)
         pos = 0
-        correct = seen = 0
+        correct = seen = batches = 0
         loss_sum = 0.0
         try:
             for step in range(1, total + 1):
@@ -121,21 +124,31 @@ class Trainer:
                         f"(--lr) or the defense's strength (e.g. --param lambda=...)"
                     )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                backward_to_weights(loss, model)
                 opt.step()
                 loss_sum += float(loss.detach())
                 correct += int((logits.detach().argmax(1) == y).sum())
                 seen += y.shape[0]
+                batches += 1
                 if step % 10 == 0 or step == total:
-                    bar.set_postfix(loss=f"{loss_sum / 10 if step % 10 == 0 else loss_sum:.4f}",
-                                    acc=f"{correct / max(seen, 1):.3f}", refresh=False)
-                    loss_sum, correct, seen = 0.0, 0, 0
+                    bar.set_postfix(loss=f"{loss_sum / batches:.4f}", acc=f"{correct / max(seen, 1):.3f}",
+                                    refresh=False)
+                    loss_sum, correct, seen, batches = 0.0, 0, 0, 0
                 bar.update(1)
         finally:
             bar.close()
         self.steps_done += total
         model.eval()
         return model
+
+
+def backward_to_weights(loss, model) -> None:
+    """``loss.backward()`` into the model's trainable parameters only.
+
+    A defense's loss may also depend on tensors that require grad for its own sake (the input batch of
+    double backprop); their gradients are not needed for the step, so autograd skips computing them.
+    """
+    loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
 
 
 def predict_logits(model, x, batch_size: int = 1024):

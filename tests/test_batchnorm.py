@@ -1,0 +1,79 @@
+"""The BatchNorm layers with a hand-written second derivative agree with nn.BatchNorm to float precision."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from igbench.architectures.batchnorm import BatchNorm1d, BatchNorm2d, _BatchNormTrain
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 4, 5), (7, 4), (5, 3, 6)])
+def test_first_and_second_derivatives_pass_gradcheck(shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(shape[1], dtype=torch.float64) + 0.5).requires_grad_()
+    b = torch.randn(shape[1], dtype=torch.float64).requires_grad_()
+
+    def bn(x, w, b):
+        return _BatchNormTrain.apply(x, w, b, None, None, 0.1, 1e-5)
+
+    assert torch.autograd.gradcheck(bn, (x, w, b))
+    assert torch.autograd.gradgradcheck(bn, (x, w, b))
+
+
+def _double_backprop_grads(bn, x, proj):
+    """Weight and input gradients of a double-backprop loss through ``bn`` (the gradreg pattern)."""
+    x = x.detach().requires_grad_(True)
+    y = bn(x)
+    loss = (torch.tanh(y) * proj).sum()
+    (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+    total = loss + (gx ** 2).sum()
+    return torch.autograd.grad(total, [x, bn.weight, bn.bias])
+
+
+@pytest.mark.parametrize("cls, ref_cls, shape", [(BatchNorm2d, nn.BatchNorm2d, (8, 3, 5, 5)),
+                                                 (BatchNorm1d, nn.BatchNorm1d, (9, 6))])
+def test_matches_torch_batchnorm_in_double_backprop(cls, ref_cls, shape):
+    torch.manual_seed(1)
+    ref = ref_cls(shape[1], momentum=0.1)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.normal_()
+    ours = cls(shape[1], momentum=0.1)
+    ours.load_state_dict(ref.state_dict())
+    x, proj = torch.randn(*shape), torch.randn(*shape)
+    for got, want in zip(_double_backprop_grads(ours, x, proj), _double_backprop_grads(ref, x, proj)):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (got - want).abs().max()
+    # the training-mode side effects are nn.BatchNorm's too
+    assert torch.allclose(ours.running_mean, ref.running_mean)
+    assert torch.allclose(ours.running_var, ref.running_var)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+
+
+def test_momentum_none_and_eval_mode_follow_torch():
+    torch.manual_seed(2)
+    ref = nn.BatchNorm2d(4, momentum=None)
+    ours = copy.deepcopy(ref)
+    ours.__class__ = BatchNorm2d
+    for _ in range(3):
+        x = torch.randn(5, 4, 3, 3) * 2 + 1
+        assert torch.allclose(ours(x), ref(x), atol=1e-6)
+    assert torch.allclose(ours.running_mean, ref.running_mean, atol=1e-6)
+    ours.eval(), ref.eval()
+    x = torch.randn(5, 4, 3, 3)
+    assert torch.allclose(ours(x), ref(x), atol=1e-6)
+    assert set(ours.state_dict()) == set(ref.state_dict())
+
+
+def test_third_derivative_is_refused():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    y = _BatchNormTrain.apply(x, w, torch.zeros(3, dtype=torch.float64), None, None, 0.1, 1e-5)
+    (gx,) = torch.autograd.grad((y ** 3).sum(), x, create_graph=True)
+    torch.autograd.grad((gx ** 2).sum(), x, retain_graph=True)  # second order: fine
+    with pytest.raises(RuntimeError, match="third derivative"):  # a graph of it would be wrong: refused
+        torch.autograd.grad((gx ** 2).sum(), x, create_graph=True)
