@@ -64,7 +64,7 @@ def perturbation_stats(x, x_adv, y, pred_adv, targets=None) -> dict[str, Any]:
 
 
 def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackContext, batch_size: int = 500,
-               progress: bool = True, return_targets: bool = False):
+               progress: bool = True, return_targets: bool = False, optimize: bool = True):
     """Attack ``(x, y)`` in batches on the model's device; returns ``(x_adv, stats)``.
 
     ``params`` are resolved (and checked) by the plugin first. For each batch the attack's ``targets``
@@ -72,15 +72,21 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     :func:`perturbation_stats` plus ``seconds`` (wall time of targets + perturb, excluding the final
     predictions). ``x_adv`` stays on the model's device. With ``return_targets`` the result is
     ``(x_adv, stats, targets)`` (``targets`` is ``None`` for an untargeted attack). The model's
-    train/eval flags are restored afterwards.
+    train/eval flags are restored afterwards. With ``optimize`` (default) the attack runs on
+    :func:`~igbench.engine.inference.inference_copy` of the model (the same function, faster; native and
+    ``art:`` attacks alike); ``model`` itself is never modified.
     """
     import torch
     from tqdm.auto import tqdm
 
     from ..attacks.common import TARGETS_KEY, eval_mode, model_device
+    from .allocator import keep_freed_memory
+    from .inference import inference_copy
 
     params = attack.resolve_params(params or {})
     device = model_device(model)
+    if device.type == "cpu":
+        keep_freed_memory()
     x, y = x.to(device), y.to(device)
     n = int(x.shape[0])
     if int(y.shape[0]) != n:
@@ -92,6 +98,8 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
                leave=False, dynamic_ncols=True)
     try:
         with eval_mode(model):
+            if optimize:
+                model = inference_copy(model)
             for i in range(0, n, batch_size):
                 xb, yb = x[i:i + batch_size], y[i:i + batch_size]
                 _sync(device)

@@ -1,0 +1,60 @@
+"""The inference copy used by attacks computes the same function as the trained model, faster."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from igbench.engine.inference import fold_batchnorm, inference_copy
+from igbench.registry import get_registry
+
+
+def _trained_looking_cnn():
+    """A paper CNN whose BatchNorm layers have non-trivial running statistics and affine parameters."""
+    arch = get_registry().get("architecture", "paper-cnn")
+    torch.manual_seed(0)
+    model = arch.build((1, 28, 28), 10, arch.resolve_params({}))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.3)
+    return model.train()
+
+
+def test_same_outputs_and_input_gradients_and_original_untouched():
+    model = _trained_looking_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = inference_copy(model)
+    assert model.training, "the original keeps its mode"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the original is not modified"
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()), "all 3 folded"
+    assert not any(p.requires_grad for p in fast.parameters())
+
+    model.eval()
+    x = torch.rand(16, 1, 28, 28)
+    t = torch.arange(16) % 10
+    grads = []
+    for m in (model, fast):
+        xr = x.clone().requires_grad_(True)
+        out = m(xr)
+        (g,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), xr)
+        grads.append((out.detach(), g))
+    (out_ref, g_ref), (out_fast, g_fast) = grads
+    assert torch.allclose(out_fast, out_ref, atol=1e-4), (out_fast - out_ref).abs().max()
+    assert torch.allclose(g_fast, g_ref, atol=1e-5, rtol=1e-3), (g_fast - g_ref).abs().max()
+
+
+def test_only_adjacent_sequential_pairs_are_folded():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    for bn in (model[2], model[4]):
+        bn.running_mean.normal_()
+    model.eval()
+    x = torch.rand(3, 1, 8, 8)
+    want = model(x)
+    assert fold_batchnorm(model) == 1, "BN after ReLU is not a linear layer's: left alone"
+    assert isinstance(model[2], nn.BatchNorm2d) and isinstance(model[4], nn.Identity)
+    assert torch.allclose(model(x), want, atol=1e-5)
