@@ -31,13 +31,15 @@ def logprob_sum_gradient(model, x):
 
 
 def mean_input_grad_norm(model, x, y, batch_size: int = 512) -> float:
-    """Mean over examples of ||d CE_i / d x_i||_2, with the model in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
+    """Mean over examples of ||d CE_i / d x_i||_2, in eval mode (the model's own modes are restored)."""
+    from ..attacks.common import eval_mode, model_device
+
+    device = model_device(model)
     total, n = 0.0, 0
-    for i in range(0, x.shape[0], batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        grad, _ = loss_input_gradient(model, xb, yb)
-        total += float(grad.flatten(1).norm(dim=1).sum())
-        n += xb.shape[0]
+    with eval_mode(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            grad, _ = loss_input_gradient(model, xb, yb)
+            total += float(grad.flatten(1).norm(dim=1).sum())
+            n += xb.shape[0]
     return total / max(n, 1)
