@@ -16,7 +16,8 @@ def run_command(config_file, progress, out, cache_dir, **options) -> None:
     For each attack and eps, adversarial examples are crafted against each model (source) and
     scored on every model (target): the diagonal of the printed grid is white-box, the rest is
     transfer. Trained models are cached by the hash of their full configuration; an interrupted
-    run resumes where it stopped when re-run with the same options.
+    run resumes where it stopped when re-run with the same options (a model interrupted during
+    training continues from its last snapshot, taken every two minutes).
 
     \b
     Examples:

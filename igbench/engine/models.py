@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
+from .snapshots import TrainingSnapshots
 from .train import TrainConfig, Trainer
 
 
@@ -61,7 +61,9 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     """Return ``(model, info)``: the trained model (eval mode, on ``train.device``) and its record.
 
     ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
-    original training when cached) and ``cached``.
+    original training when cached, summed over interrupted attempts) and ``cached``. Training keeps
+    snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes when the same
+    model is asked for again.
     """
     import torch
 
@@ -79,13 +81,14 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
             "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
         }
-    trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress)
-    start = time.perf_counter()
+    snapshots = TrainingSnapshots(store.path(key).parent, key)
+    trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots)
     model = defense.train(trainer, defense_params)
-    seconds = time.perf_counter() - start
+    seconds = trainer.train_seconds
     model.eval()
     meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device}
     store.save(key, model, meta)
+    snapshots.clear()
     return model, {
         "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
         "steps": trainer.steps_done, "train_seconds": seconds, "cached": False,

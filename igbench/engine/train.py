@@ -8,11 +8,14 @@ device, progress bar, NaN detection); a defense supplies the per-batch loss, or 
 from __future__ import annotations
 
 import math
+import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
+from .snapshots import rng_state, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class Trainer:
     """Trains models of one architecture on one data set with one :class:`TrainConfig`."""
 
     def __init__(self, data, arch, arch_params: dict[str, Any], config: TrainConfig, label: str = "model",
-                 progress: bool = True) -> None:
+                 progress: bool = True, snapshots=None) -> None:
+        """``snapshots`` (a :class:`~igbench.engine.snapshots.TrainingSnapshots`) makes every ``fit``
+        resumable: an interrupted one continues from its last snapshot, a finished one is not repeated."""
         import torch
 
         self.data = data
@@ -74,6 +79,9 @@ class Trainer:
         self.train_x = data.train_x.to(self.device)
         self.train_y = data.train_y.to(self.device)
         self.steps_done = 0
+        self.train_seconds = 0.0  # wall time of all fits, including earlier interrupted attempts
+        self.snapshots = snapshots
+        self._fits = 0
 
     # ------------------------------------------------------------------ models
     def new_model(self, offset: int = 0):
@@ -90,7 +98,8 @@ class Trainer:
 
         ``targets`` (a tensor aligned with the training images, e.g. soft labels) replaces the labels
         passed to ``loss_fn``; the progress bar always reports accuracy against the true labels.
-        Raises :class:`TrainingError` naming the run and step when the loss is not finite.
+        Raises :class:`TrainingError` naming the run and step when the loss is not finite. With
+        ``snapshots`` the fit resumes from its last snapshot, or returns at once when it had finished.
         """
         import torch
         from tqdm.auto import tqdm
@@ -99,19 +108,39 @@ class Trainer:
         desc = desc or self.label
         n = self.train_x.shape[0]
         total = steps if steps is not None else cfg.total_steps(n)
+        fit_index, self._fits = self._fits, self._fits + 1
+        started = time.perf_counter()
+        snaps = self.snapshots
+        done = snaps.load(fit_index, "done") if snaps else None
+        if done is not None:  # finished before an interruption of a later fit
+            model.load_state_dict(done["model"])
+            set_rng_state(done["rng"], self.device)
+            self.steps_done += int(done["steps"])
+            self.train_seconds += float(done["seconds"])
+            return model.eval()
         if targets is not None:
             targets = targets.to(self.device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         model.train()
-        bar = tqdm(total=total, desc=f"train {desc}", unit="step", disable=not self.progress or None,
-                   leave=False, dynamic_ncols=True)
         order = torch.randperm(n, generator=gen)
-        pos = 0
+        pos, first, seconds_before = 0, 1, 0.0
+        partial = snaps.load(fit_index, "partial") if snaps else None
+        if partial is not None:
+            model.load_state_dict(partial["model"])
+            opt.load_state_dict(partial["optimizer"])
+            gen.set_state(partial["generator"])
+            order, pos = partial["order"], int(partial["pos"])
+            set_rng_state(partial["rng"], self.device)
+            first, seconds_before = int(partial["step"]) + 1, float(partial["seconds"])
+            print(f"{desc}: resuming training at step {first}/{total} from {snaps.path(fit_index, 'partial')}",
+                  file=sys.stderr)
+        bar = tqdm(total=total, initial=first - 1, desc=f"train {desc}", unit="step",
+                   disable=not self.progress or None, leave=False, dynamic_ncols=True)
         correct = seen = batches = 0
         loss_sum = 0.0
         try:
-            for step in range(1, total + 1):
+            for step in range(first, total + 1):
                 if pos + cfg.batch_size > n and pos > 0:
                     order, pos = torch.randperm(n, generator=gen), 0
                 idx = order[pos:pos + cfg.batch_size].to(self.device)
@@ -135,11 +164,26 @@ class Trainer:
                                     refresh=False)
                     loss_sum, correct, seen, batches = 0.0, 0, 0, 0
                 bar.update(1)
+                if snaps is not None and step < total and snaps.due():
+                    snaps.save(fit_index, "partial", {
+                        "step": step, "model": _cpu_state(model), "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(), "order": order, "pos": pos,
+                        "rng": rng_state(self.device),
+                        "seconds": seconds_before + time.perf_counter() - started})
         finally:
             bar.close()
+        seconds = seconds_before + time.perf_counter() - started
+        if snaps is not None:
+            snaps.save(fit_index, "done", {"model": _cpu_state(model), "rng": rng_state(self.device),
+                                           "steps": total, "seconds": seconds})
+        self.train_seconds += seconds
         self.steps_done += total
         model.eval()
         return model
+
+
+def _cpu_state(model) -> dict[str, Any]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def backward_to_weights(loss, model) -> None:

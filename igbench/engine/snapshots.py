@@ -1,0 +1,92 @@
+"""Snapshots of a training in progress, so an interrupted training continues where it stopped.
+
+A model of the paper's schedule trains for hours on a CPU; an interrupted grid already resumes its attack
+units, and with snapshots an interrupted *training* resumes too, at the step of its last snapshot, and
+ends with the same weights as an uninterrupted one (same batches, same dropout masks, same optimizer
+state; ``tests/test_snapshots.py``).
+
+Files sit beside the checkpoint they lead to, named by its configuration hash and the index of the
+``Trainer.fit`` call (distillation fits a teacher, then a student):
+
+* ``<hash>.fit<k>.partial.pt``: model, optimizer, step, batch order, random-generator states and the
+  seconds spent so far, written atomically at most every ``every_seconds``;
+* ``<hash>.fit<k>.done.pt``: the weights and random state at the end of a finished fit, so a later fit's
+  interruption does not retrain an earlier one.
+
+:meth:`TrainingSnapshots.clear` removes them once the finished model is in the checkpoint cache.
+All tensors are plain, so the files load with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import IgbenchError
+from ..atomic import atomic_path
+
+#: Seconds between two snapshots of one training (a snapshot of the paper CNN takes well under a second).
+DEFAULT_EVERY_SECONDS = 120.0
+
+
+class TrainingSnapshots:
+    """Partial and finished-fit snapshots of one model's training, under ``folder`` with prefix ``key``."""
+
+    def __init__(self, folder: str | Path, key: str, every_seconds: float = DEFAULT_EVERY_SECONDS) -> None:
+        self.folder = Path(folder)
+        self.key = key
+        self.every_seconds = float(every_seconds)
+        self._last_save = time.monotonic()
+
+    def path(self, fit_index: int, kind: str) -> Path:
+        return self.folder / f"{self.key}.fit{fit_index}.{kind}.pt"
+
+    def load(self, fit_index: int, kind: str) -> dict[str, Any] | None:
+        """The snapshot, or ``None`` when there is none; an unreadable one is a one-line error."""
+        import torch
+
+        path = self.path(fit_index, kind)
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means a damaged file
+            raise IgbenchError(f"training snapshot {path} is unreadable ({type(exc).__name__}); "
+                               "delete it to train this model from the start") from None
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last_save >= self.every_seconds
+
+    def save(self, fit_index: int, kind: str, state: dict[str, Any]) -> None:
+        import torch
+
+        path = self.path(fit_index, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        self._last_save = time.monotonic()
+        if kind == "done":
+            self.path(fit_index, "partial").unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        for p in self.folder.glob(f"{self.key}.fit*.pt"):
+            p.unlink(missing_ok=True)
+
+
+def rng_state(device) -> dict[str, Any]:
+    """The global random state that dropout draws from (CPU, and the CUDA device when training there)."""
+    import torch
+
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device) -> None:
+    import torch
+
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

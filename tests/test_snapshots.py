@@ -1,0 +1,86 @@
+"""An interrupted training resumes from its snapshot and ends with the weights of an uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from igbench.engine.cache import CheckpointStore
+from igbench.engine.models import ModelSpec, obtain_model
+from igbench.engine.snapshots import TrainingSnapshots
+from igbench.engine.train import TrainConfig
+
+STEPS = 12
+CONFIG = TrainConfig(steps=STEPS, batch_size=32, lr=1e-3, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_quiet_threads):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def small_mnist(mnist_slice):
+    return mnist_slice.subset(n_train=400, n_test=50)
+
+
+@pytest.fixture
+def adam_steps(monkeypatch):
+    """Counts optimizer steps; ``interrupt_at = k`` raises KeyboardInterrupt (a Ctrl-C) on the k-th one."""
+    state = {"calls": 0, "interrupt_at": None}
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        state["calls"] += 1
+        if state["calls"] == state["interrupt_at"]:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(TrainingSnapshots, "due", lambda self: True)  # a snapshot after every step
+    return state
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("spec, steps_total", [
+    (ModelSpec("gradreg", "gradreg", {"lambda": 1000.0}, arch="paper-cnn"), STEPS),
+    # two fits: the teacher (fit 0) finishes, the student (fit 1) is interrupted
+    (ModelSpec("distillation", "distillation", {"T": 20.0}, arch="paper-cnn"), 2 * STEPS),
+])
+def test_interrupted_training_resumes_to_the_same_weights(small_mnist, tmp_path, adam_steps, spec, steps_total):
+    reference, info = obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path / "reference"), progress=False)
+    assert info["steps"] == steps_total and not info["cached"]
+    want = _weights(reference)
+
+    store = CheckpointStore(tmp_path / "interrupted")
+    adam_steps["calls"], adam_steps["interrupt_at"] = 0, steps_total - 4
+    with pytest.raises(KeyboardInterrupt):
+        obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    folder = store.root / "models"
+    assert not [p for p in folder.glob("*.pt") if ".fit" not in p.name], "no finished checkpoint yet"
+    assert list(folder.glob("*.partial.pt")), "a snapshot of the interrupted fit"
+
+    adam_steps["calls"], adam_steps["interrupt_at"] = 0, None
+    model, info = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    assert adam_steps["calls"] == 5, "only the interrupted step and those after it are trained again"
+    assert info["steps"] == steps_total and info["train_seconds"] > 0
+    got = _weights(model)
+    assert all(torch.equal(got[k], want[k]) for k in want), "resumed weights equal the uninterrupted ones"
+    assert sorted(p.name for p in folder.iterdir()) == [f"{info['config_hash']}.pt"], "snapshots removed"
+
+
+def test_damaged_snapshot_is_a_one_line_error(small_mnist, tmp_path):
+    from igbench.errors import IgbenchError
+
+    spec = ModelSpec("none", "none", arch="mlp")
+    store = CheckpointStore(tmp_path)
+    obtain_model(spec, small_mnist, CONFIG, store, progress=False)  # learn the key
+    key = next((store.root / "models").glob("*.pt")).stem
+    store.path(key).unlink()
+    snaps = TrainingSnapshots(store.root / "models", key)
+    snaps.path(0, "partial").write_bytes(b"not a checkpoint")
+    with pytest.raises(IgbenchError, match="unreadable.*delete it"):
+        obtain_model(spec, small_mnist, CONFIG, store, progress=False)
