@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from igbench.engine.inference import fold_batchnorm, inference_copy
+from igbench.engine.inference import fold_batchnorm, inference_copy, pool_before_activation
 from igbench.registry import get_registry
 
 
@@ -32,6 +32,8 @@ def test_same_outputs_and_input_gradients_and_original_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the original is not modified"
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()), "all 3 folded"
     assert not any(p.requires_grad for p in fast.parameters())
+    kinds = [type(m).__name__ for m in fast[0]]
+    assert kinds.index("MaxPool2d") < kinds.index("ReLU"), kinds
 
     model.eval()
     x = torch.rand(16, 1, 28, 28)
@@ -58,3 +60,18 @@ def test_only_adjacent_sequential_pairs_are_folded():
     assert fold_batchnorm(model) == 1, "BN after ReLU is not a linear layer's: left alone"
     assert isinstance(model[2], nn.BatchNorm2d) and isinstance(model[4], nn.Identity)
     assert torch.allclose(model(x), want, atol=1e-5)
+
+
+def test_pool_moves_before_monotone_activations_only():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 3, 3), nn.Tanh(),
+                          nn.MaxPool2d(2, padding=1), nn.Conv2d(3, 3, 1), nn.GELU(), nn.MaxPool2d(2))
+    x = torch.randn(4, 1, 16, 16, requires_grad=True)
+    want = model(x)
+    (g_want,) = torch.autograd.grad(want.sum(), x)
+    assert pool_before_activation(model) == 2, "GELU is not monotone: left alone"
+    assert [type(m).__name__ for m in model][1:3] == ["MaxPool2d", "ReLU"]
+    assert isinstance(model[7], nn.GELU)
+    got = model(x)
+    (g_got,) = torch.autograd.grad(got.sum(), x)
+    assert torch.allclose(got, want, atol=1e-6) and torch.allclose(g_got, g_want, atol=1e-6)
