@@ -101,6 +101,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     x_eval, y_eval = data.test_x[: spec.n_test], data.test_y[: spec.n_test]
     device = torch.device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
+    environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
 
     # ---- models: trained or loaded from the cache
@@ -144,7 +145,6 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     })
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
     journal = Journal(out_path.with_name(out_path.name + ".partial.jsonl"), run_id)
-    environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
     with journal.locked():  # a second process on the same result stops with a one-line error
         done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
         if done:
