@@ -223,3 +223,21 @@ def test_journal_survives_a_torn_line_and_refuses_a_second_writer(tmp_path):
     assert again.read() == [{"unit": 1}, {"unit": 3}]  # the torn unit is redone, the next one kept
     again.remove()
     assert not path.exists()
+
+
+def test_accuracy_gap_hint_names_model_gap_and_fix():
+    from igbench.engine.grid import accuracy_gap_hints
+
+    def rec(mid, defense, params, acc):
+        return {"id": mid, "defense": defense, "defense_params": params, "clean_accuracy": acc,
+                "train": {"steps": 63, "batch_size": 64}}
+
+    records = [rec("none", "none", {}, 0.968), rec("gradreg", "gradreg", {"lambda": 56234.0, "scaling": "paper"}, 0.593),
+               rec("advtrain", "advtrain", {"eps": 0.3}, 0.95), rec("distillation", "distillation", {"T": 50.0}, 0.70)]
+    hints = accuracy_gap_hints(records)
+    assert len(hints) == 2, hints  # advtrain is within 15 points: no hint
+    assert "gradreg is 37.5 points less accurate than none" in hints[0]
+    assert "smaller lambda" in hints[0] and "4x stronger per example" in hints[0]
+    assert hints[1].startswith("note: distillation is 26.8 points") and "--steps" in hints[1]
+    assert "lambda" not in hints[1]
+    assert accuracy_gap_hints(records[1:]) == [], "no reference model, no comparison"

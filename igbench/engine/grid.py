@@ -56,6 +56,34 @@ class GridSpec:
             raise UsageError(f"--n-test must be >= 1, got {self.n_test}")
 
 
+#: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.
+ACCURACY_GAP_HINT = 0.15
+
+
+def accuracy_gap_hints(records: list[dict[str, Any]]) -> list[str]:
+    """One line per model whose clean accuracy is far below the undefended reference's, saying why it may
+    be and what to try (a short schedule under a strength tuned for a long one is the common cause)."""
+    ref = next((r for r in records if r["defense"] == "none" and not r["defense_params"]), None)
+    if ref is None:
+        return []
+    lines = []
+    for r in records:
+        gap = ref["clean_accuracy"] - r["clean_accuracy"]
+        if r is ref or gap < ACCURACY_GAP_HINT:
+            continue
+        steps, batch = r["train"]["steps"], r["train"]["batch_size"]
+        fix = "a longer schedule (--steps)"
+        lam = r["defense_params"].get("lambda")
+        if lam is not None:
+            why = f"it is {lam:g}; the paper's 56,234 was tuned for 15,000 batches of 256"
+            if r["defense_params"].get("scaling") == "paper" and batch != 256:
+                why += f", and in scaling=paper a batch of {batch} makes it {256 / batch:g}x stronger per example"
+            fix = f"a smaller lambda ({why}) or {fix}"
+        lines.append(f"note: {r['id']} is {100 * gap:.1f} points less accurate than {ref['id']} on clean data "
+                     f"after {steps} training batches; it may be undertrained for its strength: try {fix}")
+    return lines
+
+
 def _stable_seed(*parts: Any) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
@@ -137,6 +165,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             "cached": info["cached"],
         })
 
+    for line in accuracy_gap_hints(records):
+        echo(line)
     attack_records = _attack_records(spec, units)
     run_id = config_hash({
         "dataset": data.describe(), "models": [r["config_hash"] for r in records],
