@@ -154,11 +154,12 @@ def _finite(obj):
     return obj
 
 
-def ratios(best, native, art):
-    n, a = best[native], best[art]
-    return {"native": native, "art": art, "speedup_wall": a["wall_s"] / n["wall_s"],
+def ratios(best, subject, baseline):
+    """How many times faster run ``subject`` was than run ``baseline`` (labels of ``best``), with both success rates."""
+    n, a = best[subject], best[baseline]
+    return {"subject": subject, "baseline": baseline, "speedup_wall": a["wall_s"] / n["wall_s"],
             "speedup_cpu": a["cpu_s"] / max(n["cpu_s"], 1e-9),
-            "success_native": n["success_rate"], "success_art": a["success_rate"]}
+            "success_subject": n["success_rate"], "success_baseline": a["success_rate"]}
 
 
 def main(argv=None) -> int:
@@ -202,8 +203,8 @@ def main(argv=None) -> int:
     print()
     for c in comparisons:
         extra = f", max |native - ART| {c['max_abs_output_difference']:.1e}" if "max_abs_output_difference" in c else ""
-        print(f"{c['native']} vs {c['art']}: {c['speedup_wall']:.1f}x faster (wall), {c['speedup_cpu']:.1f}x (cpu); "
-              f"success {c['success_native']:.3f} vs {c['success_art']:.3f}{extra}")
+        print(f"{c['subject']} vs {c['baseline']}: {c['speedup_wall']:.1f}x faster (wall), {c['speedup_cpu']:.1f}x "
+              f"(cpu); success {c['success_subject']:.3f} vs {c['success_baseline']:.3f}{extra}")
     return 0
 
 
