@@ -234,10 +234,11 @@ def test_accuracy_gap_hint_names_model_gap_and_fix():
 
     records = [rec("none", "none", {}, 0.968), rec("gradreg", "gradreg", {"lambda": 56234.0, "scaling": "paper"}, 0.593),
                rec("advtrain", "advtrain", {"eps": 0.3}, 0.95), rec("distillation", "distillation", {"T": 50.0}, 0.70)]
-    hints = accuracy_gap_hints(records)
+    hints = accuracy_gap_hints(records, "none")
     assert len(hints) == 2, hints  # advtrain is within 15 points: no hint
     assert "gradreg is 37.5 points less accurate than none" in hints[0]
     assert "smaller lambda" in hints[0] and "4x stronger per example" in hints[0]
     assert hints[1].startswith("note: distillation is 26.8 points") and "--steps" in hints[1]
     assert "lambda" not in hints[1]
-    assert accuracy_gap_hints(records[1:]) == [], "no reference model, no comparison"
+    assert accuracy_gap_hints(records[1:], "none") == [], "no reference model, no comparison"
+    assert accuracy_gap_hints(records, None) == []

@@ -37,6 +37,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def cpu_state_dict(model) -> dict[str, Any]:
+    """The model's state dict as detached CPU tensors (what checkpoints and training snapshots store)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def weights_sha256(model) -> str:
     """sha256 over the model's state_dict (names, shapes, dtypes, raw bytes): identifies the weights
     independently of how the checkpoint file was written (its metadata holds timings)."""
@@ -80,7 +85,7 @@ class CheckpointStore:
         import torch
 
         target = self.path(key)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        state = cpu_state_dict(model)
         with atomic_path(target) as tmp:
             torch.save({"state_dict": state, "meta": json.loads(canonical_json(meta))}, tmp)
         return target

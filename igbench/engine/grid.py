@@ -60,10 +60,11 @@ class GridSpec:
 ACCURACY_GAP_HINT = 0.15
 
 
-def accuracy_gap_hints(records: list[dict[str, Any]]) -> list[str]:
-    """One line per model whose clean accuracy is far below the undefended reference's, saying why it may
-    be and what to try (a short schedule under a strength tuned for a long one is the common cause)."""
-    ref = next((r for r in records if r["defense"] == "none" and not r["defense_params"]), None)
+def accuracy_gap_hints(records: list[dict[str, Any]], reference_id: str | None) -> list[str]:
+    """One line per model whose clean accuracy is far below the reference model's (``reference_id``, the
+    grid's undefended model), saying why it may be and what to try (a short schedule under a strength
+    tuned for a long one is the common cause)."""
+    ref = next((r for r in records if r["id"] == reference_id), None)
     if ref is None:
         return []
     lines = []
@@ -165,7 +166,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             "cached": info["cached"],
         })
 
-    for line in accuracy_gap_hints(records):
+    for line in accuracy_gap_hints(records, next((m.id for m in spec.models if m.is_reference), None)):
         echo(line)
     attack_records = _attack_records(spec, units)
     run_id = config_hash({
@@ -182,19 +183,19 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
 
         # ---- the grid
         attack_seconds = 0.0
-        scorers = {mid: inference_copy(m) for mid, m in models.items()}  # same function, faster
+        fast = {mid: inference_copy(m) for mid, m in models.items()}  # same functions, faster: attacked and scored
         for plugin, params, eps in units:
-            for source_id, source in models.items():
+            for source_id in models:
                 key = (plugin.name, eps, source_id)
                 if key in done:
                     continue
                 ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
                 label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
                 echo(f"attack {label}")
-                x_adv, stats = run_attack(plugin, params, source, x_eval, y_eval, ctx,
-                                          batch_size=spec.eval_batch_size, progress=progress)
-                targets = models if spec.transfer else {source_id: source}
-                cells = [{"target": tid, "accuracy": accuracy(scorers[tid], x_adv, y_eval, spec.eval_batch_size),
+                x_adv, stats = run_attack(plugin, params, fast[source_id], x_eval, y_eval, ctx,
+                                          batch_size=spec.eval_batch_size, progress=progress, optimize=False)
+                targets = list(models) if spec.transfer else [source_id]
+                cells = [{"target": tid, "accuracy": accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size),
                           "count": int(x_eval.shape[0])} for tid in targets]
                 unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
                         "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}

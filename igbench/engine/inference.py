@@ -40,6 +40,19 @@ def _fold(layer, bn) -> bool:
     return True
 
 
+def _neighbours(model):
+    """``(children, first, second)`` for every two consecutive children of every ``nn.Sequential`` in
+    ``model``: ``children`` is the container's name -> module dict, read and replaced live, so a pair
+    sees what the previous pair put in place."""
+    import torch.nn as nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in zip(names, names[1:]):
+                yield module._modules, first, second
+
+
 def fold_batchnorm(model):
     """Fold every (conv or linear, BatchNorm) pair of consecutive ``nn.Sequential`` children, in place.
 
@@ -48,14 +61,10 @@ def fold_batchnorm(model):
     import torch.nn as nn
 
     folded = 0
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for prev, name in zip(names, names[1:]):
-            if _fold(module._modules[prev], module._modules[name]):
-                module._modules[name] = nn.Identity()
-                folded += 1
+    for children, layer, bn in _neighbours(model):
+        if _fold(children[layer], children[bn]):
+            children[bn] = nn.Identity()
+            folded += 1
     return folded
 
 
@@ -78,15 +87,11 @@ def pool_before_activation(model):
 
     pools = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
     swapped = 0
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for prev, name in zip(names, names[1:]):
-            act, pool = module._modules[prev], module._modules[name]
-            if _monotone(act) and isinstance(pool, pools) and not pool.return_indices:
-                module._modules[prev], module._modules[name] = pool, act
-                swapped += 1
+    for children, first, second in _neighbours(model):
+        act, pool = children[first], children[second]
+        if _monotone(act) and isinstance(pool, pools) and not pool.return_indices:
+            children[first], children[second] = pool, act
+            swapped += 1
     return swapped
 
 

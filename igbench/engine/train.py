@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
+from .cache import cpu_state_dict
 from .snapshots import rng_state, set_rng_state
 
 
@@ -166,7 +167,7 @@ class Trainer:
                 bar.update(1)
                 if snaps is not None and step < total and snaps.due():
                     snaps.save(fit_index, "partial", {
-                        "step": step, "model": _cpu_state(model), "optimizer": opt.state_dict(),
+                        "step": step, "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
                         "generator": gen.get_state(), "order": order, "pos": pos,
                         "rng": rng_state(self.device),
                         "seconds": seconds_before + time.perf_counter() - started})
@@ -174,16 +175,12 @@ class Trainer:
             bar.close()
         seconds = seconds_before + time.perf_counter() - started
         if snaps is not None:
-            snaps.save(fit_index, "done", {"model": _cpu_state(model), "rng": rng_state(self.device),
+            snaps.save(fit_index, "done", {"model": cpu_state_dict(model), "rng": rng_state(self.device),
                                            "steps": total, "seconds": seconds})
         self.train_seconds += seconds
         self.steps_done += total
         model.eval()
         return model
-
-
-def _cpu_state(model) -> dict[str, Any]:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def backward_to_weights(loss, model) -> None:

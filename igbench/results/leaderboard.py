@@ -50,8 +50,6 @@ def leaderboard_filename(dataset: str) -> str:
     return f"{safe}.md"
 
 
-
-
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
