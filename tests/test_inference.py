@@ -34,6 +34,7 @@ def test_same_outputs_and_input_gradients_and_original_untouched():
     assert not any(p.requires_grad for p in fast.parameters())
     kinds = [type(m).__name__ for m in fast[0]]
     assert kinds.index("MaxPool2d") < kinds.index("ReLU"), kinds
+    assert kinds[0] == "SingleChannelConv2d", "the greyscale first conv gets the GEMM input gradient"
 
     model.eval()
     x = torch.rand(16, 1, 28, 28)
