@@ -77,9 +77,9 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     ``art:`` attacks alike); ``model`` itself is never modified.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from ..attacks.common import TARGETS_KEY, eval_mode, model_device
+    from ..progress import progress as progress_bar
     from .allocator import keep_freed_memory
     from .inference import inference_copy
 
@@ -94,8 +94,7 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     batch_size = max(1, int(batch_size))
     outs, tgts, preds = [], [], []
     seconds = 0.0
-    bar = tqdm(total=n, desc=f"attack {attack.name}", unit="img", disable=not progress or None,
-               leave=False, dynamic_ncols=True)
+    bar = progress_bar(n, f"attack {attack.name}", unit="img", enabled=progress)
     try:
         with eval_mode(model):
             if optimize:

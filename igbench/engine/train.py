@@ -103,7 +103,8 @@ class Trainer:
         ``snapshots`` the fit resumes from its last snapshot, or returns at once when it had finished.
         """
         import torch
-        from tqdm.auto import tqdm
+
+        from ..progress import progress
 
         cfg = self.config
         desc = desc or self.label
@@ -136,8 +137,7 @@ class Trainer:
             first, seconds_before = int(partial["step"]) + 1, float(partial["seconds"])
             print(f"{desc}: resuming training at step {first}/{total} from {snaps.path(fit_index, 'partial')}",
                   file=sys.stderr)
-        bar = tqdm(total=total, initial=first - 1, desc=f"train {desc}", unit="step",
-                   disable=not self.progress or None, leave=False, dynamic_ncols=True)
+        bar = progress(total, f"train {desc}", unit="step", initial=first - 1, enabled=self.progress)
         correct = seen = batches = 0
         loss_sum = 0.0
         try:

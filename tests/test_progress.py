@@ -1,0 +1,55 @@
+"""Long work reports progress in log files too (stderr not a terminal), and short work stays quiet."""
+
+from __future__ import annotations
+
+import io
+
+from igbench.progress import LogLines
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_a_line_per_interval_with_rate_time_left_and_postfix():
+    clock, out = Clock(), io.StringIO()
+    bar = LogLines(1000, desc="train gradreg", unit="step", stream=out, interval=60, clock=clock)
+    for _ in range(100):  # 0.5 s per step: 120 steps per printed line
+        clock.t += 0.5
+        bar.set_postfix(loss="0.1234", acc="0.950")
+        bar.update(1)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 0, "under a minute: nothing yet"
+    for _ in range(200):
+        clock.t += 0.5
+        bar.update(1)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines  # at 60 s and at 120 s
+    assert lines[0] == "train gradreg: 120/1000 steps (12%), 0.5 s/step, 7m20s left, loss 0.1234, acc 0.950"
+    bar.close()
+    assert out.getvalue().splitlines()[-1].startswith("train gradreg: 300/1000 steps (30%)")
+
+
+def test_resumed_work_counts_its_rate_from_the_resume_point():
+    clock, out = Clock(), io.StringIO()
+    bar = LogLines(100, initial=90, desc="train none", unit="step", stream=out, interval=1, clock=clock)
+    for _ in range(10):
+        clock.t += 2.0
+        bar.update(1)
+    bar.close()
+    last = out.getvalue().splitlines()[-1]
+    assert last == "train none: 100/100 steps (100%), 2 s/step, took 0m20s", last
+
+
+def test_short_work_prints_nothing():
+    clock, out = Clock(), io.StringIO()
+    bar = LogLines(50, desc="attack fgsm", unit="img", stream=out, interval=60, clock=clock)
+    for _ in range(50):
+        clock.t += 0.1
+        bar.update(1)
+    bar.close()
+    assert out.getvalue() == ""
