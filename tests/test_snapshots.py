@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 
@@ -84,3 +87,35 @@ def test_damaged_snapshot_is_a_one_line_error(small_mnist, tmp_path):
     snaps.path(0, "partial").write_bytes(b"not a checkpoint")
     with pytest.raises(IgbenchError, match="unreadable.*delete it"):
         obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_kill_stops_after_the_step_with_a_snapshot(small_mnist, tmp_path, monkeypatch, signum):
+    spec = ModelSpec("gradreg", "gradreg", {"lambda": 1000.0}, arch="paper-cnn")
+    want = _weights(obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path / "ref"), progress=False)[0])
+
+    calls = {"n": 0, "signal_at": 5}
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == calls["signal_at"]:
+            os.kill(os.getpid(), signum)  # arrives in the middle of the optimizer step
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(TrainingSnapshots, "due", lambda self: False)  # no periodic snapshots at all
+    store = CheckpointStore(tmp_path / "stopped")
+    handler_before = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt):
+        obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    assert signal.getsignal(signum) == handler_before, "the usual handler is back after training"
+    assert calls["n"] == 5, "the step finished, no further one began"
+    snap = torch.load(next((store.root / "models").glob("*.partial.pt")), weights_only=True)
+    assert snap["step"] == 5
+
+    calls["n"], calls["signal_at"] = 0, None
+    model, _ = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    assert calls["n"] == STEPS - 5, "nothing done before the stop is trained again"
+    got = _weights(model)
+    assert all(torch.equal(got[k], want[k]) for k in want)

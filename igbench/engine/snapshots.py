@@ -9,7 +9,8 @@ Files sit beside the checkpoint they lead to, named by its configuration hash an
 ``Trainer.fit`` call (distillation fits a teacher, then a student):
 
 * ``<hash>.fit<k>.partial.pt``: model, optimizer, step, batch order, random-generator states and the
-  seconds spent so far, written atomically at most every ``every_seconds``;
+  seconds spent so far, written atomically at most every ``every_seconds``, and after the current step
+  when the process gets SIGINT or SIGTERM (:mod:`.interrupts`);
 * ``<hash>.fit<k>.done.pt``: the weights and random state at the end of a finished fit, so a later fit's
   interruption does not retrain an earlier one.
 

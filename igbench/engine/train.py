@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -105,6 +106,7 @@ class Trainer:
         import torch
 
         from ..progress import progress
+        from .interrupts import deferred_stop
 
         cfg = self.config
         desc = desc or self.label
@@ -140,43 +142,53 @@ class Trainer:
         bar = progress(total, f"train {desc}", unit="step", initial=first - 1, enabled=self.progress)
         correct = seen = batches = 0
         loss_sum = 0.0
+
+        def save_partial(step):
+            snaps.save(fit_index, "partial", {
+                "step": step, "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
+                "generator": gen.get_state(), "order": order, "pos": pos, "rng": rng_state(self.device),
+                "seconds": seconds_before + time.perf_counter() - started})
+
         try:
-            for step in range(first, total + 1):
-                if pos + cfg.batch_size > n and pos > 0:
-                    order, pos = torch.randperm(n, generator=gen), 0
-                idx = order[pos:pos + cfg.batch_size].to(self.device)
-                pos += cfg.batch_size
-                x, y = self.train_x[idx], self.train_y[idx]
-                loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{desc}: loss became {loss.item()} at step {step}/{total}; lower the learning rate "
-                        f"(--lr) or the defense's strength (e.g. --param lambda=...)"
-                    )
-                opt.zero_grad(set_to_none=True)
-                backward_to_weights(loss, model)
-                opt.step()
-                loss_sum += float(loss.detach())
-                correct += int((logits.detach().argmax(1) == y).sum())
-                seen += y.shape[0]
-                batches += 1
-                if step % 10 == 0 or step == total:
-                    bar.set_postfix(loss=f"{loss_sum / batches:.4f}", acc=f"{correct / max(seen, 1):.3f}",
-                                    refresh=False)
-                    loss_sum, correct, seen, batches = 0.0, 0, 0, 0
-                bar.update(1)
-                if snaps is not None and step < total and snaps.due():
-                    snaps.save(fit_index, "partial", {
-                        "step": step, "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(), "order": order, "pos": pos,
-                        "rng": rng_state(self.device),
-                        "seconds": seconds_before + time.perf_counter() - started})
+            with deferred_stop() if snaps is not None else nullcontext(None) as stop:
+                for step in range(first, total + 1):
+                    if pos + cfg.batch_size > n and pos > 0:
+                        order, pos = torch.randperm(n, generator=gen), 0
+                    idx = order[pos:pos + cfg.batch_size].to(self.device)
+                    pos += cfg.batch_size
+                    x, y = self.train_x[idx], self.train_y[idx]
+                    loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"{desc}: loss became {loss.item()} at step {step}/{total}; lower the learning rate "
+                            f"(--lr) or the defense's strength (e.g. --param lambda=...)"
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    backward_to_weights(loss, model)
+                    opt.step()
+                    loss_sum += float(loss.detach())
+                    correct += int((logits.detach().argmax(1) == y).sum())
+                    seen += y.shape[0]
+                    batches += 1
+                    if step % 10 == 0 or step == total:
+                        bar.set_postfix(loss=f"{loss_sum / batches:.4f}", acc=f"{correct / max(seen, 1):.3f}",
+                                        refresh=False)
+                        loss_sum, correct, seen, batches = 0.0, 0, 0, 0
+                    bar.update(1)
+                    if snaps is not None and step < total and (stop or snaps.due()):
+                        save_partial(step)
+                        if stop:
+                            print(f"\n{desc}: stopped after step {step}/{total}; snapshot saved to "
+                                  f"{snaps.path(fit_index, 'partial')}", file=sys.stderr)
+                            raise KeyboardInterrupt
         finally:
             bar.close()
         seconds = seconds_before + time.perf_counter() - started
         if snaps is not None:
             snaps.save(fit_index, "done", {"model": cpu_state_dict(model), "rng": rng_state(self.device),
                                            "steps": total, "seconds": seconds})
+            if stop:  # asked to stop during the last step: the finished fit is saved
+                raise KeyboardInterrupt
         self.train_seconds += seconds
         self.steps_done += total
         model.eval()
