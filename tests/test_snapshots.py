@@ -112,7 +112,7 @@ def test_ctrl_c_or_kill_stops_after_the_step_with_a_snapshot(small_mnist, tmp_pa
     assert signal.getsignal(signum) == handler_before, "the usual handler is back after training"
     assert calls["n"] == 5, "the step finished, no further one began"
     snap = torch.load(next((store.root / "models").glob("*.partial.pt")), weights_only=True)
-    assert snap["step"] == 5
+    assert (snap["step"], snap["total"], snap["label"]) == (5, STEPS, "gradreg"), "what `igbench cache list` shows"
 
     calls["n"], calls["signal_at"] = 0, None
     model, _ = obtain_model(spec, small_mnist, CONFIG, store, progress=False)

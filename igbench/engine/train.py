@@ -145,7 +145,8 @@ class Trainer:
 
         def save_partial(step):
             snaps.save(fit_index, "partial", {
-                "step": step, "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
+                "step": step, "total": total, "label": desc,
+                "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "order": order, "pos": pos, "rng": rng_state(self.device),
                 "seconds": seconds_before + time.perf_counter() - started})
 

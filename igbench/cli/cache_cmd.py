@@ -1,0 +1,115 @@
+"""``igbench cache list|clean``: what the checkpoint cache holds, and removal of abandoned snapshots."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(ctx, param, value: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``2d`` (or plain seconds) -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a duration; use e.g. 30m, 1h or 2d")
+    return float(m[1]) * _UNITS[m[2] or "s"]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _age(seconds: float) -> str:
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{seconds / span:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+cache_dir_option = click.option(
+    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False),
+    help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench).")
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """Inspect the checkpoint cache and remove what abandoned trainings left in it.
+
+    Finished models are stored under the hash of their full configuration and loaded instead of
+    retrained. A training in progress keeps snapshots beside them so that it can resume.
+    """
+
+
+@cache_group.command("list")
+@cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
+def list_command(cache_dir, as_json: bool) -> None:
+    """List the cached models and the trainings that can be resumed."""
+    from tabulate import tabulate
+
+    from ..engine.cache import CheckpointStore
+    from ..engine.cache_inventory import inventory
+
+    store = CheckpointStore(cache_dir)
+    entries = inventory(store)
+    if as_json:
+        click.echo(json.dumps({"cache": str(store.root), "entries": [
+            {"path": str(e.path), "kind": e.kind, "key": e.key, "bytes": e.size,
+             "age_seconds": round(e.age_seconds, 1), **e.info} for e in entries]}, indent=2, default=str))
+        return
+    click.echo(f"cache: {store.root}")
+    models = [[e.key[:12], e.info.get("dataset"), e.info.get("arch"), e.info.get("defense"),
+               json.dumps(e.info.get("defense_params") or {}, sort_keys=True), e.info.get("steps"),
+               _size(e.size), _age(e.age_seconds)] if "error" not in e.info else
+              [e.key[:12], e.info["error"], "", "", "", "", _size(e.size), _age(e.age_seconds)]
+              for e in entries if e.kind == "checkpoint"]
+    click.secho(f"\nmodels ({len(models)})", bold=True)
+    click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "size",
+                                         "written ago"]) if models else "  (none)")
+    snaps = [e for e in entries if e.kind != "checkpoint"]
+    rows = []
+    for e in snaps:
+        i = e.info
+        where = "" if e.kind == "temporary" else (
+            i.get("error") or f"{i.get('step')}/{i.get('total') or '?'}")
+        rows.append([e.path.name if e.key is None else e.key[:12], e.kind, i.get("label") or "", where,
+                     _size(e.size), _age(e.age_seconds)])
+    click.secho(f"\ntraining snapshots and temporary files ({len(rows)})", bold=True)
+    click.echo(tabulate(rows, headers=["hash", "kind", "training", "step", "size", "written ago"])
+               if rows else "  (none)")
+    if snaps:
+        click.echo("\nA snapshot resumes when its run's command is run again; `igbench cache clean` removes "
+                   "those not written for an hour.")
+
+
+@cache_group.command("clean")
+@cache_dir_option
+@click.option("--older-than", default="1h", show_default=True, callback=parse_duration,
+              help="Remove snapshots and temporary files not written for this long (30m, 1h, 2d). A running "
+                   "training rewrites its snapshot every two minutes.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def clean_command(cache_dir, older_than: float, dry_run: bool) -> None:
+    """Remove training snapshots and temporary files that no training is using.
+
+    Finished models are never removed (delete a `<hash>.pt` file yourself to force retraining).
+    Snapshots of a model whose checkpoint exists are removed at any age. A removed snapshot means
+    that training starts from step 1 if its command is run again.
+    """
+    from ..engine.cache import CheckpointStore
+    from ..engine.cache_inventory import stale_leftovers
+
+    store = CheckpointStore(cache_dir)
+    stale = stale_leftovers(store, older_than)
+    for e in stale:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {e.path} ({e.kind}, {_size(e.size)}, "
+                   f"written {_age(e.age_seconds)} ago)")
+        if not dry_run:
+            e.path.unlink(missing_ok=True)
+    total = sum(e.size for e in stale)
+    click.echo(f"{len(stale)} file(s), {_size(total)} {'to free' if dry_run else 'freed'} in {store.root / 'models'}")
+
+
+COMMANDS = [cache_group]

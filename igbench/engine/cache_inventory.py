@@ -1,0 +1,97 @@
+"""What the checkpoint cache holds, and removal of what an abandoned training left behind.
+
+Finished models (``<hash>.pt``) are kept: they are what makes a second run instant. Training snapshots
+(``<hash>.fit<k>.partial.pt`` / ``.done.pt``, :mod:`.snapshots`) and interrupted atomic writes
+(``.<name>.*.tmp``) are only useful to a training that will be resumed; one that was given up (a NaN
+loss, a configuration never run again) leaves them behind, 40 MB apiece for the paper CNN.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import CheckpointStore
+
+_SNAPSHOT = re.compile(r"^(?P<key>[0-9a-f]{64})\.fit(?P<fit>\d+)\.(?P<kind>partial|done)\.pt$")
+_CHECKPOINT = re.compile(r"^(?P<key>[0-9a-f]{64})\.pt$")
+
+
+@dataclass
+class Entry:
+    """One file of the cache: a checkpoint, a training snapshot or a temporary file."""
+
+    path: Path
+    kind: str  # "checkpoint", "partial", "done" or "temporary"
+    key: str | None
+    size: int
+    age_seconds: float
+    info: dict[str, Any]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is listed, not fatal
+        return {"error": f"unreadable ({type(exc).__name__})"}
+
+
+def _checkpoint_info(path: Path) -> dict[str, Any]:
+    blob = _load(path)
+    if "error" in blob:
+        return blob
+    meta = blob.get("meta", {})
+    config = meta.get("config", {})
+    return {"dataset": (config.get("dataset") or {}).get("name"), "arch": config.get("arch"),
+            "defense": config.get("defense"), "defense_params": config.get("defense_params"),
+            "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds")}
+
+
+def _snapshot_info(path: Path, fit: int) -> dict[str, Any]:
+    blob = _load(path)
+    if "error" in blob:
+        return blob
+    info = {"fit": fit, "label": blob.get("label"), "step": blob.get("step", blob.get("steps")),
+            "total": blob.get("total", blob.get("steps"))}
+    return info
+
+
+def inventory(store: CheckpointStore, details: bool = True, now: float | None = None) -> list[Entry]:
+    """Every file under the cache's ``models/`` folder, oldest first; ``details`` reads each file's
+    metadata (configuration, steps), which loads it."""
+    folder = store.root / "models"
+    now = time.time() if now is None else now
+    entries: list[Entry] = []
+    if not folder.is_dir():
+        return entries
+    for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime):
+        if not path.is_file():
+            continue
+        stat = path.stat()
+        common = {"path": path, "size": stat.st_size, "age_seconds": max(0.0, now - stat.st_mtime)}
+        if m := _CHECKPOINT.match(path.name):
+            entries.append(Entry(kind="checkpoint", key=m["key"],
+                                 info=_checkpoint_info(path) if details else {}, **common))
+        elif m := _SNAPSHOT.match(path.name):
+            entries.append(Entry(kind=m["kind"], key=m["key"],
+                                 info=_snapshot_info(path, int(m["fit"])) if details else {}, **common))
+        elif path.name.startswith(".") and path.name.endswith(".tmp"):
+            entries.append(Entry(kind="temporary", key=None, info={}, **common))
+    return entries
+
+
+def stale_leftovers(store: CheckpointStore, older_than_seconds: float, now: float | None = None) -> list[Entry]:
+    """Snapshots and temporary files not written for ``older_than_seconds``.
+
+    A running training rewrites its snapshot every two minutes, so an age of an hour means nobody is
+    using it. Snapshots of a model whose checkpoint exists are leftovers at any age.
+    """
+    entries = inventory(store, details=False, now=now)
+    finished = {e.key for e in entries if e.kind == "checkpoint"}
+    return [e for e in entries if e.kind != "checkpoint"
+            and (e.age_seconds >= older_than_seconds or (e.key in finished and e.kind != "temporary"))]
