@@ -40,7 +40,7 @@ class LogLines:
         self.interval = _interval() if interval is None else interval
         self.clock = clock
         self.started = self.last = clock()
-        self.first = self.n
+        self.first = self.last_n = self.n
         self.postfix = ""
         self.closed = False
 
@@ -51,7 +51,6 @@ class LogLines:
         self.n += int(k)
         now = self.clock()
         if now - self.last >= self.interval and self.n < self.total:
-            self.last = now
             self._write(now)
 
     def close(self) -> None:
@@ -63,11 +62,13 @@ class LogLines:
                 self._write(now)
 
     def line(self, now: float) -> str:
+        """The status line; the rate (and so the time left) is that of the work since the last line."""
         done = self.n - self.first
         elapsed = max(now - self.started, 1e-9)
         parts = [f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100.0 * self.n / max(self.total, 1):.0f}%)"]
         if done > 0:
-            rate = elapsed / done
+            recent = self.n - self.last_n
+            rate = (now - self.last) / recent if recent > 0 else elapsed / done
             parts.append(f"{rate:.3g} s/{self.unit}" if rate >= 0.01 else f"{1 / rate:.3g} {self.unit}/s")
             left = self.total - self.n
             parts.append(f"{_duration(left * rate)} left" if left > 0 else f"took {_duration(elapsed)}")
@@ -77,6 +78,7 @@ class LogLines:
 
     def _write(self, now: float) -> None:
         print(self.line(now), file=self.stream, flush=True)
+        self.last, self.last_n = now, self.n
 
 
 def progress(total: int, desc: str, unit: str = "it", initial: int = 0, enabled: bool = True):

@@ -30,8 +30,12 @@ def test_a_line_per_interval_with_rate_time_left_and_postfix():
     lines = out.getvalue().splitlines()
     assert len(lines) == 2, lines  # at 60 s and at 120 s
     assert lines[0] == "train gradreg: 120/1000 steps (12%), 0.5 s/step, 7m20s left, loss 0.1234, acc 0.950"
+    for _ in range(200):  # slower now: the time left follows the recent rate
+        clock.t += 1.5
+        bar.update(1)
     bar.close()
-    assert out.getvalue().splitlines()[-1].startswith("train gradreg: 300/1000 steps (30%)")
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("train gradreg: 500/1000 steps (50%), 1.5 s/step, 12m30s left"), last
 
 
 def test_resumed_work_counts_its_rate_from_the_resume_point():
