@@ -96,6 +96,18 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
             "git_commit": commit,
             "git_dirty": dirty,
             "seed": int(seed),
+            "torch_threads": torch_threads(),
         }
     )
     return env
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count: on a CPU it changes the order of float sums, so the same seed
+    trains to slightly different weights with a different count."""
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except Exception:  # torch missing or broken: the result is still written
+        return None

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from igbench import atomic
 from igbench.atomic import atomic_path, atomic_write_text
@@ -177,6 +178,7 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     env = capture_environment("cpu", 7)
     assert env["git_commit"] is None and env["git_dirty"] is None
     assert env["seed"] == 7 and env["device"] == "cpu" and env["gpu"] is None
+    assert env["torch_threads"] == torch.get_num_threads()
     assert env["torch"] and env["art"] and env["igbench"] == "0.1.0"
     data = _load()
     data["environment"] = env

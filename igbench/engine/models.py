@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from ..environment import torch_threads
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
 from .snapshots import TrainingSnapshots
@@ -86,7 +87,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     model = defense.train(trainer, defense_params)
     seconds = trainer.train_seconds
     model.eval()
-    meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device}
+    meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device,
+            "torch_threads": torch_threads()}
     store.save(key, model, meta)
     snapshots.clear()
     return model, {
