@@ -5,9 +5,10 @@ a BatchNorm layer is a fixed per-channel affine map. :func:`inference_copy` fold
 the convolution or linear layer right before it (``W' = W * s``, ``b' = (b - mean) * s + beta`` with
 ``s = gamma / sqrt(var + eps)``), moves a monotone activation that comes right before a max-pool behind
 it (``pool(relu(x)) == relu(pool(x))`` exactly, gradients included, on a quarter of the values), freezes
-the weights (no weight gradients are ever computed), gives every greyscale first convolution an input
-gradient computed as a GEMM and a fold (:mod:`.single_channel_conv`), and on the CPU stores 4-D weights
-channels-last (the layout oneDNN's convolutions and PyTorch's max-pool kernels vectorize best). Outputs and input gradients equal the original's up to float rounding
+the weights (no weight gradients are ever computed), and on the CPU gives every greyscale first
+convolution an input gradient computed as a GEMM and a fold (:mod:`.single_channel_conv`) and stores
+4-D weights channels-last (the layout oneDNN's convolutions and PyTorch's max-pool kernels vectorize
+best). Outputs and input gradients equal the original's up to float rounding
 (``tests/test_inference.py``).
 
 Both rewrites look at consecutive children of ``nn.Sequential`` containers (at any depth); a model built
@@ -97,8 +98,9 @@ def pool_before_activation(model):
 
 
 def inference_copy(model):
-    """A frozen eval-mode copy of ``model``: BatchNorm folded, max-pools before activations, single-channel
-    convs with the GEMM input gradient, channels-last weights on CPU."""
+    """A frozen eval-mode copy of ``model``: BatchNorm folded, max-pools before activations; on the CPU
+    also single-channel convs with the GEMM input gradient and channels-last weights (both measured on
+    the CPU only)."""
     import torch
 
     from ..attacks.common import model_device
@@ -108,7 +110,7 @@ def inference_copy(model):
     fold_batchnorm(fast)
     pool_before_activation(fast)
     fast.requires_grad_(False)
-    fast_input_gradient_convs(fast)
     if model_device(fast).type == "cpu":
+        fast_input_gradient_convs(fast)
         fast.to(memory_format=torch.channels_last)
     return fast.eval()
