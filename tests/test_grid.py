@@ -242,3 +242,47 @@ def test_accuracy_gap_hint_names_model_gap_and_fix():
     assert "lambda" not in hints[1]
     assert accuracy_gap_hints(records[1:], "none") == [], "no reference model, no comparison"
     assert accuracy_gap_hints(records, None) == []
+
+
+def test_replicate_publishes_and_a_rerun_reuses_the_finished_grid(shared_data, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text('''
+[run]
+dataset = "mnist"
+arch = "mlp"
+steps = 20
+batch_size = 64
+n_test = 60
+eps = [0.2]
+
+[[models]]
+id = "none"
+defense = "none"
+
+[[models]]
+id = "gradreg"
+defense = "gradreg"
+params = { lambda = 10.0 }
+
+[[attacks]]
+name = "fgsm"
+''')
+    out = tmp_path / "results" / "tiny.json"
+    args = ["replicate", "--config", str(config), "--data-dir", str(shared_data), "--cache-dir", str(tmp_path / "c"),
+            "--results-dir", str(tmp_path / "results"), "--leaderboards", str(tmp_path / "boards"),
+            "--figures", str(tmp_path / "figs"), "--explain-attack", "fgsm", "--no-progress"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    result = json.loads(out.read_text())
+    assert result["interpretability"], "explain scored the gradients into the result"
+    assert (tmp_path / "boards" / "mnist.md").is_file()
+    assert list((tmp_path / "figs" / "tiny").glob("*.png"))
+    assert "--rerun" not in result["command"]
+
+    again = CliRunner().invoke(cli, args)  # e.g. after an interrupted explain step
+    assert again.exit_code == 0, again.output
+    assert "already holds this grid" in again.output and "attack fgsm" not in again.output
+    assert json.loads(out.read_text())["created"] == result["created"], "the grid was not run again"
+
+    forced = CliRunner().invoke(cli, args + ["--rerun"])
+    assert forced.exit_code == 0 and "attack fgsm eps=0.2 on none" in forced.output

@@ -52,7 +52,8 @@ def reproducible_command(ctx: click.Context) -> str:
     """The command line that reproduces this invocation, rebuilt from the parsed options.
 
     Options set on the command line *or through an environment variable* (e.g. ``IGBENCH_DATA_DIR``)
-    are written out; defaults are left out. Progress and cache options do not change results and are omitted.
+    are written out; defaults are left out. Progress, cache and rerun options do not change results and are
+    omitted.
     """
     import shlex
 
@@ -60,7 +61,7 @@ def reproducible_command(ctx: click.Context) -> str:
 
     words = ["igbench", ctx.info_name or ctx.command.name]
     for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in {"progress", "cache_dir"}:
+        if not isinstance(param, click.Option) or param.name in {"progress", "cache_dir", "rerun"}:
             continue
         if ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
             continue
@@ -79,16 +80,16 @@ def reproducible_command(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def execute_grid(spec, out, cache_dir, progress, render=None):
+def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False):
     """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path;
-    returns ``(result, path)``."""
+    returns ``(result, path)``. ``reuse``: see :func:`~igbench.engine.grid.run_grid`."""
     from ..engine.cache import CheckpointStore
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
 
     command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=CheckpointStore(cache_dir), progress=progress,
-                            command=command, echo=lambda s: click.echo(s, err=True))
+                            command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse)
     click.echo((render or render_grid_tables)(result))
-    click.echo(f"\nresult written to {path}")
+    click.echo(f"\nresult in {path}")
     return result, path

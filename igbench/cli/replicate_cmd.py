@@ -21,8 +21,11 @@ from .options import grid_options
               "score gradient interpretability into the result (default on).")
 @click.option("--explain-attack", default="tgsm", show_default=True, help="Attack for the adversarial-example figure.")
 @click.option("--explain-eps", default=0.3, show_default=True, type=float, help="Its eps.")
+@click.option("--rerun", is_flag=True, help="Attack again even when the result file already holds this exact grid "
+              "(by default such a result is reused, so a re-run after an interrupted explain or plot step "
+              "only redoes those).")
 @grid_options
-def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain_attack, explain_eps,
+def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain_attack, explain_eps, rerun,
                       config_file, progress, out, cache_dir, **options) -> None:
     """Run a paper configuration end to end and publish it.
 
@@ -30,7 +33,8 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     over its eps sweep, writes the result into --results-dir, scores gradient interpretability and
     draws the figures (unless --no-explain), plots accuracy against eps, and re-renders the
     leaderboards. Options override the config, so `--steps 2000 --n-test 1000` is a shorter run of the
-    same grid. Interrupted? Run the same command again: it resumes.
+    same grid. Interrupted? Run the same command again: it resumes (training from its last snapshot,
+    attacks from the last finished unit, and a finished grid is reused unless --rerun).
 
     \b
     Example:
@@ -50,7 +54,7 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     if not spec.attacks:
         raise UsageError(f"{config_file} lists no [[attacks]]; add one or pass --attack")
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"
-    result, path = execute_grid(spec, out, cache_dir, progress)
+    result, path = execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
     figures = Path(figure_dir)
     if explain:
         from ..interpret.explain import explain_result

@@ -111,8 +111,13 @@ def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None
 
 def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStore | None = None,
              progress: bool = True, command: str | None = None,
-             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[dict[str, Any], Path]:
-    """Run (or resume) the grid and write the result file; returns ``(result, path)``."""
+             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+             reuse: bool = False) -> tuple[dict[str, Any], Path]:
+    """Run (or resume) the grid and write the result file; returns ``(result, path)``.
+
+    With ``reuse``, a valid result already at ``out_path`` with this grid's run id (same data, models,
+    attacks, test images and seed) is returned as it is, without attacking again.
+    """
     import torch
 
     from ..datasets.loading import load_dataset
@@ -175,6 +180,9 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         "transfer": spec.transfer,
     })
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
+    if reuse and (previous := _complete_result(out_path, run_id)) is not None:
+        echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it")
+        return previous, out_path
     journal = Journal(out_path.with_name(out_path.name + ".partial.jsonl"), run_id)
     with journal.locked():  # a second process on the same result stops with a one-line error
         done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
@@ -229,6 +237,19 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         write_result(out_path, result)
         journal.remove()
     return result, out_path
+
+
+def _complete_result(path: Path, run_id: str) -> dict[str, Any] | None:
+    """The valid result at ``path`` when it is run ``run_id``'s, else None."""
+    from ..results.io import ResultError, read_result
+
+    if not path.is_file():
+        return None
+    try:
+        previous = read_result(path)
+    except ResultError:
+        return None
+    return previous if previous.get("run_id") == run_id else None
 
 
 def _in_grid_order(done, units, models):
