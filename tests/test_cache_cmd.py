@@ -34,10 +34,12 @@ def _cache(tmp_path, mnist_slice):
         "running": folder / f"{'b' * 64}.fit1.partial.pt",
         "leftover": folder / f"{finished}.fit0.done.pt",
         "temporary": folder / f".{'c' * 64}.pt.x1y2.tmp",
+        "teacher": folder / f"{'b' * 64}.fit0.done.pt",  # written once, hours ago; its student trains now
     }
     _snapshot(files["abandoned"], 5 * HOUR, step=120, total=15000, label="gradreg")
     _snapshot(files["running"], 60, step=40, total=10000, label="distillation student")
     _snapshot(files["leftover"], 60, steps=3)
+    _snapshot(files["teacher"], 5 * HOUR, steps=10000)
     files["temporary"].write_bytes(b"half a checkpoint")
     t = time.time() - 2 * HOUR
     os.utime(files["temporary"], (t, t))
@@ -54,7 +56,7 @@ def test_list_shows_models_and_resumable_trainings(tmp_path, mnist_slice):
 
     res = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(store.root), "--json"])
     kinds = sorted(e["kind"] for e in json.loads(res.output)["entries"])
-    assert kinds == ["checkpoint", "done", "partial", "partial", "temporary"]
+    assert kinds == ["checkpoint", "done", "done", "partial", "partial", "temporary"]
 
 
 def test_clean_removes_only_what_no_training_uses(tmp_path, mnist_slice):
@@ -68,6 +70,7 @@ def test_clean_removes_only_what_no_training_uses(tmp_path, mnist_slice):
     assert not files["abandoned"].exists() and not files["temporary"].exists()
     assert not files["leftover"].exists(), "its model is finished: the snapshot is a leftover at any age"
     assert files["running"].exists(), "written a minute ago: a training is using it"
+    assert files["teacher"].exists(), "old, but the same training's student snapshot is fresh"
     assert store.has(finished), "finished models are never removed"
     assert "3 file(s)" in res.output
 

@@ -86,12 +86,24 @@ def inventory(store: CheckpointStore, details: bool = True, now: float | None = 
 
 
 def stale_leftovers(store: CheckpointStore, older_than_seconds: float, now: float | None = None) -> list[Entry]:
-    """Snapshots and temporary files not written for ``older_than_seconds``.
+    """Snapshots and temporary files that no training is using.
 
-    A running training rewrites its snapshot every two minutes, so an age of an hour means nobody is
-    using it. Snapshots of a model whose checkpoint exists are leftovers at any age.
+    A running training rewrites its snapshot every two minutes, so a model's snapshots are stale when the
+    newest of them is ``older_than_seconds`` old (a distillation teacher's finished-fit snapshot is
+    written once, and stays needed while its student trains). Snapshots of a model whose checkpoint
+    exists are leftovers at any age.
     """
     entries = inventory(store, details=False, now=now)
     finished = {e.key for e in entries if e.kind == "checkpoint"}
-    return [e for e in entries if e.kind != "checkpoint"
-            and (e.age_seconds >= older_than_seconds or (e.key in finished and e.kind != "temporary"))]
+    newest: dict[str, float] = {}
+    for e in entries:
+        if e.kind in ("partial", "done"):
+            newest[e.key] = min(newest.get(e.key, float("inf")), e.age_seconds)
+    stale = []
+    for e in entries:
+        if e.kind == "temporary":
+            if e.age_seconds >= older_than_seconds:
+                stale.append(e)
+        elif e.kind != "checkpoint" and (e.key in finished or newest[e.key] >= older_than_seconds):
+            stale.append(e)
+    return stale
