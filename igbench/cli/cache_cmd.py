@@ -82,7 +82,7 @@ def list_command(cache_dir, as_json: bool) -> None:
                if rows else "  (none)")
     if snaps:
         click.echo("\nA snapshot resumes when its run's command is run again; `igbench cache clean` removes "
-                   "those not written for an hour.")
+                   "a model's snapshots once none of them was written for an hour.")
 
 
 @cache_group.command("clean")
@@ -95,7 +95,9 @@ def clean_command(cache_dir, older_than: float, dry_run: bool) -> None:
     """Remove training snapshots and temporary files that no training is using.
 
     Finished models are never removed (delete a `<hash>.pt` file yourself to force retraining).
-    Snapshots of a model whose checkpoint exists are removed at any age. A removed snapshot means
+    A model's snapshots go together, once none of them was written within --older-than (a
+    distillation teacher's snapshot stays while its student trains). Snapshots of a model whose
+    checkpoint exists are removed at any age. A removed snapshot means
     that training starts from step 1 if its command is run again.
     """
     from ..engine.cache import CheckpointStore
