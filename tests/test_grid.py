@@ -286,3 +286,18 @@ name = "fgsm"
 
     forced = CliRunner().invoke(cli, args + ["--rerun"])
     assert forced.exit_code == 0 and "attack fgsm eps=0.2 on none" in forced.output
+
+
+def test_progress_goes_to_log_lines_when_the_output_is_a_file(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("IGBENCH_PROGRESS_INTERVAL", "0")  # a line per step instead of per minute
+    args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--attack", "fgsm",
+            "--eps", "0.2", "--steps", "5", "--n-test", "40", "--out", str(tmp_path / "r.json"),
+            "--cache-dir", str(tmp_path / "cache")]
+    res = CliRunner().invoke(cli, args)  # CliRunner's stderr is not a terminal, like a log file
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("train none: ")]
+    assert lines[0].startswith("train none: 1/5 steps (20%)") and "s/step" in lines[0]
+    assert lines[-1].startswith("train none: 5/5 steps (100%)") and "took" in lines[-1]
+    quiet = CliRunner().invoke(cli, args + ["--no-progress", "--out", str(tmp_path / "r2.json"),
+                                            "--cache-dir", str(tmp_path / "cache2")])
+    assert quiet.exit_code == 0 and "train none: " not in quiet.output
