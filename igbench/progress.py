@@ -23,7 +23,8 @@ def _interval() -> float:
         return DEFAULT_INTERVAL
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``1h05m`` from an hour and five minutes, ``2m07s`` under an hour."""
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -71,7 +72,7 @@ class LogLines:
             rate = (now - self.last) / recent if recent > 0 else elapsed / done
             parts.append(f"{rate:.3g} s/{self.unit}" if rate >= 0.01 else f"{1 / rate:.3g} {self.unit}/s")
             left = self.total - self.n
-            parts.append(f"{_duration(left * rate)} left" if left > 0 else f"took {_duration(elapsed)}")
+            parts.append(f"{format_duration(left * rate)} left" if left > 0 else f"took {format_duration(elapsed)}")
         if self.postfix:
             parts.append(self.postfix)
         return ", ".join(parts)

@@ -7,6 +7,9 @@ import re
 
 import click
 
+from ..progress import format_duration
+from .options import cache_dir_option
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -20,18 +23,6 @@ def parse_duration(ctx, param, value: str) -> float:
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
-
-
-def _age(seconds: float) -> str:
-    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= span:
-            return f"{seconds / span:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-cache_dir_option = click.option(
-    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False),
-    help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench).")
 
 
 @click.group("cache")
@@ -63,8 +54,8 @@ def list_command(cache_dir, as_json: bool) -> None:
     click.echo(f"cache: {store.root}")
     models = [[e.key[:12], e.info.get("dataset"), e.info.get("arch"), e.info.get("defense"),
                json.dumps(e.info.get("defense_params") or {}, sort_keys=True), e.info.get("steps"),
-               _size(e.size), _age(e.age_seconds)] if "error" not in e.info else
-              [e.key[:12], e.info["error"], "", "", "", "", _size(e.size), _age(e.age_seconds)]
+               _size(e.size), format_duration(e.age_seconds)] if "error" not in e.info else
+              [e.key[:12], e.info["error"], "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
               for e in entries if e.kind == "checkpoint"]
     click.secho(f"\nmodels ({len(models)})", bold=True)
     click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "size",
@@ -76,7 +67,7 @@ def list_command(cache_dir, as_json: bool) -> None:
         where = "" if e.kind == "temporary" else (
             i.get("error") or f"{i.get('step')}/{i.get('total') or '?'}")
         rows.append([e.path.name if e.key is None else e.key[:12], e.kind, i.get("label") or "", where,
-                     _size(e.size), _age(e.age_seconds)])
+                     _size(e.size), format_duration(e.age_seconds)])
     click.secho(f"\ntraining snapshots and temporary files ({len(rows)})", bold=True)
     click.echo(tabulate(rows, headers=["hash", "kind", "training", "step", "size", "written ago"])
                if rows else "  (none)")
@@ -107,7 +98,7 @@ def clean_command(cache_dir, older_than: float, dry_run: bool) -> None:
     stale = stale_leftovers(store, older_than)
     for e in stale:
         click.echo(f"{'would remove' if dry_run else 'removed'} {e.path} ({e.kind}, {_size(e.size)}, "
-                   f"written {_age(e.age_seconds)} ago)")
+                   f"written {format_duration(e.age_seconds)} ago)")
         if not dry_run:
             e.path.unlink(missing_ok=True)
     total = sum(e.size for e in stale)

@@ -20,6 +20,10 @@ def parse_number_list(ctx, param, values):
     return tuple(out)
 
 
+cache_dir_option = click.option(
+    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False),
+    help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench).")
+
 _SHARED = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
     click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found)."),
@@ -36,7 +40,7 @@ _SHARED = [
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
     click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json)."),
-    click.option("--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench)."),
+    cache_dir_option,
     click.option("--progress/--no-progress", default=True, help="Show progress bars (default on)."),
 ]
 

@@ -36,7 +36,7 @@ def _load(path: Path) -> dict[str, Any]:
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # reads only what is used
     except Exception as exc:  # noqa: BLE001 - a damaged file is listed, not fatal
         return {"error": f"unreadable ({type(exc).__name__})"}
 
@@ -56,9 +56,8 @@ def _snapshot_info(path: Path, fit: int) -> dict[str, Any]:
     blob = _load(path)
     if "error" in blob:
         return blob
-    info = {"fit": fit, "label": blob.get("label"), "step": blob.get("step", blob.get("steps")),
+    return {"fit": fit, "label": blob.get("label"), "step": blob.get("step", blob.get("steps")),
             "total": blob.get("total", blob.get("steps"))}
-    return info
 
 
 def inventory(store: CheckpointStore, details: bool = True, now: float | None = None) -> list[Entry]:
