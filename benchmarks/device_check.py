@@ -42,6 +42,10 @@ import time
 import traceback
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_defenses  # noqa: E402 - the step timing and device sync are shared with it
+from bench_defenses import _sync  # noqa: E402
+
 FULL_STEPS = {"none": 15000, "distillation": 25000, "advtrain": 15000, "gradreg": 15000, "advtrain+gradreg": 15000}
 
 
@@ -55,13 +59,6 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small sizes everywhere (tests the script on a CPU)")
     p.add_argument("--only", default="", help="comma-separated check names to run (default: all)")
     return p.parse_args(argv)
-
-
-def _sync(device):
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _max_diff(a, b) -> float:
@@ -221,34 +218,12 @@ def check_resume(ctx):
 
 
 def check_step_cost(ctx):
-    import torch
-
-    from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
+    """``bench_defenses.py``'s timing (round-robin over the defenses, median) at batch 256 on the device."""
     from igbench.registry import get_registry
 
-    reg = get_registry()
-    arch = reg.get("architecture", "paper-cnn")
-    trainer = Trainer(ctx["data"], arch, arch.resolve_params({}), TrainConfig(batch_size=256, device=str(ctx["device"])),
-                      progress=False)
-    x, y = trainer.train_x[:256], trainer.train_y[:256]
-    ms = {}
-    for name in ("none", "gradreg", "gradreg-fd", "advtrain", "advtrain+gradreg"):
-        plugin = reg.get("defense", name)
-        params = plugin.resolve_params({})
-        model = trainer.new_model().train()
-        opt = torch.optim.Adam(model.parameters(), lr=2e-4, eps=1e-4)
-        times = []
-        for i in range(ctx["warmup"] + ctx["reps"]):
-            _sync(ctx["device"])
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss, _ = plugin.loss(model, x, y, params, trainer)
-            backward_to_weights(loss, model)
-            opt.step()
-            _sync(ctx["device"])
-            if i >= ctx["warmup"]:
-                times.append(time.perf_counter() - t0)
-        ms[name] = 1000 * statistics.median(times)
+    args = argparse.Namespace(batch_size=256, device=str(ctx["device"]), warmup=ctx["warmup"], reps=ctx["reps"])
+    times = bench_defenses.bench_arch("paper-cnn", bench_defenses.DEFAULT_DEFENSES, ctx["data"], args, get_registry())
+    ms = {name: 1000 * statistics.median(wall) for name, (wall, _cpu) in times.items()}
     per_model = {d: FULL_STEPS[d] * ms["none" if d == "distillation" else d] / 1000 for d in FULL_STEPS}
     return {"ok": True, "ms_per_step": ms, "ratio_to_none": {k: v / ms["none"] for k, v in ms.items()},
             "projected_full_mnist_training_seconds": per_model,
