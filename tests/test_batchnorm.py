@@ -77,3 +77,31 @@ def test_third_derivative_is_refused():
     torch.autograd.grad((gx ** 2).sum(), x, retain_graph=True)  # second order: fine
     with pytest.raises(RuntimeError, match="third derivative"):  # a graph of it would be wrong: refused
         torch.autograd.grad((gx ** 2).sum(), x, create_graph=True)
+
+
+@pytest.mark.parametrize("cls, shape", [(BatchNorm2d, (8, 3, 5, 5)), (BatchNorm1d, (9, 6))])
+def test_without_scale_is_torch_batchnorm_with_a_fixed_unit_scale(cls, shape):
+    """scale=False (TF-slim's BatchNorm): a learned shift only; the state dict keeps nn.BatchNorm's keys."""
+    torch.manual_seed(3)
+    ours = cls(shape[1], momentum=0.1, eps=1e-3, scale=False)
+    assert [name for name, _ in ours.named_parameters()] == ["bias"]
+    ref = getattr(nn, cls.__name__)(shape[1], momentum=0.1, eps=1e-3)
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    with torch.no_grad():
+        ref.bias.normal_()
+    ref.weight.requires_grad_(False)
+    ours.load_state_dict(ref.state_dict())
+    x, proj = torch.randn(*shape), torch.randn(*shape)
+
+    def grads(bn):
+        x_ = x.detach().requires_grad_(True)
+        loss = (torch.tanh(bn(x_)) * proj).sum()
+        (gx,) = torch.autograd.grad(loss, x_, create_graph=True)
+        return torch.autograd.grad(loss + (gx ** 2).sum(), [x_, bn.bias])
+
+    for got, want in zip(grads(ours), grads(ref)):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (got - want).abs().max()
+    assert torch.equal(ours.weight, torch.ones(shape[1]))
+    assert "scale=False" in repr(ours)
+    with pytest.raises(ValueError, match="affine"):
+        cls(3, affine=False, scale=False)

@@ -118,7 +118,24 @@ class _BatchNormTrain(torch.autograd.Function):
 
 
 class _CheapSecondDerivative:
-    """Mixin for ``nn.BatchNorm*``: training mode goes through :class:`_BatchNormTrain`."""
+    """Mixin for ``nn.BatchNorm*``: training mode goes through :class:`_BatchNormTrain`.
+
+    ``scale=False`` is TensorFlow-slim's default BatchNorm (learned shift, no learned scale): ``weight``
+    becomes a buffer of ones instead of a parameter, so the state dict keeps ``nn.BatchNorm``'s keys and
+    the cheap second derivative still applies (PyTorch's ``affine=False`` would drop the shift too).
+    """
+
+    def __init__(self, num_features, *args, scale: bool = True, **kwargs):
+        super().__init__(num_features, *args, **kwargs)
+        if not scale:
+            if not self.affine:
+                raise ValueError("scale=False keeps the learned shift; it needs affine=True")
+            del self.weight
+            self.register_buffer("weight", torch.ones(num_features))
+        self.scale = scale
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if getattr(self, "scale", True) else ", scale=False")
 
     def forward(self, x):
         if not (self.training and self.affine) or torch.jit.is_scripting():
