@@ -83,5 +83,8 @@ def train_plain(data, arch_name: str = "paper-cnn", epochs: float = 1.0, batch_s
 
 @pytest.fixture(scope="session")
 def trained_cnn(mnist_slice):
-    """The paper CNN trained one epoch on the MNIST slice (about 95% test accuracy), in eval mode."""
-    return train_plain(mnist_slice)
+    """The paper CNN trained two epochs on the MNIST slice (about 97% test accuracy), in eval mode.
+
+    (After one epoch, 47 batches at lr 1e-3, the TF-slim network's BatchNorm running statistics still
+    lag its fast-moving weights: 95% in train mode but 66% in eval mode.)"""
+    return train_plain(mnist_slice, epochs=2.0)

@@ -31,36 +31,67 @@ def _flat_size(features, input_shape) -> int:
         features.train(was_training)
 
 
+#: Layer defaults of :func:`build_paper_cnn`: the study's TensorFlow-slim ones, or torch.nn's.
+STYLES = ("tf-slim", "pytorch")
+
+
 def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dropout: float = 0.5,
-                    lcn: bool = False):
+                    lcn: bool = False, style: str = "tf-slim"):
     """The network of the original study (see PAPER_NOTES.md).
 
     conv 5x5/32 'same' -> BN -> act -> max-pool 2 -> conv 5x5/64 'same' -> BN -> act -> max-pool 2
     -> dense 1024 -> BN -> act -> dropout -> dense ``num_classes``. BatchNorm momentum 0.1 is
     TensorFlow's decay 0.9; the BatchNorm layers are :mod:`.batchnorm`'s (``nn.BatchNorm`` with a cheap
     second derivative, for double backprop). ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
+
+    ``style="tf-slim"`` (the default) gives the layers the defaults the study's code had through
+    ``slim.conv2d`` / ``slim.fully_connected`` with ``normalizer_fn=slim.batch_norm``: BatchNorm with a
+    learned shift but no learned scale and eps 1e-3, no bias on a layer that BatchNorm follows, and
+    Xavier-uniform (Glorot) weights with zero biases. ``style="pytorch"`` keeps torch.nn's defaults
+    (learned scale, eps 1e-5, biases everywhere, Kaiming-uniform init): igbench 0.1's network. They do
+    not train alike under double backprop: at the paper's MNIST penalty strength, 200 batches of 64, the
+    tf-slim network reached 95.3% test accuracy (mean of three seeds) and the pytorch one 81.4%, and the
+    initialization alone accounts for the difference (``benchmarks/paper_cnn_style.py``, REPLICATION.md).
     """
     import torch.nn as nn
 
     from .batchnorm import BatchNorm1d, BatchNorm2d
     from .lcn import LocalContrastNorm
 
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; use one of {', '.join(STYLES)}")
+    slim = style == "tf-slim"
+    norm = {"momentum": 0.1, **({"eps": 1e-3, "scale": False} if slim else {})}
     channels = input_shape[0]
     features = nn.Sequential(
         *([LocalContrastNorm(channels)] if lcn else []),
-        nn.Conv2d(channels, 32, 5, padding=2), BatchNorm2d(32, momentum=0.1), _activation(activation),
+        nn.Conv2d(channels, 32, 5, padding=2, bias=not slim), BatchNorm2d(32, **norm), _activation(activation),
         nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, padding=2), BatchNorm2d(64, momentum=0.1), _activation(activation),
+        nn.Conv2d(32, 64, 5, padding=2, bias=not slim), BatchNorm2d(64, **norm), _activation(activation),
         nn.MaxPool2d(2),
         nn.Flatten(),
     )
     flat = _flat_size(features, input_shape)
-    return nn.Sequential(
+    model = nn.Sequential(
         features,
-        nn.Linear(flat, 1024), BatchNorm1d(1024, momentum=0.1), _activation(activation),
+        nn.Linear(flat, 1024, bias=not slim), BatchNorm1d(1024, **norm), _activation(activation),
         nn.Dropout(dropout),
         nn.Linear(1024, num_classes),
     )
+    if slim:
+        glorot_init(model)
+    return model
+
+
+def glorot_init(model) -> None:
+    """TF-slim's initialization of conv and dense layers: Xavier-uniform weights, zero biases."""
+    import torch.nn as nn
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def build_cleverhans_cnn(input_shape, num_classes: int, activation: str = "relu"):
@@ -90,10 +121,14 @@ class PaperCNN(ArchitecturePlugin):
             Param("dropout", 0.5, "dropout before the last layer (training only)",
                   check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
             Param("lcn", False, "LeCun local contrast normalization first (the paper's SVHN network)"),
+            Param("style", "tf-slim", "layer defaults: tf-slim = the study's code (BatchNorm without learned "
+                  "scale, eps 1e-3; no bias before BatchNorm; Xavier-uniform init); pytorch = torch.nn's "
+                  "defaults (igbench 0.1's paper-cnn)", choices=STYLES),
         )
 
     def build(self, input_shape, num_classes, params: dict[str, Any]):
-        return build_paper_cnn(input_shape, num_classes, params["activation"], params["dropout"], params["lcn"])
+        return build_paper_cnn(input_shape, num_classes, params["activation"], params["dropout"], params["lcn"],
+                               params["style"])
 
 
 class PaperCNNSoftplus(PaperCNN):
