@@ -217,6 +217,20 @@ def test_extra_forward_passes_leave_batchnorm_statistics_alone(mnist_slice, name
         assert b.momentum == 0.1 and b.training
 
 
+def test_advtrain_gradreg_averages_the_penalised_loss_with_the_fgsm_loss(mnist_slice):
+    """The study's combination: (CE + lambda * penalty + CE(FGSM)) / 2, so lambda counts half."""
+    from igbench.defenses.advtrain import adversarial_loss
+    from igbench.defenses.common import gradreg_terms
+
+    model = build("paper-cnn", {"dropout": 0.0}).train()
+    x, y = mnist_slice.train_x[:32], mnist_slice.train_y[:32]
+    plain, _ = adversarial_loss(model, x, y, 0.3, "predicted", 0.0, 1.0)
+    combined, _ = adversarial_loss(model, x, y, 0.3, "predicted", 0.0, 1.0, lam=1000.0, scaling="paper")
+    _, penalty, _ = gradreg_terms(model, x, y, "paper", create_graph=False)
+    assert float(penalty) > 0
+    assert float((combined - plain).detach()) == pytest.approx(1000.0 * float(penalty) / 2, rel=1e-4)
+
+
 def test_fgsm_for_training_helper(mnist_slice):
     from igbench.defenses.common import fgsm_for_training
 

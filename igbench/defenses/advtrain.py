@@ -11,7 +11,11 @@ LABELS = ("predicted", "true")
 
 def adversarial_loss(model, x, y, eps: float, label: str, clip_min: float, clip_max: float,
                      lam: float = 0.0, scaling: str = "paper"):
-    """``(CE(clean) + CE(FGSM)) / 2 [+ lam * penalty(clean)]`` and the clean logits.
+    """``(CE(clean) [+ lam * penalty(clean)] + CE(FGSM)) / 2`` and the clean logits.
+
+    The penalty sits inside the average, as in the study's code (its double-backprop loss, clean CE plus
+    lambda times the penalty, averaged with the FGSM loss), so a lambda means what it means there: half the
+    weight it has in ``gradreg``, relative to the clean cross-entropy.
 
     One clean forward pass (train mode: it updates BatchNorm statistics once, like any training step)
     serves the clean loss, the FGSM gradient and, with ``lam > 0``, the exact double-backprop penalty,
@@ -34,10 +38,9 @@ def adversarial_loss(model, x, y, eps: float, label: str, clip_min: float, clip_
         x_adv = x.detach()
     with frozen_bn_stats(model):
         ce_adv = cross_entropy(model(x_adv), y)
-    loss = (ce_clean + ce_adv) / 2
     if penalty is not None:
-        loss = loss + lam * penalty
-    return loss, logits
+        ce_clean = ce_clean + lam * penalty
+    return (ce_clean + ce_adv) / 2, logits
 
 
 def _eps_param() -> Param:
@@ -62,7 +65,7 @@ class AdvTrain(LossDefense):
 
 class AdvTrainGradReg(PenaltyParams, LossDefense):
     name = "advtrain+gradreg"
-    summary = "FGSM adversarial training plus the double-backprop penalty on the clean batch"
+    summary = "FGSM adversarial training plus double backprop on the clean batch: (CE + lambda * penalty + CE(FGSM)) / 2"
     params = (_eps_param(), _label_param(), lambda_param(), scaling_param())
 
     def loss(self, model, x, y, params, trainer):
