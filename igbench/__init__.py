@@ -6,7 +6,7 @@ Interpretability of Deep Neural Networks by Regularizing their Input Gradients".
 Importing this package is cheap: torch, torchvision and ART are imported lazily where they are used.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import pluggy as _pluggy
 

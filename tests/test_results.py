@@ -179,7 +179,7 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     assert env["git_commit"] is None and env["git_dirty"] is None
     assert env["seed"] == 7 and env["device"] == "cpu" and env["gpu"] is None
     assert env["torch_threads"] == torch.get_num_threads()
-    assert env["torch"] and env["art"] and env["igbench"] == "0.1.0"
+    assert env["torch"] and env["art"] and env["igbench"] == "0.2.0"
     data = _load()
     data["environment"] = env
     validate_result(data, "env-check")
