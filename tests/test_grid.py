@@ -302,3 +302,30 @@ def test_progress_goes_to_log_lines_when_the_output_is_a_file(shared_data, tmp_p
     quiet = CliRunner().invoke(cli, args + ["--no-progress", "--out", str(tmp_path / "r2.json"),
                                             "--cache-dir", str(tmp_path / "cache2")])
     assert quiet.exit_code == 0 and "train none: " not in quiet.output
+
+
+def test_train_command_caches_models_a_later_run_loads(shared_data, tmp_path):
+    common = ["--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--defense", "gradreg",
+              "--steps", "5", "--n-test", "50", "--param", "lambda=10", "--cache-dir", str(tmp_path / "cache"),
+              "--no-progress"]
+    trained = CliRunner().invoke(cli, ["train", *common, "--model", "gradreg"])
+    assert trained.exit_code == 0, trained.output
+    assert "model gradreg: gradreg on mlp" in trained.output and "model none" not in trained.output
+    row = next(ln for ln in trained.output.splitlines() if ln.startswith("gradreg "))
+    assert "trained now" in row and " 5 " in row
+    assert len(list((tmp_path / "cache" / "models").glob("*.pt"))) == 1
+
+    ran = CliRunner().invoke(cli, ["run", *common, "--attack", "fgsm", "--eps", "0.2", "--out", str(tmp_path / "r.json")])
+    assert ran.exit_code == 0, ran.output
+    gradreg_part = ran.output.split("model gradreg:")[1].split("model ")[0]
+    assert "loaded from cache" in gradreg_part  # same hash as `train` gave it
+    assert "loaded from cache" not in ran.output.split("model gradreg:")[0]  # none was trained by run
+
+    again = CliRunner().invoke(cli, ["train", *common])
+    assert again.exit_code == 0 and again.output.count("cached") >= 2
+
+    unknown = CliRunner().invoke(cli, ["train", *common, "--model", "gradreg-typo"])
+    assert unknown.exit_code != 0
+    assert "no model 'gradreg-typo' in this grid; its models are none, gradreg" in unknown.output
+    assert "Traceback" not in unknown.output
+    assert "--attack" not in CliRunner().invoke(cli, ["train", "--help"]).output

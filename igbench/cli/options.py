@@ -1,4 +1,4 @@
-"""Options shared by the commands that train and attack models (`run`, `sweep`)."""
+"""Options shared by the commands that train and attack models (`run`, `sweep`, `replicate`, `train`)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,16 @@ cache_dir_option = click.option(
     "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False),
     help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench).")
 
+_attack_option = click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks.")
+_eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated.")
+_out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
+
 _SHARED = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
     click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found)."),
     click.option("--arch", help="Architecture plugin. Default: paper-cnn."),
-    click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks."),
-    click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated."),
+    _attack_option,
+    _eps_option,
     click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Plugin parameter, e.g. lambda=100 or gradreg.lambda=100 (repeatable)."),
     click.option("--epochs", type=float, help="Training epochs per model (default 1)."),
     click.option("--steps", type=int, help="Training batches per model; wins over --epochs (the paper used 15000)."),
@@ -39,7 +43,7 @@ _SHARED = [
     click.option("--n-test", type=int, help="Test images attacked and scored (default 1000)."),
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
-    click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json)."),
+    _out_option,
     cache_dir_option,
     click.option("--progress/--no-progress", default=True, help="Show progress bars (default on)."),
 ]
@@ -49,6 +53,14 @@ def grid_options(command):
     """Apply the shared options to a command (in the order shown by --help)."""
     for option in reversed(_SHARED):
         command = option(command)
+    return command
+
+
+def training_options(command):
+    """The shared options without those about attacks and result files (for a command that only trains)."""
+    for option in reversed(_SHARED):
+        if option not in (_attack_option, _eps_option, _out_option):
+            command = option(command)
     return command
 
 

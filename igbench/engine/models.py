@@ -122,3 +122,44 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         store.load(key, model)
         models[rec["id"]] = model.to(torch.device(device)).eval()
     return models
+
+
+def select_models(spec, ids: tuple[str, ...] | list[str] = ()) -> list[ModelSpec]:
+    """The grid's models with these ids (all of them when ``ids`` is empty), in grid order; an unknown id
+    is a one-line error listing the grid's ids."""
+    from ..errors import UsageError
+
+    known = [m.id for m in spec.models]
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UsageError(f"no model '{unknown[0]}' in this grid; its models are {', '.join(known)}")
+    return [m for m in spec.models if not ids or m.id in ids]
+
+
+def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] = (), progress: bool = True,
+                 echo=print) -> list[dict[str, Any]]:
+    """Train (or find in the cache) the grid's models, without attacking them.
+
+    The checkpoints are addressed exactly as :func:`~igbench.engine.grid.run_grid` addresses them, so a
+    later run or replicate of the same grid loads them. Returns one record per model: id, config hash,
+    steps, training seconds, whether it was cached, and clean accuracy on the grid's first ``n_test``
+    test images.
+    """
+    import torch
+
+    from ..datasets.loading import load_dataset
+    from .train import accuracy
+
+    chosen = select_models(spec, ids)
+    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    device = torch.device(spec.train.device)
+    x_eval, y_eval = data.test_x[: spec.n_test].to(device), data.test_y[: spec.n_test].to(device)
+    records = []
+    for m in chosen:
+        echo(f"model {m.id}: {m.defense} on {m.arch}")
+        model, info = obtain_model(m, data, spec.train, store, progress=progress)
+        records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
+                        "train_seconds": info["train_seconds"], "cached": info["cached"],
+                        "checkpoint": str(store.path(info["config_hash"])),
+                        "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size)})
+    return records

@@ -1,0 +1,50 @@
+"""``igbench train``: train a grid's models into the checkpoint cache without attacking them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import training_options
+
+
+@click.command("train")
+@click.option("--defense", multiple=True, help="Defense to train (repeatable). `none` is always included as the reference model.")
+@click.option("--model", "model_ids", multiple=True, metavar="ID", help="Train only the grid's model with this id (repeatable; default: every model).")
+@training_options
+def train_command(config_file, model_ids, progress, cache_dir, **options) -> None:
+    """Train a grid's models into the checkpoint cache, without attacking them.
+
+    The models are cached under the same configuration hashes `igbench run` and `igbench replicate` use
+    for the same options, so a later run of the grid loads them instead of training. Use it to train
+    the models first (on a GPU, or the one model you want to look at before the rest), or in parallel
+    processes with --model. Prints each model's clean accuracy on the first --n-test test images.
+
+    \b
+    Examples:
+      igbench train --config configs/paper-mnist.toml --model gradreg --data-dir ../shared/data
+      igbench train --defense gradreg --param lambda=1000 --steps 2000
+    """
+    from tabulate import tabulate
+
+    from ..engine.cache import CheckpointStore
+    from ..engine.models import train_models
+    from ..grid_config import build_grid_spec
+    from ..progress import format_duration
+    from . import echo_plugin_problems
+
+    echo_plugin_problems()
+    spec = build_grid_spec(options, config_file)
+    records = train_models(spec, CheckpointStore(cache_dir), model_ids, progress=progress,
+                           echo=lambda s: click.echo(s, err=True))
+    rows = [[r["id"], r["config_hash"][:12], r["steps"], f"{100 * r['clean_accuracy']:.2f}",
+             format_duration(r["train_seconds"] or 0.0), "cached" if r["cached"] else "trained now"]
+            for r in records]
+    click.echo(tabulate(rows, headers=["model", "hash", "steps", f"clean % ({spec.n_test} test)", "training", "status"],
+                        tablefmt="simple", disable_numparse=True))
+    if records:
+        click.echo(f"\ncheckpoints in {Path(records[0]['checkpoint']).parent}")
+
+
+COMMANDS = [train_command]
