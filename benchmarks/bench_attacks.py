@@ -22,23 +22,19 @@ best wall time is reported, with the best process CPU time beside it (steadier o
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
-from pathlib import Path
+
+from bench_args import benchmark_parser
 
 JSMA_TARGET_SPEEDUP = 10.0
 
 
 def parse_args(argv=None):
-    here = Path(__file__).resolve().parent
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("IGBENCH_DATA_DIR", str(here.parent.parent / "shared" / "data")),
-                   help="folder holding mnist/ (default: $IGBENCH_DATA_DIR or ../shared/data)")
+    p = benchmark_parser(__doc__)
     p.add_argument("--n", type=int, default=100, help="test images attacked (the first N)")
     p.add_argument("--eps", type=float, default=0.3, help="FGSM eps")
     p.add_argument("--theta", type=float, default=1.0)

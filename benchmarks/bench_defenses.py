@@ -15,14 +15,13 @@ labels for the student), so its cost is that of ``none`` times the teacher's plu
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from bench_args import benchmark_parser
 
 DEFAULT_DEFENSES = ("none", "gradreg", "gradreg-fd", "advtrain", "advtrain+gradreg")
 DEFAULT_ARCHS = ("paper-cnn", "paper-cnn-softplus")
@@ -30,10 +29,7 @@ TARGETS = {"gradreg": 2.5, "gradreg-fd": 1.7}
 
 
 def parse_args(argv=None):
-    here = Path(__file__).resolve().parent
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("IGBENCH_DATA_DIR", str(here.parent.parent / "shared" / "data")),
-                   help="folder holding mnist/ (default: $IGBENCH_DATA_DIR or ../shared/data)")
+    p = benchmark_parser(__doc__)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per defense and architecture")
     p.add_argument("--reps", type=int, default=15, help="timed steps per defense and architecture")

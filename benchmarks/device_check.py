@@ -43,6 +43,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_args import benchmark_parser  # noqa: E402
 import bench_defenses  # noqa: E402 - the step timing and device sync are shared with it
 from bench_defenses import _sync  # noqa: E402
 
@@ -50,11 +51,8 @@ FULL_STEPS = {"none": 15000, "distillation": 25000, "advtrain": 15000, "gradreg"
 
 
 def parse_args(argv=None):
-    here = Path(__file__).resolve().parent
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__)
     p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    p.add_argument("--data-dir", default=os.environ.get("IGBENCH_DATA_DIR", str(here.parent.parent / "shared" / "data")),
-                   help="folder holding mnist/ (default: $IGBENCH_DATA_DIR or ../shared/data)")
     p.add_argument("--out", help="also write the JSON report here")
     p.add_argument("--quick", action="store_true", help="small sizes everywhere (tests the script on a CPU)")
     p.add_argument("--only", default="", help="comma-separated check names to run (default: all)")

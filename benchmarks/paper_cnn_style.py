@@ -14,21 +14,17 @@ network with one TF-slim default switched on at a time.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from bench_args import benchmark_parser
 
 PAPER_LAMBDA, PAPER_BATCH = 56234.0, 256
 
 
 def parse_args(argv=None):
-    here = Path(__file__).resolve().parent
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("IGBENCH_DATA_DIR", str(here.parent.parent / "shared" / "data")),
-                   help="folder holding mnist/ (default: $IGBENCH_DATA_DIR or ../shared/data)")
+    p = benchmark_parser(__doc__)
     p.add_argument("--steps", type=int, default=200, help="training batches per model")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
