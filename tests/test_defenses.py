@@ -217,6 +217,24 @@ def test_extra_forward_passes_leave_batchnorm_statistics_alone(mnist_slice, name
         assert b.momentum == 0.1 and b.training
 
 
+@pytest.mark.parametrize("name", ["advtrain", "advtrain+gradreg"])
+def test_bn_stats_both_updates_running_statistics_from_the_fgsm_batch_too(mnist_slice, name):
+    """The study's code: each step's clean and FGSM forward passes both move the running statistics."""
+    plugin = get_registry().get("defense", name)
+    trainer = make_trainer(mnist_slice, "paper-cnn")
+    x, y = mnist_slice.train_x[:32], mnist_slice.train_y[:32]
+    clean_only, both = build("paper-cnn").train(), build("paper-cnn").train()
+    extra = {"lambda": 10.0} if name != "advtrain" else {}
+    torch.manual_seed(0)
+    plugin.loss(clean_only, x, y, plugin.resolve_params(extra), trainer)
+    torch.manual_seed(0)
+    plugin.loss(both, x, y, plugin.resolve_params({**extra, "bn_stats": "both"}), trainer)
+    for a, b in zip(_bn_layers(clean_only), _bn_layers(both)):
+        assert int(a.num_batches_tracked) == 1 and int(b.num_batches_tracked) == 2
+        assert float((a.running_mean - b.running_mean).abs().max()) > 1e-4
+        assert b.momentum == 0.1
+
+
 def test_advtrain_gradreg_averages_the_penalised_loss_with_the_fgsm_loss(mnist_slice):
     """The study's combination: (CE + lambda * penalty + CE(FGSM)) / 2, so lambda counts half."""
     from igbench.defenses.advtrain import adversarial_loss

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from ..plugin_types import LossDefense, Param, non_negative
 from .common import (PenaltyParams, cross_entropy, fgsm_from_graph, frozen_bn_stats, gradreg_penalty, lambda_param,
                      resolve_lambda, scaling_param)
 
 LABELS = ("predicted", "true")
+BN_STATS = ("clean", "both")
 
 
 def adversarial_loss(model, x, y, eps: float, label: str, clip_min: float, clip_max: float,
-                     lam: float = 0.0, scaling: str = "paper"):
+                     lam: float = 0.0, scaling: str = "paper", bn_stats: str = "clean"):
     """``(CE(clean) [+ lam * penalty(clean)] + CE(FGSM)) / 2`` and the clean logits.
 
     The penalty sits inside the average, as in the study's code (its double-backprop loss, clean CE plus
@@ -21,9 +24,11 @@ def adversarial_loss(model, x, y, eps: float, label: str, clip_min: float, clip_
     serves the clean loss, the FGSM gradient and, with ``lam > 0``, the exact double-backprop penalty,
     which is taken on the clean batch only. The FGSM examples are made through that same pass (same
     mode, same dropout masks) from the model's own predicted labels (``label='predicted'``, the paper)
-    or the true ones, clipped to ``[clip_min, clip_max]`` and detached (constants). Their forward pass
-    leaves BatchNorm running statistics alone, so those keep describing clean data (in train mode the
-    modules still normalize with the adversarial batch's own statistics).
+    or the true ones, clipped to ``[clip_min, clip_max]`` and detached (constants). With
+    ``bn_stats="clean"`` their forward pass leaves BatchNorm running statistics alone, so those keep
+    describing clean data (in train mode the modules still normalize with the adversarial batch's own
+    statistics); with ``"both"`` it updates them too, as the study's code did (TF-slim BatchNorm with
+    in-place updates, run once on the clean and once on the FGSM batch per step).
     """
     xr = x.detach().requires_grad_(True)
     logits = model(xr)
@@ -36,7 +41,7 @@ def adversarial_loss(model, x, y, eps: float, label: str, clip_min: float, clip_
         x_adv = fgsm_from_graph(xr, logits, labels, eps, clip_min, clip_max, retain_graph=True)
     else:
         x_adv = x.detach()
-    with frozen_bn_stats(model):
+    with frozen_bn_stats(model) if bn_stats == "clean" else contextlib.nullcontext():
         ce_adv = cross_entropy(model(x_adv), y)
     if penalty is not None:
         ce_clean = ce_clean + lam * penalty
@@ -48,6 +53,11 @@ def _eps_param() -> Param:
                  check=non_negative)
 
 
+def _bn_stats_param() -> Param:
+    return Param("bn_stats", "clean", "forward passes that update BatchNorm's running statistics: clean = the clean "
+                 "batch only; both = the clean and the FGSM batch (the study's code)", choices=BN_STATS)
+
+
 def _label_param() -> Param:
     return Param("label", "predicted", "labels the FGSM examples are made from (the paper: the model's own "
                  "predictions)", choices=LABELS)
@@ -56,18 +66,19 @@ def _label_param() -> Param:
 class AdvTrain(LossDefense):
     name = "advtrain"
     summary = "FGSM adversarial training: (CE(clean) + CE(FGSM from predicted labels)) / 2"
-    params = (_eps_param(), _label_param())
+    params = (_eps_param(), _label_param(), _bn_stats_param())
 
     def loss(self, model, x, y, params, trainer):
         return adversarial_loss(model, x, y, params["eps"], params["label"], trainer.data.clip_min,
-                                trainer.data.clip_max)
+                                trainer.data.clip_max, bn_stats=params["bn_stats"])
 
 
 class AdvTrainGradReg(PenaltyParams, LossDefense):
     name = "advtrain+gradreg"
     summary = "FGSM adversarial training plus double backprop on the clean batch: (CE + lambda * penalty + CE(FGSM)) / 2"
-    params = (_eps_param(), _label_param(), lambda_param(), scaling_param())
+    params = (_eps_param(), _label_param(), lambda_param(), scaling_param(), _bn_stats_param())
 
     def loss(self, model, x, y, params, trainer):
         return adversarial_loss(model, x, y, params["eps"], params["label"], trainer.data.clip_min,
-                                trainer.data.clip_max, lam=resolve_lambda(params), scaling=params["scaling"])
+                                trainer.data.clip_max, lam=resolve_lambda(params), scaling=params["scaling"],
+                                bn_stats=params["bn_stats"])
