@@ -71,8 +71,26 @@ def test_clean_removes_only_what_no_training_uses(tmp_path, mnist_slice):
     assert not files["leftover"].exists(), "its model is finished: the snapshot is a leftover at any age"
     assert files["running"].exists(), "written a minute ago: a training is using it"
     assert files["teacher"].exists(), "old, but the same training's student snapshot is fresh"
-    assert store.has(finished), "finished models are never removed"
+    assert store.has(finished), "finished models are kept without --other-versions"
     assert "3 file(s)" in res.output
+
+
+def test_other_versions_removes_checkpoints_another_igbench_trained(tmp_path, mnist_slice):
+    import igbench
+
+    store, finished, _ = _cache(tmp_path, mnist_slice)
+    blob = torch.load(store.path(finished), weights_only=True)
+    blob["meta"]["config"]["versions"]["igbench"] = "0.0.1"
+    old = store.path("d" * 64)
+    torch.save(blob, old)
+    listed = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(store.root)])
+    assert "0.0.1" in listed.output and igbench.__version__ in listed.output
+
+    res = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(store.root), "--other-versions"])
+    assert res.exit_code == 0, res.output
+    assert f"removed {old} (checkpoint, igbench 0.0.1, " in res.output
+    assert not old.exists()
+    assert store.has(finished), "this version's model stays"
 
 
 def test_bad_duration_names_the_fix(tmp_path):

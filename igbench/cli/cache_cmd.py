@@ -54,12 +54,12 @@ def list_command(cache_dir, as_json: bool) -> None:
     click.echo(f"cache: {store.root}")
     models = [[e.key[:12], e.info.get("dataset"), e.info.get("arch"), e.info.get("defense"),
                json.dumps(e.info.get("defense_params") or {}, sort_keys=True), e.info.get("steps"),
-               _size(e.size), format_duration(e.age_seconds)] if "error" not in e.info else
-              [e.key[:12], e.info["error"], "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
+               e.info.get("igbench"), _size(e.size), format_duration(e.age_seconds)] if "error" not in e.info else
+              [e.key[:12], e.info["error"], "", "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
               for e in entries if e.kind == "checkpoint"]
     click.secho(f"\nmodels ({len(models)})", bold=True)
-    click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "size",
-                                         "written ago"]) if models else "  (none)")
+    click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "igbench",
+                                         "size", "written ago"]) if models else "  (none)")
     snaps = [e for e in entries if e.kind != "checkpoint"]
     rows = []
     for e in snaps:
@@ -81,23 +81,32 @@ def list_command(cache_dir, as_json: bool) -> None:
 @click.option("--older-than", default="1h", show_default=True, callback=parse_duration,
               help="Remove snapshots and temporary files not written for this long (30m, 1h, 2d). A running "
                    "training rewrites its snapshot every two minutes.")
+@click.option("--other-versions", is_flag=True,
+              help="Also remove finished models trained by another igbench version than this one. This version "
+                   "never loads them (the version is part of every configuration hash), but `igbench explain` "
+                   "on a result file that version wrote does.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def clean_command(cache_dir, older_than: float, dry_run: bool) -> None:
+def clean_command(cache_dir, older_than: float, other_versions: bool, dry_run: bool) -> None:
     """Remove training snapshots and temporary files that no training is using.
 
-    Finished models are never removed (delete a `<hash>.pt` file yourself to force retraining).
+    Finished models are kept, except with --other-versions (delete a `<hash>.pt` file yourself to force
+    retraining).
     A model's snapshots go together, once none of them was written within --older-than (a
     distillation teacher's snapshot stays while its student trains). Snapshots of a model whose
     checkpoint exists are removed at any age. A removed snapshot means
     that training starts from step 1 if its command is run again.
     """
     from ..engine.cache import CheckpointStore
-    from ..engine.cache_inventory import stale_leftovers
+    from .. import __version__
+    from ..engine.cache_inventory import other_version_checkpoints, stale_leftovers
 
     store = CheckpointStore(cache_dir)
     stale = stale_leftovers(store, older_than)
+    if other_versions:
+        stale += other_version_checkpoints(store, __version__)
     for e in stale:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {e.path} ({e.kind}, {_size(e.size)}, "
+        made_by = f"igbench {e.info['igbench']}, " if e.kind == "checkpoint" else ""
+        click.echo(f"{'would remove' if dry_run else 'removed'} {e.path} ({e.kind}, {made_by}{_size(e.size)}, "
                    f"written {format_duration(e.age_seconds)} ago)")
         if not dry_run:
             e.path.unlink(missing_ok=True)

@@ -49,7 +49,8 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
     config = meta.get("config", {})
     return {"dataset": (config.get("dataset") or {}).get("name"), "arch": config.get("arch"),
             "defense": config.get("defense"), "defense_params": config.get("defense_params"),
-            "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds")}
+            "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"),
+            "igbench": (config.get("versions") or {}).get("igbench")}
 
 
 def _snapshot_info(path: Path, fit: int) -> dict[str, Any]:
@@ -106,3 +107,14 @@ def stale_leftovers(store: CheckpointStore, older_than_seconds: float, now: floa
         elif e.kind != "checkpoint" and (e.key in finished or newest[e.key] >= older_than_seconds):
             stale.append(e)
     return stale
+
+
+def other_version_checkpoints(store: CheckpointStore, version: str) -> list[Entry]:
+    """Checkpoints trained by an igbench version other than ``version``.
+
+    The version is part of every configuration hash, so this version's runs never load them; only the
+    result files that older version wrote refer to them (``igbench explain`` on such a file needs them).
+    A checkpoint whose metadata cannot be read is not included.
+    """
+    return [e for e in inventory(store) if e.kind == "checkpoint" and "error" not in e.info
+            and e.info.get("igbench") != version]

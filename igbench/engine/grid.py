@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import __version__
 from ..errors import UsageError
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
@@ -130,7 +131,6 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     spec.validate()
     started = time.perf_counter()
     store = store or CheckpointStore()
-    reg = get_registry()
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
     x_eval, y_eval = data.test_x[: spec.n_test], data.test_y[: spec.n_test]
     device = torch.device(spec.train.device)
@@ -213,7 +213,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
 
         result = {
             "schema_version": "1",
-            "igbench_version": _igbench_version(),
+            "igbench_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": command or "igbench " + " ".join(sys.argv[1:]),
             "run_id": run_id,
@@ -271,8 +271,3 @@ def _attack_records(spec: GridSpec, units) -> list[dict[str, Any]]:
             rec["eps"].append(eps)
     return list(records.values())
 
-
-def _igbench_version() -> str:
-    from .. import __version__
-
-    return __version__

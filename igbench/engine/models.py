@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from .. import __version__
 from ..environment import torch_threads
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
@@ -53,7 +54,7 @@ def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
         "defense_params": defense.resolve_params(spec.defense_params),
         "defense_source": defense.source,
         "train": train.describe(),
-        "versions": {"igbench": _version("igbench"), "torch": _version("torch"),
+        "versions": {"igbench": __version__, "torch": _version("torch"),
                      "defense_package": _version(defense.source) if defense.source != "igbench" else None},
     }
 
