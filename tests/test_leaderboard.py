@@ -248,3 +248,18 @@ def test_mixed_test_sets_are_flagged():
     different test sets."""
     text = render_leaderboard(load_results(FIXTURES), "mnist")
     assert "Caution: these files score different test sets (512, 1000 images" in text
+
+
+def test_results_of_another_igbench_version_say_how_to_reproduce_them():
+    import igbench
+
+    results = load_results(FIXTURES)
+    (path, data), *rest = results
+    old = dict(data, igbench_version="0.0.1")
+    text = render_leaderboard([(path, old), *rest], "mnist")
+    entry = next(ln for ln in text.splitlines() if f"results/{path.name}" in ln and "created" in ln)
+    assert "by igbench 0.0.1" in entry
+    assert "Command (to reproduce these numbers, run it with igbench 0.0.1, at that commit" in entry
+    current = render_leaderboard([(path, dict(data, igbench_version=igbench.__version__)), *rest], "mnist")
+    entry = next(ln for ln in current.splitlines() if f"results/{path.name}" in ln and "created" in ln)
+    assert entry.endswith(". Command:")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Sequence, Union
 
+from .. import __version__
 from ..atomic import atomic_write_text
 from ..errors import ResultError
 from .grid import Grid, eps_key, format_eps
@@ -147,10 +148,13 @@ def _header(dataset: str, sources: list[_Source]) -> list[str]:
         d, env = s.data, s.data["environment"]
         ds = d["dataset"]
         commit = (env.get("git_commit") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else "")
+        command = "Command" if d["igbench_version"] == __version__ else (
+            f"Command (to reproduce these numbers, run it with igbench {d['igbench_version']}, at that commit; "
+            f"CHANGELOG.md says what changed since)")
         lines += [
             f"{i}. {_file_ref(s)}: {ds['name']} ({ds['variant']}, data sha256 {ds['checksum'][:12]}), "
             f"{d['eval']['n_test']} test images scored; created {d['created']} by igbench {d['igbench_version']} "
-            f"on {env['device']}, commit {commit}. Command:",
+            f"on {env['device']}, commit {commit}. {command}:",
             "",
             "   ```",
             f"   {' '.join(d['command'].split())}",
