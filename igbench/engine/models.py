@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 from .. import __version__
-from ..environment import torch_threads
+from ..environment import package_version, torch_threads
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
 from .snapshots import TrainingSnapshots
@@ -30,13 +29,6 @@ class ModelSpec:
         return self.defense == "none" and not self.defense_params
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
     """Everything that determines the trained weights; its hash addresses the checkpoint.
 
@@ -54,8 +46,8 @@ def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
         "defense_params": defense.resolve_params(spec.defense_params),
         "defense_source": defense.source,
         "train": train.describe(),
-        "versions": {"igbench": __version__, "torch": _version("torch"),
-                     "defense_package": _version(defense.source) if defense.source != "igbench" else None},
+        "versions": {"igbench": __version__, "torch": package_version("torch"),
+                     "defense_package": package_version(defense.source) if defense.source != "igbench" else None},
     }
 
 
