@@ -40,11 +40,10 @@ def _switch_eps(model):
 
 
 def _switch_scale(model):
-    import torch
+    from igbench.architectures.batchnorm import drop_learned_scale
 
     for bn in _norms(model):
-        del bn.weight
-        bn.register_buffer("weight", torch.ones(bn.num_features))
+        drop_learned_scale(bn)
 
 
 def _switch_init(model):
@@ -69,13 +68,14 @@ VARIANTS = {
 }
 
 
-def variant_arch(style: str, change):
-    """An architecture plugin object that builds ``paper-cnn`` in ``style`` and then applies ``change``."""
+def variant_arch(change):
+    """An architecture plugin object that builds ``paper-cnn`` (in the style its params say) and then
+    applies ``change``."""
     from igbench.architectures.cnn import PaperCNN
 
     class Variant(PaperCNN):
         def build(self, input_shape, num_classes, params):
-            model = super().build(input_shape, num_classes, {**params, "style": style})
+            model = super().build(input_shape, num_classes, params)
             if change is not None:
                 change(model)
             return model
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
     rows = []
     for label, (style, change) in VARIANTS.items():
-        arch = variant_arch(style, change)
+        arch = variant_arch(change)
         accs = []
         for seed in seeds:
             started = time.perf_counter()

@@ -127,12 +127,9 @@ class _CheapSecondDerivative:
 
     def __init__(self, num_features, *args, scale: bool = True, **kwargs):
         super().__init__(num_features, *args, **kwargs)
+        self.scale = True
         if not scale:
-            if not self.affine:
-                raise ValueError("scale=False keeps the learned shift; it needs affine=True")
-            del self.weight
-            self.register_buffer("weight", torch.ones(num_features))
-        self.scale = scale
+            drop_learned_scale(self)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if getattr(self, "scale", True) else ", scale=False")
@@ -148,6 +145,15 @@ class _CheapSecondDerivative:
                 factor = 1.0 / float(self.num_batches_tracked)
         return _BatchNormTrain.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                      factor, self.eps)
+
+
+def drop_learned_scale(bn) -> None:
+    """Turn ``bn``'s learned scale into a fixed one: ``weight`` becomes a buffer of ones (``scale=False``)."""
+    if not bn.affine:
+        raise ValueError("scale=False keeps the learned shift; it needs affine=True")
+    del bn.weight
+    bn.register_buffer("weight", torch.ones(bn.num_features))
+    bn.scale = False
 
 
 class BatchNorm1d(_CheapSecondDerivative, nn.BatchNorm1d):
