@@ -96,3 +96,18 @@ def test_other_versions_removes_checkpoints_another_igbench_trained(tmp_path, mn
 def test_bad_duration_names_the_fix(tmp_path):
     res = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(tmp_path), "--older-than", "soon"])
     assert res.exit_code == 2 and "use e.g. 30m, 1h or 2d" in res.output
+
+
+def test_clean_keeps_the_snapshot_of_a_training_that_holds_its_lock(tmp_path, mnist_slice):
+    from igbench.locks import exclusive_lock
+
+    store, _, files = _cache(tmp_path, mnist_slice)
+    slow = store.root / "models" / f"{'e' * 64}.fit0.partial.pt"  # one step of a very slow training
+    _snapshot(slow, 5 * HOUR, step=3, total=15000, label="advtrain+gradreg")
+    with exclusive_lock(store.lock_path("e" * 64)):
+        res = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(store.root)])
+        assert res.exit_code == 0, res.output
+        assert slow.exists(), "old, but a live process holds its model's training lock"
+        assert not files["abandoned"].exists(), "just as old, and no one holds its lock"
+    res = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(store.root)])
+    assert not slow.exists(), "the lock is released: now it is abandoned"

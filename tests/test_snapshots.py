@@ -119,3 +119,39 @@ def test_ctrl_c_or_kill_stops_after_the_step_with_a_snapshot(small_mnist, tmp_pa
     assert calls["n"] == STEPS - 5, "nothing done before the stop is trained again"
     got = _weights(model)
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_second_caller_waits_for_the_trainer_and_loads_its_checkpoint(small_mnist, tmp_path, adam_steps,
+                                                                          capsys):
+    """Two processes that need the same model (a grid while `igbench train --model` runs) train it once."""
+    import threading
+    import time
+
+    from igbench.engine.cache import config_hash
+    from igbench.engine.models import model_config
+    from igbench.locks import exclusive_lock
+    from igbench.registry import get_registry
+
+    spec = ModelSpec("none", "none", arch="mlp")
+    store = CheckpointStore(tmp_path)
+    key = config_hash(model_config(spec, small_mnist, CONFIG))
+    got = {}
+
+    def second_caller():
+        got["model"], got["info"] = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+
+    with exclusive_lock(store.lock_path(key)):  # the "other process" is training this model
+        waiter = threading.Thread(target=second_caller)
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while "waiting for it to finish" not in capsys.readouterr().err:
+            assert time.monotonic() < deadline, "the second caller never said it was waiting"
+            time.sleep(0.05)
+        assert waiter.is_alive(), "it waits while the lock is held"
+        arch = get_registry().get("architecture", "mlp")
+        trained = arch.build(tuple(small_mnist.input_shape), small_mnist.num_classes, arch.resolve_params({}))
+        store.save(key, trained, {"config": {}, "steps": STEPS})
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert got["info"]["cached"] and adam_steps["calls"] == 0, "it loaded the other's checkpoint, trained nothing"
+    assert all(torch.equal(a, b) for a, b in zip(got["model"].state_dict().values(), trained.state_dict().values()))

@@ -78,6 +78,10 @@ class CheckpointStore:
     def path(self, key: str) -> Path:
         return self.root / "models" / f"{key}.pt"
 
+    def lock_path(self, key: str) -> Path:
+        """The lock file its trainer holds while training the model ``key`` (:mod:`igbench.locks`)."""
+        return self.root / "locks" / f"{key}.lock"
+
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..locks import is_locked
 from .cache import CheckpointStore
 
 _SNAPSHOT = re.compile(r"^(?P<key>[0-9a-f]{64})\.fit(?P<fit>\d+)\.(?P<kind>partial|done)\.pt$")
@@ -91,7 +92,8 @@ def stale_leftovers(store: CheckpointStore, older_than_seconds: float, now: floa
     A running training rewrites its snapshot every two minutes, so a model's snapshots are stale when the
     newest of them is ``older_than_seconds`` old (a distillation teacher's finished-fit snapshot is
     written once, and stays needed while its student trains). Snapshots of a model whose checkpoint
-    exists are leftovers at any age.
+    exists are leftovers at any age; those of a model that a live process is training (it holds the
+    model's lock, :meth:`CheckpointStore.lock_path`) never are.
     """
     entries = inventory(store, details=False, now=now)
     finished = {e.key for e in entries if e.kind == "checkpoint"}
@@ -105,7 +107,8 @@ def stale_leftovers(store: CheckpointStore, older_than_seconds: float, now: floa
             if e.age_seconds >= older_than_seconds:
                 stale.append(e)
         elif e.kind != "checkpoint" and (e.key in finished or newest[e.key] >= older_than_seconds):
-            stale.append(e)
+            if e.key in finished or not is_locked(store.lock_path(e.key)):
+                stale.append(e)
     return stale
 
 

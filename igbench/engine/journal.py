@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import UsageError
+from ..locks import exclusive_lock
 
 
 class Journal:
@@ -44,19 +45,13 @@ class Journal:
         Another process running the same grid into the same result gets a one-line error instead of
         interleaving its units; the operating system drops the lock when a process dies.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a+") as lock:
-            try:
-                import fcntl
-            except ImportError:  # pragma: no cover - Windows: no advisory lock, no protection
-                fcntl = None
-            if fcntl is not None:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise UsageError(f"another igbench process is running this grid (it holds {lock_path}); "
-                                     "wait for it to finish, or pass a different --out") from None
+
+        def refuse(path):
+            raise UsageError(f"another igbench process is running this grid (it holds {path}); "
+                             "wait for it to finish, or pass a different --out")
+
+        with exclusive_lock(lock_path, on_busy=refuse):
             try:
                 self.start()
                 yield self

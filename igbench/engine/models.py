@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
 from ..environment import package_version, torch_threads
+from ..locks import exclusive_lock
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
 from .snapshots import TrainingSnapshots
@@ -57,10 +59,9 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
     original training when cached, summed over interrupted attempts) and ``cached``. Training keeps
     snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes when the same
-    model is asked for again.
+    model is asked for again. While one process trains a model it holds ``store.lock_path(key)``; another
+    process that asks for the same model waits for it and loads the checkpoint.
     """
-    import torch
-
     reg = get_registry()
     defense = reg.get("defense", spec.defense)
     arch = reg.get("architecture", spec.arch)
@@ -68,25 +69,42 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     key = config_hash(config)
     arch_params, defense_params = config["arch_params"], config["defense_params"]
     if store.has(key):
-        model = arch.build(tuple(data.input_shape), data.num_classes, arch_params)
-        meta = store.load(key, model)
-        model.to(torch.device(train.device)).eval()
-        return model, {
-            "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
-            "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
-        }
-    snapshots = TrainingSnapshots(store.path(key).parent, key)
-    trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots)
-    model = defense.train(trainer, defense_params)
-    seconds = trainer.train_seconds
-    model.eval()
-    meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device,
-            "torch_threads": torch_threads()}
-    store.save(key, model, meta)
-    snapshots.clear()
+        return _load_cached(store, key, config, arch, arch_params, data, train)
+
+    def wait(lock_path):
+        print(f"{spec.id}: another igbench process is training this model ({key[:12]}, lock {lock_path}); "
+              "waiting for it to finish, then loading its checkpoint", file=sys.stderr, flush=True)
+
+    # One trainer per model: a second process that needs it (a grid while `igbench train --model` runs,
+    # two grids sharing a model) waits and then loads the checkpoint instead of training it again.
+    with exclusive_lock(store.lock_path(key), on_busy=wait) as lock_path:
+        if store.has(key):
+            return _load_cached(store, key, config, arch, arch_params, data, train)
+        snapshots = TrainingSnapshots(store.path(key).parent, key)
+        trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots)
+        model = defense.train(trainer, defense_params)
+        seconds = trainer.train_seconds
+        model.eval()
+        meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device,
+                "torch_threads": torch_threads()}
+        store.save(key, model, meta)
+        snapshots.clear()
+        lock_path.unlink(missing_ok=True)  # only once the checkpoint exists: a waiter then finds it
     return model, {
         "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
         "steps": trainer.steps_done, "train_seconds": seconds, "cached": False,
+    }
+
+
+def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, data, train: TrainConfig):
+    import torch
+
+    model = arch.build(tuple(data.input_shape), data.num_classes, arch_params)
+    meta = store.load(key, model)
+    model.to(torch.device(train.device)).eval()
+    return model, {
+        "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
+        "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
     }
 
 
