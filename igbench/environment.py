@@ -9,13 +9,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import __version__
+
 # Result field -> distribution name (looked up with importlib.metadata, so nothing heavy is imported).
 _DISTRIBUTIONS = {
     "torch": "torch",
     "torchvision": "torchvision",
     "art": "adversarial-robustness-toolbox",
     "numpy": "numpy",
-    "igbench": "igbench",
 }
 
 
@@ -88,6 +89,8 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
     }
     for field, dist in _DISTRIBUTIONS.items():
         env[field] = package_version(dist)
+    # the running code's version, as in the checkpoint hashes (a stale editable install's metadata lags)
+    env["igbench"] = __version__
     env.update(
         {
             "device": str(device),

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from igbench.cli import cli
@@ -113,6 +114,8 @@ def test_grid_numbers_make_sense(shared_data, tmp_path):
     assert grads["gradreg"] < grads["none"]
     env = result["environment"]
     assert env["torch"] and env["seed"] == 0 and env["device"] == "cpu"
+    here = [{"device": "cpu", "torch_threads": torch.get_num_threads()}]
+    assert all(m["train"]["ran_on"] == here for m in result["models"]), "where each model trained"
 
 
 def test_run_command_end_to_end(shared_data, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import igbench
 from igbench import atomic
 from igbench.atomic import atomic_path, atomic_write_text
 from igbench.environment import capture_environment, git_state
@@ -179,7 +180,7 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     assert env["git_commit"] is None and env["git_dirty"] is None
     assert env["seed"] == 7 and env["device"] == "cpu" and env["gpu"] is None
     assert env["torch_threads"] == torch.get_num_threads()
-    assert env["torch"] and env["art"] and env["igbench"] == "0.2.0"
+    assert env["torch"] and env["art"] and env["igbench"] == igbench.__version__
     data = _load()
     data["environment"] = env
     validate_result(data, "env-check")

@@ -72,6 +72,7 @@ def test_interrupted_training_resumes_to_the_same_weights(small_mnist, tmp_path,
     assert info["steps"] == steps_total and info["train_seconds"] > 0
     got = _weights(model)
     assert all(torch.equal(got[k], want[k]) for k in want), "resumed weights equal the uninterrupted ones"
+    assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1}], "same setup before and after"
     assert sorted(p.name for p in folder.iterdir()) == [f"{info['config_hash']}.pt"], "snapshots removed"
 
 
@@ -155,3 +156,20 @@ def test_a_second_caller_waits_for_the_trainer_and_loads_its_checkpoint(small_mn
     assert not waiter.is_alive()
     assert got["info"]["cached"] and adam_steps["calls"] == 0, "it loaded the other's checkpoint, trained nothing"
     assert all(torch.equal(a, b) for a, b in zip(got["model"].state_dict().values(), trained.state_dict().values()))
+
+
+def test_a_training_resumed_with_another_thread_count_says_so_and_records_both(small_mnist, tmp_path, adam_steps,
+                                                                               capsys):
+    spec = ModelSpec("none", "none", arch="mlp")
+    store = CheckpointStore(tmp_path)
+    adam_steps["interrupt_at"] = 5
+    with pytest.raises(KeyboardInterrupt):
+        obtain_model(spec, small_mnist, CONFIG, store, progress=False)  # 1 thread (the autouse fixture)
+    adam_steps["interrupt_at"] = None
+    torch.set_num_threads(2)
+    _, info = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    err = capsys.readouterr().err
+    assert "trained on cpu with 1 torch thread(s) and continues on cpu with 2 torch thread(s)" in err
+    assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1}, {"device": "cpu", "torch_threads": 2}]
+    _, cached = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    assert cached["cached"] and cached["ran_on"] == info["ran_on"], "the checkpoint keeps the list"

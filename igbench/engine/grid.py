@@ -161,7 +161,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             # max_steps: the configured --steps (null when --epochs decided the length)
             "train": {"epochs": cfg["train"]["epochs"], "steps": info["steps"], "max_steps": cfg["train"]["steps"],
                       "batch_size": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"],
-                      "adam_eps": cfg["train"]["adam_eps"], "seed": cfg["train"]["seed"]},
+                      "adam_eps": cfg["train"]["adam_eps"], "seed": cfg["train"]["seed"],
+                      **({"ran_on": info["ran_on"]} if info.get("ran_on") else {})},
             "config_hash": info["config_hash"],
             "checkpoint_sha256": info["checkpoint_sha256"],
             "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size),

@@ -57,7 +57,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     """Return ``(model, info)``: the trained model (eval mode, on ``train.device``) and its record.
 
     ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
-    original training when cached, summed over interrupted attempts) and ``cached``. Training keeps
+    original training when cached, summed over interrupted attempts), ``cached`` and ``ran_on`` (every
+    device and torch thread count the training used, see :attr:`Trainer.ran_on`; ``None`` if unknown). Training keeps
     snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes when the same
     model is asked for again. While one process trains a model it holds ``store.lock_path(key)``; another
     process that asks for the same model waits for it and loads the checkpoint.
@@ -86,13 +87,13 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         seconds = trainer.train_seconds
         model.eval()
         meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device,
-                "torch_threads": torch_threads()}
+                "torch_threads": torch_threads(), "ran_on": trainer.ran_on}
         store.save(key, model, meta)
         snapshots.clear()
         lock_path.unlink(missing_ok=True)  # only once the checkpoint exists: a waiter then finds it
     return model, {
         "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
-        "steps": trainer.steps_done, "train_seconds": seconds, "cached": False,
+        "steps": trainer.steps_done, "train_seconds": seconds, "cached": False, "ran_on": trainer.ran_on,
     }
 
 
@@ -105,7 +106,18 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
     return model, {
         "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
         "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
+        "ran_on": ran_on_of(meta),
     }
+
+
+def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Where a cached model trained: its ``ran_on`` list, or for a checkpoint written before igbench
+    recorded it, the device and thread count of the process that finished it (``None`` when unknown)."""
+    if meta.get("ran_on"):
+        return meta["ran_on"]
+    if meta.get("device") is None:
+        return None
+    return [{"device": str(meta["device"]), "torch_threads": meta.get("torch_threads")}]
 
 
 def load_result_models(result: dict[str, Any], store: CheckpointStore, device: str = "cpu") -> dict[str, Any]:

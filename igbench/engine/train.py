@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from ..environment import torch_threads
 from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
@@ -84,6 +85,18 @@ class Trainer:
         self.train_seconds = 0.0  # wall time of all fits, including earlier interrupted attempts
         self.snapshots = snapshots
         self._fits = 0
+        #: Every distinct (device, torch thread count) the fits ran on, in order of first use, including
+        #: earlier interrupted attempts: on a CPU the thread count changes float rounding, so a training
+        #: resumed with another count ends with slightly different weights.
+        self.ran_on: list[dict[str, Any]] = []
+
+    def _setup(self) -> dict[str, Any]:
+        return {"device": str(self.device), "torch_threads": torch_threads()}
+
+    def _ran_on(self, earlier: list[dict[str, Any]] | None = None) -> None:
+        for setup in [*(earlier or []), self._setup()]:
+            if setup not in self.ran_on:
+                self.ran_on.append(dict(setup))
 
     # ------------------------------------------------------------------ models
     def new_model(self, offset: int = 0):
@@ -117,6 +130,7 @@ class Trainer:
         snaps = self.snapshots
         done = snaps.load(fit_index, "done") if snaps else None
         if done is not None:  # finished before an interruption of a later fit
+            self._ran_on(done.get("ran_on"))
             model.load_state_dict(done["model"])
             set_rng_state(done["rng"], self.device)
             self.steps_done += int(done["steps"])
@@ -139,6 +153,14 @@ class Trainer:
             first, seconds_before = int(partial["step"]) + 1, float(partial["seconds"])
             print(f"{desc}: resuming training at step {first}/{total} from {snaps.path(fit_index, 'partial')}",
                   file=sys.stderr)
+            last = partial.get("setup")
+            if last is not None and last != self._setup():
+                print(f"{desc}: the snapshot was trained on {_describe(last)} and continues on "
+                      f"{_describe(self._setup())}; "
+                      "float sums are ordered differently, so the weights will differ slightly from an "
+                      "uninterrupted training's (the result file lists both)", file=sys.stderr)
+            self._ran_on(partial.get("ran_on"))
+        self._ran_on()
         bar = progress(total, f"train {desc}", unit="step", initial=first - 1, enabled=self.progress)
         correct = seen = batches = 0
         loss_sum = 0.0
@@ -148,7 +170,8 @@ class Trainer:
                 "step": step, "total": total, "label": desc,
                 "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "order": order, "pos": pos, "rng": rng_state(self.device),
-                "seconds": seconds_before + time.perf_counter() - started})
+                "seconds": seconds_before + time.perf_counter() - started, "ran_on": self.ran_on,
+                "setup": self._setup()})
 
         try:
             with deferred_stop() if snaps is not None else nullcontext(None) as stop:
@@ -187,13 +210,17 @@ class Trainer:
         seconds = seconds_before + time.perf_counter() - started
         if snaps is not None:
             snaps.save(fit_index, "done", {"model": cpu_state_dict(model), "rng": rng_state(self.device),
-                                           "steps": total, "seconds": seconds})
+                                           "steps": total, "seconds": seconds, "ran_on": self.ran_on})
             if stop:  # asked to stop during the last step: the finished fit is saved
                 raise KeyboardInterrupt
         self.train_seconds += seconds
         self.steps_done += total
         model.eval()
         return model
+
+
+def _describe(setup: dict[str, Any]) -> str:
+    return f"{setup['device']} with {setup['torch_threads']} torch thread(s)"
 
 
 def backward_to_weights(loss, model) -> None:
