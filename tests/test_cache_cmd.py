@@ -105,6 +105,9 @@ def test_clean_keeps_the_snapshot_of_a_training_that_holds_its_lock(tmp_path, mn
     slow = store.root / "models" / f"{'e' * 64}.fit0.partial.pt"  # one step of a very slow training
     _snapshot(slow, 5 * HOUR, step=3, total=15000, label="advtrain+gradreg")
     with exclusive_lock(store.lock_path("e" * 64)):
+        listed = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(store.root), "--json"])
+        live = {e["key"][:1]: e["training_now"] for e in json.loads(listed.output)["entries"] if "training_now" in e}
+        assert live["e"] and not live["a"], "list says which training is running now"
         res = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(store.root)])
         assert res.exit_code == 0, res.output
         assert slow.exists(), "old, but a live process holds its model's training lock"

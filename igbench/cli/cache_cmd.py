@@ -43,13 +43,18 @@ def list_command(cache_dir, as_json: bool) -> None:
 
     from ..engine.cache import CheckpointStore
     from ..engine.cache_inventory import inventory
+    from ..locks import is_locked
 
     store = CheckpointStore(cache_dir)
     entries = inventory(store)
+    # a snapshot whose model lock is held belongs to a training running now, in some igbench process
+    live = {e.key for e in entries if e.kind in ("partial", "done") and is_locked(store.lock_path(e.key))}
     if as_json:
         click.echo(json.dumps({"cache": str(store.root), "entries": [
             {"path": str(e.path), "kind": e.kind, "key": e.key, "bytes": e.size,
-             "age_seconds": round(e.age_seconds, 1), **e.info} for e in entries]}, indent=2, default=str))
+             "age_seconds": round(e.age_seconds, 1), **e.info,
+             **({"training_now": e.key in live} if e.kind in ("partial", "done") else {})}
+            for e in entries]}, indent=2, default=str))
         return
     click.echo(f"cache: {store.root}")
     models = [[e.key[:12], e.info.get("dataset"), e.info.get("arch"), e.info.get("defense"),
@@ -67,13 +72,13 @@ def list_command(cache_dir, as_json: bool) -> None:
         where = "" if e.kind == "temporary" else (
             i.get("error") or f"{i.get('step')}/{i.get('total') or '?'}")
         rows.append([e.path.name if e.key is None else e.key[:12], e.kind, i.get("label") or "", where,
-                     _size(e.size), format_duration(e.age_seconds)])
+                     "yes" if e.key in live else "", _size(e.size), format_duration(e.age_seconds)])
     click.secho(f"\ntraining snapshots and temporary files ({len(rows)})", bold=True)
-    click.echo(tabulate(rows, headers=["hash", "kind", "training", "step", "size", "written ago"])
+    click.echo(tabulate(rows, headers=["hash", "kind", "training", "step", "running now", "size", "written ago"])
                if rows else "  (none)")
     if snaps:
         click.echo("\nA snapshot resumes when its run's command is run again; `igbench cache clean` removes "
-                   "a model's snapshots once none of them was written for an hour.")
+                   "a model's snapshots once none of them was written for an hour and no process is training it.")
 
 
 @cache_group.command("clean")
@@ -92,9 +97,9 @@ def clean_command(cache_dir, older_than: float, other_versions: bool, dry_run: b
     Finished models are kept, except with --other-versions (delete a `<hash>.pt` file yourself to force
     retraining).
     A model's snapshots go together, once none of them was written within --older-than (a
-    distillation teacher's snapshot stays while its student trains). Snapshots of a model whose
-    checkpoint exists are removed at any age. A removed snapshot means
-    that training starts from step 1 if its command is run again.
+    distillation teacher's snapshot stays while its student trains) and no igbench process holds the
+    model's training lock. Snapshots of a model whose checkpoint exists are removed at any age. A
+    removed snapshot means that training starts from step 1 if its command is run again.
     """
     from ..engine.cache import CheckpointStore
     from .. import __version__
