@@ -19,7 +19,9 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
     The models are cached under the same configuration hashes `igbench run` and `igbench replicate` use
     for the same options, so a later run of the grid loads them instead of training. Use it to train
     the models first (on a GPU, or the one model you want to look at before the rest), or in parallel
-    processes with --model. Prints each model's clean accuracy on the first --n-test test images.
+    processes with --model. A process that needs a model another igbench process is training (a grid
+    started meanwhile, say) waits for it and loads its checkpoint. Prints each model's clean accuracy
+    on the first --n-test test images.
 
     \b
     Examples:
