@@ -43,17 +43,14 @@ def list_command(cache_dir, as_json: bool) -> None:
 
     from ..engine.cache import CheckpointStore
     from ..engine.cache_inventory import inventory
-    from ..locks import is_locked
 
     store = CheckpointStore(cache_dir)
     entries = inventory(store)
-    # a snapshot whose model lock is held belongs to a training running now, in some igbench process
-    live = {e.key for e in entries if e.kind in ("partial", "done") and is_locked(store.lock_path(e.key))}
     if as_json:
         click.echo(json.dumps({"cache": str(store.root), "entries": [
             {"path": str(e.path), "kind": e.kind, "key": e.key, "bytes": e.size,
              "age_seconds": round(e.age_seconds, 1), **e.info,
-             **({"training_now": e.key in live} if e.kind in ("partial", "done") else {})}
+             **({"training_now": e.training_now} if e.kind in ("partial", "done") else {})}
             for e in entries]}, indent=2, default=str))
         return
     click.echo(f"cache: {store.root}")
@@ -72,7 +69,7 @@ def list_command(cache_dir, as_json: bool) -> None:
         where = "" if e.kind == "temporary" else (
             i.get("error") or f"{i.get('step')}/{i.get('total') or '?'}")
         rows.append([e.path.name if e.key is None else e.key[:12], e.kind, i.get("label") or "", where,
-                     "yes" if e.key in live else "", _size(e.size), format_duration(e.age_seconds)])
+                     "yes" if e.training_now else "", _size(e.size), format_duration(e.age_seconds)])
     click.secho(f"\ntraining snapshots and temporary files ({len(rows)})", bold=True)
     click.echo(tabulate(rows, headers=["hash", "kind", "training", "step", "running now", "size", "written ago"])
                if rows else "  (none)")

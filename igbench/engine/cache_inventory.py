@@ -31,6 +31,9 @@ class Entry:
     size: int
     age_seconds: float
     info: dict[str, Any]
+    #: A snapshot of a model that a live igbench process is training now (it holds the model's lock,
+    #: :meth:`CheckpointStore.lock_path`); always False for checkpoints and temporary files.
+    training_now: bool = False
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -68,6 +71,7 @@ def inventory(store: CheckpointStore, details: bool = True, now: float | None = 
     folder = store.root / "models"
     now = time.time() if now is None else now
     entries: list[Entry] = []
+    live: dict[str, bool] = {}  # model key -> its training lock is held (checked once per model)
     if not folder.is_dir():
         return entries
     for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime):
@@ -79,8 +83,11 @@ def inventory(store: CheckpointStore, details: bool = True, now: float | None = 
             entries.append(Entry(kind="checkpoint", key=m["key"],
                                  info=_checkpoint_info(path) if details else {}, **common))
         elif m := _SNAPSHOT.match(path.name):
+            if m["key"] not in live:
+                live[m["key"]] = is_locked(store.lock_path(m["key"]))
             entries.append(Entry(kind=m["kind"], key=m["key"],
-                                 info=_snapshot_info(path, int(m["fit"])) if details else {}, **common))
+                                 info=_snapshot_info(path, int(m["fit"])) if details else {},
+                                 training_now=live[m["key"]], **common))
         elif path.name.startswith(".") and path.name.endswith(".tmp"):
             entries.append(Entry(kind="temporary", key=None, info={}, **common))
     return entries
@@ -107,7 +114,7 @@ def stale_leftovers(store: CheckpointStore, older_than_seconds: float, now: floa
             if e.age_seconds >= older_than_seconds:
                 stale.append(e)
         elif e.kind != "checkpoint" and (e.key in finished or newest[e.key] >= older_than_seconds):
-            if e.key in finished or not is_locked(store.lock_path(e.key)):
+            if e.key in finished or not e.training_now:
                 stale.append(e)
     return stale
 
