@@ -173,3 +173,12 @@ def test_a_training_resumed_with_another_thread_count_says_so_and_records_both(s
     assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1}, {"device": "cpu", "torch_threads": 2}]
     _, cached = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
     assert cached["cached"] and cached["ran_on"] == info["ran_on"], "the checkpoint keeps the list"
+
+
+def test_checkpoints_from_before_ran_on_report_the_process_that_finished_them():
+    from igbench.engine.models import ran_on_of
+
+    assert ran_on_of({"device": "cpu", "torch_threads": 2}) == [{"device": "cpu", "torch_threads": 2}]
+    assert ran_on_of({"steps": 3}) is None, "unknown stays unknown"
+    new = [{"device": "cpu", "torch_threads": 1}, {"device": "cpu", "torch_threads": 2}]
+    assert ran_on_of({"ran_on": new}) == new

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..environment import package_version, torch_threads
+from ..environment import package_version
 from ..locks import exclusive_lock
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
@@ -60,8 +60,9 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     original training when cached, summed over interrupted attempts), ``cached`` and ``ran_on`` (every
     device and torch thread count the training used, see :attr:`Trainer.ran_on`; ``None`` if unknown).
     Training keeps snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes
-    when the same model is asked for again. While one process trains a model it holds ``store.lock_path(key)``; another
-    process that asks for the same model waits for it and loads the checkpoint.
+    when the same model is asked for again. While one process trains a model it holds
+    ``store.lock_path(key)``; another process that asks for the same model waits for it and loads the
+    checkpoint.
     """
     reg = get_registry()
     defense = reg.get("defense", spec.defense)
@@ -84,17 +85,13 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         snapshots = TrainingSnapshots(store.path(key).parent, key)
         trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots)
         model = defense.train(trainer, defense_params)
-        seconds = trainer.train_seconds
         model.eval()
-        meta = {"config": config, "steps": trainer.steps_done, "train_seconds": seconds, "device": train.device,
-                "torch_threads": torch_threads(), "ran_on": trainer.ran_on}
+        meta = {"config": config, "steps": trainer.steps_done, "train_seconds": trainer.train_seconds,
+                "ran_on": trainer.ran_on}
         store.save(key, model, meta)
         snapshots.clear()
         lock_path.unlink(missing_ok=True)  # only once the checkpoint exists: a waiter then finds it
-    return model, {
-        "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
-        "steps": trainer.steps_done, "train_seconds": seconds, "cached": False, "ran_on": trainer.ran_on,
-    }
+    return model, _record(model, config, key, meta, cached=False)
 
 
 def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, data, train: TrainConfig):
@@ -103,16 +100,19 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
     model = arch.build(tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
     model.to(torch.device(train.device)).eval()
-    return model, {
-        "config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
-        "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": True,
-        "ran_on": ran_on_of(meta),
-    }
+    return model, _record(model, config, key, meta, cached=True)
+
+
+def _record(model, config: dict[str, Any], key: str, meta: dict[str, Any], cached: bool) -> dict[str, Any]:
+    """``obtain_model``'s ``info`` from the checkpoint's metadata (just written, or loaded)."""
+    return {"config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
+            "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": cached,
+            "ran_on": ran_on_of(meta)}
 
 
 def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Where a cached model trained: its ``ran_on`` list, or for a checkpoint written before igbench
-    recorded it, the device and thread count of the process that finished it (``None`` when unknown)."""
+    """Where a model trained: its ``ran_on`` list, or for a checkpoint written before igbench recorded
+    it, the ``device`` and ``torch_threads`` of the process that finished it (``None`` when unknown)."""
     if meta.get("ran_on"):
         return meta["ran_on"]
     if meta.get("device") is None:
