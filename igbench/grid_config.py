@@ -17,8 +17,14 @@ A grid file (see ``configs/paper-mnist.toml``)::
     name = "jsma"
     params = { theta = 1.0, gamma = 0.25 }
 
-Options given on the command line override the file's ``[run]`` values; ``--defense`` adds to its
-models, ``--attack`` replaces its attacks. The reference model (defense ``none``) is always part of the grid.
+    [[attacks]]
+    name = "pgd"
+    eps = [0.1, 0.3]       # this attack's own eps sweep instead of [run]'s (attacks that take eps only)
+    params = { steps = 20 }
+
+Options given on the command line override the file's ``[run]`` values (``--eps`` also replaces an
+attack's own ``eps``); ``--defense`` adds to its models, ``--attack`` replaces its attacks. The reference
+model (defense ``none``) is always part of the grid.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ else:  # pragma: no cover
 RUN_KEYS = {"dataset", "dataset_params", "arch", "arch_params", "epochs", "steps", "batch_size", "lr",
             "adam_eps", "seed", "eps", "n_test", "device", "data_dir", "eval_batch_size"}
 
+MODEL_KEYS = {"id", "defense", "params", "arch", "arch_params"}
+ATTACK_KEYS = {"name", "params", "eps"}
+
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "arch": "paper-cnn", "epochs": 1.0, "steps": None, "batch_size": 64, "lr": 1e-3,
     "adam_eps": 1e-4, "seed": 0, "eps": [0.1, 0.2, 0.3], "n_test": 1000, "device": None, "data_dir": None,
@@ -64,6 +73,20 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
     bad = set(doc.get("run", {})) - RUN_KEYS
     if bad:
         raise UsageError(f"--config {path}: unknown [run] key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(RUN_KEYS))}")
+    for table, known, required in (("models", MODEL_KEYS, "defense"), ("attacks", ATTACK_KEYS, "name")):
+        for i, entry in enumerate(doc.get(table, []), start=1):
+            where = f"--config {path}: [[{table}]] number {i}"
+            bad = set(entry) - known
+            if bad:
+                raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+            if required not in entry:
+                raise UsageError(f"{where} has no {required} = ...; every [[{table}]] entry needs one")
+    for i, entry in enumerate(doc.get("attacks", []), start=1):
+        eps = entry.get("eps")
+        if eps is not None and (not isinstance(eps, list) or not eps
+                                or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps)):
+            raise UsageError(f"--config {path}: [[attacks]] number {i} ({entry['name']}): eps must be a non-empty "
+                             f"list of numbers, e.g. eps = [0.1, 0.3]")
     return doc
 
 
@@ -104,7 +127,10 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         models.insert(0, ModelSpec(id="none", defense="none", arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
     # --attack replaces the file's attacks (a file's entry of the same name keeps its parameters), so the
     # models of a grid file can be attacked anew without retraining or re-running its own attacks
-    attacks = [AttackSpec(a["name"], dict(a.get("params", {}))) for a in doc.get("attacks", [])]
+    cli_eps = cli.get("eps") not in (None, (), [])
+    attacks = [AttackSpec(a["name"], dict(a.get("params", {})),
+                          None if cli_eps or a.get("eps") is None else [float(e) for e in a["eps"]])
+               for a in doc.get("attacks", [])]
     if cli.get("attack"):
         by_name = {a.name: a for a in attacks}
         attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(cli["attack"])]
@@ -118,6 +144,8 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         reg.get("architecture", m.arch)
     for a in attacks:
         selected.setdefault(a.name, reg.get("attack", a.name))
+        if a.eps is not None and not reg.get("attack", a.name).uses_eps:
+            raise UsageError(f"--config {config_file}: attack {a.name} takes no eps; remove its eps = [...]")
     selected.setdefault(run["dataset"], reg.get("dataset", run["dataset"]))
     selected.setdefault(run["arch"], reg.get("architecture", run["arch"]))
     given = distribute_params(cli.get("param") or (), selected)

@@ -15,6 +15,7 @@ from igbench.engine.cache import CheckpointStore, config_hash
 from igbench.engine.grid import AttackSpec, GridSpec, run_grid
 from igbench.engine.models import ModelSpec, model_config
 from igbench.engine.train import TrainConfig
+from igbench.errors import UsageError
 from igbench.results.io import read_result
 
 
@@ -158,9 +159,44 @@ def test_paper_configs_parse_into_the_paper_grid(registry):
     assert [m.id for m in spec.models] == ["none", "distillation", "advtrain", "gradreg", "advtrain+gradreg"]
     assert spec.train.steps == 15000 and spec.train.batch_size == 256 and spec.train.lr == 2e-4
     assert spec.eps == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
-    assert [a.name for a in spec.attacks] == ["fgsm", "tgsm", "jsma"]
+    assert [a.name for a in spec.attacks] == ["fgsm", "tgsm", "jsma", "pgd"]
     short = build_grid_spec({"steps": 100, "n_test": 50}, "configs/paper-notmnist.toml")
     assert short.train.steps == 100 and short.n_test == 50 and short.dataset == "notmnist"
+
+
+def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path):
+    """PGD (20 gradient steps per eps) gets a shorter eps list than the one-step attacks; --eps on the
+    command line replaces both, and the attack records carry each attack's own list."""
+    from igbench.engine.grid import attack_units
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({}, "configs/paper-mnist.toml")
+    eps_of = {}
+    for plugin, params, eps in attack_units(spec):
+        eps_of.setdefault(plugin.name, []).append(eps)
+        assert eps is None or params["eps"] == eps
+    assert eps_of["fgsm"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert eps_of["pgd"] == [0.1, 0.2, 0.3, 0.5] and eps_of["jsma"] == [None]
+    assert {p.name: p for p, _, _ in attack_units(spec)}["pgd"].resolve_params({"steps": 20})["steps"] == 20
+    override = build_grid_spec({"eps": (0.25,)}, "configs/paper-mnist.toml")
+    assert {(p.name, e) for p, _, e in attack_units(override) if e is not None} == {
+        ("fgsm", 0.25), ("tgsm", 0.25), ("pgd", 0.25)}
+
+    bad = tmp_path / "bad.toml"
+    for attack, expected in (
+        ('name = "jsma"\neps = [0.1]', "attack jsma takes no eps"),
+        ('name = "pgd"\neps = 0.1', "eps must be a non-empty list of numbers"),
+        ('name = "pgd"\nesp = [0.1]', "unknown key(s) esp; known: eps, name, params"),
+        ('params = { steps = 5 }', "[[attacks]] number 1 has no name"),
+        ('name = "pgd"\neps = [-0.1]', "eps values of attack pgd must be >= 0"),
+    ):
+        bad.write_text(f'[run]\ndataset = "mnist"\n\n[[attacks]]\n{attack}\n')
+        with pytest.raises(UsageError) as err:
+            build_grid_spec({}, bad)
+        assert expected in str(err.value), (attack, str(err.value))
+    bad.write_text('[run]\ndataset = "mnist"\n\n[[models]]\nid = "g"\ndefence = "gradreg"\n')
+    with pytest.raises(UsageError, match=r"\[\[models\]\] number 1: unknown key\(s\) defence"):
+        build_grid_spec({}, bad)
 
 
 def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):

@@ -30,6 +30,7 @@ class AttackSpec:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    eps: list[float] | None = None  # this attack's own eps sweep; None: the grid's ``eps``
 
 
 @dataclass
@@ -53,6 +54,9 @@ class GridSpec:
             raise UsageError(f"model id(s) {', '.join(dupes)} appear twice; give each model of the grid its own id")
         if any(e < 0 for e in self.eps):
             raise UsageError(f"--eps values must be >= 0, got {self.eps}")
+        for a in self.attacks:
+            if a.eps is not None and any(e < 0 for e in a.eps):
+                raise UsageError(f"eps values of attack {a.name} must be >= 0, got {a.eps}")
         if self.n_test is not None and self.n_test < 1:
             raise UsageError(f"--n-test must be >= 1, got {self.n_test}")
 
@@ -93,8 +97,9 @@ def _stable_seed(*parts: Any) -> int:
 def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None]]:
     """(attack plugin, resolved params, eps) for every attack and eps of the grid, in order.
 
-    An attack that takes ``eps`` is swept over ``spec.eps`` unless its own ``eps`` parameter was set
-    explicitly (``--param fgsm.eps=0.3``), in which case it runs at that value only.
+    An attack that takes ``eps`` is swept over its own ``eps`` list when the grid file gives one, else
+    over ``spec.eps``; when its ``eps`` parameter was set explicitly (``--param fgsm.eps=0.3``) it runs
+    at that value only.
     """
     reg = get_registry()
     units = []
@@ -102,7 +107,7 @@ def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None
         plugin = reg.get("attack", a.name)
         params = plugin.resolve_params(a.params)
         if plugin.uses_eps:
-            eps_values = [params["eps"]] if "eps" in a.params else spec.eps
+            eps_values = [params["eps"]] if "eps" in a.params else (a.eps if a.eps is not None else spec.eps)
             for e in eps_values:
                 units.append((plugin, plugin.resolve_params({**a.params, "eps": e}), float(e)))
         else:

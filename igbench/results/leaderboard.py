@@ -141,6 +141,11 @@ def _header(dataset: str, sources: list[_Source]) -> list[str]:
         "means more transferable). Models are ranked by white-box accuracy (ties: clean accuracy, then name);",
         "**transfer rank** ranks them by mean transfer accuracy.",
         "",
+        "One-step attacks (`fgsm`, `tgsm`) can overrate a model whose input gradients point the wrong way near",
+        "the data (gradient masking; FGSM training is the known case). Multi-step `pgd`, where a file has it, is",
+        "the stronger white-box test: a model that ranks high under `fgsm` but low under `pgd` at the same eps",
+        "resists the one-step attack, not the perturbation size.",
+        "",
         "## Result files",
         "",
     ]
