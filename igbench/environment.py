@@ -66,6 +66,36 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+#: Most changed paths a result lists (``git_dirty_paths``); the rest are counted in a last entry.
+MAX_DIRTY_PATHS = 50
+
+
+def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | None:
+    """Tracked files with uncommitted changes (staged or not), relative to the repository root, sorted.
+
+    None when ``cwd`` is not in a repository or git is missing. A run whose tree is dirty records these,
+    so a reader can tell uncommitted result files (harmless) from uncommitted code (not reproducible
+    from the commit).
+    """
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    status = _git(["status", "--porcelain", "-z", "--untracked-files=no"], where)
+    if status is None:
+        return None
+    paths, fields = set(), status.split("\0")
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.add(entry[3:])
+        if entry[0] in "RC":  # a rename or copy is followed by its source path
+            if i < len(fields) and fields[i]:
+                paths.add(fields[i])
+            i += 1
+    return sorted(paths)
+
+
 def git_state(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of the git repository holding ``cwd`` (default: the working directory).
 
@@ -102,6 +132,11 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
             "torch_threads": torch_threads(),
         }
     )
+    if dirty:
+        changed = git_changed_paths(cwd) or []
+        if len(changed) > MAX_DIRTY_PATHS:
+            changed = changed[: MAX_DIRTY_PATHS - 1] + [f"... and {len(changed) - MAX_DIRTY_PATHS + 1} more"]
+        env["git_dirty_paths"] = changed
     return env
 
 

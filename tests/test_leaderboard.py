@@ -263,3 +263,22 @@ def test_results_of_another_igbench_version_say_how_to_reproduce_them():
     current = render_leaderboard([(path, dict(data, igbench_version=igbench.__version__)), *rest], "mnist")
     entry = next(ln for ln in current.splitlines() if f"results/{path.name}" in ln and "created" in ln)
     assert entry.endswith(". Command:")
+
+
+def test_a_dirty_run_names_its_uncommitted_files():
+    from igbench.results.io import validate_result
+
+    (path, data), *rest = load_results(FIXTURES)
+
+    def entry_for(env_changes):
+        changed = dict(data, environment={**data["environment"], **env_changes})
+        validate_result(changed, "dirty-check")
+        text = render_leaderboard([(path, changed), *rest], "mnist")
+        return next(ln for ln in text.splitlines() if f"results/{path.name}" in ln and "created" in ln)
+
+    assert "(dirty" not in entry_for({"git_dirty": False})
+    assert "(dirty)" in entry_for({"git_dirty": True})  # older files without the list
+    one = entry_for({"git_dirty": True, "git_dirty_paths": ["leaderboards/results/a.json"]})
+    assert "(dirty: uncommitted `leaderboards/results/a.json`)" in one
+    many = entry_for({"git_dirty": True, "git_dirty_paths": ["a.py", "b.py", "c.py", "d.py", "e.py"]})
+    assert "(dirty: uncommitted `a.py`, `b.py`, `c.py` and 2 more)" in many

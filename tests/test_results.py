@@ -14,7 +14,7 @@ import torch
 import igbench
 from igbench import atomic
 from igbench.atomic import atomic_path, atomic_write_text
-from igbench.environment import capture_environment, git_state
+from igbench.environment import capture_environment, git_changed_paths, git_state
 from igbench.errors import ResultError
 from igbench.results.io import dumps_result, load_results, read_result, validate_result, write_result
 
@@ -203,6 +203,14 @@ def test_git_state_of_a_real_repository(tmp_path):
     assert git_state(tmp_path) == (head, False)
     (tmp_path / "f.txt").write_text("b")
     assert git_state(tmp_path) == (head, True)
+    env = capture_environment("cpu", 0, cwd=tmp_path)
+    assert env["git_dirty"] is True and env["git_dirty_paths"] == ["f.txt"]
     (tmp_path / "new-untracked.txt").write_text("x")
     (tmp_path / "f.txt").write_text("a")
     assert git_state(tmp_path) == (head, False)  # untracked files do not make a run dirty
+    assert "git_dirty_paths" not in capture_environment("cpu", 0, cwd=tmp_path)
+    (tmp_path / "sub dir").mkdir()
+    (tmp_path / "sub dir" / "g.txt").write_text("g")
+    git("add", "sub dir/g.txt")
+    git("mv", "f.txt", "renamed.txt")  # staged changes count too; a rename names both paths
+    assert git_changed_paths(tmp_path) == ["f.txt", "renamed.txt", "sub dir/g.txt"]

@@ -123,6 +123,17 @@ def _file_ref(source: _Source) -> str:
     return f"[{source.link}]({source.link})" if source.link else source.stem
 
 
+def _dirty_note(env: dict[str, Any]) -> str:
+    """`` (dirty)``, naming up to three uncommitted files when the result lists them."""
+    if not env.get("git_dirty"):
+        return ""
+    paths = env.get("git_dirty_paths")
+    if not paths:
+        return " (dirty)"
+    shown = ", ".join(f"`{p}`" for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return f" (dirty: uncommitted {shown})"
+
+
 def _header(dataset: str, sources: list[_Source]) -> list[str]:
     lines = [
         f"# igbench leaderboard: {dataset}",
@@ -152,7 +163,7 @@ def _header(dataset: str, sources: list[_Source]) -> list[str]:
     for i, s in enumerate(sources, 1):
         d, env = s.data, s.data["environment"]
         ds = d["dataset"]
-        commit = (env.get("git_commit") or "unknown")[:12] + (" (dirty)" if env.get("git_dirty") else "")
+        commit = (env.get("git_commit") or "unknown")[:12] + _dirty_note(env)
         command = "Command" if d["igbench_version"] == __version__ else (
             f"Command (to reproduce these numbers, run it with igbench {d['igbench_version']}, at that commit; "
             f"CHANGELOG.md says what changed since)")
