@@ -88,3 +88,26 @@ def trained_cnn(mnist_slice):
     (After one epoch, 47 batches at lr 1e-3, the TF-slim network's BatchNorm running statistics still
     lag its fast-moving weights: 95% in train mode but 66% in eval mode.)"""
     return train_plain(mnist_slice, epochs=2.0)
+
+
+def _write_svhn(folder: Path, n_train: int = 12, n_test: int = 7) -> dict:
+    """Tiny random SVHN .mat files in ``folder`` (labels 1..10 as in the real files, 10 = digit 0);
+    returns ``{split: (X, y)}`` as written. They fail the md5 check: load with verify_md5=false."""
+    import numpy as np
+    import scipy.io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = (np.arange(n) % 10 + 1).astype(np.uint8).reshape(n, 1)
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+        out[split] = (x, y)
+    return out
+
+
+@pytest.fixture
+def write_svhn():
+    """The SVHN file writer above, for tests that need .mat files without the real data set."""
+    return _write_svhn

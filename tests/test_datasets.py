@@ -205,22 +205,8 @@ def test_notmnist_png_folder(tmp_path):
 
 
 # --------------------------------------------------------------------------- SVHN
-def _write_svhn(folder: Path, n_train=12, n_test=7):
-    import scipy.io
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-        y = (np.arange(n) % 10 + 1).astype(np.uint8).reshape(n, 1)  # 1..10, 10 is digit 0
-        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
-        out[split] = (x, y)
-    return out
-
-
-def test_svhn_from_mat(tmp_path):
-    written = _write_svhn(tmp_path / "svhn")
+def test_svhn_from_mat(tmp_path, write_svhn):
+    written = write_svhn(tmp_path / "svhn")
     d = load_dataset("svhn", tmp_path, {"verify_md5": False})
     assert d.train_x.shape == (12, 3, 32, 32) and d.test_x.shape == (7, 3, 32, 32)
     x, y = written["train"]
@@ -234,8 +220,8 @@ def test_svhn_from_mat(tmp_path):
     assert grey.checksum != d.checksum
 
 
-def test_svhn_checksum_and_missing(tmp_path):
-    _write_svhn(tmp_path)
+def test_svhn_checksum_and_missing(tmp_path, write_svhn):
+    write_svhn(tmp_path)
     with pytest.raises(DataError, match=r"checksum mismatch for .*_32x32\.mat.*verify_md5=false"):
         load_dataset("svhn", tmp_path)
     with pytest.raises(DatasetNotFound, match="SVHN not found.*torchvision.datasets.SVHN"):

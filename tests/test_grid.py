@@ -164,6 +164,31 @@ def test_paper_configs_parse_into_the_paper_grid(registry):
     assert short.train.steps == 100 and short.n_test == 50 and short.dataset == "notmnist"
 
 
+def test_paper_svhn_config_runs_the_paper_network_on_grey_svhn(registry, tmp_path, write_svhn):
+    """No SVHN here: the config is checked on tiny random .mat files (a handful of steps), so a user with
+    the real files gets the study's grey, LCN-first network, its lambda and the whole grid."""
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({}, "configs/paper-svhn.toml")
+    assert spec.dataset == "svhn" and spec.dataset_params == {"grayscale": True}
+    assert all(m.arch == "paper-cnn" and m.arch_params == {"lcn": True} for m in spec.models)
+    lambdas = {m.id: m.defense_params.get("lambda") for m in spec.models}
+    assert lambdas["gradreg"] == lambdas["advtrain+gradreg"] == 10000.0
+    assert spec.train == build_grid_spec({}, "configs/paper-mnist.toml").train
+
+    write_svhn(tmp_path / "data" / "svhn", n_train=40, n_test=10)
+    out = tmp_path / "svhn.json"
+    result = CliRunner().invoke(cli, [
+        "run", "--config", "configs/paper-svhn.toml", "--steps", "2", "--batch-size", "16", "--n-test", "10",
+        "--attack", "fgsm", "--eps", "0.1", "--param", "svhn.verify_md5=false", "--data-dir", str(tmp_path / "data"),
+        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    data = read_result(out)
+    assert data["dataset"]["variant"] == "grayscale" and data["eval"]["n_test"] == 10
+    assert [m["id"] for m in data["models"]] == ["none", "distillation", "advtrain", "gradreg", "advtrain+gradreg"]
+    assert len(data["cells"]) == 5 * 5  # fgsm at one eps: every source scored on every target
+
+
 def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path):
     """PGD (20 gradient steps per eps) gets a shorter eps list than the one-step attacks; --eps on the
     command line replaces both, and the attack records carry each attack's own list."""
