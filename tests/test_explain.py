@@ -29,6 +29,53 @@ def _untrained(arch: str = "mlp", seed: int = 0):
 
 
 # --------------------------------------------------------------------------- measures
+def test_target_alignment_tells_a_target_shaped_perturbation_from_noise(mnist_slice, digits):
+    """The human-study stand-in: a perturbation that draws the target's class-mean image scores near 1,
+    random signs of the same size score far lower, the opposite direction near -1; undefined cases are NaN."""
+    from igbench.interpret.target_alignment import class_means, random_sign_alignment, target_alignment
+
+    x, y = digits
+    means = class_means(mnist_slice.train_x, mnist_slice.train_y, 10)
+    for k in (0, 7):  # the class means are the mean training images
+        assert torch.allclose(means[k], mnist_slice.train_x[mnist_slice.train_y == k].mean(0), atol=1e-6)
+    t = (y + 1) % 10
+    toward = x + 0.05 * (means[t] - means[y])
+    assert float(target_alignment(x, toward, y, t, means).min()) > 0.999
+    assert float(target_alignment(x, x - 0.05 * (means[t] - means[y]), y, t, means).max()) < -0.999
+    gen = torch.Generator().manual_seed(0)
+    noise = x + 0.3 * (torch.randint(0, 2, x.shape, generator=gen).float() * 2 - 1)
+    assert abs(float(target_alignment(x, noise, y, t, means).mean())) < 0.05  # unclipped noise: no direction
+    clipped = target_alignment(x, noise.clamp(0, 1), y, t, means).mean()
+    assert float(clipped) < 0.5  # clipping alone brightens the background, far from a target-shaped change
+    level = random_sign_alignment(x, y, 0.3, (0.0, 1.0), means, seed=0)
+    assert level == random_sign_alignment(x, y, 0.3, (0.0, 1.0), means, seed=0)  # seeded
+    assert abs(level - float(clipped)) < 0.05  # every other class as target: close to the next-class value
+    same = target_alignment(x[:3], x[:3], y[:3], t[:3], means)  # no perturbation
+    assert bool(same.isnan().all())
+    assert bool(target_alignment(x[:3], toward[:3], y[:3], y[:3], means).isnan().all())  # target == label
+
+
+def test_attacks_on_a_trained_model_draw_the_target_more_than_random_signs(mnist_slice, trained_cnn, digits):
+    """TGSM's examples against a trained model move toward their target class's template more than
+    clipped random signs of the same eps do; an untargeted attack is scored against the class it reached."""
+    from igbench.engine.attack import make_context
+    from igbench.interpret.target_alignment import adversarial_alignment, class_means, target_alignment
+    from igbench.registry import get_registry
+
+    x, y = digits
+    means = class_means(mnist_slice.train_x, mnist_slice.train_y, 10)
+    reg = get_registry()
+    ctx = make_context(mnist_slice, "cpu", 0)
+    tgsm, n = adversarial_alignment(trained_cnn, reg.get("attack", "tgsm"), {"eps": 0.3}, x, y, ctx, means)
+    gen = torch.Generator().manual_seed(0)
+    noise = (x + 0.3 * (torch.randint(0, 2, x.shape, generator=gen).float() * 2 - 1)).clamp(0, 1)
+    random_signs = float(target_alignment(x, noise, y, (y + 1) % 10, means).mean())
+    assert n == x.shape[0] and tgsm > random_signs + 0.02, (tgsm, random_signs)
+    fgsm, moved = adversarial_alignment(trained_cnn, reg.get("attack", "fgsm"), {"eps": 0.3}, x, y,
+                                        make_context(mnist_slice, "cpu", 0), means)
+    assert 0 < moved < x.shape[0] and fgsm > random_signs  # only the images FGSM moved off their label
+
+
 def test_image_shaped_gradient_scores_more_interpretable_than_noise(digits):
     x, _ = digits
     gen = torch.Generator().manual_seed(0)
@@ -175,8 +222,14 @@ def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
         for key in M.MEASURES:
             assert isinstance(entry[key], float) and math.isfinite(entry[key])
         assert 0 <= entry["grad_on_object"] <= 1 and 0 <= entry["grad_tv"] <= 4
+        assert -1 <= entry["adv_target_alignment"] <= 1
+    how = data["explain"]  # how the scores were made, and by which code
+    assert how["attack"] == "fgsm" and how["attack_params"]["eps"] == 0.2 and how["n_images"] == 100
+    assert how["gradient"] == "logprob_sum" and how["igbench"]
+    assert 0 < how["random_sign_alignment"] < 0.5  # the noise level, printed too
+    assert f"reach adv_target_alignment {how['random_sign_alignment']:.3f}" in run.output
     # the rest of the result is unchanged
-    assert {k: v for k, v in data.items() if k != "interpretability"} == before
+    assert {k: v for k, v in data.items() if k not in ("interpretability", "explain")} == before
 
 
 def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path):

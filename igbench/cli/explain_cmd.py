@@ -27,7 +27,9 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     log-probabilities, grey, like the paper's gradient figure) and adversarial-<attack>-eps<eps>.png
     (the examples crafted against each model, titled with its prediction). It scores each model's
     gradients on the result's test images (total variation, share on the digit, correlation with the
-    image, entropy, Gini), prints them and, by default, adds them to the result file.
+    image, entropy, Gini) and how much the attack's examples against it draw their target class
+    (adv_target_alignment: cosine of the perturbation with the target-minus-true class-mean image, a
+    stand-in for the paper's human study), prints them and, by default, adds them to the result file.
 
     \b
     Examples:
@@ -56,6 +58,8 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
                          device=resolve_device(device), max_images=max_images, gradient=gradient,
                          update_result=update_result)
     click.echo(render_scores(out.scores, out.n_images, gradient))
+    if out.random_sign_alignment is not None:
+        click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")
     click.echo(f"\nsaliency figure:    {out.saliency_png}")
     click.echo(f"adversarial figure: {out.adversarial_png}")
     if out.result_updated:
@@ -68,13 +72,16 @@ def render_scores(scores: dict, n_images: int, gradient: str) -> str:
 
     from ..interpret.measures import MEASURES
 
-    keys = list(MEASURES)
+    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY
+
+    keys = list(MEASURES) + [ALIGNMENT_KEY]
     rows = [[mid] + [("-" if s.get(k) is None else f"{s[k]:.3f}") for k in keys] for mid, s in scores.items()]
     table = tabulate(rows, headers=["model"] + keys, tablefmt="simple", disable_numparse=True)
     lower = ", ".join(k for k, d in MEASURES.items() if d < 0)
-    higher = ", ".join(k for k, d in MEASURES.items() if d > 0)
-    return (f"input gradients ({gradient}) on {n_images} test images\n{table}\n"
-            f"more interpretable: lower {lower}; higher {higher}")
+    higher = ", ".join([k for k, d in MEASURES.items() if d > 0] + [ALIGNMENT_KEY])
+    return (f"input gradients ({gradient}) and the attack's examples on {n_images} test images\n{table}\n"
+            f"more interpretable: lower {lower}; higher {higher}\n"
+            f"{ALIGNMENT_KEY}: cosine of each adversarial perturbation with the (target - true) class-mean image")
 
 
 COMMANDS = [explain_command]

@@ -21,6 +21,7 @@ class ExplainOutput:
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     n_images: int = 0
     result_updated: bool = False
+    random_sign_alignment: float | None = None  # adv_target_alignment of random signs of the attack's eps
 
 
 def default_out_dir(result_path: str | Path) -> Path:
@@ -46,6 +47,21 @@ def load_result_data(result: dict[str, Any], data_dir=None, dataset_params: dict
             "--data-dir and dataset --param values"
         )
     return data
+
+
+def explain_record(attack: str, params: dict[str, Any], gradient: str, n_images: int,
+                   random_sign_alignment: float | None = None) -> dict[str, Any]:
+    """The result's ``explain`` block: how its ``interpretability`` scores were made, and by which code
+    (``explain`` can run long after the grid, on a later commit)."""
+    from .. import __version__
+    import time
+
+    from ..environment import git_state
+
+    commit, dirty = git_state()
+    return {"gradient": gradient, "attack": attack, "attack_params": dict(params), "n_images": int(n_images),
+            "random_sign_alignment": random_sign_alignment,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "igbench": __version__, "git_commit": commit, "git_dirty": dirty}
 
 
 def merge_interpretability(result: dict[str, Any], scores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,6 +100,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     from ..results.io import read_result, write_result
     from .figures import adversarial_grid, saliency_grid
     from .measures import interpretability_summary
+    from .target_alignment import KEY as ALIGNMENT_KEY, adversarial_alignment, class_means, random_sign_alignment
 
     if n_images < 1:
         raise UsageError(f"--n-images must be >= 1, got {n_images}")
@@ -112,14 +129,21 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
                                    n_images=n_images, class_names=names, batch_size=batch_size)
 
     n_score = min(n_eval, int(max_images))
+    means = class_means(data.train_x, data.train_y, ctx.num_classes)
+    baseline = (random_sign_alignment(x_eval[:n_score], y_eval[:n_score], params["eps"], (ctx.clip_min, ctx.clip_max),
+                                      means, seed=int(result["environment"]["seed"])) if plugin.uses_eps else None)
     scores = {}
     for mid, model in models.items():
         summary = interpretability_summary(model, x_eval[:n_score], y_eval[:n_score], gradient=gradient,
                                            batch_size=batch_size)
-        scores[mid] = {**summary, "n_images": n_score}
+        alignment, _ = adversarial_alignment(model, plugin, params, x_eval[:n_score], y_eval[:n_score],
+                                             make_context(data, device, int(result["environment"]["seed"])),
+                                             means, batch_size=batch_size)
+        scores[mid] = {**summary, ALIGNMENT_KEY: alignment, "n_images": n_score}
     updated = False
     if update_result:
         result["interpretability"] = merge_interpretability(result, scores)
+        result["explain"] = explain_record(plugin.name, params, gradient, n_score, baseline)
         write_result(result_path, result)
         updated = True
-    return ExplainOutput(Path(saliency), Path(adversarial), scores, n_score, updated)
+    return ExplainOutput(Path(saliency), Path(adversarial), scores, n_score, updated, baseline)

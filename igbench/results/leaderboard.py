@@ -320,7 +320,19 @@ def _interpretability(entries: list[_Entry]) -> list[str]:
         row = by_model.get((e.source.stem, e.model["id"]))
         if row is not None:
             rows.append([e.label, *[_num(row.get(f)) for f in fields]])
-    return ["## Interpretability", "", _table(rows, ["model", *fields], set(range(1, len(fields) + 1))), ""]
+    intro = ("From `igbench explain` on each file's first scored test images: measures of the models' input "
+             "gradients (lower `grad_tv` and `grad_entropy`, higher `grad_on_object`, `grad_image_corr` and "
+             "`grad_gini` read as more interpretable) and `adv_target_alignment`, the cosine of each adversarial "
+             "perturbation (the file's `explain.attack`) with the target-minus-true class-mean image (higher: "
+             "the examples draw their target class more, a stand-in for the paper's human study).")
+    levels = [f"{_file_ref(s)}: {s.data['explain']['random_sign_alignment']:.3f} ({s.data['explain']['attack']})"
+              for s in {id(e.source): e.source for e in entries}.values()
+              if (s.data.get("explain") or {}).get("random_sign_alignment") is not None]
+    lines = ["## Interpretability", "", intro, "", _table(rows, ["model", *fields], set(range(1, len(fields) + 1))), ""]
+    if levels:
+        lines += ["`adv_target_alignment` of random signs of the same size (the level noise reaches): "
+                  + "; ".join(levels) + ".", ""]
+    return lines
 
 
 def render_leaderboard(

@@ -76,10 +76,20 @@ def interpretability_table(result: dict[str, Any]) -> str | None:
     rows = result.get("interpretability") or []
     if not rows:
         return None
-    keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini") if k in rows[0]]
-    body = [[r["model"]] + [f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))] for r in rows]
-    return ("Input-gradient interpretability (`igbench explain`; gradient of the summed log-probabilities):\n\n"
-            + _table(["model"] + keys + ["images"], body))
+    keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini",
+                        "adv_target_alignment") if any(k in r for r in rows)]
+    body = [[r["model"]] + ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))]
+            for r in rows]
+    how = result.get("explain")
+    made = ("gradient of the summed log-probabilities" if how is None or how["gradient"] == "logprob_sum"
+            else "gradient of the loss")
+    if how is not None and "adv_target_alignment" in keys:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(how["attack_params"].items()))
+        made += (f"; adv_target_alignment: cosine of the {how['attack']} ({shown}) perturbation with the "
+                 "target-minus-true class-mean image, higher = more target-like")
+        if how.get("random_sign_alignment") is not None:
+            made += f"; random signs of the same size: {how['random_sign_alignment']:.3f}"
+    return f"Input-gradient interpretability (`igbench explain`; {made}):\n\n" + _table(["model"] + keys + ["images"], body)
 
 
 def masking_check(result: dict[str, Any]) -> str:

@@ -1,0 +1,92 @@
+"""Do adversarial examples look like the class they were pushed into? A model-free stand-in for the
+paper's human-subject study.
+
+Ross & Doshi-Velez asked people which of several models' adversarial examples looked more like the
+target class, and gradient-regularized models' examples won. Without participants, igbench scores the
+same question against a fixed, model-independent reference: the class-mean images of the training set.
+For an image ``x`` of class ``y`` turned into ``x_adv`` toward class ``t``, the perturbation
+``d = x_adv - x`` is compared with the difference of the class templates ``mu_t - mu_y`` (the pixels
+that, on average, the target class has and the true class lacks)::
+
+    target_alignment = cos(d, mu_t - mu_y)   in [-1, 1]; higher: the change draws the target class
+
+Noise-like perturbations score near :func:`random_sign_alignment`, the value of random signs of the
+same size (positive, not zero: clipping to the valid range makes every perturbation brighten the
+background, where ``mu_t - mu_y`` is often positive); a perturbation that adds the target's strokes and
+erases the true class's scores higher. For a targeted attack ``t`` is its target; for an untargeted one it is the class the model
+predicts on ``x_adv``, and images the attack did not move off ``y`` are left out. Images whose
+perturbation is zero are left out too. It is a proxy: it rewards any perturbation that resembles the
+average target, which is what the human study asked about, but it knows nothing about strokes or shape
+beyond the average.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Key of the mean alignment in a result's ``interpretability`` entries (higher: more target-like).
+KEY = "adv_target_alignment"
+
+
+def class_means(x, y, num_classes: int):
+    """Mean image of each class, ``(num_classes, *x.shape[1:])``, float; a class without images is zeros."""
+    import torch
+
+    flat = x.detach().float().flatten(1)
+    sums = torch.zeros(num_classes, flat.shape[1], dtype=flat.dtype, device=flat.device)
+    sums.index_add_(0, y.to(flat.device).long(), flat)
+    counts = torch.bincount(y.long().cpu(), minlength=num_classes).to(flat.device).clamp_min(1)
+    return (sums / counts[:, None].to(flat.dtype)).reshape(num_classes, *x.shape[1:])
+
+
+def target_alignment(x, x_adv, y, targets, means):
+    """Per-image ``cos(x_adv - x, means[targets] - means[y])``: ``(N,)``, NaN where undefined.
+
+    Undefined: a zero perturbation, a target equal to the true class, or identical class templates.
+    """
+    import torch
+
+    d = (x_adv.detach().float() - x.detach().float()).flatten(1).cpu()
+    y, targets = y.long().cpu(), targets.long().cpu()
+    m = means.float().cpu().flatten(1)
+    template = m[targets] - m[y]
+    dn, tn = d.norm(dim=1), template.norm(dim=1)
+    cos = (d * template).sum(1) / (dn * tn).clamp_min(1e-12)
+    undefined = (dn == 0) | (tn == 0) | (targets == y)
+    return torch.where(undefined, torch.full_like(cos, float("nan")), cos)
+
+
+def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, means, batch_size: int = 256):
+    """Mean :func:`target_alignment` of ``attack``'s examples against ``model`` over the images where it
+    is defined, and how many those were: ``(mean or None, count)``."""
+    import torch
+
+    from ..engine.attack import run_attack
+
+    x_adv, _stats, targets = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=False,
+                                        return_targets=True)
+    if targets is None:  # untargeted: the class the example was pushed into
+        from ..attacks.common import eval_mode
+
+        with eval_mode(model), torch.no_grad():
+            targets = torch.cat([model(x_adv[i:i + batch_size]).argmax(1)
+                                 for i in range(0, int(x_adv.shape[0]), batch_size)])
+    per_image = target_alignment(x, x_adv, y, targets, means)
+    finite = per_image[per_image.isfinite()]
+    return (float(finite.mean()) if finite.numel() else None), int(finite.numel())
+
+
+def random_sign_alignment(x, y, eps: float, clip: tuple[float, float], means, seed: int = 0) -> float | None:
+    """The reference level: mean :func:`target_alignment` of random ``+-eps`` signs (seeded, clipped to
+    ``clip``) toward every class other than the true one. ``None`` when no image has a defined value."""
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed))
+    x = x.detach().float().cpu()
+    y = y.long().cpu()
+    signs = torch.randint(0, 2, tuple(x.shape), generator=gen).to(x.dtype) * 2 - 1
+    x_rand = (x + float(eps) * signs).clamp(float(clip[0]), float(clip[1]))
+    k = int(means.shape[0])
+    values = torch.stack([target_alignment(x, x_rand, y, (y + shift) % k, means) for shift in range(1, k)])
+    finite = values[values.isfinite()]
+    return float(finite.mean()) if finite.numel() else None
