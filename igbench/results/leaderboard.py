@@ -52,7 +52,10 @@ def leaderboard_filename(dataset: str) -> str:
 
 
 def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3g}"
+    """Three significant digits; counts (integers) in full, so 1000 images do not print as 1e+03."""
+    if x is None:
+        return "-"
+    return str(x) if isinstance(x, int) and not isinstance(x, bool) else f"{x:.3g}"
 
 
 def _value(v: Any) -> str:
