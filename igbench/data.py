@@ -32,6 +32,9 @@ class DataSplits:
     notes: str = ""
     clip_min: float = 0.0
     clip_max: float = 1.0
+    #: the plugin parameters it was loaded with (resolved); results record them so that ``explain``
+    #: and other later steps can load the same data without being told them again
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -232,6 +232,32 @@ def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
     assert {k: v for k, v in data.items() if k not in ("interpretability", "explain")} == before
 
 
+def test_explain_loads_the_data_with_the_parameters_the_result_recorded(shared_data, tmp_path):
+    """A grid on MNIST with 5,000 validation images held out (the paper's split) records its data set
+    parameters, so `explain` needs only --data-dir; a result without them (older files) says which to pass."""
+    from igbench.results.io import read_result, write_result
+
+    out, cache = tmp_path / "split.json", tmp_path / "cache"
+    run = CliRunner().invoke(cli, ["run", "--dataset", "mnist", "--param", "mnist.validation=5000", "--arch", "mlp",
+                                   "--attack", "fgsm", "--eps", "0.1", "--steps", "5", "--n-test", "50",
+                                   "--data-dir", str(shared_data), "--out", str(out), "--cache-dir", str(cache),
+                                   "--no-progress"])
+    assert run.exit_code == 0, run.output
+    data = read_result(out)
+    assert data["dataset"]["params"]["validation"] == 5000 and data["dataset"]["variant"] == "train-55000"
+    common = ["--data-dir", str(shared_data), "--cache-dir", str(cache), "--device", "cpu", "--no-update-result",
+              "--n-images", "2", "--max-images", "20", "--out", str(tmp_path / "figs")]
+    ok = CliRunner().invoke(cli, ["explain", str(out), *common])
+    assert ok.exit_code == 0, ok.output
+    del data["dataset"]["params"]
+    old = tmp_path / "old.json"
+    write_result(old, data)
+    failed = CliRunner().invoke(cli, ["explain", str(old), *common])
+    assert failed.exit_code != 0 and "pass the run's --data-dir and dataset --param values" in failed.output
+    again = CliRunner().invoke(cli, ["explain", str(old), "--param", "mnist.validation=5000", *common])
+    assert again.exit_code == 0, again.output
+
+
 def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path):
     from igbench.results.io import write_result
 

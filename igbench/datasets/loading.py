@@ -35,7 +35,7 @@ def load_dataset(
     resolved = plugin.resolve_params(params)
     path = Path(data_dir).expanduser() if data_dir else None
     try:
-        return plugin.load(path, resolved)
+        return replace(plugin.load(path, resolved), params=dict(resolved))
     except DatasetNotFound as exc:
         substitute = FALLBACK.get(name)
         if not fallback or substitute is None:
@@ -50,5 +50,7 @@ def load_dataset(
             file=sys.stderr,
         )
         sample = registry.get("dataset", substitute)
-        splits = sample.load(None, sample.resolve_params({}))
-        return replace(splits, notes=f"Fallback: requested {name}, which was not found. {splits.notes}")
+        sample_params = sample.resolve_params({})
+        splits = sample.load(None, sample_params)
+        return replace(splits, notes=f"Fallback: requested {name}, which was not found. {splits.notes}",
+                       params=dict(sample_params))

@@ -223,7 +223,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": command or "igbench " + " ".join(sys.argv[1:]),
             "run_id": run_id,
-            "dataset": data.describe(),
+            "dataset": {**data.describe(), "params": dict(data.params)},
             "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size},
             "models": records,
             "attacks": attack_records,

@@ -35,11 +35,16 @@ def _safe(text: str) -> str:
 
 
 def load_result_data(result: dict[str, Any], data_dir=None, dataset_params: dict[str, Any] | None = None):
-    """The data set a result was made on, checked against the result's variant and checksum."""
+    """The data set a result was made on, checked against the result's variant and checksum.
+
+    The parameters are the result's own (``dataset.params``) updated with ``dataset_params``; results
+    written before ``dataset.params`` was recorded need the run's parameters given again.
+    """
     from ..datasets.loading import load_dataset
 
     want = result["dataset"]
-    data = load_dataset(want["name"], data_dir, dataset_params or {}, fallback=False)
+    params = {**want.get("params", {}), **(dataset_params or {})}
+    data = load_dataset(want["name"], data_dir, params, fallback=False)
     if data.variant != want["variant"] or data.checksum != want["checksum"]:
         raise DataError(
             f"data set '{want['name']}' loaded here is variant {data.variant!r} (checksum {data.checksum[:12]}) but the "
