@@ -79,6 +79,29 @@ def test_white_box_ranking_and_transfer_columns():
     assert ["gradreg", "gradreg", "lam=56234, scaling=paper"] == models[3][:3]
 
 
+def test_summary_averages_each_attack_over_its_eps_values():
+    """The summary's white-box / transfer figures are the means over eps > 0 of the per-eps numbers,
+    recomputed here from the cells; a model whose file lacks an attack shows "-"."""
+    from statistics import fmean
+
+    results = load_results(FIXTURES)
+    text = render_leaderboard(results, "mnist")
+    section = _section(text, "## Summary")
+    header = next(ln for ln in section.splitlines() if ln.startswith("| model"))
+    assert "fgsm, eps 0.1-0.3 (2 values): white-box / transfer %" in header and "jsma: white-box" in header
+    rows = {r[0]: r for r in _rows(section)}
+    data = next(d for p, d in results if p.stem == "mnist-paper-small")
+    acc = {(c["attack"], c["eps"], c["source"], c["target"]): c["accuracy"] for c in data["cells"]}
+    others = ["none", "distillation"]
+    wb = fmean(acc[("fgsm", e, "gradreg", "gradreg")] for e in (0.1, 0.3))
+    tr = fmean(fmean(acc[("fgsm", e, s, "gradreg")] for s in others) for e in (0.1, 0.3))
+    assert rows["gradreg"][2] == f"{100 * wb:.1f} / {100 * tr:.1f}"
+    jsma_wb = acc[("jsma", None, "gradreg", "gradreg")]
+    jsma_tr = fmean(acc[("jsma", None, s, "gradreg")] for s in others)
+    assert rows["gradreg"][3] == f"{100 * jsma_wb:.1f} / {100 * jsma_tr:.1f}"
+    assert rows["advtrain"][3] == "-"  # its file has no JSMA
+
+
 def test_ties_share_a_rank_and_other_datasets_are_ignored():
     results = load_results(FIXTURES)
     path, data = results[1]

@@ -214,6 +214,48 @@ def _models_table(entries: list[_Entry]) -> list[str]:
     return ["## Models", "", _table(rows, headers, {4, 5, 6, 7}), ""]
 
 
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _summary(entries: list[_Entry], sources: list[_Source]) -> list[str]:
+    """One row per model: for each attack, its white-box and mean transfer accuracy averaged over the
+    attack's eps values above 0 (the height of its accuracy-vs-eps curves), so models compare at a glance."""
+    groups = _attack_groups(sources)
+    if not groups:
+        return []
+    name_count: dict[str, int] = {}
+    for name, _ in groups:
+        name_count[name] = name_count.get(name, 0) + 1
+    headers, columns = ["model", "clean acc %"], []
+    for (name, _), g in groups.items():
+        title = name if name_count[name] == 1 else f"{name} ({_params(g['params'])})"
+        eps_values = sorted(e for e in g["eps"] if e > 0) if g["has_eps"] else [None]
+        if not eps_values:
+            continue
+        span = ("" if eps_values == [None] else f", eps {format_eps(eps_values[0])}" if len(eps_values) == 1
+                else f", eps {format_eps(eps_values[0])}-{format_eps(eps_values[-1])} ({len(eps_values)} values)")
+        headers.append(f"{title}{span}: white-box / transfer %")
+        columns.append((name, g["params"], eps_values))
+    rows = []
+    for e in entries:
+        grid, mid = e.source.grid, e.model["id"]
+        row = [e.label, _pct(e.model["clean_accuracy"])]
+        for name, params, eps_values in columns:
+            used = [eps for eps in eps_values if _uses(e.source, name, params, eps)]
+            wb = _mean([grid.white_box(name, eps, mid) for eps in used])
+            tr = _mean([grid.transfer_to(name, eps, mid) for eps in used])
+            row.append("-" if wb is None and tr is None else f"{_pct(wb)} / {_pct(tr)}")
+        rows.append(row)
+    return ["## Summary", "",
+            "Accuracy under each attack, averaged over its eps values above 0 (the mean height of its "
+            "accuracy-vs-eps curve): white-box (examples crafted against the model itself) / transfer (mean "
+            "over the examples crafted against each other model of its file). Higher is more robust; the "
+            "per-eps tables and rankings follow.", "",
+            _table(rows, headers, set(range(1, len(headers)))), ""]
+
+
 def _attack_groups(sources: list[_Source]) -> dict[tuple[str, str], dict[str, Any]]:
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for s in sources:
@@ -352,7 +394,8 @@ def render_leaderboard(
     if not sources:
         raise ResultError(f"no result files for dataset {dataset!r}; run `igbench run` on it first")
     entries = _entries(sources)
-    lines = _header(dataset, sources) + _models_table(entries) + _attack_sections(entries, sources)
+    lines = _header(dataset, sources) + _models_table(entries) + _summary(entries, sources)
+    lines += _attack_sections(entries, sources)
     lines += _interpretability(entries)
     while lines and lines[-1] == "":
         lines.pop()
