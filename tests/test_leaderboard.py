@@ -305,3 +305,21 @@ def test_a_dirty_run_names_its_uncommitted_files():
     assert "(dirty: uncommitted `leaderboards/results/a.json`)" in one
     many = entry_for({"git_dirty": True, "git_dirty_paths": ["a.py", "b.py", "c.py", "d.py", "e.py"]})
     assert "(dirty: uncommitted `a.py`, `b.py`, `c.py` and 2 more)" in many
+
+
+def test_terminal_grid_tables_keep_one_decimal():
+    """`igbench run` prints a source x target matrix per attack and eps; a whole-number accuracy keeps
+    its decimal (tabulate would print 45.0 as 45), and row s, column t is the accuracy of t on s's examples."""
+    from igbench.results.grid_table import render_grid_tables
+
+    (_, data), *_ = [r for r in load_results(FIXTURES) if r[0].stem == "mnist-paper-small"]
+    cell = next(c for c in data["cells"] if c["attack"] == "fgsm" and c["source"] == c["target"] == "gradreg")
+    cell["accuracy"] = 0.45
+    text = render_grid_tables(data)
+    block = text.split(f"fgsm eps={cell['eps']:g}:")[1].split("\n\n")[0]
+    row = next(ln for ln in block.splitlines() if ln.startswith("gradreg"))
+    acc = {(c["source"], c["target"]): c["accuracy"] for c in data["cells"]
+           if c["attack"] == "fgsm" and c["eps"] == cell["eps"]}
+    targets = [m["id"] for m in data["models"]]
+    assert row.split()[1:] == [f"{100 * acc[('gradreg', t)]:.1f}" for t in targets]
+    assert "45.0" in row.split()

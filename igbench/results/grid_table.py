@@ -27,5 +27,7 @@ def render_grid_tables(result: dict[str, Any]) -> str:
             title = f"{attack['name']}" + ("" if eps is None else f" eps={format_eps(eps)}")
             parts.append(f"\n{title}: accuracy (%) of each target model (columns) on examples crafted "
                          f"against each source model (rows); the diagonal is white-box")
-            parts.append(tabulate(rows, headers=["crafted on \\ scored on", *ids], tablefmt="simple"))
+            # disable_numparse: tabulate would print 45.0 as "45"; keep the one decimal of every cell
+            parts.append(tabulate(rows, headers=["crafted on \\ scored on", *ids], tablefmt="simple",
+                                  disable_numparse=True, colalign=("left", *["right"] * len(ids))))
     return "\n".join(parts)
