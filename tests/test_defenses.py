@@ -89,6 +89,8 @@ def test_builtin_defenses_registered_without_importing_torch_at_module_level():
     ("advtrain", {"eps": -0.1}),
     ("advtrain", {"label": "random"}),
     ("advtrain", {"lamda": 1.0}),
+    ("certainty-insensitivity", {"lambda": -1}),
+    ("certainty-insensitivity", {"scaling": "batch"}),
 ])
 def test_bad_params_raise_param_error(name, params):
     with pytest.raises(ParamError) as exc:
@@ -103,6 +105,35 @@ def test_default_lambda_follows_scaling(name):
     assert plugin.resolve_params({})["lambda"] == 56234.0  # the paper's MNIST choice, paper scaling
     assert plugin.resolve_params({"scaling": "per-example"})["lambda"] == pytest.approx(56234.0 / 512)
     assert plugin.resolve_params({"lambda": "1e3", "scaling": "per-example"})["lambda"] == 1000.0
+
+
+def test_certainty_insensitivity_defaults_to_the_studys_mnist_lambda():
+    plugin = get_registry().get("defense", "certainty-insensitivity")
+    assert plugin.resolve_params({})["lambda"] == 1000.0
+    assert plugin.resolve_params({"scaling": "per-example"})["lambda"] == pytest.approx(1000.0 / 512)
+    assert plugin.resolve_params({"lambda": 178})["lambda"] == 178.0  # the study's notMNIST choice
+
+
+def test_certainty_insensitivity_penalizes_the_uniform_label_gradient(mnist_slice):
+    """Its penalty is l2_loss of d(mean over the batch of -mean_k log p_k)/dX, written out here with
+    torch (paper scaling); per-example = 2 * B * paper, as for gradreg; the training loss adds it to CE."""
+    from igbench.defenses.common import gradreg_terms
+
+    model = build("mlp").eval()
+    x, y = mnist_slice.train_x[:32], mnist_slice.train_y[:32]
+    xr = x.clone().requires_grad_(True)
+    uniform = -torch.log_softmax(model(xr), dim=1).mean(dim=1).mean()
+    (g,) = torch.autograd.grad(uniform, xr)
+    ce, penalty, _ = gradreg_terms(model, x, y, "paper", create_graph=False, of="uniform")
+    assert float(penalty) == pytest.approx(float(g.pow(2).sum() / 2), rel=1e-5)
+    assert float(ce.detach()) == pytest.approx(float(torch.nn.functional.cross_entropy(model(x), y).detach()), rel=1e-6)
+    _, per_example, _ = gradreg_terms(model, x, y, "per-example", create_graph=False, of="uniform")
+    assert float(per_example) == pytest.approx(2 * 32 * float(penalty), rel=1e-5)
+    _, label_penalty, _ = gradreg_terms(model, x, y, "paper", create_graph=False)
+    assert float(label_penalty) != pytest.approx(float(penalty), rel=1e-2)  # a different quantity
+    plugin = get_registry().get("defense", "certainty-insensitivity")
+    loss, _ = plugin.loss(model, x, y, plugin.resolve_params({"lambda": 10.0}), None)
+    assert float(loss.detach()) == pytest.approx(float(ce.detach()) + 10.0 * float(penalty), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- penalty conventions
@@ -284,6 +315,22 @@ def test_gradreg_shrinks_input_gradients_at_similar_accuracy(mnist_slice, plain_
     assert acc_plain > 0.85
     assert norm_reg * 2 < norm_plain, (norm_reg, norm_plain)
     assert abs(acc_reg - acc_plain) < 0.05, (acc_reg, acc_plain)
+
+
+def test_certainty_insensitivity_flattens_the_gradient_the_paper_draws(mnist_slice, plain_mlp):
+    """After the same training as `none`, the gradient of the summed log-probabilities (the paper's
+    gradient figures, the quantity this penalty differentiates) is much smaller, at similar accuracy."""
+    from igbench.interpret.measures import input_gradients
+
+    data = mnist_slice
+    model = train_defense(data, "certainty-insensitivity", {"lambda": 300.0})
+    x = data.test_x[:500]
+    norm = {name: float(input_gradients(m, x).flatten(1).norm(dim=1).mean())
+            for name, m in (("none", plain_mlp), ("certainty", model))}
+    acc_plain = accuracy(plain_mlp, data.test_x, data.test_y)
+    acc_ci = accuracy(model, data.test_x, data.test_y)
+    assert norm["certainty"] * 2 < norm["none"], norm
+    assert abs(acc_ci - acc_plain) < 0.05, (acc_ci, acc_plain)
 
 
 def test_advtrain_resists_fgsm_at_its_eps(mnist_slice, plain_mlp):

@@ -8,8 +8,9 @@ def igbench_defenses(register):
     """Register the built-in defenses."""
     from .advtrain import AdvTrain, AdvTrainGradReg
     from .distillation import Distillation
-    from .gradreg import GradReg, GradRegFD
+    from .gradreg import CertaintyInsensitivity, GradReg, GradRegFD
     from .plain import NoDefense
 
-    for plugin in (NoDefense(), GradReg(), GradRegFD(), Distillation(), AdvTrain(), AdvTrainGradReg()):
+    for plugin in (NoDefense(), GradReg(), GradRegFD(), CertaintyInsensitivity(), Distillation(), AdvTrain(),
+                   AdvTrainGradReg()):
         register(plugin)

@@ -1,7 +1,8 @@
 """Building blocks shared by the built-in defenses: cross-entropy, the exact input-gradient penalty,
 FGSM examples for training, frozen BatchNorm statistics and the common parameter declarations.
 
-Penalty scalings (both offered by ``gradreg``, ``gradreg-fd`` and ``advtrain+gradreg``):
+Penalty scalings (both offered by ``gradreg``, ``gradreg-fd``, ``advtrain+gradreg`` and
+``certainty-insensitivity``):
 
 ``paper`` (default)
     The original TensorFlow code: ``CE`` is the batch *mean* cross-entropy, ``G = dCE/dX`` its gradient
@@ -43,20 +44,23 @@ def lambda_param() -> Param:
                  type=float, check=non_negative)
 
 
-def resolve_lambda(params) -> float:
-    """``params['lambda']``, or the paper's MNIST value expressed in ``params['scaling']``'s units."""
+def resolve_lambda(params, paper_lambda: float = PAPER_LAMBDA) -> float:
+    """``params['lambda']``, or ``paper_lambda`` (the paper's MNIST value) in ``params['scaling']``'s units."""
     lam = params.get("lambda")
     if lam is not None:
         return float(lam)
-    return PAPER_LAMBDA if params.get("scaling", "paper") == "paper" else PAPER_LAMBDA / (2 * PAPER_BATCH)
+    return paper_lambda if params.get("scaling", "paper") == "paper" else paper_lambda / (2 * PAPER_BATCH)
 
 
 class PenaltyParams:
-    """Mixin for defenses with ``lambda`` and ``scaling``: resolved params carry the actual lambda."""
+    """Mixin for defenses with ``lambda`` and ``scaling``: resolved params carry the actual lambda
+    (``paper_lambda``, in paper scaling, when none is given)."""
+
+    paper_lambda = PAPER_LAMBDA
 
     def resolve_params(self, given=None):
         out = super().resolve_params(given)  # type: ignore[misc]
-        out["lambda"] = resolve_lambda(out)
+        out["lambda"] = resolve_lambda(out, self.paper_lambda)
         return out
 
 
@@ -103,13 +107,23 @@ def penalty_from_sq_norms(sq_norms, scaling: str):
     raise ValueError(f"unknown scaling {scaling!r}; use one of {', '.join(SCALINGS)}")
 
 
-def gradreg_penalty(x, logits, y, scaling: str = "paper", create_graph: bool = True):
+def uniform_cross_entropy(logits):
+    """Per-example cross-entropy against the uniform label, ``-mean_k log p_k``: how certain the model is
+    of *any* class (the quantity the study's "certainty insensitivity" penalty differentiates)."""
+    import torch
+
+    return -torch.log_softmax(logits, dim=1).mean(dim=1)
+
+
+def gradreg_penalty(x, logits, y, scaling: str = "paper", create_graph: bool = True, of: str = "label"):
     """``(mean CE, penalty)`` from a forward pass ``logits = model(x)`` whose input ``x`` requires grad.
 
-    The exact double-backprop penalty: ``paper``: ``sum((dCE_mean/dX)**2) / 2`` (TF's ``l2_loss``);
-    ``per-example``: ``mean_i ||dCE_i/dx_i||^2`` (rows of d(sum CE)/dX). With ``create_graph`` it is
-    differentiable with respect to the weights (double backprop) and the forward graph is kept;
-    without it, it is a constant (for measuring).
+    The exact double-backprop penalty: ``paper``: ``sum((dL_mean/dX)**2) / 2`` (TF's ``l2_loss``);
+    ``per-example``: ``mean_i ||dL_i/dx_i||^2`` (rows of d(sum L)/dX). ``L`` is the cross-entropy at the
+    true label (``of="label"``: double backprop) or against the uniform label (``of="uniform"``:
+    :func:`uniform_cross_entropy`, certainty insensitivity). With ``create_graph`` it is differentiable
+    with respect to the weights (double backprop) and the forward graph is kept; without it, it is a
+    constant (for measuring). The first value is always the true-label CE, the loss being trained.
     """
     import torch
 
@@ -117,28 +131,29 @@ def gradreg_penalty(x, logits, y, scaling: str = "paper", create_graph: bool = T
         raise ValueError(f"unknown scaling {scaling!r}; use one of {', '.join(SCALINGS)}")
     per = cross_entropy(logits, y, reduction="none")
     ce = per.mean()
-    if scaling == "paper":  # exactly the TF code: l2_loss(d mean CE / dX)
-        (grad,) = torch.autograd.grad(ce, x, create_graph=create_graph)
+    penalized = per if of == "label" else uniform_cross_entropy(logits)
+    if scaling == "paper":  # exactly the TF code: l2_loss(d mean L / dX)
+        (grad,) = torch.autograd.grad(penalized.mean(), x, create_graph=create_graph)
         penalty = grad.pow(2).sum() / 2.0
-    else:  # rows of d(sum CE)/dX are the per-example gradients
-        (grad,) = torch.autograd.grad(per.sum(), x, create_graph=create_graph)
+    else:  # rows of d(sum L)/dX are the per-example gradients
+        (grad,) = torch.autograd.grad(penalized.sum(), x, create_graph=create_graph)
         penalty = penalty_from_sq_norms(grad.pow(2).flatten(1).sum(1), scaling)
     return ce, penalty
 
 
-def gradreg_terms(model, x, y, scaling: str = "paper", create_graph: bool = True):
+def gradreg_terms(model, x, y, scaling: str = "paper", create_graph: bool = True, of: str = "label"):
     """One forward pass of ``model`` on ``x`` and :func:`gradreg_penalty`: ``(mean CE, penalty, logits)``."""
     xr = x.detach().requires_grad_(True)
     logits = model(xr)
-    ce, penalty = gradreg_penalty(xr, logits, y, scaling, create_graph)
+    ce, penalty = gradreg_penalty(xr, logits, y, scaling, create_graph, of)
     return ce, penalty, logits
 
 
-def gradreg_loss(model, x, y, lam: float, scaling: str):
+def gradreg_loss(model, x, y, lam: float, scaling: str, of: str = "label"):
     """``(CE + lambda * penalty, logits)`` with the exact penalty (double backprop)."""
     if lam == 0:
         return plain_loss(model, x, y)
-    ce, penalty, logits = gradreg_terms(model, x, y, scaling)
+    ce, penalty, logits = gradreg_terms(model, x, y, scaling, of=of)
     return ce + lam * penalty, logits
 
 
