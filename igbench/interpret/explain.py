@@ -58,15 +58,18 @@ def explain_record(attack: str, params: dict[str, Any], gradient: str, n_images:
                    random_sign_alignment: float | None = None) -> dict[str, Any]:
     """The result's ``explain`` block: how its ``interpretability`` scores were made, and by which code
     (``explain`` can run long after the grid, on a later commit)."""
-    from .. import __version__
     import time
 
+    from .. import __version__
     from ..environment import git_state
 
     commit, dirty = git_state()
-    return {"gradient": gradient, "attack": attack, "attack_params": dict(params), "n_images": int(n_images),
-            "random_sign_alignment": random_sign_alignment,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "igbench": __version__, "git_commit": commit, "git_dirty": dirty}
+    return {
+        "gradient": gradient, "attack": attack, "attack_params": dict(params), "n_images": int(n_images),
+        "random_sign_alignment": random_sign_alignment,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "igbench": __version__, "git_commit": commit, "git_dirty": dirty,
+    }
 
 
 def merge_interpretability(result: dict[str, Any], scores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -134,15 +137,14 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
                                    n_images=n_images, class_names=names, batch_size=batch_size)
 
     n_score = min(n_eval, int(max_images))
+    x_score, y_score, seed = x_eval[:n_score], y_eval[:n_score], int(result["environment"]["seed"])
     means = class_means(data.train_x, data.train_y, ctx.num_classes)
-    baseline = (random_sign_alignment(x_eval[:n_score], y_eval[:n_score], params["eps"], (ctx.clip_min, ctx.clip_max),
-                                      means, seed=int(result["environment"]["seed"])) if plugin.uses_eps else None)
+    baseline = (random_sign_alignment(x_score, y_score, params["eps"], (ctx.clip_min, ctx.clip_max), means, seed)
+                if plugin.uses_eps else None)
     scores = {}
     for mid, model in models.items():
-        summary = interpretability_summary(model, x_eval[:n_score], y_eval[:n_score], gradient=gradient,
-                                           batch_size=batch_size)
-        alignment, _ = adversarial_alignment(model, plugin, params, x_eval[:n_score], y_eval[:n_score],
-                                             make_context(data, device, int(result["environment"]["seed"])),
+        summary = interpretability_summary(model, x_score, y_score, gradient=gradient, batch_size=batch_size)
+        alignment, _ = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
                                              means, batch_size=batch_size)
         scores[mid] = {**summary, ALIGNMENT_KEY: alignment, "n_images": n_score}
     updated = False
