@@ -191,3 +191,20 @@ def test_cli_help_does_not_import_torch():
     code = "import sys; from igbench.cli import cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_plugins_name_describes_one_plugin_and_its_parameters(registry):
+    """`igbench plugins pgd` explains what a parameter such as step_size=None means; a typo is a
+    one-line error with the closest name; --json gives the same description."""
+    out = CliRunner().invoke(cli, ["plugins", "pgd"])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("pgd (attack, from igbench)")
+    row = next(line for line in out.output.splitlines() if line.startswith("step_size"))
+    assert row.split()[:3] == ["step_size", "None", "float"] and "2.5*eps/steps" in row
+    jsma = CliRunner().invoke(cli, ["plugins", "jsma"]).output
+    assert "probs | logits" in next(line for line in jsma.splitlines() if line.startswith("jacobian"))
+    typo = CliRunner().invoke(cli, ["plugins", "pdg"])
+    lines = [line for line in typo.output.splitlines() if line.strip()]
+    assert typo.exit_code != 0 and len(lines) == 1 and "did you mean 'pgd'" in lines[0]
+    data = json.loads(CliRunner().invoke(cli, ["plugins", "gradreg", "--json"]).output)
+    assert [d["kind"] for d in data] == ["defense"] and "lambda" in data[0]["params"]

@@ -8,6 +8,7 @@ import click
 
 
 @click.command("plugins")
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 @click.option(
     "--kind",
@@ -16,12 +17,13 @@ import click
     help="Only these kinds (repeatable). Default: all.",
 )
 @click.option("--params/--no-params", default=False, help="Also show each plugin's parameters and defaults.")
-def plugins_command(as_json: bool, kind: tuple[str, ...], params: bool) -> None:
-    """List registered datasets, architectures, defenses and attacks.
+def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], params: bool) -> None:
+    """List registered datasets, architectures, defenses and attacks, or describe one (NAME).
 
     Shows each plugin's name, the package that provides it and a one-line summary, built-ins and
     third-party plugins (entry-point group `igbench`) alike, plus the ART evasion attacks usable
-    as `art:<ClassName>`.
+    as `art:<ClassName>`. With NAME (e.g. `igbench plugins pgd`), prints that plugin's description
+    and every parameter with its default, allowed values and meaning.
     """
     from tabulate import tabulate
 
@@ -30,6 +32,13 @@ def plugins_command(as_json: bool, kind: tuple[str, ...], params: bool) -> None:
 
     reg = get_registry()
     kinds = list(kind) or list(KIND_PLURAL)
+    if name:
+        found = _find(reg, name, kinds)
+        if as_json:
+            click.echo(json.dumps([p.describe() for p in found], indent=2, default=str))
+        else:
+            click.echo("\n\n".join(_details(p) for p in found))
+        return
     report: dict[str, object] = {}
     for k in kinds:
         report[KIND_PLURAL[k]] = [p.describe() for p in reg.plugins(k)]
@@ -56,6 +65,50 @@ def plugins_command(as_json: bool, kind: tuple[str, ...], params: bool) -> None:
         names = entry["available"]
         click.secho(f"\nattacks via {entry['prefix']}<Name> ({entry['source']}): {entry['summary']}", bold=True)
         click.echo("  " + (", ".join(names) if names else "(none available)"))
+
+
+def _find(reg, name: str, kinds: list[str]) -> list:
+    """The plugins called ``name`` among ``kinds`` (a name may exist in several kinds); a one-line
+    error with the closest names when there is none."""
+    import difflib
+
+    from ..errors import UnknownPluginError, UsageError
+
+    found = []
+    for k in kinds:
+        try:
+            found.append(reg.get(k, name))
+        except UnknownPluginError:
+            continue
+    if found:
+        return found
+    names = sorted({n for k in kinds for n in reg.names(k)})
+    hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    raise UsageError(f"no plugin called {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                     + "; `igbench plugins` lists them all")
+
+
+def _details(plugin) -> str:
+    """A plugin's kind, package, summary, documentation and parameters, as plain text."""
+    import inspect
+
+    from tabulate import tabulate
+
+    lines = [f"{plugin.name} ({plugin.kind}, from {plugin.source or 'unknown package'})", plugin.summary]
+    # a provider-made plugin (art:<Name>) shares its adapter's class docstring: its summary is the one to show
+    doc = None if ":" in plugin.name else inspect.getdoc(type(plugin))
+    if doc and doc.strip() != plugin.summary.strip():
+        lines += ["", doc]
+    if plugin.params:
+        rows = [[p.name, "None" if p.default is None else str(p.default),
+                 " | ".join(map(str, p.choices)) if p.choices else p.value_type.__name__, p.help]
+                for p in plugin.params]
+        lines += ["", "parameters (--param NAME=VALUE, or PLUGIN.NAME=VALUE; in a grid file: params = {...}):",
+                  tabulate(rows, headers=["name", "default", "values", "meaning"], tablefmt="simple",
+                           disable_numparse=True)]
+    else:
+        lines += ["", "parameters: none"]
+    return "\n".join(lines)
 
 
 COMMANDS = [plugins_command]

@@ -340,6 +340,9 @@ def _attack_sections(entries: list[_Entry], sources: list[_Source]) -> list[str]
         params = g["params"]
         title = name if name_count[name] == 1 else f"{name} ({_params(params)})"
         shown = _params(params) if params else "none recorded"
+        unset = sorted(k for k, v in params.items() if v is None)
+        if unset:  # null in a result means "the attack decides", e.g. PGD's step size from eps and steps
+            shown += f" ({', '.join(unset)}=null: the attack's own default; `igbench plugins {name}` describes it)"
         lines += [f"## Attack: {title}", "", f"Attack parameters: {shown}.", ""]
         if not g["has_eps"]:
             lines += _ranking(entries, name, params, None)
