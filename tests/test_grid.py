@@ -351,6 +351,9 @@ name = "fgsm"
 
     forced = CliRunner().invoke(cli, args + ["--rerun"])
     assert forced.exit_code == 0 and "attack fgsm eps=0.2 on none" in forced.output
+    # a log shows how far the grid is and what each unit gave
+    assert re.search(r"attack fgsm eps=0\.2 on none \(unit 1 of \d+\)\n  \d+\.\d s; white-box accuracy \d+\.\d%\n",
+                     forced.output), forced.output
 
 
 def test_progress_goes_to_log_lines_when_the_output_is_a_file(shared_data, tmp_path, monkeypatch):

@@ -198,14 +198,16 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         # ---- the grid
         attack_seconds = 0.0
         fast = {mid: inference_copy(m) for mid, m in models.items()}  # same functions, faster: attacked and scored
+        total, position = len(units) * len(models), 0
         for plugin, params, eps in units:
             for source_id in models:
+                position += 1
                 key = (plugin.name, eps, source_id)
                 if key in done:
                     continue
                 ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
                 label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
-                echo(f"attack {label}")
+                echo(f"attack {label} (unit {position} of {total})")
                 x_adv, stats = run_attack(plugin, params, fast[source_id], x_eval, y_eval, ctx,
                                           batch_size=spec.eval_batch_size, progress=progress, optimize=False)
                 targets = list(models) if spec.transfer else [source_id]
@@ -216,6 +218,10 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                 journal.append(unit)
                 done[key] = unit
                 attack_seconds += stats["seconds"]
+                white_box = next(c["accuracy"] for c in cells if c["target"] == source_id)
+                reached = (f", target reached on {100 * float(stats['success_rate']):.1f}%"
+                           if getattr(plugin, "targeted", False) else "")
+                echo(f"  {stats['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
         result = {
             "schema_version": "1",
