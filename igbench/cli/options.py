@@ -25,7 +25,8 @@ cache_dir_option = click.option(
     help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench).")
 
 _attack_option = click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks.")
-_eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated.")
+_eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated. "
+                           "Replaces a --config file's eps lists, an attack's own `eps = [...]` included.")
 _out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
 
 _SHARED = [
