@@ -18,8 +18,9 @@ import click
 @click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
 @click.option("--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), help="Checkpoint cache the result's models were saved to (env IGBENCH_CACHE_DIR).")
 @click.option("--update-result/--no-update-result", default=True, show_default=True, help="Write the scores into the result's `interpretability` list.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars while each model is attacked (default on).")
 def explain_command(result, out_dir, n_images, max_images, attack, eps, param, gradient, device, data_dir, cache_dir,
-                    update_result) -> None:
+                    update_result, progress) -> None:
     """Gradient and adversarial-example figures, and gradient interpretability scores.
 
     Loads the result's models from the checkpoint cache and its data set, then writes two figures:
@@ -56,7 +57,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
                          dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
                          device=resolve_device(device), max_images=max_images, gradient=gradient,
-                         update_result=update_result)
+                         update_result=update_result, progress=progress)
     click.echo(render_scores(out.scores, out.n_images, gradient))
     if out.random_sign_alignment is not None:
         click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")

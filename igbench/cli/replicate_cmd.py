@@ -62,7 +62,8 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
         attack_params = {"eps": explain_eps}
         explained = explain_result(path, out_dir=figures / path.stem, attack=explain_attack,
                                    attack_params=attack_params, dataset_params=spec.dataset_params,
-                                   data_dir=spec.data_dir, cache_dir=cache_dir, device=spec.train.device)
+                                   data_dir=spec.data_dir, cache_dir=cache_dir, device=spec.train.device,
+                                   progress=progress)
         click.echo(f"gradient figure: {explained.saliency_png}\nadversarial figure: {explained.adversarial_png}")
     for png in plot_accuracy_vs_eps(result, figures / path.stem):
         click.echo(f"plot: {png}")

@@ -91,14 +91,16 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
                    attack: str = "tgsm", attack_params: dict[str, Any] | None = None,
                    dataset_params: dict[str, Any] | None = None, data_dir=None, cache_dir=None,
                    device: str = "cpu", max_images: int = DEFAULT_MAX_IMAGES, gradient: str = "logprob_sum",
-                   update_result: bool = True, batch_size: int = 256) -> ExplainOutput:
+                   update_result: bool = True, batch_size: int = 256, progress: bool = True) -> ExplainOutput:
     """Draw the saliency and adversarial grids of a result's models and score their input gradients.
 
     Models come from the checkpoint cache (a missing one is a one-line error saying how to recreate it),
     the data from ``data_dir`` (it must be the result's exact data: same variant and checksum). The
     figures use the first ``n_images`` scored test images; the scores use the first
     ``min(eval.n_test, max_images)``. With ``update_result`` the scores (and ``n_images``) are written into
-    the result's ``interpretability`` list (validated, atomic).
+    the result's ``interpretability`` list (validated, atomic). ``adv_target_alignment`` attacks every
+    scored image once per model, so an expensive attack (``art:CarliniL2Method``) takes its time here;
+    ``progress`` shows it.
     """
     from ..engine.attack import make_context
     from ..engine.cache import CheckpointStore
@@ -145,7 +147,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     for mid, model in models.items():
         summary = interpretability_summary(model, x_score, y_score, gradient=gradient, batch_size=batch_size)
         alignment, _ = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
-                                             means, batch_size=batch_size)
+                                             means, batch_size=batch_size, progress=progress)
         scores[mid] = {**summary, ALIGNMENT_KEY: alignment, "n_images": n_score}
     updated = False
     if update_result:

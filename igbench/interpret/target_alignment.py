@@ -56,14 +56,15 @@ def target_alignment(x, x_adv, y, targets, means):
     return torch.where(undefined, torch.full_like(cos, float("nan")), cos)
 
 
-def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, means, batch_size: int = 256):
+def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, means, batch_size: int = 256,
+                          progress: bool = False):
     """Mean :func:`target_alignment` of ``attack``'s examples against ``model`` over the images where it
     is defined, and how many those were: ``(mean or None, count)``."""
     import torch
 
     from ..engine.attack import run_attack
 
-    x_adv, _stats, targets = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=False,
+    x_adv, _stats, targets = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress,
                                         return_targets=True)
     if targets is None:  # untargeted: the class the example was pushed into
         from ..attacks.common import eval_mode
