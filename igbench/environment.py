@@ -66,10 +66,6 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-#: Most changed paths a result lists (``git_dirty_paths``); the rest are counted in a last entry.
-MAX_DIRTY_PATHS = 50
-
-
 def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | None:
     """Tracked files with uncommitted changes (staged or not), relative to the repository root, sorted.
 
@@ -96,23 +92,30 @@ def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | 
     return sorted(paths)
 
 
+def git_commit_and_changes(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, list[str] | None]:
+    """``(commit, changed paths)`` of the repository holding ``cwd``: one ``git status`` serves both
+    the dirty flag and the list. ``(None, None)`` as for :func:`git_state`."""
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    head = _git(["rev-parse", "HEAD"], where)
+    if head is None or not head.strip():
+        return None, None
+    return head.strip(), git_changed_paths(where)
+
+
 def git_state(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of the git repository holding ``cwd`` (default: the working directory).
 
     ``(None, None)`` when ``cwd`` is not inside a repository, the repository has no commit yet, or
     git is not installed. ``dirty`` is True when tracked files have uncommitted changes.
     """
-    where = Path(cwd) if cwd is not None else Path.cwd()
-    head = _git(["rev-parse", "HEAD"], where)
-    if head is None or not head.strip():
-        return None, None
-    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
-    return head.strip(), (bool(status.strip()) if status is not None else None)
+    commit, changed = git_commit_and_changes(cwd)
+    return commit, (None if changed is None else bool(changed))
 
 
 def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The ``environment`` block of a result file (see igbench/schema/result.schema.json)."""
-    commit, dirty = git_state(cwd)
+    commit, changed = git_commit_and_changes(cwd)
+    dirty = None if changed is None else bool(changed)
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -133,9 +136,6 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
         }
     )
     if dirty:
-        changed = git_changed_paths(cwd) or []
-        if len(changed) > MAX_DIRTY_PATHS:
-            changed = changed[: MAX_DIRTY_PATHS - 1] + [f"... and {len(changed) - MAX_DIRTY_PATHS + 1} more"]
         env["git_dirty_paths"] = changed
     return env
 
