@@ -225,18 +225,14 @@ def _summary(entries: list[_Entry], sources: list[_Source]) -> list[str]:
     groups = _attack_groups(sources)
     if not groups:
         return []
-    name_count: dict[str, int] = {}
-    for name, _ in groups:
-        name_count[name] = name_count.get(name, 0) + 1
     headers, columns = ["model", "clean acc %"], []
     for (name, _), g in groups.items():
-        title = name if name_count[name] == 1 else f"{name} ({_params(g['params'])})"
         eps_values = sorted(e for e in g["eps"] if e > 0) if g["has_eps"] else [None]
         if not eps_values:
             continue
         span = ("" if eps_values == [None] else f", eps {format_eps(eps_values[0])}" if len(eps_values) == 1
                 else f", eps {format_eps(eps_values[0])}-{format_eps(eps_values[-1])} ({len(eps_values)} values)")
-        headers.append(f"{title}{span}: white-box / transfer %")
+        headers.append(f"{g['title']}{span}: white-box / transfer %")
         columns.append((name, g["params"], eps_values))
     rows = []
     for e in entries:
@@ -257,6 +253,8 @@ def _summary(entries: list[_Entry], sources: list[_Source]) -> list[str]:
 
 
 def _attack_groups(sources: list[_Source]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each (attack, parameters) of the files with its eps values and ``title``: the attack's name, with
+    its parameters added where the same attack appears with different ones."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for s in sources:
         for a in s.data["attacks"]:
@@ -265,6 +263,9 @@ def _attack_groups(sources: list[_Source]) -> dict[tuple[str, str], dict[str, An
             if a["eps"] is not None:
                 g["has_eps"] = True
                 g["eps"].update(eps_key(e) for e in a["eps"])
+    names = [name for name, _ in groups]
+    for (name, _), g in groups.items():
+        g["title"] = name if names.count(name) == 1 else f"{name} ({_params(g['params'])})"
     return dict(sorted(groups.items()))
 
 
@@ -331,14 +332,9 @@ def _eps_overview(entries: list[_Entry], name: str, params: dict[str, Any], eps_
 
 
 def _attack_sections(entries: list[_Entry], sources: list[_Source]) -> list[str]:
-    groups = _attack_groups(sources)
-    name_count: dict[str, int] = {}
-    for name, _ in groups:
-        name_count[name] = name_count.get(name, 0) + 1
     lines: list[str] = []
-    for (name, _), g in groups.items():
-        params = g["params"]
-        title = name if name_count[name] == 1 else f"{name} ({_params(params)})"
+    for (name, _), g in _attack_groups(sources).items():
+        params, title = g["params"], g["title"]
         shown = _params(params) if params else "none recorded"
         unset = sorted(k for k, v in params.items() if v is None)
         if unset:  # null in a result means "the attack decides", e.g. PGD's step size from eps and steps
@@ -356,8 +352,9 @@ def _attack_sections(entries: list[_Entry], sources: list[_Source]) -> list[str]
 
 
 def _interpretability(entries: list[_Entry]) -> list[str]:
+    sources = list({id(e.source): e.source for e in entries}.values())
     by_model: dict[tuple[str, str], dict[str, Any]] = {}
-    for s in {id(e.source): e.source for e in entries}.values():
+    for s in sources:
         for row in s.data.get("interpretability", []):
             by_model[(s.stem, row["model"])] = row
     if not by_model:
@@ -374,8 +371,7 @@ def _interpretability(entries: list[_Entry]) -> list[str]:
              "perturbation (the file's `explain.attack`) with the target-minus-true class-mean image (higher: "
              "the examples draw their target class more, a stand-in for the paper's human study).")
     levels = [f"{_file_ref(s)}: {s.data['explain']['random_sign_alignment']:.3f} ({s.data['explain']['attack']})"
-              for s in {id(e.source): e.source for e in entries}.values()
-              if (s.data.get("explain") or {}).get("random_sign_alignment") is not None]
+              for s in sources if (s.data.get("explain") or {}).get("random_sign_alignment") is not None]
     lines = ["## Interpretability", "", intro, "", _table(rows, ["model", *fields], set(range(1, len(fields) + 1))), ""]
     if levels:
         lines += ["`adv_target_alignment` of random signs of the same size (the level noise reaches): "

@@ -73,19 +73,21 @@ def stats_table(result: dict[str, Any], attack: str) -> str:
 
 
 def interpretability_table(result: dict[str, Any]) -> str | None:
+    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY
+
     rows = result.get("interpretability") or []
     if not rows:
         return None
     keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini",
-                        "adv_target_alignment") if any(k in r for r in rows)]
+                        ALIGNMENT_KEY) if any(k in r for r in rows)]
     body = [[r["model"]] + ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))]
             for r in rows]
     how = result.get("explain")
     made = ("gradient of the summed log-probabilities" if how is None or how["gradient"] == "logprob_sum"
             else "gradient of the loss")
-    if how is not None and "adv_target_alignment" in keys:
+    if how is not None and ALIGNMENT_KEY in keys:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(how["attack_params"].items()))
-        made += (f"; adv_target_alignment: cosine of the {how['attack']} ({shown}) perturbation with the "
+        made += (f"; {ALIGNMENT_KEY}: cosine of the {how['attack']} ({shown}) perturbation with the "
                  "target-minus-true class-mean image, higher = more target-like")
         if how.get("random_sign_alignment") is not None:
             made += f"; random signs of the same size: {how['random_sign_alignment']:.3f}"
