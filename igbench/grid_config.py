@@ -81,12 +81,11 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
                 raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
             if required not in entry:
                 raise UsageError(f"{where} has no {required} = ...; every [[{table}]] entry needs one")
-    for i, entry in enumerate(doc.get("attacks", []), start=1):
-        eps = entry.get("eps")
-        if eps is not None and (not isinstance(eps, list) or not eps
-                                or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps)):
-            raise UsageError(f"--config {path}: [[attacks]] number {i} ({entry['name']}): eps must be a non-empty "
-                             f"list of numbers, e.g. eps = [0.1, 0.3]")
+            eps = entry.get("eps")  # only [[attacks]] can have one: the key check above
+            if eps is not None and (not isinstance(eps, list) or not eps
+                                    or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps)):
+                raise UsageError(f"{where} ({entry['name']}): eps must be a non-empty list of numbers, "
+                                 f"e.g. eps = [0.1, 0.3]")
     return doc
 
 
@@ -143,8 +142,9 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         selected.setdefault(m.id, reg.get("defense", m.defense))
         reg.get("architecture", m.arch)
     for a in attacks:
-        selected.setdefault(a.name, reg.get("attack", a.name))
-        if a.eps is not None and not reg.get("attack", a.name).uses_eps:
+        plugin = reg.get("attack", a.name)
+        selected.setdefault(a.name, plugin)
+        if a.eps is not None and not plugin.uses_eps:
             raise UsageError(f"--config {config_file}: attack {a.name} takes no eps; remove its eps = [...]")
     selected.setdefault(run["dataset"], reg.get("dataset", run["dataset"]))
     selected.setdefault(run["arch"], reg.get("architecture", run["arch"]))

@@ -220,7 +220,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                 attack_seconds += stats["seconds"]
                 white_box = next(c["accuracy"] for c in cells if c["target"] == source_id)
                 reached = (f", target reached on {100 * float(stats['success_rate']):.1f}%"
-                           if getattr(plugin, "targeted", False) else "")
+                           if plugin.targeted else "")
                 echo(f"  {stats['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
         result = {

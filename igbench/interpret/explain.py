@@ -133,13 +133,14 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     saliency = saliency_grid(models, x_fig, out / "saliency.png", n_images=n_images,
                              titles=[names[int(k)] if names else str(int(k)) for k in y_fig], batch_size=batch_size)
     eps_tag = f"-eps{params['eps']:g}" if plugin.uses_eps else ""
-    ctx = make_context(data, device, int(result["environment"]["seed"]))
+    seed = int(result["environment"]["seed"])
+    ctx = make_context(data, device, seed)
     adversarial = adversarial_grid(models, x_fig, y_fig, plugin, params, ctx,
                                    out / f"adversarial-{_safe(plugin.name)}{eps_tag}.png",
                                    n_images=n_images, class_names=names, batch_size=batch_size)
 
     n_score = min(n_eval, int(max_images))
-    x_score, y_score, seed = x_eval[:n_score], y_eval[:n_score], int(result["environment"]["seed"])
+    x_score, y_score = x_eval[:n_score], y_eval[:n_score]
     means = class_means(data.train_x, data.train_y, ctx.num_classes)
     baseline = (random_sign_alignment(x_score, y_score, params["eps"], (ctx.clip_min, ctx.clip_max), means, seed)
                 if plugin.uses_eps else None)
