@@ -66,6 +66,13 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def utc_timestamp() -> str:
+    """Now, in UTC, as result files write it (``created``): ``2026-11-30T12:00:00Z``."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | None:
     """Tracked files with uncommitted changes (staged or not), relative to the repository root, sorted.
 

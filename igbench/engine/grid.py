@@ -127,7 +127,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     import torch
 
     from ..datasets.loading import load_dataset
-    from ..environment import capture_environment
+    from ..environment import capture_environment, utc_timestamp
     from ..results.io import write_result
     from .attack import make_context, run_attack
     from .inference import inference_copy
@@ -226,7 +226,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         result = {
             "schema_version": "1",
             "igbench_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": utc_timestamp(),
             "command": command or "igbench " + " ".join(sys.argv[1:]),
             "run_id": run_id,
             "dataset": {**data.describe(), "params": dict(data.params)},

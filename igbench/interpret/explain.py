@@ -58,16 +58,14 @@ def explain_record(attack: str, params: dict[str, Any], gradient: str, n_images:
                    random_sign_alignment: float | None = None) -> dict[str, Any]:
     """The result's ``explain`` block: how its ``interpretability`` scores were made, and by which code
     (``explain`` can run long after the grid, on a later commit)."""
-    import time
-
     from .. import __version__
-    from ..environment import git_state
+    from ..environment import git_state, utc_timestamp
 
     commit, dirty = git_state()
     return {
         "gradient": gradient, "attack": attack, "attack_params": dict(params), "n_images": int(n_images),
         "random_sign_alignment": random_sign_alignment,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_timestamp(),
         "igbench": __version__, "git_commit": commit, "git_dirty": dirty,
     }
 
