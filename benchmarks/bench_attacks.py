@@ -128,8 +128,8 @@ def run_all(args, model, data, runs):
             attack = reg.get("attack", name)
             ctx = make_context(data, device, args.seed)
             w0, c0 = time.perf_counter(), time.process_time()
-            x_adv, stats = run_attack(attack, params, model, x, y, ctx, batch_size=max(args.n, 1), progress=False,
-                                      optimize=optimize)
+            x_adv, stats, _, _ = run_attack(attack, params, model, x, y, ctx, batch_size=max(args.n, 1),
+                                            progress=False, optimize=optimize)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             outputs[label] = x_adv
             rec = best.setdefault(label, {"attack": name, "params": attack.resolve_params(params),

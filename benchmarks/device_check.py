@@ -150,8 +150,8 @@ def _attack(ctx, name, params, device, n):
     x, y = data.test_x[:n], data.test_y[:n]
     _sync(torch.device(device))
     t0 = time.perf_counter()
-    x_adv, stats = run_attack(get_registry().get("attack", name), params, model, x, y,
-                              make_context(data, device, 0), batch_size=n, progress=False)
+    x_adv, stats, _, _ = run_attack(get_registry().get("attack", name), params, model, x, y,
+                                    make_context(data, device, 0), batch_size=n, progress=False)
     _sync(torch.device(device))
     return x_adv, stats, time.perf_counter() - t0
 

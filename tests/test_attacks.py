@@ -46,11 +46,11 @@ def test_native_fgsm_equals_art_fgm(trained_cnn, mnist_slice):
     model = trained_cnn
     model.train()  # the runner must attack the eval-mode network (BN running stats, no dropout) ...
     try:
-        native, _ = _run("fgsm", {"eps": 0.1}, model, mnist_slice, 200)
+        native, *_ = _run("fgsm", {"eps": 0.1}, model, mnist_slice, 200)
         assert model.training  # ... and give the model back in the mode it came in
     finally:
         model.eval()
-    art_x, stats = _run("art:FastGradientMethod", {"eps": "0.1", "norm": "inf", "batch_size": "64"},
+    art_x, stats, *_ = _run("art:FastGradientMethod", {"eps": "0.1", "norm": "inf", "batch_size": "64"},
                         model, mnist_slice, 200)
     assert (native - art_x).abs().max().item() <= 1e-5
     assert stats["linf_max"] == pytest.approx(0.1, abs=1e-5) and not stats["targeted"]
@@ -60,8 +60,8 @@ def test_fgsm_pgd_strength_and_bounds(trained_cnn, mnist_slice):
     n, eps = 100, 0.3
     x, y = mnist_slice.test_x[:n], mnist_slice.test_y[:n]
     clean = _accuracy(trained_cnn, x, y)
-    x_fgsm, s_fgsm = _run("fgsm", {"eps": eps}, trained_cnn, mnist_slice, n)
-    x_pgd, s_pgd = _run("pgd", {"eps": eps, "steps": 10}, trained_cnn, mnist_slice, n)
+    x_fgsm, s_fgsm, *_ = _run("fgsm", {"eps": eps}, trained_cnn, mnist_slice, n)
+    x_pgd, s_pgd, *_ = _run("pgd", {"eps": eps, "steps": 10}, trained_cnn, mnist_slice, n)
     assert clean > 0.85
     assert s_fgsm["accuracy"] < clean - 0.4  # FGSM at eps 0.3 breaks an undefended CNN
     assert s_pgd["accuracy"] <= s_fgsm["accuracy"]
@@ -75,12 +75,15 @@ def test_fgsm_pgd_strength_and_bounds(trained_cnn, mnist_slice):
 def test_tgsm_next_targets_and_success(trained_cnn, mnist_slice):
     n = 100
     y = mnist_slice.test_y[:n]
-    x_adv, stats, targets = _run("tgsm", {"eps": 0.3}, trained_cnn, mnist_slice, n, return_targets=True)
+    x_adv, stats, targets, predictions = _run("tgsm", {"eps": 0.3}, trained_cnn, mnist_slice, n)
     assert stats["targeted"]
     assert torch.equal(targets, (y + 1) % 10) and not bool((targets == y).any())
     with torch.no_grad():
-        hit = float((trained_cnn(x_adv).argmax(1) == targets).float().mean())
-    assert stats["success_rate"] == pytest.approx(hit)
+        pred = trained_cnn(x_adv).argmax(1)
+    # the returned predictions are the (faster, BatchNorm-folded) attacked copy's: equal up to float rounding
+    assert int((predictions != pred).sum()) <= 1
+    assert stats["success_rate"] == pytest.approx(float((predictions == targets).float().mean()))
+    assert stats["success_rate"] == pytest.approx(float((pred == targets).float().mean()), abs=0.011)
     assert stats["success_rate"] > 0.1
 
 
@@ -88,9 +91,9 @@ def test_random_targets_are_seeded_and_never_the_label(trained_cnn, mnist_slice)
     n = 100
     y = mnist_slice.test_y[:n]
     params = {"eps": 0.2, "target": "random", "steps": 3}
-    xa1, _, t1 = _run("tgsm", params, trained_cnn, mnist_slice, n, seed=7, return_targets=True)
-    xa2, _, t2 = _run("tgsm", params, trained_cnn, mnist_slice, n, seed=7, return_targets=True)
-    _, _, t3 = _run("tgsm", params, trained_cnn, mnist_slice, n, seed=8, return_targets=True)
+    xa1, _, t1, _ = _run("tgsm", params, trained_cnn, mnist_slice, n, seed=7)
+    xa2, _, t2, _ = _run("tgsm", params, trained_cnn, mnist_slice, n, seed=7)
+    t3 = _run("tgsm", params, trained_cnn, mnist_slice, n, seed=8).targets
     assert torch.equal(t1, t2) and torch.equal(xa1, xa2)
     assert not torch.equal(t1, t3)
     assert not bool((t1 == y).any()) and not bool((t3 == y).any())
@@ -112,10 +115,10 @@ def test_jsma_matches_art_saliency_map_method(trained_cnn, mnist_slice):
     budget = math.floor(gamma * 784)
     y = mnist_slice.test_y[:n]
     same = {"theta": 1.0, "gamma": gamma, "jacobian": "logits", "saliency": "target"}
-    x_nat, s_nat, t_nat = _run("jsma", same, trained_cnn, mnist_slice, n, return_targets=True)
-    x_def, s_def = _run("jsma", {"theta": 1.0, "gamma": gamma}, trained_cnn, mnist_slice, n)
-    x_art, s_art, t_art = _run("art:SaliencyMapMethod", {"theta": 1.0, "gamma": gamma, "batch_size": n},
-                               trained_cnn, mnist_slice, n, return_targets=True)
+    x_nat, s_nat, t_nat, _ = _run("jsma", same, trained_cnn, mnist_slice, n)
+    x_def, s_def, *_ = _run("jsma", {"theta": 1.0, "gamma": gamma}, trained_cnn, mnist_slice, n)
+    x_art, s_art, t_art, _ = _run("art:SaliencyMapMethod", {"theta": 1.0, "gamma": gamma, "batch_size": n},
+                                  trained_cnn, mnist_slice, n)
     assert torch.equal(t_nat, (y + 1) % 10) and torch.equal(t_art, t_nat)
     assert abs(s_nat["success_rate"] - s_art["success_rate"]) <= 0.05
     assert s_art["success_rate"] > 0.3 and s_def["success_rate"] > 0.3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import PluginError
 from ..plugin_types import AttackContext
@@ -63,18 +63,28 @@ def perturbation_stats(x, x_adv, y, pred_adv, targets=None) -> dict[str, Any]:
     }
 
 
+class AttackRun(NamedTuple):
+    """What :func:`run_attack` returns (all tensors on the model's device)."""
+
+    x_adv: Any
+    #: :func:`perturbation_stats` plus ``seconds`` (wall time of targets + perturb, without the predictions).
+    stats: dict[str, Any]
+    #: The target class of each input; ``None`` for an untargeted attack.
+    targets: Any
+    #: The attacked model's class for each adversarial input (what ``stats`` was computed from).
+    predictions: Any
+
+
 def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackContext, batch_size: int = 500,
-               progress: bool = True, return_targets: bool = False, optimize: bool = True):
-    """Attack ``(x, y)`` in batches on the model's device; returns ``(x_adv, stats)``.
+               progress: bool = True, optimize: bool = True) -> AttackRun:
+    """Attack ``(x, y)`` in batches on the model's device.
 
     ``params`` are resolved (and checked) by the plugin first. For each batch the attack's ``targets``
-    are chosen, then ``perturb`` runs with them in ``ctx.extra["targets"]``. ``stats`` is
-    :func:`perturbation_stats` plus ``seconds`` (wall time of targets + perturb, excluding the final
-    predictions). ``x_adv`` stays on the model's device. With ``return_targets`` the result is
-    ``(x_adv, stats, targets)`` (``targets`` is ``None`` for an untargeted attack). The model's
-    train/eval flags are restored afterwards. With ``optimize`` (default) the attack runs on
-    :func:`~igbench.engine.inference.inference_copy` of the model (the same function, faster; native and
-    ``art:`` attacks alike); ``model`` itself is never modified.
+    are chosen, then ``perturb`` runs with them in ``ctx.extra["targets"]``, then the model predicts the
+    adversarial batch. The model's train/eval flags are restored afterwards. With ``optimize`` (default)
+    the attack runs on :func:`~igbench.engine.inference.inference_copy` of the model (the same function,
+    faster; native and ``art:`` attacks alike), which also makes the predictions; ``model`` itself is
+    never modified.
     """
     import torch
 
@@ -122,7 +132,7 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     targets = torch.cat(tgts) if tgts else None
     stats = perturbation_stats(x, x_adv, y, pred, targets)
     stats["seconds"] = seconds
-    return (x_adv, stats, targets) if return_targets else (x_adv, stats)
+    return AttackRun(x_adv, stats, targets, pred)
 
 
 def _sync(device) -> None:

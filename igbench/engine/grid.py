@@ -208,8 +208,9 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                 ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
                 label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
                 echo(f"attack {label} (unit {position} of {total})")
-                x_adv, stats = run_attack(plugin, params, fast[source_id], x_eval, y_eval, ctx,
-                                          batch_size=spec.eval_batch_size, progress=progress, optimize=False)
+                run = run_attack(plugin, params, fast[source_id], x_eval, y_eval, ctx,
+                                 batch_size=spec.eval_batch_size, progress=progress, optimize=False)
+                x_adv, stats = run.x_adv, run.stats
                 targets = list(models) if spec.transfer else [source_id]
                 cells = [{"target": tid, "accuracy": accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size),
                           "count": int(x_eval.shape[0])} for tid in targets]

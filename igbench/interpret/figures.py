@@ -133,11 +133,9 @@ def adversarial_grid(models: Mapping[str, Any], x, y, attack, params: dict[str, 
     lo, hi = float(ctx.clip_min), float(ctx.clip_max)
     rows = []
     for model_id, model in models.items():
-        x_adv, _stats, targets = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size,
-                                            progress=False, return_targets=True)
-        with torch.no_grad():
-            pred = model(x_adv).argmax(1).cpu()
-        rows.append((model_id, x_adv.cpu(), pred, None if targets is None else targets.cpu()))
+        run = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=False)
+        targets = None if run.targets is None else run.targets.cpu()
+        rows.append((model_id, run.x_adv.cpu(), run.predictions.cpu(), targets))
     first_targets = rows[0][3] if rows else None
     _label_row(fig, axes[0], "clean")
     for c in range(cols):

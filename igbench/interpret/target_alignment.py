@@ -60,19 +60,12 @@ def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, mean
                           progress: bool = False):
     """Mean :func:`target_alignment` of ``attack``'s examples against ``model`` over the images where it
     is defined, and how many those were: ``(mean or None, count)``."""
-    import torch
-
     from ..engine.attack import run_attack
 
-    x_adv, _stats, targets = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress,
-                                        return_targets=True)
-    if targets is None:  # untargeted: the class the example was pushed into
-        from ..attacks.common import eval_mode
-
-        with eval_mode(model), torch.no_grad():
-            targets = torch.cat([model(x_adv[i:i + batch_size]).argmax(1)
-                                 for i in range(0, int(x_adv.shape[0]), batch_size)])
-    per_image = target_alignment(x, x_adv, y, targets, means)
+    run = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress)
+    # untargeted: the class each example was pushed into
+    targets = run.predictions if run.targets is None else run.targets
+    per_image = target_alignment(x, run.x_adv, y, targets, means)
     finite = per_image[per_image.isfinite()]
     return (float(finite.mean()) if finite.numel() else None), int(finite.numel())
 
