@@ -111,6 +111,9 @@ def test_grid_numbers_make_sense(shared_data, tmp_path):
         assert clean[mid] > 0.7
         assert cells[(0.0, mid, mid)] == pytest.approx(clean[mid])  # eps 0 changes nothing
         assert cells[(0.3, mid, mid)] < clean[mid] - 0.2  # white-box FGSM at 0.3 hurts a lot
+    # the white-box cell and the attack's success rate come from the same predictions of the source model
+    for st in result["attack_stats"]:
+        assert cells[(st["eps"], st["source"], st["source"])] == pytest.approx(1 - st["success_rate"])
     grads = {m["id"]: m["input_grad_norm"] for m in result["models"]}
     assert grads["gradreg"] < grads["none"]
     env = result["environment"]

@@ -21,7 +21,7 @@ from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal
 from .models import ModelSpec, obtain_model
-from .train import TrainConfig, accuracy
+from .train import TrainConfig, accuracy, share_correct
 
 
 @dataclass
@@ -212,8 +212,11 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                                  batch_size=spec.eval_batch_size, progress=progress, optimize=False)
                 x_adv, stats = run.x_adv, run.stats
                 targets = list(models) if spec.transfer else [source_id]
-                cells = [{"target": tid, "accuracy": accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size),
-                          "count": int(x_eval.shape[0])} for tid in targets]
+                # The white-box cell reuses the attack's predictions: the same model (fast[source_id]) on
+                # the same batches (eval_batch_size) already classified every adversarial example.
+                cells = [{"target": tid, "count": int(x_eval.shape[0]),
+                          "accuracy": share_correct(run.predictions, y_eval) if tid == source_id
+                          else accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size)} for tid in targets]
                 unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
                         "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
                 journal.append(unit)
