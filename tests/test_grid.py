@@ -102,6 +102,34 @@ def test_grid_resumes_after_interruption_and_reuses_checkpoints(shared_data, tmp
     assert [m["checkpoint_sha256"] for m in fresh["models"]] == [m["checkpoint_sha256"] for m in result["models"]]
 
 
+def test_attacks_that_change_nothing_score_each_model_on_the_clean_images_once(shared_data, tmp_path, monkeypatch):
+    """At eps 0 FGSM and TGSM return their input: every such unit's transfer cells are the targets' clean
+    accuracies, computed once per target model instead of once per unit."""
+    import igbench.engine.grid as grid_mod
+
+    calls = []
+    real_accuracy = grid_mod.accuracy
+
+    def counting(model, x, y, batch_size=1024):
+        calls.append(x.shape[0])
+        return real_accuracy(model, x, y, batch_size)
+
+    monkeypatch.setattr(grid_mod, "accuracy", counting)
+    spec = tiny_spec(shared_data, attacks=[AttackSpec("fgsm"), AttackSpec("tgsm")], eps=[0.0, 0.3])
+    result, _ = run_grid(spec, tmp_path / "r.json", CheckpointStore(tmp_path / "c"), progress=False,
+                         echo=lambda s: None)
+    # 2 clean accuracies of the records + 2 attacks x 2 sources x 1 transfer target at eps 0.3
+    # + the eps-0 transfer cells: one clean scoring per target model (2), not one per unit (4)
+    assert len(calls) == 2 + 4 + 2
+    cells = {(c["attack"], c["eps"], c["source"], c["target"]): c["accuracy"] for c in result["cells"]}
+    clean = {m["id"]: m["clean_accuracy"] for m in result["models"]}
+    for attack in ("fgsm", "tgsm"):
+        for source in clean:
+            for target in clean:
+                assert cells[(attack, 0.0, source, target)] == pytest.approx(clean[target], abs=0.01)
+    assert cells[("fgsm", 0.0, "none", "gradreg")] == cells[("tgsm", 0.0, "none", "gradreg")]
+
+
 def test_grid_numbers_make_sense(shared_data, tmp_path):
     result, _ = run_grid(tiny_spec(shared_data, eps=[0.0, 0.3]), tmp_path / "r.json", CheckpointStore(tmp_path / "c"),
                          progress=False, echo=lambda s: None)

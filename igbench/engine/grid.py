@@ -198,6 +198,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         # ---- the grid
         attack_seconds = 0.0
         fast = {mid: inference_copy(m) for mid, m in models.items()}  # same functions, faster: attacked and scored
+        clean_scores: dict[str, float] = {}  # fast[model]'s accuracy on x_eval, for attacks that change nothing
         total, position = len(units) * len(models), 0
         for plugin, params, eps in units:
             for source_id in models:
@@ -212,11 +213,21 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                                  batch_size=spec.eval_batch_size, progress=progress, optimize=False)
                 x_adv, stats = run.x_adv, run.stats
                 targets = list(models) if spec.transfer else [source_id]
-                # The white-box cell reuses the attack's predictions: the same model (fast[source_id]) on
-                # the same batches (eval_batch_size) already classified every adversarial example.
-                cells = [{"target": tid, "count": int(x_eval.shape[0]),
-                          "accuracy": share_correct(run.predictions, y_eval) if tid == source_id
-                          else accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size)} for tid in targets]
+                unchanged = x_adv.shape == x_eval.shape and torch.equal(x_adv, x_eval.to(x_adv.device))
+
+                def score(tid: str) -> float:
+                    # The white-box cell reuses the attack's predictions: the same model (fast[source_id])
+                    # on the same batches (eval_batch_size) already classified every adversarial example.
+                    if tid == source_id:
+                        return share_correct(run.predictions, y_eval)
+                    if not unchanged:
+                        return accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size)
+                    # An attack that changed nothing (eps 0) scores the clean images: once per model.
+                    if tid not in clean_scores:
+                        clean_scores[tid] = accuracy(fast[tid], x_eval, y_eval, spec.eval_batch_size)
+                    return clean_scores[tid]
+
+                cells = [{"target": tid, "count": int(x_eval.shape[0]), "accuracy": score(tid)} for tid in targets]
                 unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
                         "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
                 journal.append(unit)
