@@ -264,7 +264,8 @@ def test_repository_leaderboards_hold_real_full_runs_and_are_current():
     for data in by_folder["full"]:  # the paper's schedule, not a shortened one
         assert all(m["train"]["max_steps"] == 15000 for m in data["models"]), data["command"]
     full_mnist = [d for d in by_folder["full"] if d["dataset"]["name"] == "mnist"]
-    assert any(d["dataset"]["n_train"] == 55000 and d["eval"]["n_test"] == 10000 for d in full_mnist)
+    assert any(d["dataset"]["n_train"] == 55000 and d["dataset"]["n_test"] == 10000 and d["eval"]["n_test"] == 10000
+               for d in full_mnist)
     short_sets = {d["dataset"]["name"] for d in by_folder["short"]}
     assert short_sets >= {"mnist", "notmnist", "fashion-mnist"}
     for data in by_folder["short"]:

@@ -21,7 +21,7 @@ from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal
 from .models import ModelSpec, obtain_model
-from .train import TrainConfig, accuracy, share_correct
+from .train import TrainConfig, accuracy
 
 
 @dataclass
@@ -216,10 +216,10 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                 unchanged = x_adv.shape == x_eval.shape and torch.equal(x_adv, x_eval.to(x_adv.device))
 
                 def score(tid: str) -> float:
-                    # The white-box cell reuses the attack's predictions: the same model (fast[source_id])
-                    # on the same batches (eval_batch_size) already classified every adversarial example.
+                    # The white-box cell is the attack's own accuracy: perturbation_stats computed it from
+                    # the same model's (fast[source_id]) predictions on the same batches (eval_batch_size).
                     if tid == source_id:
-                        return share_correct(run.predictions, y_eval)
+                        return float(stats["accuracy"])
                     if not unchanged:
                         return accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size)
                     # An attack that changed nothing (eps 0) scores the clean images: once per model.

@@ -245,13 +245,9 @@ def predict_logits(model, x, batch_size: int = 1024):
     return torch.cat(out) if out else torch.empty(0)
 
 
-def share_correct(pred, y) -> float:
-    """The share of the predicted classes ``pred`` equal to the labels ``y``, computed on the CPU."""
-    return float((pred.cpu() == y.cpu()).float().mean())
-
-
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``."""
     if x.shape[0] == 0:
         return float("nan")
-    return share_correct(predict_logits(model, x, batch_size).argmax(1), y)
+    pred = predict_logits(model, x, batch_size).argmax(1).cpu()
+    return float((pred == y.cpu()).float().mean())
