@@ -66,14 +66,40 @@ def test_attacks_on_a_trained_model_draw_the_target_more_than_random_signs(mnist
     means = class_means(mnist_slice.train_x, mnist_slice.train_y, 10)
     reg = get_registry()
     ctx = make_context(mnist_slice, "cpu", 0)
-    tgsm, n = adversarial_alignment(trained_cnn, reg.get("attack", "tgsm"), {"eps": 0.3}, x, y, ctx, means)
+    tgsm = adversarial_alignment(trained_cnn, reg.get("attack", "tgsm"), {"eps": 0.3}, x, y, ctx, means)
     gen = torch.Generator().manual_seed(0)
     noise = (x + 0.3 * (torch.randint(0, 2, x.shape, generator=gen).float() * 2 - 1)).clamp(0, 1)
     random_signs = float(target_alignment(x, noise, y, (y + 1) % 10, means).mean())
-    assert n == x.shape[0] and tgsm > random_signs + 0.02, (tgsm, random_signs)
-    fgsm, moved = adversarial_alignment(trained_cnn, reg.get("attack", "fgsm"), {"eps": 0.3}, x, y,
-                                        make_context(mnist_slice, "cpu", 0), means)
-    assert 0 < moved < x.shape[0] and fgsm > random_signs  # only the images FGSM moved off their label
+    assert tgsm.count == x.shape[0] and tgsm.mean > random_signs + 0.02, (tgsm, random_signs)
+    fgsm = adversarial_alignment(trained_cnn, reg.get("attack", "fgsm"), {"eps": 0.3}, x, y,
+                                 make_context(mnist_slice, "cpu", 0), means)
+    assert 0 < fgsm.count < x.shape[0] and fgsm.mean > random_signs  # only the images FGSM moved off their label
+    # untargeted: every scored example reached "its" class, so both means agree and reached = success rate
+    assert fgsm.mean_reached == pytest.approx(fgsm.mean) and fgsm.reached == pytest.approx(fgsm.count / x.shape[0])
+
+
+def test_alignment_over_reached_targets_is_the_attacks_success_and_an_iterated_attack_reaches_more(
+        mnist_slice, trained_cnn, digits):
+    """`reached` is the targeted attack's own success rate against the model, `mean_reached` the mean over
+    exactly those images; ten TGSM steps of eps/10 each reach the target on more images than one step."""
+    from igbench.engine.attack import make_context, run_attack
+    from igbench.interpret.target_alignment import adversarial_alignment, class_means, target_alignment
+    from igbench.registry import get_registry
+
+    x, y = digits
+    means = class_means(mnist_slice.train_x, mnist_slice.train_y, 10)
+    tgsm = get_registry().get("attack", "tgsm")
+    one = adversarial_alignment(trained_cnn, tgsm, {"eps": 0.15}, x, y, make_context(mnist_slice, "cpu", 0), means)
+    run = run_attack(tgsm, {"eps": 0.15}, trained_cnn, x, y, make_context(mnist_slice, "cpu", 0))
+    assert one.reached == pytest.approx(run.stats["success_rate"])
+    hit = run.predictions == run.targets
+    assert 0 < int(hit.sum()) < x.shape[0], int(hit.sum())  # some reach it, some do not: the two means differ
+    per_image = target_alignment(x, run.x_adv, y, run.targets, means)
+    assert one.mean_reached == pytest.approx(float(per_image[hit].mean()), abs=1e-6)
+    assert one.mean == pytest.approx(float(per_image.mean()), abs=1e-6)
+    iterated = adversarial_alignment(trained_cnn, tgsm, {"eps": 0.15, "steps": 10}, x, y,
+                                     make_context(mnist_slice, "cpu", 0), means)
+    assert iterated.reached > one.reached + 0.1, (iterated.reached, one.reached)
 
 
 def test_image_shaped_gradient_scores_more_interpretable_than_noise(digits):
@@ -205,6 +231,11 @@ def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
     assert json.loads(result_path.read_text()) == before  # --no-update-result leaves the file alone
     assert (out_dir / "saliency.png").stat().st_size > 1000
     assert (out_dir / "adversarial-tgsm-eps0.3.png").stat().st_size > 1000
+    record = json.loads((out_dir / "explain-scores.json").read_text())  # the only record of a dry run's numbers
+    assert record["result"] == result_path.as_posix() and record["explain"]["attack"] == "tgsm"
+    assert [e["model"] for e in record["interpretability"]] == [m["id"] for m in before["models"]]
+    assert all(0 <= e["adv_target_reached"] <= 1 for e in record["interpretability"])
+    assert f"scores record:      {out_dir / 'explain-scores.json'}" in dry.output
 
     run = CliRunner().invoke(cli, ["explain", str(result_path), "--attack", "fgsm", "--eps", "0.2", *common])
     assert run.exit_code == 0, run.output
@@ -223,11 +254,16 @@ def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
             assert isinstance(entry[key], float) and math.isfinite(entry[key])
         assert 0 <= entry["grad_on_object"] <= 1 and 0 <= entry["grad_tv"] <= 4
         assert -1 <= entry["adv_target_alignment"] <= 1
+        assert 0 <= entry["adv_target_reached"] <= 1
+        if entry["adv_target_reached"] > 0:  # fgsm is untargeted: its examples reached the class they moved to
+            assert entry["adv_target_alignment_reached"] == pytest.approx(entry["adv_target_alignment"])
     how = data["explain"]  # how the scores were made, and by which code
     assert how["attack"] == "fgsm" and how["attack_params"]["eps"] == 0.2 and how["n_images"] == 100
     assert how["gradient"] == "logprob_sum" and how["igbench"]
     assert 0 < how["random_sign_alignment"] < 0.5  # the noise level, printed too
     assert f"reach adv_target_alignment {how['random_sign_alignment']:.3f}" in run.output
+    assert json.loads((default_dir / "explain-scores.json").read_text()) == {
+        "result": result_path.as_posix(), "explain": how, "interpretability": data["interpretability"]}
     # the rest of the result is unchanged
     assert {k: v for k, v in data.items() if k not in ("interpretability", "explain")} == before
 
@@ -284,3 +320,18 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
     assert "variant" in error_of([str(moved), "--cache-dir", str(cache), *common])
     assert "no selected plugin takes 'lamda'" in error_of([str(result_path), "--cache-dir", str(cache),
                                                            "--param", "lamda=1", *common])
+
+
+def test_a_broken_scores_record_is_refused_in_one_line(tmp_path):
+    from igbench.errors import ResultError
+    from igbench.interpret.explain import explain_record, write_scores
+
+    record = explain_record("tgsm", {"eps": 0.3}, "logprob_sum", 10)
+    good = write_scores(tmp_path / "s.json", "r.json", record, [{"model": "none", "adv_target_reached": 0.5}])
+    assert json.loads(good.read_text())["interpretability"][0]["adv_target_reached"] == 0.5
+    with pytest.raises(ResultError) as err:
+        write_scores(tmp_path / "t.json", "r.json", {**record, "gradient": "hessian"}, [])
+    assert str(err.value).startswith(f"{tmp_path / 't.json'}: explain.gradient:") and "\n" not in str(err.value)
+    assert not (tmp_path / "t.json").exists()
+    with pytest.raises(ResultError, match=r"interpretability\[0\]\.adv_target_reached: non-finite"):
+        write_scores(tmp_path / "t.json", "r.json", record, [{"model": "none", "adv_target_reached": float("nan")}])

@@ -30,12 +30,16 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     gradients on the result's test images (total variation, share on the digit, correlation with the
     image, entropy, Gini) and how much the attack's examples against it draw their target class
     (adv_target_alignment: cosine of the perturbation with the target-minus-true class-mean image, a
-    stand-in for the paper's human study), prints them and, by default, adds them to the result file.
+    stand-in for the paper's human study), prints them, writes them with the attack's settings to
+    explain-scores.json beside the figures and, by default, adds them to the result file.
+    adv_target_reached is the share of examples the model classifies as their target, and
+    adv_target_alignment_reached the cosine over those only: a model that one step rarely moves to the
+    target scores mostly failed perturbations in adv_target_alignment (try --param steps=10).
 
     \b
     Examples:
       igbench explain runs/mnist-0123abcd.json --data-dir ../shared/data
-      igbench explain runs/mnist-0123abcd.json --attack tgsm --eps 0.5 --param steps=5 --no-update-result
+      igbench explain runs/mnist-0123abcd.json --attack tgsm --eps 0.5 --param steps=10 --no-update-result
     """
     from ..errors import UsageError
     from ..grid_config import resolve_device
@@ -63,6 +67,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
         click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")
     click.echo(f"\nsaliency figure:    {out.saliency_png}")
     click.echo(f"adversarial figure: {out.adversarial_png}")
+    click.echo(f"scores record:      {out.scores_json}")
     if out.result_updated:
         click.echo(f"scores written to {result} (interpretability)")
 
@@ -73,16 +78,18 @@ def render_scores(scores: dict, n_images: int, gradient: str) -> str:
 
     from ..interpret.measures import MEASURES
 
-    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY
+    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, REACHED_ALIGNMENT_KEY, REACHED_KEY
 
-    keys = list(MEASURES) + [ALIGNMENT_KEY]
+    keys = list(MEASURES) + [ALIGNMENT_KEY, REACHED_KEY, REACHED_ALIGNMENT_KEY]
     rows = [[mid] + [("-" if s.get(k) is None else f"{s[k]:.3f}") for k in keys] for mid, s in scores.items()]
     table = tabulate(rows, headers=["model"] + keys, tablefmt="simple", disable_numparse=True)
     lower = ", ".join(k for k, d in MEASURES.items() if d < 0)
     higher = ", ".join([k for k, d in MEASURES.items() if d > 0] + [ALIGNMENT_KEY])
     return (f"input gradients ({gradient}) and the attack's examples on {n_images} test images\n{table}\n"
             f"more interpretable: lower {lower}; higher {higher}\n"
-            f"{ALIGNMENT_KEY}: cosine of each adversarial perturbation with the (target - true) class-mean image")
+            f"{ALIGNMENT_KEY}: cosine of each adversarial perturbation with the (target - true) class-mean image; "
+            f"{REACHED_KEY}: share of examples the model classifies as their target; "
+            f"{REACHED_ALIGNMENT_KEY}: the cosine over those examples only")
 
 
 COMMANDS = [explain_command]

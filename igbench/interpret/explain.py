@@ -10,6 +10,8 @@ from typing import Any
 from ..errors import DataError
 
 DEFAULT_MAX_IMAGES = 1000
+#: File name of the scores record that every ``explain`` writes next to its figures.
+SCORES_FILE = "explain-scores.json"
 
 
 @dataclass
@@ -22,6 +24,7 @@ class ExplainOutput:
     n_images: int = 0
     result_updated: bool = False
     random_sign_alignment: float | None = None  # adv_target_alignment of random signs of the attack's eps
+    scores_json: Path | None = None  # the record next to the figures (SCORES_FILE)
 
 
 def default_out_dir(result_path: str | Path) -> Path:
@@ -85,6 +88,19 @@ def merge_interpretability(result: dict[str, Any], scores: dict[str, dict[str, A
     return out
 
 
+def write_scores(path: str | Path, result_path: str | Path, record: dict[str, Any],
+                 entries: list[dict[str, Any]]) -> Path:
+    """Write the scores of one ``explain`` next to its figures (validated, atomic): the ``explain`` record,
+    the ``interpretability`` entries and the result file they came from. With ``--no-update-result`` it is
+    the only record of the numbers, so figures made with other attack settings keep theirs."""
+    from ..atomic import atomic_write_text
+    from ..results.io import dumps_result, validate_scores
+
+    data = {"result": Path(result_path).as_posix(), "explain": record, "interpretability": entries}
+    validate_scores(data, path)
+    return atomic_write_text(path, dumps_result(data))
+
+
 def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n_images: int = 8,
                    attack: str = "tgsm", attack_params: dict[str, Any] | None = None,
                    dataset_params: dict[str, Any] | None = None, data_dir=None, cache_dir=None,
@@ -95,8 +111,9 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     Models come from the checkpoint cache (a missing one is a one-line error saying how to recreate it),
     the data from ``data_dir`` (it must be the result's exact data: same variant and checksum). The
     figures use the first ``n_images`` scored test images; the scores use the first
-    ``min(eval.n_test, max_images)``. With ``update_result`` the scores (and ``n_images``) are written into
-    the result's ``interpretability`` list (validated, atomic). ``adv_target_alignment`` attacks every
+    ``min(eval.n_test, max_images)``. The scores and how they were made go to ``explain-scores.json``
+    beside the figures; with ``update_result`` they are also written into the result's
+    ``interpretability`` list (validated, atomic). ``adv_target_alignment`` attacks every
     scored image once per model, so an expensive attack (``art:CarliniL2Method``) takes its time here;
     ``progress`` shows it.
     """
@@ -108,7 +125,8 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     from ..results.io import read_result, write_result
     from .figures import adversarial_grid, saliency_grid
     from .measures import interpretability_summary
-    from .target_alignment import KEY as ALIGNMENT_KEY, adversarial_alignment, class_means, random_sign_alignment
+    from .target_alignment import (KEY as ALIGNMENT_KEY, REACHED_ALIGNMENT_KEY, REACHED_KEY, adversarial_alignment,
+                                   class_means, random_sign_alignment)
 
     if n_images < 1:
         raise UsageError(f"--n-images must be >= 1, got {n_images}")
@@ -145,13 +163,17 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     scores = {}
     for mid, model in models.items():
         summary = interpretability_summary(model, x_score, y_score, gradient=gradient, batch_size=batch_size)
-        alignment, _ = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
-                                             means, batch_size=batch_size, progress=progress)
-        scores[mid] = {**summary, ALIGNMENT_KEY: alignment, "n_images": n_score}
+        aligned = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
+                                        means, batch_size=batch_size, progress=progress)
+        scores[mid] = {**summary, ALIGNMENT_KEY: aligned.mean, REACHED_KEY: aligned.reached,
+                       REACHED_ALIGNMENT_KEY: aligned.mean_reached, "n_images": n_score}
+    record = explain_record(plugin.name, params, gradient, n_score, baseline)
+    scores_json = write_scores(out / SCORES_FILE, result_path, record,
+                               [{"model": mid, **scores[mid]} for mid in scores])
     updated = False
     if update_result:
         result["interpretability"] = merge_interpretability(result, scores)
-        result["explain"] = explain_record(plugin.name, params, gradient, n_score, baseline)
+        result["explain"] = record
         write_result(result_path, result)
         updated = True
-    return ExplainOutput(Path(saliency), Path(adversarial), scores, n_score, updated, baseline)
+    return ExplainOutput(Path(saliency), Path(adversarial), scores, n_score, updated, baseline, scores_json)

@@ -18,14 +18,24 @@ predicts on ``x_adv``, and images the attack did not move off ``y`` are left out
 perturbation is zero are left out too. It is a proxy: it rewards any perturbation that resembles the
 average target, which is what the human study asked about, but it knows nothing about strokes or shape
 beyond the average.
+
+The mean runs over every scored image, whether or not its example fooled the model. A model that one
+gradient step rarely moves to the target (adversarially trained ones) then scores perturbations that
+mostly failed, so each model also records the share of examples that reached their target
+(``adv_target_reached``) and the mean over only those (``adv_target_alignment_reached``); an iterated
+attack (``tgsm`` with ``steps > 1``) reaches more of them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Key of the mean alignment in a result's ``interpretability`` entries (higher: more target-like).
 KEY = "adv_target_alignment"
+#: Key of the share of examples the model classifies as their target (the attack's success against it).
+REACHED_KEY = "adv_target_reached"
+#: Key of the mean alignment over only the examples that reached their target.
+REACHED_ALIGNMENT_KEY = "adv_target_alignment_reached"
 
 
 def class_means(x, y, num_classes: int):
@@ -56,18 +66,46 @@ def target_alignment(x, x_adv, y, targets, means):
     return torch.where(undefined, torch.full_like(cos, float("nan")), cos)
 
 
+class Alignment(NamedTuple):
+    """What :func:`adversarial_alignment` measured for one model."""
+
+    #: Mean :func:`target_alignment` over the images where it is defined (None: no such image).
+    mean: float | None
+    #: How many images that mean is over.
+    count: int
+    #: Share of all images whose example the model classifies as its target class (targeted attacks; for
+    #: an untargeted one: as any class other than the label, its success rate).
+    reached: float
+    #: Mean alignment over only those images (None when none reached its target). A model that the attack
+    #: rarely moves to the target gives :attr:`mean` over mostly failed perturbations; this separates
+    #: "the perturbation does not look like the target" from "the perturbation did not get there".
+    mean_reached: float | None
+
+
 def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, means, batch_size: int = 256,
-                          progress: bool = False):
-    """Mean :func:`target_alignment` of ``attack``'s examples against ``model`` over the images where it
-    is defined, and how many those were: ``(mean or None, count)``."""
+                          progress: bool = False) -> Alignment:
+    """:func:`target_alignment` of ``attack``'s examples against ``model``, summarized as an
+    :class:`Alignment`: over every image where it is defined, and over those whose example reached its target."""
     from ..engine.attack import run_attack
 
     run = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress)
     # untargeted: the class each example was pushed into
     targets = run.predictions if run.targets is None else run.targets
     per_image = target_alignment(x, run.x_adv, y, targets, means)
-    finite = per_image[per_image.isfinite()]
-    return (float(finite.mean()) if finite.numel() else None), int(finite.numel())
+    defined = per_image.isfinite()
+    hit = run.predictions.cpu() == targets.cpu()
+    if run.targets is None:  # untargeted: reaching "the class it was pushed into" means leaving the label
+        hit = hit & (run.predictions.cpu() != y.cpu())
+    hit_defined = defined & hit
+    return Alignment(
+        mean=_mean_or_none(per_image[defined]), count=int(defined.sum()),
+        reached=float(hit.float().mean()) if hit.numel() else float("nan"),
+        mean_reached=_mean_or_none(per_image[hit_defined]),
+    )
+
+
+def _mean_or_none(values) -> float | None:
+    return float(values.mean()) if values.numel() else None
 
 
 def random_sign_alignment(x, y, eps: float, clip: tuple[float, float], means, seed: int = 0) -> float | None:

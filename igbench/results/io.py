@@ -162,22 +162,51 @@ def _semantic_problem(data: dict[str, Any]) -> tuple[list[Any], str] | None:
     return None
 
 
-def validate_result(data: Any, source: str | os.PathLike[str] = "<result>") -> None:
-    """Raise :class:`ResultError` (one line: ``source: json.path: problem``) unless ``data`` is a valid result."""
+def _check_against(validator: Any, data: Any, where: str) -> None:
+    """Raise a one-line :class:`ResultError` for a non-finite number or the most relevant schema error."""
     from jsonschema.exceptions import best_match
 
-    where = os.fspath(source)
     bad = _non_finite(data, [])
     if bad is not None:
         raise ResultError(f"{where}: {json_path(bad)}: non-finite number (NaN/Infinity) is not allowed; the run produced an invalid value")
-    error = best_match(_validator().iter_errors(data))
+    error = best_match(validator.iter_errors(data))
     if error is not None:
         path, message = _schema_message(error)
         raise ResultError(f"{where}: {json_path(path)}: {message}")
+
+
+def validate_result(data: Any, source: str | os.PathLike[str] = "<result>") -> None:
+    """Raise :class:`ResultError` (one line: ``source: json.path: problem``) unless ``data`` is a valid result."""
+    where = os.fspath(source)
+    _check_against(_validator(), data, where)
     problem = _semantic_problem(data)
     if problem is not None:
         path, message = problem
         raise ResultError(f"{where}: {json_path(path)}: {message}")
+
+
+@functools.lru_cache(maxsize=1)
+def _scores_validator() -> Any:
+    """Validator of an ``explain-scores.json`` file: the result schema's ``explain`` and ``interpretability``
+    blocks, plus the result file they were made from."""
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema()
+    scores_schema = {
+        "$defs": schema["$defs"], "type": "object",
+        "additionalProperties": False, "required": ["result", "explain", "interpretability"],
+        "properties": {
+            "result": {"type": "string", "minLength": 1},
+            "explain": schema["properties"]["explain"],
+            "interpretability": schema["properties"]["interpretability"],
+        },
+    }
+    return Draft202012Validator(scores_schema)
+
+
+def validate_scores(data: Any, source: str | os.PathLike[str] = "<scores>") -> None:
+    """Raise :class:`ResultError` (one line) unless ``data`` is a valid ``explain-scores.json`` record."""
+    _check_against(_scores_validator(), data, os.fspath(source))
 
 
 def dumps_result(data: dict[str, Any]) -> str:

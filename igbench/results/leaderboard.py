@@ -369,7 +369,9 @@ def _interpretability(entries: list[_Entry]) -> list[str]:
              "gradients (lower `grad_tv` and `grad_entropy`, higher `grad_on_object`, `grad_image_corr` and "
              "`grad_gini` read as more interpretable) and `adv_target_alignment`, the cosine of each adversarial "
              "perturbation (the file's `explain.attack`) with the target-minus-true class-mean image (higher: "
-             "the examples draw their target class more, a stand-in for the paper's human study).")
+             "the examples draw their target class more, a stand-in for the paper's human study). Where recorded, "
+             "`adv_target_reached` is the share of those examples the model classifies as their target and "
+             "`adv_target_alignment_reached` the cosine over those only.")
     levels = [f"{_file_ref(s)}: {s.data['explain']['random_sign_alignment']:.3f} ({s.data['explain']['attack']})"
               for s in sources if (s.data.get("explain") or {}).get("random_sign_alignment") is not None]
     lines = ["## Interpretability", "", intro, "", _table(rows, ["model", *fields], set(range(1, len(fields) + 1))), ""]

@@ -73,13 +73,13 @@ def stats_table(result: dict[str, Any], attack: str) -> str:
 
 
 def interpretability_table(result: dict[str, Any]) -> str | None:
-    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY
+    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, REACHED_ALIGNMENT_KEY, REACHED_KEY
 
     rows = result.get("interpretability") or []
     if not rows:
         return None
     keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini",
-                        ALIGNMENT_KEY) if any(k in r for r in rows)]
+                        ALIGNMENT_KEY, REACHED_KEY, REACHED_ALIGNMENT_KEY) if any(k in r for r in rows)]
     body = [[r["model"]] + ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))]
             for r in rows]
     how = result.get("explain")
@@ -89,6 +89,9 @@ def interpretability_table(result: dict[str, Any]) -> str | None:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(how["attack_params"].items()))
         made += (f"; {ALIGNMENT_KEY}: cosine of the {how['attack']} ({shown}) perturbation with the "
                  "target-minus-true class-mean image, higher = more target-like")
+        if REACHED_KEY in keys:
+            made += (f"; {REACHED_KEY}: share of the examples classified as their target, "
+                     f"{REACHED_ALIGNMENT_KEY}: the cosine over those only")
         if how.get("random_sign_alignment") is not None:
             made += f"; random signs of the same size: {how['random_sign_alignment']:.3f}"
     return f"Input-gradient interpretability (`igbench explain`; {made}):\n\n" + _table(["model"] + keys + ["images"], body)
