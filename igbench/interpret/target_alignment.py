@@ -99,7 +99,7 @@ def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, mean
     hit_defined = defined & hit
     return Alignment(
         mean=_mean_or_none(per_image[defined]), count=int(defined.sum()),
-        reached=float(hit.float().mean()) if hit.numel() else float("nan"),
+        reached=int(hit.sum()) / hit.numel() if hit.numel() else float("nan"),  # exact: 288 / 1000 = 0.288
         mean_reached=_mean_or_none(per_image[hit_defined]),
     )
 
