@@ -335,3 +335,13 @@ def test_a_broken_scores_record_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "t.json").exists()
     with pytest.raises(ResultError, match=r"interpretability\[0\]\.adv_target_reached: non-finite"):
         write_scores(tmp_path / "t.json", "r.json", record, [{"model": "none", "adv_target_reached": float("nan")}])
+    # `igbench validate` checks a scores record by its name, against the scores schema
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    scores = folder / "explain-scores.json"
+    scores.write_text(good.read_text())
+    ok = CliRunner().invoke(cli, ["validate", str(scores)])
+    assert ok.exit_code == 0 and ok.output.strip() == f"ok {scores}", ok.output
+    scores.write_text(good.read_text().replace('"logprob_sum"', '"hessian"'))
+    bad = CliRunner().invoke(cli, ["validate", str(scores)])
+    assert bad.exit_code != 0 and f"{scores}: explain.gradient:" in bad.output, bad.output

@@ -55,15 +55,18 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
 def validate_command(paths: tuple[str, ...]) -> None:
     """Check result files against the result schema (files, or directories of *.json).
 
-    Prints `ok PATH` for each valid file and one line per invalid file naming the failing field.
+    A file named explain-scores.json (what `igbench explain` writes beside its figures) is checked
+    against the schema's explain and interpretability blocks instead. Prints `ok PATH` for each valid
+    file and one line per invalid file naming the failing field.
     """
-    from ..results.io import expand_paths, read_result
+    from ..interpret.explain import SCORES_FILE
+    from ..results.io import expand_paths, read_result, read_scores
 
     files = expand_paths(paths)
     bad = 0
     for path in files:
         try:
-            read_result(path)
+            (read_scores if path.name == SCORES_FILE else read_result)(path)
         except ResultError as exc:
             bad += 1
             click.echo(str(exc), err=True)

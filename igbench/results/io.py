@@ -230,6 +230,19 @@ def _reject_constant(name: str) -> Any:
 
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one result file; any problem is a one-line :class:`ResultError` naming the file."""
+    data = _read_json(path)
+    validate_result(data, os.fspath(path))
+    return data
+
+
+def read_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate one ``explain-scores.json`` record (one-line :class:`ResultError` on a problem)."""
+    data = _read_json(path)
+    validate_scores(data, os.fspath(path))
+    return data
+
+
+def _read_json(path: str | os.PathLike[str]) -> Any:
     where = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -245,7 +258,6 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ResultError(f"{where}: {exc} is not valid JSON; result files may hold only finite numbers") from None
     except json.JSONDecodeError as exc:
         raise ResultError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
-    validate_result(data, where)
     return data
 
 
