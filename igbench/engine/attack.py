@@ -23,6 +23,14 @@ def make_context(data, device="cpu", seed: int = 0) -> AttackContext:
                          num_classes=int(data.num_classes), generator=gen)
 
 
+def success_mask(pred_adv, y, targets=None):
+    """Per input, did the attack succeed: predicted as its target (targeted, ``targets`` given), or as
+    anything but ``y`` (untargeted; inputs already misclassified count). On ``pred_adv``'s device."""
+    if targets is not None:
+        return pred_adv == targets.to(pred_adv.device)
+    return pred_adv != y.to(pred_adv.device)
+
+
 def perturbation_stats(x, x_adv, y, pred_adv, targets=None) -> dict[str, Any]:
     """Success and size of a perturbation, as plain floats (means over the inputs).
 
@@ -45,10 +53,7 @@ def perturbation_stats(x, x_adv, y, pred_adv, targets=None) -> dict[str, Any]:
     linf = delta.abs().amax(1)
     l2 = delta.norm(dim=1)
     l0 = (delta.abs() > L0_TOL).sum(1).float()
-    if targets is not None:
-        success = pred_adv == targets.to(delta.device)
-    else:
-        success = pred_adv != y
+    success = success_mask(pred_adv, y, targets)
     return {
         "n": n,
         "targeted": targets is not None,

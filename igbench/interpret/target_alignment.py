@@ -86,16 +86,15 @@ def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, mean
                           progress: bool = False) -> Alignment:
     """:func:`target_alignment` of ``attack``'s examples against ``model``, summarized as an
     :class:`Alignment`: over every image where it is defined, and over those whose example reached its target."""
-    from ..engine.attack import run_attack
+    from ..engine.attack import run_attack, success_mask
 
     run = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress)
     # untargeted: the class each example was pushed into
     targets = run.predictions if run.targets is None else run.targets
     per_image = target_alignment(x, run.x_adv, y, targets, means)
     defined = per_image.isfinite()
-    hit = run.predictions.cpu() == targets.cpu()
-    if run.targets is None:  # untargeted: reaching "the class it was pushed into" means leaving the label
-        hit = hit & (run.predictions.cpu() != y.cpu())
+    # the attack's own success rule: its target, or (untargeted) any class but the label
+    hit = success_mask(run.predictions.cpu(), y.cpu(), None if run.targets is None else run.targets.cpu())
     hit_defined = defined & hit
     return Alignment(
         mean=_mean_or_none(per_image[defined]), count=int(defined.sum()),
