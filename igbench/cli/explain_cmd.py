@@ -79,9 +79,9 @@ def render_scores(scores: dict, n_images: int, gradient: str) -> str:
 
     from ..interpret.measures import MEASURES
 
-    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, REACHED_ALIGNMENT_KEY, REACHED_KEY
+    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, KEYS as ALIGNMENT_KEYS, REACHED_ALIGNMENT_KEY, REACHED_KEY
 
-    keys = list(MEASURES) + [ALIGNMENT_KEY, REACHED_KEY, REACHED_ALIGNMENT_KEY]
+    keys = list(MEASURES) + list(ALIGNMENT_KEYS)
     rows = [[mid] + [("-" if s.get(k) is None else f"{s[k]:.3f}") for k in keys] for mid, s in scores.items()]
     table = tabulate(rows, headers=["model"] + keys, tablefmt="simple", disable_numparse=True)
     lower = ", ".join(k for k, d in MEASURES.items() if d < 0)

@@ -125,8 +125,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     from ..results.io import read_result, write_result
     from .figures import adversarial_grid, saliency_grid
     from .measures import interpretability_summary
-    from .target_alignment import (KEY as ALIGNMENT_KEY, REACHED_ALIGNMENT_KEY, REACHED_KEY, adversarial_alignment,
-                                   class_means, random_sign_alignment)
+    from .target_alignment import adversarial_alignment, class_means, random_sign_alignment
 
     if n_images < 1:
         raise UsageError(f"--n-images must be >= 1, got {n_images}")
@@ -165,8 +164,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
         summary = interpretability_summary(model, x_score, y_score, gradient=gradient, batch_size=batch_size)
         aligned = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
                                         means, batch_size=batch_size, progress=progress)
-        scores[mid] = {**summary, ALIGNMENT_KEY: aligned.mean, REACHED_KEY: aligned.reached,
-                       REACHED_ALIGNMENT_KEY: aligned.mean_reached, "n_images": n_score}
+        scores[mid] = {**summary, **aligned.entry(), "n_images": n_score}
     record = explain_record(plugin.name, params, gradient, n_score, baseline)
     scores_json = write_scores(out / SCORES_FILE, result_path, record,
                                [{"model": mid, **scores[mid]} for mid in scores])

@@ -36,6 +36,8 @@ KEY = "adv_target_alignment"
 REACHED_KEY = "adv_target_reached"
 #: Key of the mean alignment over only the examples that reached their target.
 REACHED_ALIGNMENT_KEY = "adv_target_alignment_reached"
+#: Every key :func:`adversarial_alignment` fills in an ``interpretability`` entry, in display order.
+KEYS = (KEY, REACHED_KEY, REACHED_ALIGNMENT_KEY)
 
 
 def class_means(x, y, num_classes: int):
@@ -80,6 +82,10 @@ class Alignment(NamedTuple):
     #: rarely moves to the target gives :attr:`mean` over mostly failed perturbations; this separates
     #: "the perturbation does not look like the target" from "the perturbation did not get there".
     mean_reached: float | None
+
+    def entry(self) -> dict[str, float | None]:
+        """The values under their ``interpretability`` keys (:data:`KEYS`)."""
+        return dict(zip(KEYS, (self.mean, self.reached, self.mean_reached)))
 
 
 def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, means, batch_size: int = 256,

@@ -73,13 +73,13 @@ def stats_table(result: dict[str, Any], attack: str) -> str:
 
 
 def interpretability_table(result: dict[str, Any]) -> str | None:
-    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, REACHED_ALIGNMENT_KEY, REACHED_KEY
+    from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, KEYS as ALIGNMENT_KEYS, REACHED_ALIGNMENT_KEY, REACHED_KEY
 
     rows = result.get("interpretability") or []
     if not rows:
         return None
     keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini",
-                        ALIGNMENT_KEY, REACHED_KEY, REACHED_ALIGNMENT_KEY) if any(k in r for r in rows)]
+                        *ALIGNMENT_KEYS) if any(k in r for r in rows)]
     body = [[r["model"]] + ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))]
             for r in rows]
     how = result.get("explain")
