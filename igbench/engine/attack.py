@@ -39,8 +39,6 @@ def perturbation_stats(x, x_adv, y, pred_adv, targets=None) -> dict[str, Any]:
     predicted as ``y``. ``linf``/``l2``: mean norms of ``x_adv - x``; ``l0``: mean count of changed features
     (``|delta| > 1e-6``), ``l0_fraction`` the same over the feature count; ``*_max`` the largest per input.
     """
-    import torch
-
     n = int(x.shape[0])
     if n == 0:
         nan = float("nan")
