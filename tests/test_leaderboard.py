@@ -243,6 +243,23 @@ def test_report_numbers_come_from_the_cells(results_dir):
     assert "Gradient-masking check" in out.output and "beat white-box ones, per target model: none " in out.output
 
 
+def test_report_says_how_many_examples_the_reached_only_alignment_rests_on():
+    """A model the attack almost never moves to its target gets a reached-only mean over a handful of
+    images; the report shows that count next to it, from the recorded share and image count."""
+    from igbench.results.report import interpretability_table
+
+    rows = [{"model": "none", "adv_target_alignment": 0.188, "adv_target_reached": 0.288,
+             "adv_target_alignment_reached": 0.15, "n_images": 1000},
+            {"model": "advtrain", "adv_target_alignment": 0.17, "adv_target_reached": 0.001,
+             "adv_target_alignment_reached": -0.103, "n_images": 1000},
+            {"model": "never", "adv_target_alignment": 0.1, "adv_target_reached": 0.0,
+             "adv_target_alignment_reached": None, "n_images": 1000}]
+    table = {r[0]: r for r in _rows(interpretability_table({"interpretability": rows}))}
+    assert table["none"][1:] == ["0.188", "0.288", "0.150 (n=288)", "1000"]
+    assert table["advtrain"][3] == "-0.103 (n=1)"
+    assert table["never"][3] == "-"
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

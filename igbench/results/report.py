@@ -72,6 +72,20 @@ def stats_table(result: dict[str, Any], attack: str) -> str:
                       "other models' accuracy %"], rows))
 
 
+def _interpretability_cell(row: dict[str, Any], key: str) -> str:
+    """One score to 3 decimals; the mean over the examples that reached their target also says over how many,
+    since on a model the attack rarely moves to the target it can rest on a handful of images."""
+    from ..interpret.target_alignment import REACHED_ALIGNMENT_KEY, REACHED_KEY
+
+    value = row.get(key)
+    if value is None:
+        return "-"
+    text = f"{value:.3f}"
+    if key == REACHED_ALIGNMENT_KEY and row.get(REACHED_KEY) is not None and row.get("n_images"):
+        text += f" (n={round(row[REACHED_KEY] * row['n_images'])})"
+    return text
+
+
 def interpretability_table(result: dict[str, Any]) -> str | None:
     from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, KEYS as ALIGNMENT_KEYS, REACHED_ALIGNMENT_KEY, REACHED_KEY
 
@@ -80,7 +94,7 @@ def interpretability_table(result: dict[str, Any]) -> str | None:
         return None
     keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini",
                         *ALIGNMENT_KEYS) if any(k in r for r in rows)]
-    body = [[r["model"]] + ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in keys] + [str(r.get("n_images", "-"))]
+    body = [[r["model"]] + [_interpretability_cell(r, k) for k in keys] + [str(r.get("n_images", "-"))]
             for r in rows]
     how = result.get("explain")
     made = ("gradient of the summed log-probabilities" if how is None or how["gradient"] == "logprob_sum"
@@ -91,7 +105,7 @@ def interpretability_table(result: dict[str, Any]) -> str | None:
                  "target-minus-true class-mean image, higher = more target-like")
         if REACHED_KEY in keys:
             made += (f"; {REACHED_KEY}: share of the examples classified as their target, "
-                     f"{REACHED_ALIGNMENT_KEY}: the cosine over those only")
+                     f"{REACHED_ALIGNMENT_KEY}: the cosine over those only (n: how many)")
         if how.get("random_sign_alignment") is not None:
             made += f"; random signs of the same size: {how['random_sign_alignment']:.3f}"
     return f"Input-gradient interpretability (`igbench explain`; {made}):\n\n" + _table(["model"] + keys + ["images"], body)
@@ -120,8 +134,8 @@ def masking_check(result: dict[str, Any]) -> str:
             if worst is not None:
                 margins.append(f"{t} {100 * worst[0]:+.1f} ({worst[2]}, eps {format_eps(worst[1])})")
         if margins:
-            lines.append(f"  largest margin (points) by which transferred examples beat white-box ones, per target "
-                         f"model: " + "; ".join(margins))
+            lines.append("  largest margin (points) by which transferred examples beat white-box ones, per target "
+                         "model: " + "; ".join(margins))
     return "Gradient-masking check:\n\n" + "\n".join(lines)
 
 
