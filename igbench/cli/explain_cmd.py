@@ -51,7 +51,8 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
 
     reg = get_registry()
     plugin = reg.get("attack", attack)
-    dataset_name = read_result(result)["dataset"]["name"]
+    result_data = read_result(result)
+    dataset_name = result_data["dataset"]["name"]
     selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
     given = distribute_params(param, selected)
     attack_params = dict(given.get(attack, {}))
@@ -62,7 +63,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
                          dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
                          device=resolve_device(device), max_images=max_images, gradient=gradient,
-                         update_result=update_result, progress=progress)
+                         update_result=update_result, progress=progress, result=result_data)
     click.echo(render_scores(out.scores, out.n_images, gradient))
     if out.random_sign_alignment is not None:
         click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")

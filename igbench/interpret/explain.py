@@ -105,7 +105,8 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
                    attack: str = "tgsm", attack_params: dict[str, Any] | None = None,
                    dataset_params: dict[str, Any] | None = None, data_dir=None, cache_dir=None,
                    device: str = "cpu", max_images: int = DEFAULT_MAX_IMAGES, gradient: str = "logprob_sum",
-                   update_result: bool = True, batch_size: int = 256, progress: bool = True) -> ExplainOutput:
+                   update_result: bool = True, batch_size: int = 256, progress: bool = True,
+                   result: dict[str, Any] | None = None) -> ExplainOutput:
     """Draw the saliency and adversarial grids of a result's models and score their input gradients.
 
     Models come from the checkpoint cache (a missing one is a one-line error saying how to recreate it),
@@ -115,7 +116,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     beside the figures; with ``update_result`` they are also written into the result's
     ``interpretability`` list (validated, atomic). ``adv_target_alignment`` attacks every
     scored image once per model, so an expensive attack (``art:CarliniL2Method``) takes its time here;
-    ``progress`` shows it.
+    ``progress`` shows it. ``result`` is the file's content when the caller has already read it.
     """
     from ..engine.attack import make_context
     from ..engine.cache import CheckpointStore
@@ -132,7 +133,8 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     if max_images < 1:
         raise UsageError(f"--max-images must be >= 1, got {max_images}")
     result_path = Path(result_path)
-    result = read_result(result_path)
+    if result is None:
+        result = read_result(result_path)
     plugin = get_registry().get("attack", attack)
     params = plugin.resolve_params(attack_params or {})
     data = load_result_data(result, data_dir, dataset_params)
