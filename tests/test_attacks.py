@@ -87,6 +87,26 @@ def test_tgsm_next_targets_and_success(trained_cnn, mnist_slice):
     assert stats["success_rate"] > 0.1
 
 
+def test_tgsm_stop_at_target_keeps_the_first_iterate_that_fooled_the_model(trained_cnn, mnist_slice):
+    """30 moves of 0.01 toward the next class: without stopping, every image is pushed the whole way;
+    with stop_at_target each stops where it first reached its target, so the perturbations are much
+    smaller and at least as many examples end on their target."""
+    n = 100
+    x = mnist_slice.test_x[:n]
+    common = {"eps": 0.3, "steps": 30, "step_size": 0.01}
+    x_all, s_all, t_all, _ = _run("tgsm", common, trained_cnn, mnist_slice, n)
+    x_stop, s_stop, t_stop, p_stop = _run("tgsm", {**common, "stop_at_target": True}, trained_cnn, mnist_slice, n)
+    assert torch.equal(t_all, t_stop)
+    assert s_all["success_rate"] > 0.5
+    assert s_stop["success_rate"] >= s_all["success_rate"] - 0.02
+    assert s_stop["linf"] < 0.6 * s_all["linf"]
+    reached = p_stop == t_stop
+    size = (x_stop - x).abs().flatten(1).amax(1)
+    assert float((size[reached] < 0.3 - 1e-6).float().mean()) > 0.5  # most stopped before the budget's end
+    # an image never at its target when checked takes the same 30 moves as without stopping
+    assert torch.allclose(x_stop[~reached], x_all[~reached])
+
+
 def test_random_targets_are_seeded_and_never_the_label(trained_cnn, mnist_slice):
     n = 100
     y = mnist_slice.test_y[:n]

@@ -58,16 +58,18 @@ def model_device(model):
     return torch.device("cpu")
 
 
-def ce_input_grad(model, x, labels):
-    """d CE / d x with CE summed over the batch, so each row is its own example's gradient."""
+def ce_input_grad(model, x, labels, with_logits: bool = False):
+    """d CE / d x with CE summed over the batch, so each row is its own example's gradient; with
+    ``with_logits``, ``(grad, logits)`` from the same forward pass."""
     import torch
     import torch.nn.functional as F
 
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), labels, reduction="sum")
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
-    return grad
+    return (grad, logits.detach()) if with_logits else grad
 
 
 def given_targets(ctx: AttackContext):
@@ -108,19 +110,31 @@ def targets_for(attack, model, x, y, params: dict[str, Any], ctx: AttackContext)
 
 
 def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascend: bool, ctx: AttackContext,
-               start=None):
+               start=None, stop_at_target: bool = False):
     """Iterated gradient-sign steps on CE(labels), projected to the L-inf ``eps`` ball and the clip range.
 
     ``ascend`` raises the loss (untargeted, true labels); otherwise it lowers it (targeted). One step with
-    ``step_size == eps`` and no ``start`` is FGSM (or one-step TGSM).
+    ``step_size == eps`` and no ``start`` is FGSM (or one-step TGSM). With ``stop_at_target`` (targeted
+    only) an image the model already classifies as its label is not moved again, so each example is the
+    first iterate that reached its target; the loop ends early once every image has.
     """
     import torch
 
+    if stop_at_target and ascend:
+        raise ValueError("stop_at_target is for targeted steps (ascend=False)")
     lo = (x - eps).clamp(min=ctx.clip_min)
     hi = (x + eps).clamp(max=ctx.clip_max)
     x_adv = x.detach() if start is None else torch.max(torch.min(start.detach(), hi), lo)
     sign = 1.0 if ascend else -1.0
     for _ in range(int(steps)):
-        grad = ce_input_grad(model, x_adv, labels)
-        x_adv = torch.max(torch.min(x_adv + (sign * step_size) * grad.sign(), hi), lo).detach()
+        if not stop_at_target:
+            grad = ce_input_grad(model, x_adv, labels)
+            x_adv = torch.max(torch.min(x_adv + (sign * step_size) * grad.sign(), hi), lo).detach()
+            continue
+        grad, logits = ce_input_grad(model, x_adv, labels, with_logits=True)
+        moving = logits.argmax(1) != labels
+        if not bool(moving.any()):
+            break
+        move = (sign * step_size) * grad.sign() * moving.view(-1, *([1] * (x.dim() - 1)))
+        x_adv = torch.max(torch.min(x_adv + move, hi), lo).detach()
     return x_adv
