@@ -318,6 +318,13 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
     moved = tmp_path / "other.json"
     write_result(moved, other)
     assert "variant" in error_of([str(moved), "--cache-dir", str(cache), *common])
+    retrained = json.loads(result_path.read_text())  # as if the cached model had been trained again
+    retrained["models"][1]["checkpoint_sha256"] = "0" * 64
+    write_result(moved, retrained)
+    assert f"checkpoint of model '{retrained['models'][1]['id']}'" in error_of([str(moved), "--cache-dir", str(cache),
+                                                                                 *common])
+    assert "holds other weights than the result was made with" in error_of([str(moved), "--cache-dir", str(cache),
+                                                                             *common])
     assert "no selected plugin takes 'lamda'" in error_of([str(result_path), "--cache-dir", str(cache),
                                                            "--param", "lamda=1", *common])
 

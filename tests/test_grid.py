@@ -380,6 +380,27 @@ name = "fgsm"
     assert "already holds this grid" in again.output and "attack fgsm" not in again.output
     assert json.loads(out.read_text())["created"] == result["created"], "the grid was not run again"
 
+    # The same configuration trained again with other weights (another machine, thread count) is not the
+    # same run: `explain` refuses to draw it as the old result's, and the command remakes the grid.
+    import torch
+
+    from igbench.engine.cache import CheckpointStore
+    store = CheckpointStore(tmp_path / "c")
+    key = result["models"][0]["config_hash"]
+    blob = torch.load(store.path(key), map_location="cpu", weights_only=True)
+    blob["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    torch.save(blob, store.path(key))
+    explain = CliRunner().invoke(cli, ["explain", str(out), "--data-dir", str(shared_data), "--cache-dir",
+                                       str(tmp_path / "c"), "--no-update-result", "--out", str(tmp_path / "e")])
+    assert explain.exit_code == 1 and "holds other weights than the result was made with" in explain.output
+    remade = CliRunner().invoke(cli, args)
+    assert remade.exit_code == 0, remade.output
+    assert "already holds this grid" not in remade.output and "attack fgsm eps=0.2 on none" in remade.output
+    new = json.loads(out.read_text())
+    assert new["run_id"] != result["run_id"]
+    assert new["models"][0]["checkpoint_sha256"] != result["models"][0]["checkpoint_sha256"]
+    assert new["models"][1]["checkpoint_sha256"] == result["models"][1]["checkpoint_sha256"]
+
     forced = CliRunner().invoke(cli, args + ["--rerun"])
     assert forced.exit_code == 0 and "attack fgsm eps=0.2 on none" in forced.output
     # a log shows how far the grid is and what each unit gave

@@ -180,8 +180,10 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     for line in accuracy_gap_hints(records, next((m.id for m in spec.models if m.is_reference), None)):
         echo(line)
     attack_records = _attack_records(spec, units)
+    # The weights' hashes too: a model retrained from the same configuration (another machine or thread
+    # count) is a different run, whose attacks must not be mixed with, or reused from, the first one's.
     run_id = config_hash({
-        "dataset": data.describe(), "models": [r["config_hash"] for r in records],
+        "dataset": data.describe(), "models": [[r["config_hash"], r["checkpoint_sha256"]] for r in records],
         "attacks": attack_records, "n_test": int(x_eval.shape[0]), "seed": spec.train.seed,
         "transfer": spec.transfer,
     })

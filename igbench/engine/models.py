@@ -124,7 +124,10 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
     """The trained models of a result file, from the checkpoint cache, keyed by model id (eval mode).
 
     A checkpoint missing from the cache is a one-line error that says how to recreate it (re-run the
-    result's command: the cache key is the same, so only the missing models are retrained).
+    result's command: the cache key is the same, so only the missing models are retrained). So is one
+    whose weights are not the ones the result recorded (``checkpoint_sha256``): the same configuration
+    retrained elsewhere (another machine, thread count or torch build) gives other weights, and figures
+    or scores from them would not belong to the result's numbers.
     """
     import torch
 
@@ -143,6 +146,12 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
             )
         model = reg.get("architecture", rec["arch"]).build(shape, num_classes, rec["arch_params"])
         store.load(key, model)
+        if weights_sha256(model) != rec["checkpoint_sha256"]:
+            raise IgbenchError(
+                f"checkpoint of model '{rec['id']}' ({key[:12]}) in {store.root} holds other weights than the "
+                f"result was made with (retrained since?); re-run `{result['command']}` to remake the result "
+                f"from the cached models, or restore the original checkpoint"
+            )
         models[rec["id"]] = model.to(torch.device(device)).eval()
     return models
 
