@@ -9,6 +9,9 @@ thread it also counts threads' busy-waiting).
 
     python benchmarks/bench_defenses.py [--data-dir ../shared/data] [--reps 15] [--threads N] [--json]
 
+``--precisions fp32,bf16`` also times every defense under bfloat16 autocast (igbench's ``--precision
+bf16``) in the same round-robin, with its speed-up over the same defense in fp32.
+
 Distillation is not listed: each of its steps is a plain cross-entropy step (at temperature T, on soft
 labels for the student), so its cost is that of ``none`` times the teacher's plus the student's steps.
 """
@@ -37,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--archs", default=",".join(DEFAULT_ARCHS))
     p.add_argument("--defenses", default=",".join(DEFAULT_DEFENSES))
+    p.add_argument("--precisions", default="fp32", help="training precisions to time, e.g. fp32,bf16")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     return p.parse_args(argv)
 
@@ -48,8 +52,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def bench_arch(arch_name, defenses, data, args, registry):
-    """Per-step times of each defense on ``arch_name``: ``{defense: ([wall s...], [process CPU s...])}``."""
+def bench_arch(arch_name, defenses, precisions, data, args, registry):
+    """Per-step times of each defense at each precision on ``arch_name``:
+    ``{(defense, precision): ([wall s...], [process CPU s...])}``."""
     import torch
 
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
@@ -64,31 +69,33 @@ def bench_arch(arch_name, defenses, data, args, registry):
     for name in defenses:
         plugin = registry.get("defense", name)
         params = plugin.resolve_params({})
-        model = trainer.new_model()
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
-        setups[name] = (plugin, params, model, opt)
+        for precision in precisions:
+            model = trainer.new_model()
+            model.train()
+            opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
+            setups[name, precision] = (plugin, params, model, opt, TrainConfig(precision=precision))
 
-    def step(name):
-        plugin, params, model, opt = setups[name]
+    def step(key):
+        plugin, params, model, opt, config = setups[key]
         _sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
-        loss, _ = plugin.loss(model, x, y, params, trainer)
+        with config.autocast(device):
+            loss, _ = plugin.loss(model, x, y, params, trainer)
         backward_to_weights(loss, model)
         opt.step()
         _sync(device)
         return time.perf_counter() - t0, time.process_time() - c0
 
-    for name in defenses:
+    for key in setups:
         for _ in range(args.warmup):
-            step(name)
-    times = {name: ([], []) for name in defenses}
+            step(key)
+    times = {key: ([], []) for key in setups}
     for _ in range(args.reps):
-        for name in defenses:
-            wall, cpu = step(name)
-            times[name][0].append(wall)
-            times[name][1].append(cpu)
+        for key in setups:
+            wall, cpu = step(key)
+            times[key][0].append(wall)
+            times[key][1].append(cpu)
     return times
 
 
@@ -106,20 +113,23 @@ def main(argv=None) -> int:
     defenses = [d for d in args.defenses.split(",") if d]
     if "none" not in defenses:
         defenses.insert(0, "none")
+    precisions = [p for p in args.precisions.split(",") if p]
+    if "fp32" not in precisions:
+        precisions.insert(0, "fp32")
     rows = []
     for arch_name in [a for a in args.archs.split(",") if a]:
-        times = bench_arch(arch_name, defenses, data, args, registry)
-        base_wall = statistics.median(times["none"][0])
-        base_cpu = statistics.median(times["none"][1])
-        for name in defenses:
-            wall, cpu = times[name]
+        times = bench_arch(arch_name, defenses, precisions, data, args, registry)
+        base_wall = statistics.median(times["none", "fp32"][0])
+        base_cpu = statistics.median(times["none", "fp32"][1])
+        for (name, precision), (wall, cpu) in times.items():
             med = statistics.median(wall)
             q = statistics.quantiles(wall, n=4) if len(wall) > 1 else [med, med, med]
-            rows.append({"arch": arch_name, "defense": name, "ms_per_step": med * 1e3,
+            rows.append({"arch": arch_name, "defense": name, "precision": precision, "ms_per_step": med * 1e3,
                          "ms_q1": q[0] * 1e3, "ms_q3": q[2] * 1e3, "ratio_to_none": med / base_wall,
                          "cpu_ms_per_step": statistics.median(cpu) * 1e3,
                          "cpu_ratio_to_none": statistics.median(cpu) / base_cpu,
-                         "target_ratio": TARGETS.get(name)})
+                         "speedup_over_fp32": statistics.median(times[name, "fp32"][0]) / med,
+                         "target_ratio": TARGETS.get(name) if precision == "fp32" else None})
     report = {
         "batch_size": args.batch_size, "warmup": args.warmup, "reps": args.reps,
         "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__,
@@ -132,15 +142,16 @@ def main(argv=None) -> int:
         return 0
     from tabulate import tabulate
 
-    table = [[r["arch"], r["defense"], f"{r['ms_per_step']:.1f}", f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}",
-              f"{r['ratio_to_none']:.2f}x", f"{r['cpu_ms_per_step']:.1f}", f"{r['cpu_ratio_to_none']:.2f}x",
+    table = [[r["arch"], r["defense"], r["precision"], f"{r['ms_per_step']:.1f}", f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}",
+              f"{r['ratio_to_none']:.2f}x", f"{r['speedup_over_fp32']:.2f}x", f"{r['cpu_ms_per_step']:.1f}",
+              f"{r['cpu_ratio_to_none']:.2f}x",
               "" if r["target_ratio"] is None else
               f"<= {r['target_ratio']}x {'ok' if r['ratio_to_none'] <= r['target_ratio'] else 'MISSED'}"]
              for r in rows]
     print(f"one training step, batch {args.batch_size}, {args.device}, {report['threads']} threads, "
           f"torch {torch.__version__}, median of {args.reps} (after {args.warmup} warm-up)")
-    print(tabulate(table, headers=["arch", "defense", "wall ms/step", "IQR ms", "vs none", "CPU ms/step",
-                                   "CPU vs none", "target (wall)"]))
+    print(tabulate(table, headers=["arch", "defense", "precision", "wall ms/step", "IQR ms", "vs none (fp32)",
+                                   "speed-up over fp32", "CPU ms/step", "CPU vs none", "target (wall)"]))
     return 0
 
 

@@ -31,10 +31,12 @@ def _one_thread(_quiet_threads):
     torch.set_num_threads(1)
 
 
-def make_trainer(data, arch_name="mlp", arch_params=None, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=0):
+def make_trainer(data, arch_name="mlp", arch_params=None, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=0,
+                 precision="fp32"):
     arch = get_registry().get("architecture", arch_name)
     return Trainer(data, arch, arch.resolve_params(arch_params or {}),
-                   TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress=False)
+                   TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision),
+                   progress=False)
 
 
 def train_defense(data, name, params=None, **kw):
@@ -315,6 +317,34 @@ def test_gradreg_shrinks_input_gradients_at_similar_accuracy(mnist_slice, plain_
     assert acc_plain > 0.85
     assert norm_reg * 2 < norm_plain, (norm_reg, norm_plain)
     assert abs(acc_reg - acc_plain) < 0.05, (acc_reg, acc_plain)
+
+
+def test_bf16_training_keeps_what_each_defense_is_for(mnist_slice, plain_mlp):
+    """Under bfloat16 autocast the plain model is as accurate as in fp32 and gradreg (double backprop
+    through bf16 matrix products) still shrinks the input gradient; the weights stay float32 and are not
+    the fp32 model's (autocast really ran)."""
+    data = mnist_slice
+    none16 = train_defense(data, "none", precision="bf16")
+    reg16 = train_defense(data, "gradreg", {"lambda": 300.0}, precision="bf16")
+    assert all(p.dtype == torch.float32 for p in none16.parameters())
+    assert not torch.equal(next(none16.parameters()), next(plain_mlp.parameters()))
+    acc16, acc32 = accuracy(none16, data.test_x, data.test_y), accuracy(plain_mlp, data.test_x, data.test_y)
+    assert abs(acc16 - acc32) < 0.03, (acc16, acc32)
+    norm_none = mean_input_grad_norm(none16, data.test_x, data.test_y)
+    norm_reg = mean_input_grad_norm(reg16, data.test_x, data.test_y)
+    assert norm_reg * 2 < norm_none, (norm_reg, norm_none)
+    assert abs(accuracy(reg16, data.test_x, data.test_y) - acc16) < 0.05
+
+
+def test_precision_is_part_of_a_models_configuration():
+    """bf16 models get their own checkpoint hashes; fp32 configurations describe themselves as before
+    the option existed (so their cached checkpoints keep their keys); a typo is a one-line error."""
+    from igbench.errors import UsageError
+
+    assert "precision" not in TrainConfig().describe()
+    assert TrainConfig(precision="bf16").describe() == {**TrainConfig().describe(), "precision": "bf16"}
+    with pytest.raises(UsageError, match=r"^--precision must be one of fp32, bf16, got 'fp16'$"):
+        TrainConfig(precision="fp16")
 
 
 def test_certainty_insensitivity_flattens_the_gradient_the_paper_draws(mnist_slice, plain_mlp):

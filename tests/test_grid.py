@@ -408,6 +408,32 @@ name = "fgsm"
                      forced.output), forced.output
 
 
+def test_bf16_models_are_recorded_and_cached_apart_from_fp32(shared_data, tmp_path):
+    """`--precision bf16` trains other checkpoints than fp32 (own hash), the result records the precision
+    and the command that reproduces it, and the leaderboard marks those models."""
+    from igbench.results.io import read_result
+    from igbench.results.leaderboard import render_leaderboard
+
+    def run(out, *extra):
+        args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--attack", "fgsm",
+                "--eps", "0.2", "--steps", "20", "--n-test", "60", "--out", str(tmp_path / out),
+                "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        return read_result(tmp_path / out)
+
+    fp32, bf16 = run("fp32.json"), run("bf16.json", "--precision", "bf16")
+    assert "precision" not in fp32["models"][0]["train"]
+    assert bf16["models"][0]["train"]["precision"] == "bf16" and "--precision bf16" in bf16["command"]
+    assert bf16["models"][0]["config_hash"] != fp32["models"][0]["config_hash"]
+    assert not bf16["models"][0]["cached"]  # not the fp32 checkpoint
+    assert bf16["models"][0]["checkpoint_sha256"] != fp32["models"][0]["checkpoint_sha256"]
+    board = render_leaderboard([(tmp_path / "bf16.json", bf16)], "mnist")
+    assert re.search(r"\|\s*20 \(bf16\)\s*\|", board), board
+    bad = CliRunner().invoke(cli, ["run", "--precision", "fp16"])
+    assert bad.exit_code == 2 and "'fp16' is not one of 'fp32', 'bf16'" in bad.output
+
+
 def test_progress_goes_to_log_lines_when_the_output_is_a_file(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("IGBENCH_PROGRESS_INTERVAL", "0")  # a line per step instead of per minute
     args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--attack", "fgsm",

@@ -167,6 +167,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             "train": {"epochs": cfg["train"]["epochs"], "steps": info["steps"], "max_steps": cfg["train"]["steps"],
                       "batch_size": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"],
                       "adam_eps": cfg["train"]["adam_eps"], "seed": cfg["train"]["seed"],
+                      **({"precision": cfg["train"]["precision"]} if "precision" in cfg["train"] else {}),
                       **({"ran_on": info["ran_on"]} if info.get("ran_on") else {})},
             "config_hash": info["config_hash"],
             "checkpoint_sha256": info["checkpoint_sha256"],

@@ -21,11 +21,20 @@ from .cache import cpu_state_dict
 from .snapshots import rng_state, set_rng_state
 
 
+#: Training precisions: the paper's float32, or bfloat16 autocast (see :class:`TrainConfig`).
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer and schedule shared by every defense (paper defaults: Adam 2e-4, eps 1e-4, batch 256).
 
     ``steps`` (number of batches) wins over ``epochs`` when set; the paper trained 15,000 batches.
+    ``precision``: ``fp32`` (the paper's), or ``bf16``: each training step's loss, its forward and backward
+    passes (a defense's own input-gradient passes included) run under ``torch.autocast`` in bfloat16,
+    which puts convolutions and matrix products in bfloat16 and keeps reductions, the loss and the weights
+    in float32. Faster on CPUs with AMX or AVX512-BF16 and on recent GPUs; a model is then not the same
+    model as its fp32 twin (its own checkpoint hash). Evaluation and attacks always run in float32.
     """
 
     epochs: float = 1.0
@@ -35,8 +44,11 @@ class TrainConfig:
     adam_eps: float = 1e-4
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.steps is None and not self.epochs > 0:
             raise UsageError(f"--epochs must be > 0, got {self.epochs}")
         if self.steps is not None and self.steps < 1:
@@ -52,10 +64,22 @@ class TrainConfig:
         return max(1, math.ceil(self.epochs * n_train / self.batch_size))
 
     def describe(self) -> dict[str, Any]:
-        """The fields that define a trained model (the device is recorded elsewhere, not hashed)."""
+        """The fields that define a trained model (the device is recorded elsewhere, not hashed). The
+        precision appears only when it is not fp32, so fp32 models keep the hashes they had before it
+        existed."""
         d = asdict(self)
         d.pop("device")
+        if d["precision"] == "fp32":
+            d.pop("precision")
         return d
+
+    def autocast(self, device):
+        """The context a training step's loss runs in: bfloat16 autocast for ``bf16``, else nothing."""
+        if self.precision == "fp32":
+            return nullcontext()
+        import torch
+
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 LossFn = Callable[[Any, Any, Any], tuple[Any, Any]]
@@ -181,7 +205,8 @@ class Trainer:
                     idx = order[pos:pos + cfg.batch_size].to(self.device)
                     pos += cfg.batch_size
                     x, y = self.train_x[idx], self.train_y[idx]
-                    loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
+                    with cfg.autocast(self.device):
+                        loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"{desc}: loss became {loss.item()} at step {step}/{total}; lower the learning rate "

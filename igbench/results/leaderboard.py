@@ -203,7 +203,7 @@ def _models_table(entries: list[_Entry]) -> list[str]:
                 m["defense"],
                 _params(m["defense_params"]),
                 arch,
-                str(m["train"]["steps"]),
+                str(m["train"]["steps"]) + (f" ({m['train']['precision']})" if "precision" in m["train"] else ""),
                 str(m["train"]["seed"]),
                 _pct(m["clean_accuracy"]),
                 _num(m["input_grad_norm"]),
