@@ -260,6 +260,44 @@ def test_report_says_how_many_examples_the_reached_only_alignment_rests_on():
     assert table["never"][3] == "-"
 
 
+def test_compare_reports_the_differences_it_was_given(tmp_path):
+    """`igbench compare`: a copy of a result with two transfer cells moved by +3 and -1 points and one
+    white-box cell by +2 gives exactly those means and largest values; unchanged cells and eps-0 cells
+    do not count; a model only one file has is named."""
+    from igbench.results.compare import cell_differences
+
+    a = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    b = json.loads(json.dumps(a))
+    attacked = [c for c in b["cells"] if c["attack"] == "fgsm" and (c["eps"] or 0) > 0]
+    transfer = [c for c in attacked if c["source"] != c["target"]][:2]
+    white = next(c for c in attacked if c["source"] == c["target"])
+    for cell, delta in ((transfer[0], 0.03), (transfer[1], -0.01), (white, 0.02)):
+        cell["accuracy"] += delta
+    rows = {(r["attack"], r["cells"]): r for r in cell_differences(a, b)}
+    fgsm_t, fgsm_w = rows["fgsm", "transfer"], rows["fgsm", "white-box"]
+    assert fgsm_t["largest"] == pytest.approx(3.0) and fgsm_t["mean"] == pytest.approx(2.0 / fgsm_t["n"])
+    assert fgsm_t["mean_abs"] == pytest.approx(4.0 / fgsm_t["n"])
+    assert fgsm_w["largest"] == pytest.approx(2.0) and fgsm_w["mean_abs"] == pytest.approx(2.0 / fgsm_w["n"])
+    assert all(r["mean_abs"] == 0 for key, r in rows.items() if key[0] != "fgsm")
+    n_eps = len({c["eps"] for c in attacked})
+    assert fgsm_t["n"] + fgsm_w["n"] == n_eps * len(a["models"]) ** 2  # eps 0 left out
+
+    gone = b["models"].pop()["id"]  # and everything that refers to it, so that b stays valid
+    b["cells"] = [c for c in b["cells"] if gone not in (c["source"], c["target"])]
+    b["attack_stats"] = [s for s in b["attack_stats"] if s["source"] != gone]
+    b["interpretability"] = [r for r in b.get("interpretability", []) if r["model"] != gone]
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    out = CliRunner().invoke(cli, ["compare", str(pa), str(pb)])
+    assert out.exit_code == 0, out.output
+    assert f"models in one file only: {a['models'][-1]['id']}" in out.output
+    line = next(ln for ln in out.output.splitlines() if ln.startswith("fgsm") and "transfer" in ln)
+    assert line.split()[-1] == "+3.00"
+    bad = CliRunner().invoke(cli, ["compare", str(pa), str(tmp_path / "missing.json")])
+    assert bad.exit_code == 1 and "missing.json: no such" in bad.output
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

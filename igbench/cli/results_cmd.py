@@ -115,4 +115,25 @@ def report_command(results: tuple[str, ...]) -> None:
     click.echo("\n".join(render_report(read_result(path), str(path)) for path in results))
 
 
-COMMANDS = [leaderboard_command, validate_command, plot_command, report_command]
+@click.command("compare")
+@click.argument("result_a", type=click.Path(dir_okay=False))
+@click.argument("result_b", type=click.Path(dir_okay=False))
+def compare_command(result_a: str, result_b: str) -> None:
+    """How far RESULT_B's numbers are from RESULT_A's (the same grid run another way).
+
+    Per model, both files' clean accuracy, input-gradient norm and training seconds; per attack, over the
+    attacked cells both files hold, the mean absolute and mean signed accuracy difference and the
+    largest one, white-box and transfer apart. For checking a change that should not move the numbers:
+    --precision bf16, another thread count or machine.
+
+    \b
+    Example:
+      igbench compare leaderboards/short/results/paper-notmnist.json leaderboards/precision/notmnist-bf16-short.json
+    """
+    from ..results.compare import render_comparison
+    from ..results.io import read_result
+
+    click.echo(render_comparison(read_result(result_a), read_result(result_b), result_a, result_b))
+
+
+COMMANDS = [leaderboard_command, validate_command, plot_command, report_command, compare_command]
