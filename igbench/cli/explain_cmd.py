@@ -35,12 +35,14 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     adv_target_reached is the share of examples the model classifies as their target, and
     adv_target_alignment_reached the cosine over those only: a model that one step rarely moves to the
     target scores mostly failed perturbations in adv_target_alignment (the study's iterated TGSM at eps
-    0.3: --param steps=3 --param step_size=0.1).
+    0.3: --param steps=3 --param step_size=0.1; with --param stop_at_target=true each image stops at the
+    first iterate the model reads as its target, the kind of example the study's people judged).
 
     \b
     Examples:
       igbench explain runs/mnist-0123abcd.json --data-dir ../shared/data
       igbench explain runs/mnist-0123abcd.json --param steps=3 --param step_size=0.1 --out runs/iterated --no-update-result
+      igbench explain runs/mnist-0123abcd.json --param steps=30 --param step_size=0.01 --param stop_at_target=true --out runs/stopped --no-update-result
     """
     from ..errors import UsageError
     from ..grid_config import resolve_device
