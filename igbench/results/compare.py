@@ -13,21 +13,19 @@ import statistics
 from typing import Any
 
 
-def _cell_key(cell: dict[str, Any]) -> tuple:
-    return cell["attack"], cell["eps"], cell["source"], cell["target"]
-
-
 def cell_differences(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (attack, white-box or transfer) over the attacked cells (eps > 0 or no eps) both hold:
     ``attack``, ``cells``, ``n``, ``mean_abs``, ``mean``, ``largest`` (points, B - A)."""
-    ca = {_cell_key(c): c["accuracy"] for c in a["cells"]}
+    from .grid import Grid
+
+    grid_a = Grid(a)
     diffs: dict[tuple[str, str], list[float]] = {}
     for cell in b["cells"]:
-        key = _cell_key(cell)
-        if key not in ca or (cell["eps"] is not None and cell["eps"] <= 0):
+        before = grid_a.accuracy(cell["attack"], cell["eps"], cell["source"], cell["target"])
+        if before is None or (cell["eps"] is not None and cell["eps"] <= 0):
             continue
         kind = "white-box" if cell["source"] == cell["target"] else "transfer"
-        diffs.setdefault((cell["attack"], kind), []).append(100 * (cell["accuracy"] - ca[key]))
+        diffs.setdefault((cell["attack"], kind), []).append(100 * (cell["accuracy"] - before))
     return [{"attack": attack, "cells": kind, "n": len(d), "mean_abs": statistics.mean(abs(x) for x in d),
              "mean": statistics.mean(d), "largest": max(d, key=abs)}
             for (attack, kind), d in sorted(diffs.items())]
