@@ -127,14 +127,13 @@ def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascen
     x_adv = x.detach() if start is None else torch.max(torch.min(start.detach(), hi), lo)
     sign = 1.0 if ascend else -1.0
     for _ in range(int(steps)):
-        if not stop_at_target:
-            grad = ce_input_grad(model, x_adv, labels)
-            x_adv = torch.max(torch.min(x_adv + (sign * step_size) * grad.sign(), hi), lo).detach()
-            continue
-        grad, logits = ce_input_grad(model, x_adv, labels, with_logits=True)
-        moving = logits.argmax(1) != labels
-        if not bool(moving.any()):
-            break
-        move = (sign * step_size) * grad.sign() * moving.view(-1, *([1] * (x.dim() - 1)))
-        x_adv = torch.max(torch.min(x_adv + move, hi), lo).detach()
+        if stop_at_target:
+            grad, logits = ce_input_grad(model, x_adv, labels, with_logits=True)
+            moving = logits.argmax(1) != labels
+            if not bool(moving.any()):
+                break
+            direction = grad.sign() * moving.view(-1, *([1] * (x.dim() - 1)))
+        else:
+            direction = ce_input_grad(model, x_adv, labels).sign()
+        x_adv = torch.max(torch.min(x_adv + (sign * step_size) * direction, hi), lo).detach()
     return x_adv
