@@ -105,3 +105,21 @@ def test_without_scale_is_torch_batchnorm_with_a_fixed_unit_scale(cls, shape):
     assert "scale=False" in repr(ours)
     with pytest.raises(ValueError, match="affine"):
         cls(3, affine=False, scale=False)
+
+
+def test_bfloat16_activations_keep_their_dtype_and_the_float32_result():
+    """Under bf16 autocast BatchNorm gets bfloat16 activations and keeps float32 statistics; the second
+    derivative runs in float32 and hands back gradients in each input's own dtype."""
+    torch.manual_seed(4)
+    ours = BatchNorm2d(3, momentum=0.1)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ours.bias.normal_()
+    x = torch.randn(8, 3, 5, 5).bfloat16()
+    proj = torch.randn(8, 3, 5, 5)
+    low = _double_backprop_grads(ours, x, proj.bfloat16())
+    ref = _double_backprop_grads(copy.deepcopy(ours), x.float(), proj.bfloat16().float())
+    assert low[0].dtype == torch.bfloat16 and low[1].dtype == low[2].dtype == torch.float32
+    for got, want in zip(low, ref):
+        err = (got.float() - want).abs().max() / want.abs().max()
+        assert err < 0.05, err  # bfloat16 carries 8 bits of mantissa; a wrong formula is off by O(1)

@@ -54,6 +54,11 @@ class _BatchNormBackward(torch.autograd.Function):
     @staticmethod
     def _second_derivative(ctx, u, u_gw, u_gb):
         gy, x, weight, mean, invstd, s2, s1 = ctx.saved_tensors
+        low = x.dtype != invstd.dtype  # bfloat16 activations under autocast, float32 statistics
+        if low:  # compute in float32: ops that mix the two dtypes are several times slower than converting
+            x_dtype, gy_dtype = x.dtype, gy.dtype
+            x, gy = x.float(), gy.float()
+            u = None if u is None else u.float()
         dims, view = _per_channel(x)
         m = x.numel() // x.shape[1]
         r = invstd
@@ -92,6 +97,9 @@ class _BatchNormBackward(torch.autograd.Function):
             g_gy = torch.addcmul(k_0.view(view), xhat, k_x.view(view))
             if k_u is not None:
                 g_gy.addcmul_(u, k_u.view(view))
+        if low:
+            g_x = None if g_x is None else g_x.to(x_dtype)
+            g_gy = None if g_gy is None else g_gy.to(gy_dtype)
         if not ctx.needs_input_grad[2]:
             g_w = None
         elif g_w is None:
