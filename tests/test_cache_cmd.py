@@ -59,6 +59,23 @@ def test_list_shows_models_and_resumable_trainings(tmp_path, mnist_slice):
     assert kinds == ["checkpoint", "done", "done", "partial", "partial", "temporary"]
 
 
+def test_list_tells_apart_models_that_differ_only_in_precision(tmp_path, mnist_slice):
+    store = CheckpointStore(tmp_path)
+    data = mnist_slice.subset(n_train=200, n_test=10)
+    keys = {}
+    for precision in ("fp32", "bf16"):
+        _, info = obtain_model(ModelSpec("none", "none", arch="mlp"), data,
+                               TrainConfig(steps=3, batch_size=32, precision=precision), store, progress=False)
+        keys[precision] = info["config_hash"]
+    res = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(store.root), "--json"])
+    listed = {e["key"]: e["precision"] for e in json.loads(res.output)["entries"] if e["kind"] == "checkpoint"}
+    assert listed == {keys["fp32"]: "fp32", keys["bf16"]: "bf16"}
+    table = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(store.root)]).output
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line[:12] in
+            (keys["fp32"][:12], keys["bf16"][:12])}
+    assert "fp32" in rows[keys["fp32"][:12]] and "bf16" in rows[keys["bf16"][:12]]
+
+
 def test_clean_removes_only_what_no_training_uses(tmp_path, mnist_slice):
     store, finished, files = _cache(tmp_path, mnist_slice)
     dry = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(store.root), "--dry-run"])

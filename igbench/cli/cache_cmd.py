@@ -56,12 +56,13 @@ def list_command(cache_dir, as_json: bool) -> None:
     click.echo(f"cache: {store.root}")
     models = [[e.key[:12], e.info.get("dataset"), e.info.get("arch"), e.info.get("defense"),
                json.dumps(e.info.get("defense_params") or {}, sort_keys=True), e.info.get("steps"),
-               e.info.get("igbench"), _size(e.size), format_duration(e.age_seconds)] if "error" not in e.info else
-              [e.key[:12], e.info["error"], "", "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
+               e.info.get("precision"), e.info.get("igbench"), _size(e.size), format_duration(e.age_seconds)]
+              if "error" not in e.info else
+              [e.key[:12], e.info["error"], "", "", "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
               for e in entries if e.kind == "checkpoint"]
     click.secho(f"\nmodels ({len(models)})", bold=True)
-    click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "igbench",
-                                         "size", "written ago"]) if models else "  (none)")
+    click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "precision",
+                                         "igbench", "size", "written ago"]) if models else "  (none)")
     snaps = [e for e in entries if e.kind != "checkpoint"]
     rows = []
     for e in snaps:

@@ -54,6 +54,7 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
     return {"dataset": (config.get("dataset") or {}).get("name"), "arch": config.get("arch"),
             "defense": config.get("defense"), "defense_params": config.get("defense_params"),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"),
+            "precision": (config.get("train") or {}).get("precision", "fp32"),
             "igbench": (config.get("versions") or {}).get("igbench")}
 
 
