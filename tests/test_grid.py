@@ -455,16 +455,16 @@ def test_train_command_caches_models_a_later_run_loads(shared_data, tmp_path):
               "--no-progress"]
     trained = CliRunner().invoke(cli, ["train", *common, "--model", "gradreg"])
     assert trained.exit_code == 0, trained.output
-    assert "model gradreg: gradreg on mlp" in trained.output and "model none" not in trained.output
+    assert "model gradreg (1 of 1): gradreg on mlp" in trained.output and "model none" not in trained.output
     row = next(ln for ln in trained.output.splitlines() if ln.startswith("gradreg "))
     assert "trained now" in row and " 5 " in row
     assert len(list((tmp_path / "cache" / "models").glob("*.pt"))) == 1
 
     ran = CliRunner().invoke(cli, ["run", *common, "--attack", "fgsm", "--eps", "0.2", "--out", str(tmp_path / "r.json")])
     assert ran.exit_code == 0, ran.output
-    gradreg_part = ran.output.split("model gradreg:")[1].split("model ")[0]
+    gradreg_part = ran.output.split("model gradreg (2 of 2):")[1].split("model ")[0]
     assert "loaded from cache" in gradreg_part  # same hash as `train` gave it
-    assert "loaded from cache" not in ran.output.split("model gradreg:")[0]  # none was trained by run
+    assert "loaded from cache" not in ran.output.split("model gradreg (2 of 2):")[0]  # none was trained by run
 
     again = CliRunner().invoke(cli, ["train", *common])
     assert again.exit_code == 0 and again.output.count("cached") >= 2

@@ -187,8 +187,8 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     device = torch.device(spec.train.device)
     x_eval, y_eval = data.test_x[: spec.n_test].to(device), data.test_y[: spec.n_test].to(device)
     records = []
-    for m in chosen:
-        echo(f"model {m.id}: {m.defense} on {m.arch}")
+    for k, m in enumerate(chosen, 1):
+        echo(f"model {m.id} ({k} of {len(chosen)}): {m.defense} on {m.arch}")
         model, info = obtain_model(m, data, spec.train, store, progress=progress)
         records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
                         "train_seconds": info["train_seconds"], "cached": info["cached"],
