@@ -71,3 +71,51 @@ def test_tf_slim_form_keeps_its_accuracy_under_the_papers_penalty(mnist_slice):
         acc[style] = accuracy(model, mnist_slice.test_x, mnist_slice.test_y)
     assert acc["tf-slim"] >= 0.92, acc
     assert acc["tf-slim"] - acc["pytorch"] >= 0.04, acc
+
+
+def _relu_before_pool(model):
+    """The same model with each (max-pool, ReLU) pair back in the order conv -> BN -> ReLU -> pool."""
+    import copy
+
+    old = copy.deepcopy(model)
+    feats = old[0]
+    pairs = [i for i in range(len(feats) - 1)
+             if isinstance(feats[i], nn.MaxPool2d) and isinstance(feats[i + 1], nn.ReLU)]
+    assert len(pairs) == 2, "the ReLU paper CNN pools before each convolutional ReLU"
+    for i in pairs:
+        feats[i], feats[i + 1] = feats[i + 1], feats[i]
+    return old
+
+
+def test_pooling_before_relu_is_the_same_network_bit_for_bit_under_double_backprop(mnist_slice):
+    """The ReLU paper CNN is built pool-then-ReLU (cheaper); a training step of gradreg, which
+    differentiates the backward pass too, gives exactly the weights the ReLU-then-pool order gives."""
+    reg = get_registry()
+    arch, gradreg = reg.get("architecture", "paper-cnn"), reg.get("defense", "gradreg")
+    data = mnist_slice.subset(n_train=32, n_test=0)
+    trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=32), progress=False)
+    x, y = trainer.train_x[:32], trainer.train_y[:32]
+    params = gradreg.resolve_params({"lambda": 1e5})  # a strong penalty: its second-order terms matter
+    torch.manual_seed(0)
+    new = trainer.new_model()
+    old = _relu_before_pool(new)
+    for model in (new, old):
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for step in range(3):
+            torch.manual_seed(step)  # the same dropout masks for both
+            opt.zero_grad()
+            loss, _ = gradreg.loss(model, x, y, params, trainer)
+            loss.backward()
+            opt.step()
+    new_state, old_state = new.state_dict(), old.state_dict()
+    assert new_state.keys() == old_state.keys()  # checkpoints of either order load into the other
+    assert all(torch.equal(new_state[k], old_state[k]) for k in new_state)
+    assert not torch.equal(new_state["1.weight"], trainer.new_model().state_dict()["1.weight"])  # it trained
+
+
+def test_softplus_cnn_keeps_the_activation_before_the_pool():
+    arch = get_registry().get("architecture", "paper-cnn-softplus")
+    feats = arch.build((1, 28, 28), 10, arch.resolve_params({}))[0]
+    kinds = [type(m).__name__ for m in feats]
+    assert kinds[:4] == ["Conv2d", "BatchNorm2d", "Softplus", "MaxPool2d"]

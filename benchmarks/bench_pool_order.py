@@ -1,0 +1,82 @@
+"""Training-step cost of the ReLU paper CNN with max-pool after the ReLU (the textbook order) and before it.
+
+``pool(relu(z)) == relu(pool(z))`` exactly, gradients and second derivatives included, so igbench builds
+the paper CNN pool-first. This script checks that claim and times it: the same initial weights in
+both orders, the same MNIST batch and dropout seeds, steps taken round-robin (so a noisy machine slows both
+alike). For each defense it prints the median wall time per step in each order and their ratio, and
+whether the two models' weights are still identical bit for bit after every step.
+
+    python benchmarks/bench_pool_order.py [--data-dir ../shared/data] [--threads 1] [--steps 9]
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import sys
+import time
+
+from bench_args import benchmark_parser
+
+
+def relu_before_pool(model):
+    """A copy of the paper CNN with each (max-pool, ReLU) pair put back as (ReLU, max-pool)."""
+    import torch.nn as nn
+
+    old = copy.deepcopy(model)
+    feats = old[0]
+    for i in range(len(feats) - 1):
+        if isinstance(feats[i], nn.MaxPool2d) and isinstance(feats[i + 1], nn.ReLU):
+            feats[i], feats[i + 1] = feats[i + 1], feats[i]
+    return old
+
+
+def main(argv=None) -> int:
+    p = benchmark_parser(__doc__)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=9, help="steps per defense and order (the first 2 are warm-up)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--defenses", default="none,gradreg,advtrain+gradreg")
+    args = p.parse_args(argv)
+    import torch
+
+    from igbench.datasets.loading import load_dataset
+    from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
+    from igbench.registry import get_registry
+
+    torch.set_num_threads(args.threads)
+    reg = get_registry()
+    data = load_dataset("mnist", args.data_dir, fallback=False).subset(n_train=args.batch_size, n_test=0)
+    arch = reg.get("architecture", "paper-cnn")
+    trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size), progress=False)
+    x, y = trainer.train_x[:args.batch_size], trainer.train_y[:args.batch_size]
+    print(f"paper CNN, batch {args.batch_size}, {torch.get_num_threads()} thread(s), median of {args.steps - 2} steps")
+    for name in [d for d in args.defenses.split(",") if d]:
+        plugin = reg.get("defense", name)
+        params = plugin.resolve_params({})
+        torch.manual_seed(0)
+        pool_first = trainer.new_model()
+        orders = {"relu then pool": relu_before_pool(pool_first), "pool then relu": pool_first}
+        opts = {k: torch.optim.Adam(m.parameters(), lr=2e-4) for k, m in orders.items()}
+        times = {k: [] for k in orders}
+        identical = True
+        for step in range(args.steps):
+            for key, model in orders.items():
+                model.train()
+                torch.manual_seed(step)  # the same dropout masks in both orders
+                t0 = time.perf_counter()
+                opts[key].zero_grad(set_to_none=True)
+                loss, _ = plugin.loss(model, x, y, params, trainer)
+                backward_to_weights(loss, model)
+                opts[key].step()
+                times[key].append(time.perf_counter() - t0)
+            a, b = (m.state_dict() for m in orders.values())
+            identical = identical and all(torch.equal(a[k], b[k]) for k in a)
+        before, after = (statistics.median(t[2:]) * 1e3 for t in times.values())
+        print(f"{name:18s} relu then pool {before:7.1f} ms   pool then relu {after:7.1f} ms   "
+              f"{before / after:.3f}x   weights identical after every step: {identical}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
