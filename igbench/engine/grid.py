@@ -148,7 +148,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     records: list[dict[str, Any]] = []
     train_seconds = 0.0
     for k, m in enumerate(spec.models, 1):
-        echo(f"model {m.id} ({k} of {len(spec.models)}): {m.defense} on {m.arch}")
+        echo(m.heading(k, len(spec.models)))
         model, info = obtain_model(m, data, spec.train, store, progress=progress)
         if info["cached"]:
             echo(f"  loaded from cache ({store.path(info['config_hash'])})")

@@ -30,6 +30,10 @@ class ModelSpec:
         """The undefended reference model every grid includes: defense ``none`` without parameters."""
         return self.defense == "none" and not self.defense_params
 
+    def heading(self, k: int, total: int) -> str:
+        """The log line that opens this model's training or loading: ``model gradreg (4 of 5): gradreg on ...``."""
+        return f"model {self.id} ({k} of {total}): {self.defense} on {self.arch}"
+
 
 def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
     """Everything that determines the trained weights; its hash addresses the checkpoint.
@@ -188,7 +192,7 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     x_eval, y_eval = data.test_x[: spec.n_test].to(device), data.test_y[: spec.n_test].to(device)
     records = []
     for k, m in enumerate(chosen, 1):
-        echo(f"model {m.id} ({k} of {len(chosen)}): {m.defense} on {m.arch}")
+        echo(m.heading(k, len(chosen)))
         model, info = obtain_model(m, data, spec.train, store, progress=progress)
         records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
                         "train_seconds": info["train_seconds"], "cached": info["cached"],
