@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from igbench.cli import cli
 from igbench.errors import ResultError
 from igbench.results.io import dumps_result, load_results
-from igbench.results.leaderboard import check_leaderboards, render_all, render_leaderboard
+from igbench.results.leaderboard import render_leaderboard
+from igbench.results.leaderboard_files import check_leaderboards, render_all
 from igbench.results.plot import plot_accuracy_vs_eps
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"

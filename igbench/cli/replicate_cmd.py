@@ -42,7 +42,7 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     """
     from ..errors import UsageError
     from ..grid_config import build_grid_spec
-    from ..results.leaderboard import render_all
+    from ..results.leaderboard_files import render_all
     from ..results.plot import plot_accuracy_vs_eps
     from . import echo_plugin_problems
     from .options import execute_grid

@@ -32,7 +32,7 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
     `igbench leaderboard --check` to make sure the committed leaderboards match them.
     """
     from ..results.io import result_files
-    from ..results.leaderboard import FIX_HINT, check_leaderboards, render_all
+    from ..results.leaderboard_files import FIX_HINT, check_leaderboards, render_all
 
     if check:
         problems = check_leaderboards(results_dir, out_dir)

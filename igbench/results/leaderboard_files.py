@@ -1,0 +1,95 @@
+"""The folder of generated leaderboards: write one per data set, remove orphans, check for staleness.
+
+``render_all`` is what ``igbench leaderboard`` (and ``replicate``) run; ``check_leaderboards`` is
+``igbench leaderboard --check``, which CI runs to catch a committed leaderboard that no longer matches
+its result files. The text of each leaderboard comes from :mod:`igbench.results.leaderboard`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_text
+from ..errors import ResultError
+from .io import load_results, read_result, result_files
+from .leaderboard import GENERATED_MARKER, leaderboard_filename, render_leaderboard
+
+FIX_HINT = "run `igbench leaderboard` and commit the result"
+
+
+def _expected(results: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> dict[Path, str]:
+    datasets = sorted({data["dataset"]["name"] for _, data in results})
+    return {out_dir / leaderboard_filename(d): render_leaderboard(results, d, link_base=out_dir) for d in datasets}
+
+
+def _generated_files(out_dir: Path) -> list[Path]:
+    found = []
+    for p in sorted(out_dir.glob("*.md")):
+        try:
+            if GENERATED_MARKER in p.read_text(encoding="utf-8"):
+                found.append(p)
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
+def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``<out_dir>/<dataset>.md`` for every data set in ``results_dir``; return the paths.
+
+    Files are rewritten (atomically) only when their text changes; generated leaderboards of data
+    sets that no longer have result files are removed.
+    """
+    out = Path(out_dir)
+    expected = _expected(load_results(results_dir), out)
+    for path, text in expected.items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+    if out.is_dir():
+        for orphan in _generated_files(out):
+            if orphan not in expected:
+                orphan.unlink()
+    return list(expected)
+
+
+def _loose_dataset_name(path: Path) -> str | None:
+    try:
+        name = json.loads(path.read_text(encoding="utf-8"))["dataset"]["name"]
+        return name if isinstance(name, str) else None
+    except Exception:
+        return None
+
+
+def check_leaderboards(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[str]:
+    """One-line problems that make the committed leaderboards wrong (empty list: all up to date).
+
+    Reports invalid result files, and missing, stale or orphaned ``<out_dir>/<dataset>.md`` files.
+    Writes nothing.
+    """
+    out = Path(out_dir)
+    problems: list[str] = []
+    valid: list[tuple[Path, dict[str, Any]]] = []
+    broken_datasets: set[str | None] = set()
+    for path in result_files(results_dir):
+        try:
+            valid.append((path, read_result(path)))
+        except ResultError as exc:
+            problems.append(f"{exc}")
+            broken_datasets.add(_loose_dataset_name(path))
+    expected = _expected(valid, out)
+    for path, text in expected.items():
+        dataset = next(d["dataset"]["name"] for p, d in valid if out / leaderboard_filename(d["dataset"]["name"]) == path)
+        if dataset in broken_datasets:
+            continue  # already reported: the file that is invalid decides what this leaderboard should say
+        if not path.exists():
+            problems.append(f"{path}: missing; {FIX_HINT}")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path}: stale (differs from what the result files give); {FIX_HINT}")
+    if out.is_dir():
+        broken_files = {out / leaderboard_filename(d) for d in broken_datasets if d}
+        for orphan in _generated_files(out):
+            if orphan not in expected and orphan not in broken_files:
+                problems.append(f"{orphan}: generated leaderboard without result files; {FIX_HINT} (it removes it)")
+    return problems
