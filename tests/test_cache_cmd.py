@@ -131,3 +131,112 @@ def test_clean_keeps_the_snapshot_of_a_training_that_holds_its_lock(tmp_path, mn
         assert not files["abandoned"].exists(), "just as old, and no one holds its lock"
     res = CliRunner().invoke(cli, ["cache", "clean", "--cache-dir", str(store.root)])
     assert not slow.exists(), "the lock is released: now it is abandoned"
+
+
+# --------------------------------------------------------------------------- export / import archives
+def _tiny_result(shared_data, root):
+    """A real two-model result (mlp: plain and gradreg, 10 steps) and the cache holding its checkpoints."""
+    out, cache = root / "tiny.json", root / "cache"
+    run = CliRunner().invoke(cli, ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp",
+                                   "--defense", "gradreg", "--attack", "fgsm", "--eps", "0.3", "--steps", "10",
+                                   "--n-test", "50", "--out", str(out), "--cache-dir", str(cache), "--no-progress"])
+    assert run.exit_code == 0, run.output
+    return out, cache
+
+
+def test_export_then_import_carries_the_exact_checkpoints_to_another_cache(shared_data, tmp_path):
+    from igbench.engine.models import load_result_models
+    from igbench.results.io import read_result
+
+    result_path, cache = _tiny_result(shared_data, tmp_path)
+    result = read_result(result_path)
+    exported = CliRunner().invoke(cli, ["cache", "export", str(result_path), "--cache-dir", str(cache)])
+    assert exported.exit_code == 0, exported.output
+    archive = tmp_path / "tiny-checkpoints.tar"  # the default name, beside the result
+    assert archive.is_file() and f"igbench cache import {archive}" in exported.output
+
+    elsewhere = CheckpointStore(tmp_path / "other-cache")
+    missing = CliRunner().invoke(cli, ["explain", str(result_path), "--data-dir", str(shared_data),
+                                       "--cache-dir", str(elsewhere.root), "--no-update-result"])
+    assert missing.exit_code != 0 and "igbench cache import" in missing.output
+
+    imported = CliRunner().invoke(cli, ["cache", "import", str(archive), "--cache-dir", str(elsewhere.root)])
+    assert imported.exit_code == 0, imported.output
+    assert "2 checkpoint(s) written, 0 already cached" in imported.output
+    for m in result["models"]:  # byte for byte the original files
+        assert elsewhere.path(m["config_hash"]).read_bytes() == CheckpointStore(cache).path(m["config_hash"]).read_bytes()
+    models = load_result_models(result, elsewhere)  # checks every model's weights against the result
+    assert sorted(models) == ["gradreg", "none"]
+
+    again = CliRunner().invoke(cli, ["cache", "import", str(archive), "--cache-dir", str(elsewhere.root)])
+    assert again.exit_code == 0 and "0 checkpoint(s) written, 2 already cached" in again.output
+
+
+def test_import_refuses_other_weights_and_damaged_archives(shared_data, tmp_path):
+    import io
+    import tarfile
+
+    from igbench.engine.checkpoint_archive import MANIFEST
+    from igbench.results.io import read_result
+
+    result_path, cache = _tiny_result(shared_data, tmp_path)
+    gradreg = next(m for m in read_result(result_path)["models"] if m["id"] == "gradreg")
+    archive = tmp_path / "a.tar"
+    assert CliRunner().invoke(cli, ["cache", "export", str(result_path), "--out", str(archive),
+                                    "--cache-dir", str(cache)]).exit_code == 0
+
+    # a cache whose gradreg (same configuration hash) holds other weights: not overwritten without --replace
+    other = CheckpointStore(tmp_path / "other")
+    target = other.path(gradreg["config_hash"])
+    blob = torch.load(CheckpointStore(cache).path(gradreg["config_hash"]), weights_only=True)
+    first = next(iter(blob["state_dict"]))
+    blob["state_dict"][first] = blob["state_dict"][first] + 1
+    target.parent.mkdir(parents=True)
+    torch.save(blob, target)
+    before = target.read_bytes()
+    refused = CliRunner().invoke(cli, ["cache", "import", str(archive), "--cache-dir", str(other.root)])
+    assert refused.exit_code != 0 and "--replace" in refused.output and len(refused.output.strip().splitlines()) == 2
+    assert target.read_bytes() == before and len(list(target.parent.glob("*.pt"))) == 1  # nothing written
+    replaced = CliRunner().invoke(cli, ["cache", "import", str(archive), "--replace", "--cache-dir", str(other.root)])
+    assert replaced.exit_code == 0 and "replaced" in replaced.output
+    assert target.read_bytes() == CheckpointStore(cache).path(gradreg["config_hash"]).read_bytes()
+
+    # an archive whose manifest records other weights than the checkpoint it carries
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile(MANIFEST).read())
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name != MANIFEST}
+    manifest["models"][1]["checkpoint_sha256"] = "0" * 64
+    forged = tmp_path / "forged.tar"
+    with tarfile.open(forged, "w") as tar:
+        for name, data in [(MANIFEST, json.dumps(manifest).encode()), *members.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    fresh = tmp_path / "fresh"
+    bad = CliRunner().invoke(cli, ["cache", "import", str(forged), "--cache-dir", str(fresh)])
+    assert bad.exit_code != 0 and "weights are not the ones recorded" in bad.output
+    assert not list(fresh.rglob("*.pt"))  # checked before anything was written
+
+    notar = tmp_path / "not.tar"
+    notar.write_text("hello")
+    res = CliRunner().invoke(cli, ["cache", "import", str(notar), "--cache-dir", str(fresh)])
+    assert res.exit_code != 0 and "igbench cache export" in res.output and "Traceback" not in res.output
+
+
+def test_export_refuses_a_checkpoint_that_is_not_the_results(shared_data, tmp_path):
+    from igbench.results.io import read_result
+
+    result_path, cache = _tiny_result(shared_data, tmp_path)
+    none = next(m for m in read_result(result_path)["models"] if m["id"] == "none")
+    path = CheckpointStore(cache).path(none["config_hash"])
+    blob = torch.load(path, weights_only=True)
+    first = next(iter(blob["state_dict"]))
+    blob["state_dict"][first] = blob["state_dict"][first] * 2
+    torch.save(blob, path)
+    out = tmp_path / "x.tar"
+    res = CliRunner().invoke(cli, ["cache", "export", str(result_path), "--out", str(out), "--cache-dir", str(cache)])
+    assert res.exit_code != 0 and "weights are not the ones recorded for model 'none'" in res.output
+    assert not out.exists()
+    path.unlink()
+    res = CliRunner().invoke(cli, ["cache", "export", str(result_path), "--out", str(out), "--cache-dir", str(cache)])
+    assert res.exit_code != 0 and "not in the cache" in res.output and "igbench run" in res.output

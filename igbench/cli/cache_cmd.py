@@ -1,4 +1,5 @@
-"""``igbench cache list|clean``: what the checkpoint cache holds, and removal of abandoned snapshots."""
+"""``igbench cache list|clean|export|import``: what the checkpoint cache holds, removal of abandoned snapshots,
+and archives that carry a result's checkpoints to another cache."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _size(n: int) -> str:
 
 @click.group("cache")
 def cache_group() -> None:
-    """Inspect the checkpoint cache and remove what abandoned trainings left in it.
+    """Inspect the checkpoint cache, remove what abandoned trainings left in it, and move a result's
+    checkpoints between caches.
 
     Finished models are stored under the hash of their full configuration and loaded instead of
     retrained. A training in progress keeps snapshots beside them so that it can resume.
@@ -115,6 +117,58 @@ def clean_command(cache_dir, older_than: float, other_versions: bool, dry_run: b
             e.path.unlink(missing_ok=True)
     total = sum(e.size for e in stale)
     click.echo(f"{len(stale)} file(s), {_size(total)} {'to free' if dry_run else 'freed'} in {store.root / 'models'}")
+
+
+@cache_group.command("export")
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Archive to write. Default: <result name>-checkpoints.tar beside the result file.")
+@cache_dir_option
+def export_command(result: str, out: str | None, cache_dir) -> None:
+    """Pack the checkpoints of RESULT's models into one tar archive.
+
+    Retraining a model elsewhere gives other weights, so `igbench explain` on a result needs the very
+    checkpoints it was made with. Keep or share the archive with the result file, and run `igbench cache
+    import` on it wherever the figures are to be made. Each checkpoint is checked against the weights
+    the result recorded before it is packed.
+
+    Example:
+      igbench cache export leaderboards/results/paper-mnist-full.json --out paper-mnist-full-checkpoints.tar
+    """
+    from pathlib import Path
+
+    from ..engine.cache import CheckpointStore
+    from ..engine.checkpoint_archive import export_checkpoints
+    from ..results.io import read_result
+
+    data = read_result(result)
+    target = Path(out) if out else Path(result).with_name(f"{Path(result).stem}-checkpoints.tar")
+    click.echo(f"packing {len(data['models'])} checkpoint(s) of {result}:")
+    export_checkpoints(data, Path(result).name, CheckpointStore(cache_dir), target, echo=click.echo)
+    click.echo(f"archive: {target} ({_size(target.stat().st_size)}); "
+               f"unpack it with `igbench cache import {target}`")
+
+
+@cache_group.command("import")
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--replace", is_flag=True,
+              help="Overwrite a cached model that has the same configuration hash but other weights.")
+@cache_dir_option
+def import_command(archive: str, replace: bool, cache_dir) -> None:
+    """Put the checkpoints of an archive made by `igbench cache export` into the cache.
+
+    Every checkpoint is checked against the archive's manifest (configuration hash and weights) before
+    anything is written. Models already cached with the same weights are left alone; a cached model with
+    other weights stops the import unless --replace is given.
+    """
+    from ..engine.cache import CheckpointStore
+    from ..engine.checkpoint_archive import import_checkpoints
+
+    store = CheckpointStore(cache_dir)
+    click.echo(f"importing {archive} into {store.root}:")
+    outcome = import_checkpoints(archive, store, replace=replace, echo=click.echo)
+    written = sum(status != "already cached" for _, status in outcome)
+    click.echo(f"{written} checkpoint(s) written, {len(outcome) - written} already cached")
 
 
 COMMANDS = [cache_group]

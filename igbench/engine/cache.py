@@ -45,10 +45,15 @@ def cpu_state_dict(model) -> dict[str, Any]:
 def weights_sha256(model) -> str:
     """sha256 over the model's state_dict (names, shapes, dtypes, raw bytes): identifies the weights
     independently of how the checkpoint file was written (its metadata holds timings)."""
+    return state_dict_sha256(model.state_dict())
+
+
+def state_dict_sha256(state: dict[str, Any]) -> str:
+    """:func:`weights_sha256` of a state dict as stored in a checkpoint, without building the model."""
     import torch
 
     h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())

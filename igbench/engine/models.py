@@ -146,7 +146,8 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         if not store.has(key):
             raise IgbenchError(
                 f"checkpoint of model '{rec['id']}' ({key[:12]}) is not in the cache {store.root}; "
-                f"re-run `{result['command']}` (same --cache-dir) to recreate it"
+                f"re-run `{result['command']}` (same --cache-dir) to recreate it, or `igbench cache import` "
+                "the archive `igbench cache export` made of it"
             )
         model = reg.get("architecture", rec["arch"]).build(shape, num_classes, rec["arch_params"])
         store.load(key, model)
@@ -154,7 +155,8 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
             raise IgbenchError(
                 f"checkpoint of model '{rec['id']}' ({key[:12]}) in {store.root} holds other weights than the "
                 f"result was made with (retrained since?); re-run `{result['command']}` to remake the result "
-                f"from the cached models, or restore the original checkpoint"
+                f"from the cached models, or restore the original checkpoint (`igbench cache import --replace` "
+                "an archive of it)"
             )
         models[rec["id"]] = model.to(torch.device(device)).eval()
     return models
