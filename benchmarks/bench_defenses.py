@@ -12,6 +12,9 @@ thread it also counts threads' busy-waiting).
 ``--precisions fp32,bf16`` also times every defense under bfloat16 autocast (igbench's ``--precision
 bf16``) in the same round-robin, with its speed-up over the same defense in fp32.
 
+A defense may carry parameters, ``NAME:KEY=VALUE[:KEY=VALUE...]``: ``--defenses
+gradreg-fd,gradreg-fd:direction=example`` times both finite-difference variants in the same run.
+
 Distillation is not listed: each of its steps is a plain cross-entropy step (at temperature T, on soft
 labels for the student), so its cost is that of ``none`` times the teacher's plus the student's steps.
 """
@@ -67,8 +70,9 @@ def bench_arch(arch_name, defenses, precisions, data, args, registry):
     y = trainer.train_y[:args.batch_size]
     setups = {}
     for name in defenses:
-        plugin = registry.get("defense", name)
-        params = plugin.resolve_params({})
+        plugin_name, *given = name.split(":")
+        plugin = registry.get("defense", plugin_name)
+        params = plugin.resolve_params(dict(kv.split("=", 1) for kv in given))
         for precision in precisions:
             model = trainer.new_model()
             model.train()
@@ -129,7 +133,7 @@ def main(argv=None) -> int:
                          "cpu_ms_per_step": statistics.median(cpu) * 1e3,
                          "cpu_ratio_to_none": statistics.median(cpu) / base_cpu,
                          "speedup_over_fp32": statistics.median(times[name, "fp32"][0]) / med,
-                         "target_ratio": TARGETS.get(name) if precision == "fp32" else None})
+                         "target_ratio": TARGETS.get(name.split(":")[0]) if precision == "fp32" else None})
     report = {
         "batch_size": args.batch_size, "warmup": args.warmup, "reps": args.reps,
         "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__,

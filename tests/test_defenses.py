@@ -228,6 +228,45 @@ def test_fd_penalty_weight_gradient_matches_exact(mnist_slice):
     assert float(g_fd.norm() / g_exact.norm()) == pytest.approx(1.0, abs=0.01)
 
 
+@pytest.mark.parametrize("scaling", ["paper", "per-example"])
+def test_fd_batch_penalty_matches_exact_and_improves_with_h(smooth_batch, scaling):
+    """The batch-direction difference (gradreg-fd's default) approximates the same exact penalty."""
+    from igbench.defenses.common import gradreg_terms
+    from igbench.defenses.gradreg import fd_batch_loss
+
+    model, x, y = smooth_batch
+    _, exact, _ = gradreg_terms(model, x, y, scaling, create_graph=False)
+    errors = []
+    for h in (0.1, 0.01, 0.001):
+        _, _, fd = fd_batch_loss(model, x, y, 1.0, h, scaling)
+        errors.append(abs(float(fd) - float(exact)) / float(exact))
+    assert errors[1] < 0.05
+    assert errors[0] > errors[1] > errors[2]  # first order in h
+    assert errors[2] < 0.2 * errors[0]
+
+
+def test_fd_batch_loss_has_the_exact_loss_weight_gradient(mnist_slice):
+    """Its value is CE + lambda * penalty, and its weight gradient (the clean one reused, scaled, plus one
+    more backward pass) is the exact double-backprop loss's, on a smooth network."""
+    from igbench.defenses.common import gradreg_terms
+    from igbench.defenses.gradreg import fd_batch_loss
+
+    model = build("mlp", {"activation": "softplus"}).double().eval()
+    x, y = mnist_slice.test_x[:64].double(), mnist_slice.test_y[:64]
+    params = list(model.parameters())
+    lam = 30.0
+    ce, exact, _ = gradreg_terms(model, x, y, "per-example")
+    g_ce = torch.cat([g.flatten() for g in torch.autograd.grad(ce, params, retain_graph=True)])
+    g_exact = torch.cat([g.flatten() for g in torch.autograd.grad(ce + lam * exact, params)]) - g_ce
+    loss, logits, fd = fd_batch_loss(model, x, y, lam, 0.01, "per-example")
+    assert float(loss.detach()) == pytest.approx(float(ce.detach()) + lam * float(fd), rel=1e-12)
+    assert torch.equal(logits, model(x).detach())
+    g_fd = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]) - g_ce
+    assert float(g_exact.norm()) > 0.1 * float(g_ce.norm())  # the penalty's part is not negligible
+    assert float(torch.nn.functional.cosine_similarity(g_exact, g_fd, dim=0)) > 0.999
+    assert float(g_fd.norm() / g_exact.norm()) == pytest.approx(1.0, abs=0.01)
+
+
 # --------------------------------------------------------------------------- BatchNorm statistics
 def _bn_layers(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

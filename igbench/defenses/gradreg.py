@@ -95,20 +95,80 @@ def fd_terms(model, x, y, h: float, scaling: str = "paper"):
     return per.mean(), penalty_from_sq_norms(diff.pow(2), scaling), logits
 
 
+def fd_batch_loss(model, x, y, lam: float, h: float, scaling: str = "paper"):
+    """``(loss, logits, penalty)``: ``CE + lam * penalty`` with the penalty approximated by one finite
+    difference along the gradient of the whole batch, at the cost of two plain training steps.
+
+    The exact penalty is a function of one vector, ``G = d(mean CE)/dX`` over the whole input batch (with
+    train-mode BatchNorm it includes the terms through the batch statistics): ``paper`` scaling is
+    ``||G||^2 / 2``, ``per-example`` is ``B ||G||^2`` (``= 2 B`` times ``paper``). One backward pass from a
+    forward pass at ``X`` gives ``G`` *and* the weight gradient of the clean CE together. With
+    ``u = G / ||G||`` (a constant) and ``s = h sqrt(B)`` (so that the examples move by ``h`` in L2 on
+    average, as in :func:`fd_terms`), a second forward pass at ``X + s u`` (same dropout masks, BatchNorm
+    running statistics untouched) gives
+
+        ``D = (CE(X + s u) - CE(X)) / s = ||G|| + (s / 2) u^T H u + O(s^2)``
+
+    and ``||G||^2`` is replaced by ``D^2``. Because ``D`` is one number, the weight gradient of the loss is
+    ``(1 - c) dCE(X)/dw + c dCE(X + s u)/dw`` with the scalar ``c = lam * dpenalty/dD / s``: the clean
+    weight gradient from the first backward pass is reused, scaled, and only ``CE(X + s u)`` is
+    backpropagated again (to the weights only). The returned loss has the value ``CE + lam * penalty`` and
+    exactly that gradient. The approximation's error, and its noise on ReLU and max-pool networks, are
+    those of :func:`fd_terms`, along the batch's direction instead of each example's. In training it acts
+    as the per-example estimator does: after 80 steps of the paper CNN at lambda 1000
+    (``benchmarks/fd_effect.py``) the mean input-gradient norm is 0.262 (per example: 0.264; exact: 0.251;
+    no penalty: 0.329).
+    """
+    import math
+
+    import torch
+
+    weights = [p for p in model.parameters() if p.requires_grad]
+    x = x.detach().requires_grad_(True)
+    with same_random_state(x.device):
+        logits = model(x)
+    ce = cross_entropy(logits, y)
+    G, *clean_grads = torch.autograd.grad(ce, [x, *weights])
+    norm = G.norm()
+    u = G / norm.clamp_min(torch.finfo(G.dtype).tiny)
+    step = h * math.sqrt(x.shape[0])
+    with frozen_bn_stats(model):
+        ce_h = cross_entropy(model(x.detach() + step * u), y)
+    d = (ce_h.detach() - ce.detach()) / step
+    scale = 0.5 if scaling == "paper" else float(x.shape[0])
+    penalty = scale * d * d
+    c = lam * 2.0 * scale * d / step  # d(lam * penalty)/d CE(X + s u); minus that for CE(X)
+    surrogate = c * ce_h + sum(((1.0 - c) * g * w).sum() for g, w in zip(clean_grads, weights))
+    value = ce.detach() + lam * penalty
+    return surrogate + (value - surrogate).detach(), logits.detach(), penalty
+
+
+DIRECTIONS = ("batch", "example")
+
+
 class GradRegFD(PenaltyParams, LossDefense):
+    """Input-gradient penalty by finite differences: ``direction=batch`` (default) is :func:`fd_batch_loss`,
+    ``direction=example`` is :func:`fd_terms`."""
+
     name = "gradreg-fd"
     summary = "Input-gradient penalty by finite differences (Finlay & Oberman 2019): two forward passes, no double backprop"
     params = (
         lambda_param(),
-        Param("h", 0.1, "finite-difference step (L2, input units) along the normalized input gradient; "
-              "smaller = less bias on smooth nets, noisier weight gradients with ReLU/max-pool",
+        Param("h", 0.1, "finite-difference step (L2, input units, per example on average) along the normalized "
+              "input gradient; smaller = less bias on smooth nets, noisier weight gradients with ReLU/max-pool",
               type=float, check=positive),
         scaling_param(),
+        Param("direction", "batch", "batch: one difference along the whole batch's input gradient, about two plain "
+              "steps' cost (the clean weight gradient is reused); example: one per example along its own "
+              "gradient, a third backward pass", choices=DIRECTIONS),
     )
 
     def loss(self, model, x, y, params, trainer):
         lam = resolve_lambda(params)
         if lam == 0:
             return plain_loss(model, x, y)
+        if params["direction"] == "batch":
+            loss, logits, _ = fd_batch_loss(model, x, y, lam, params["h"], params["scaling"])
+            return loss, logits
         ce, penalty, logits = fd_terms(model, x, y, params["h"], params["scaling"])
         return ce + lam * penalty, logits
