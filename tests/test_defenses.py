@@ -267,6 +267,20 @@ def test_fd_batch_loss_has_the_exact_loss_weight_gradient(mnist_slice):
     assert float(g_fd.norm() / g_exact.norm()) == pytest.approx(1.0, abs=0.01)
 
 
+def test_fd_batch_loss_accepts_a_model_with_unused_weights(mnist_slice):
+    """A plugin architecture may hold weights its forward pass does not use: they get no gradient, as
+    with any other loss, instead of an autograd error."""
+    from igbench.defenses.gradreg import fd_batch_loss
+
+    model = torch.nn.Sequential(build("mlp"), torch.nn.Linear(2, 2))
+    model[1].forward = lambda x: x  # type: ignore[method-assign]  # present, never used
+    x, y = mnist_slice.train_x[:32], mnist_slice.train_y[:32]
+    loss, _, penalty = fd_batch_loss(model, x, y, 100.0, 0.1)
+    loss.backward()
+    assert model[1].weight.grad is None and float(penalty) > 0
+    assert all(p.grad is not None for p in model[0].parameters())
+
+
 # --------------------------------------------------------------------------- BatchNorm statistics
 def _bn_layers(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

@@ -128,7 +128,7 @@ def fd_batch_loss(model, x, y, lam: float, h: float, scaling: str = "paper"):
     with same_random_state(x.device):
         logits = model(x)
     ce = cross_entropy(logits, y)
-    G, *clean_grads = torch.autograd.grad(ce, [x, *weights])
+    G, *clean_grads = torch.autograd.grad(ce, [x, *weights], allow_unused=True)  # a plugin may have unused weights
     norm = G.norm()
     u = G / norm.clamp_min(torch.finfo(G.dtype).tiny)
     step = h * math.sqrt(x.shape[0])
@@ -138,7 +138,7 @@ def fd_batch_loss(model, x, y, lam: float, h: float, scaling: str = "paper"):
     scale = 0.5 if scaling == "paper" else float(x.shape[0])
     penalty = scale * d * d
     c = lam * 2.0 * scale * d / step  # d(lam * penalty)/d CE(X + s u); minus that for CE(X)
-    surrogate = c * ce_h + sum(((1.0 - c) * g * w).sum() for g, w in zip(clean_grads, weights))
+    surrogate = c * ce_h + sum(((1.0 - c) * g * w).sum() for g, w in zip(clean_grads, weights) if g is not None)
     value = ce.detach() + lam * penalty
     return surrogate + (value - surrogate).detach(), logits.detach(), penalty
 
