@@ -103,8 +103,8 @@ def fd_batch_loss(model, x, y, lam: float, h: float, scaling: str = "paper"):
     train-mode BatchNorm it includes the terms through the batch statistics): ``paper`` scaling is
     ``||G||^2 / 2``, ``per-example`` is ``B ||G||^2`` (``= 2 B`` times ``paper``). One backward pass from a
     forward pass at ``X`` gives ``G`` *and* the weight gradient of the clean CE together. With
-    ``u = G / ||G||`` (a constant) and ``s = h sqrt(B)`` (so that the examples move by ``h`` in L2 on
-    average, as in :func:`fd_terms`), a second forward pass at ``X + s u`` (same dropout masks, BatchNorm
+    ``u = G / ||G||`` (a constant) and ``s = h sqrt(B)`` (so that the examples' moves have a root-mean-square
+    L2 length of ``h``, the length every example moves in :func:`fd_terms`), a second forward pass at ``X + s u`` (same dropout masks, BatchNorm
     running statistics untouched) gives
 
         ``D = (CE(X + s u) - CE(X)) / s = ||G|| + (s / 2) u^T H u + O(s^2)``
@@ -154,8 +154,8 @@ class GradRegFD(PenaltyParams, LossDefense):
     summary = "Input-gradient penalty by finite differences (Finlay & Oberman 2019): two forward passes, no double backprop"
     params = (
         lambda_param(),
-        Param("h", 0.1, "finite-difference step (L2, input units, per example on average) along the normalized "
-              "input gradient; smaller = less bias on smooth nets, noisier weight gradients with ReLU/max-pool",
+        Param("h", 0.1, "finite-difference step (L2, input units; with direction=batch the root-mean-square move per "
+              "example) along the normalized input gradient; smaller = less bias on smooth nets, noisier weight gradients with ReLU/max-pool",
               type=float, check=positive),
         scaling_param(),
         Param("direction", "batch", "batch: one difference along the whole batch's input gradient, about two plain "
