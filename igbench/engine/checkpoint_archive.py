@@ -107,7 +107,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _manifest(tar: tarfile.TarFile, where: str) -> list[ArchivedModel]:
+def _manifest(tar: tarfile.TarFile, where: str) -> tuple[dict[str, Any], list[ArchivedModel]]:
+    """The manifest as read, and its models, checked for the fields import needs."""
     hint = "make one with `igbench cache export RESULT.json`"
     try:
         member = tar.extractfile(MANIFEST)
@@ -128,7 +129,7 @@ def _manifest(tar: tarfile.TarFile, where: str) -> list[ArchivedModel]:
         if not _KEY.match(m.config_hash):
             raise IgbenchError(f"{where}: manifest entry '{m.id}' has no valid configuration hash")
         models.append(m)
-    return models
+    return data, models
 
 
 def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, replace: bool = False,
@@ -148,7 +149,9 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
         raise IgbenchError(f"{path} is not a checkpoint archive ({exc}); make one with "
                            "`igbench cache export RESULT.json`") from None
     with tar:
-        models = _manifest(tar, str(path))
+        manifest, models = _manifest(tar, str(path))
+        echo(f"  checkpoints of {manifest.get('result', '?')} ({manifest.get('dataset', '?')}; "
+             f"made by `{manifest.get('command', '?')}`)")
         payload: dict[str, bytes] = {}
         for m in models:
             try:
