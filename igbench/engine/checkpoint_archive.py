@@ -27,6 +27,7 @@ from typing import Any
 from ..atomic import atomic_path, atomic_write_bytes
 from ..errors import IgbenchError
 from .cache import CheckpointStore, config_hash, state_dict_sha256
+from .models import missing_checkpoint
 
 MANIFEST = "igbench-checkpoints.json"
 FORMAT = 1
@@ -77,12 +78,6 @@ def export_checkpoints(result: dict[str, Any], result_name: str, store: Checkpoi
     one-line error saying how to get it, and nothing is written.
     """
     models = [ArchivedModel(m["id"], m["config_hash"], m["checkpoint_sha256"]) for m in result["models"]]
-    for m in models:
-        path = store.path(m.config_hash)
-        if not path.is_file():
-            raise IgbenchError(f"checkpoint of model '{m.id}' ({m.config_hash[:12]}) is not in the cache "
-                               f"{store.root}; re-run `{result['command']}` (same --cache-dir) to recreate it")
-        _check(_read_checkpoint(path.read_bytes(), str(path)), m, str(path))
     manifest = {
         "format": FORMAT,
         "result": result_name,
@@ -91,13 +86,17 @@ def export_checkpoints(result: dict[str, Any], result_name: str, store: Checkpoi
         "models": [{"id": m.id, "config_hash": m.config_hash, "checkpoint_sha256": m.checkpoint_sha256}
                    for m in models],
     }
-    target = Path(out)
-    with atomic_path(target) as tmp:
+    with atomic_path(Path(out)) as tmp:  # an error below leaves no archive behind
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
             for m in models:
-                tar.add(store.path(m.config_hash), arcname=m.member)
-                echo(f"  {m.id}: {m.config_hash[:12]} ({store.path(m.config_hash).stat().st_size / 1e6:.1f} MB)")
+                path = store.path(m.config_hash)
+                if not path.is_file():
+                    raise IgbenchError(missing_checkpoint(m.id, m.config_hash, store, result["command"]))
+                data = path.read_bytes()  # read once: the bytes checked are the bytes packed
+                _check(_read_checkpoint(data, str(path)), m, str(path))
+                _add_bytes(tar, m.member, data)
+                echo(f"  {m.id}: {m.config_hash[:12]} ({len(data) / 1e6:.1f} MB)")
     return models
 
 

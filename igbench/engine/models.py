@@ -124,6 +124,12 @@ def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
     return [{"device": str(meta["device"]), "torch_threads": meta.get("torch_threads")}]
 
 
+def missing_checkpoint(model_id: str, key: str, store: CheckpointStore, command: str) -> str:
+    """The one-line error for a result's model whose checkpoint is not in ``store``, with both fixes."""
+    return (f"checkpoint of model '{model_id}' ({key[:12]}) is not in the cache {store.root}; re-run `{command}` "
+            "(same --cache-dir) to recreate it, or `igbench cache import` the archive `igbench cache export` made of it")
+
+
 def load_result_models(result: dict[str, Any], store: CheckpointStore, device: str = "cpu") -> dict[str, Any]:
     """The trained models of a result file, from the checkpoint cache, keyed by model id (eval mode).
 
@@ -144,11 +150,7 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
     for rec in result["models"]:
         key = rec["config_hash"]
         if not store.has(key):
-            raise IgbenchError(
-                f"checkpoint of model '{rec['id']}' ({key[:12]}) is not in the cache {store.root}; "
-                f"re-run `{result['command']}` (same --cache-dir) to recreate it, or `igbench cache import` "
-                "the archive `igbench cache export` made of it"
-            )
+            raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))
         model = reg.get("architecture", rec["arch"]).build(shape, num_classes, rec["arch_params"])
         store.load(key, model)
         if weights_sha256(model) != rec["checkpoint_sha256"]:
