@@ -63,15 +63,16 @@ class LogLines:
                 self._write(now)
 
     def line(self, now: float) -> str:
-        """The status line; the rate (and so the time left) is that of the work since the last line."""
+        """The status line. While work is left, the rate (and so the time left) is that of the work since
+        the last line; the line at the end gives the whole run's average rate beside its duration."""
         done = self.n - self.first
         elapsed = max(now - self.started, 1e-9)
         parts = [f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100.0 * self.n / max(self.total, 1):.0f}%)"]
         if done > 0:
             recent = self.n - self.last_n
-            rate = (now - self.last) / recent if recent > 0 else elapsed / done
-            parts.append(f"{rate:.3g} s/{self.unit}" if rate >= 0.01 else f"{1 / rate:.3g} {self.unit}/s")
             left = self.total - self.n
+            rate = (now - self.last) / recent if recent > 0 and left > 0 else elapsed / done
+            parts.append(f"{rate:.3g} s/{self.unit}" if rate >= 0.01 else f"{1 / rate:.3g} {self.unit}/s")
             parts.append(f"{format_duration(left * rate)} left" if left > 0 else f"took {format_duration(elapsed)}")
         if self.postfix:
             parts.append(self.postfix)

@@ -49,6 +49,19 @@ def test_resumed_work_counts_its_rate_from_the_resume_point():
     assert last == "train none: 100/100 steps (100%), 2 s/step, took 0m20s", last
 
 
+def test_the_last_line_gives_the_average_rate_of_the_whole_run():
+    clock, out = Clock(), io.StringIO()
+    bar = LogLines(2000, desc="attack jsma", unit="img", stream=out, interval=60, clock=clock)
+    clock.t += 190.0  # a slow first batch (a batched attack finishes its images in bursts)
+    bar.update(500)
+    clock.t += 10.0
+    bar.update(1500)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "attack jsma: 500/2000 imgs (25%), 0.38 s/img, 9m30s left", lines
+    assert lines[-1] == "attack jsma: 2000/2000 imgs (100%), 0.1 s/img, took 3m20s", lines  # not the last burst's 150 img/s
+
+
 def test_short_work_prints_nothing():
     clock, out = Clock(), io.StringIO()
     bar = LogLines(50, desc="attack fgsm", unit="img", stream=out, interval=60, clock=clock)
