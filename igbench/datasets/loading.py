@@ -1,14 +1,16 @@
-"""``load_dataset``: what ``igbench run`` calls to get a data set, with the MNIST -> bundled-sample fallback."""
+"""``load_dataset``: what ``igbench run`` calls to get a data set, with the MNIST -> bundled-sample fallback
+for a user who named no data folder."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetNotFound
-from .locate import search_roots
+from .locate import ENV_DATA_DIR, search_roots
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data import DataSplits
@@ -24,9 +26,11 @@ def load_dataset(
 ) -> "DataSplits":
     """Load the registered data set ``name`` with ``params`` (resolved and checked by the plugin).
 
-    When ``name`` is ``mnist``, ``fallback`` is true and MNIST is neither in the data dirs nor
-    downloadable, print a one-line notice to stderr and return the bundled ``mnist-sample`` instead
-    (its ``name`` stays ``mnist-sample`` so results record what was really used).
+    When ``name`` is ``mnist``, ``fallback`` is true, no data folder was named (neither ``data_dir`` nor
+    ``IGBENCH_DATA_DIR``) and MNIST is neither in the download cache nor downloadable, print a one-line
+    notice to stderr and return the bundled ``mnist-sample`` instead (its ``name`` stays ``mnist-sample``
+    so results record what was really used). A user who names a data folder asked for full MNIST: there a
+    missing MNIST is an error (:class:`DatasetNotFound`, with a hint at the sample), not a smaller data set.
     """
     from ..registry import get_registry
 
@@ -40,6 +44,11 @@ def load_dataset(
         substitute = FALLBACK.get(name)
         if not fallback or substitute is None:
             raise
+        named = str(path) if path else os.environ.get(ENV_DATA_DIR, "")
+        if named:
+            raise DatasetNotFound(f"{exc} (the data folder {named} was named, so igbench does not fall back to "
+                                  f"the bundled 5,000-digit sample; to use that sample, name no data folder or "
+                                  f"pass --dataset mnist-sample)") from None
         roots = [str(root) for root, _how in search_roots(path)]
         reason = f"not in {' or '.join(roots)}"
         if getattr(exc, "download_failure", None):
