@@ -11,24 +11,11 @@ whether the two models' weights are still identical bit for bit after every step
 
 from __future__ import annotations
 
-import copy
 import statistics
 import sys
 import time
 
 from bench_args import benchmark_parser
-
-
-def relu_before_pool(model):
-    """A copy of the paper CNN with each (max-pool, ReLU) pair put back as (ReLU, max-pool)."""
-    import torch.nn as nn
-
-    old = copy.deepcopy(model)
-    feats = old[0]
-    for i in range(len(feats) - 1):
-        if isinstance(feats[i], nn.MaxPool2d) and isinstance(feats[i + 1], nn.ReLU):
-            feats[i], feats[i + 1] = feats[i + 1], feats[i]
-    return old
 
 
 def main(argv=None) -> int:
@@ -40,6 +27,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from igbench.architectures.cnn import relu_before_pool
     from igbench.datasets.loading import load_dataset
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
     from igbench.registry import get_registry

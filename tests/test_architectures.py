@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from igbench.architectures.batchnorm import BatchNorm1d, BatchNorm2d
+from igbench.architectures.cnn import relu_before_pool
 from igbench.engine.train import TrainConfig, Trainer, accuracy
 from igbench.errors import ParamError
 from igbench.registry import get_registry
@@ -73,20 +74,6 @@ def test_tf_slim_form_keeps_its_accuracy_under_the_papers_penalty(mnist_slice):
     assert acc["tf-slim"] - acc["pytorch"] >= 0.04, acc
 
 
-def _relu_before_pool(model):
-    """The same model with each (max-pool, ReLU) pair back in the order conv -> BN -> ReLU -> pool."""
-    import copy
-
-    old = copy.deepcopy(model)
-    feats = old[0]
-    pairs = [i for i in range(len(feats) - 1)
-             if isinstance(feats[i], nn.MaxPool2d) and isinstance(feats[i + 1], nn.ReLU)]
-    assert len(pairs) == 2, "the ReLU paper CNN pools before each convolutional ReLU"
-    for i in pairs:
-        feats[i], feats[i + 1] = feats[i + 1], feats[i]
-    return old
-
-
 def test_pooling_before_relu_is_the_same_network_bit_for_bit_under_double_backprop(mnist_slice):
     """The ReLU paper CNN is built pool-then-ReLU (cheaper); a training step of gradreg, which
     differentiates the backward pass too, gives exactly the weights the ReLU-then-pool order gives."""
@@ -98,7 +85,9 @@ def test_pooling_before_relu_is_the_same_network_bit_for_bit_under_double_backpr
     params = gradreg.resolve_params({"lambda": 1e5})  # a strong penalty: its second-order terms matter
     torch.manual_seed(0)
     new = trainer.new_model()
-    old = _relu_before_pool(new)
+    old = relu_before_pool(new)
+    swapped = [type(m).__name__ for m in old[0]]
+    assert swapped.count("ReLU") == 2 and [type(m).__name__ for m in new[0]] != swapped, "the ReLU paper CNN pools first"
     for model in (new, old):
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -91,6 +91,25 @@ def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dro
     return model
 
 
+def relu_before_pool(model):
+    """A copy of a ReLU paper CNN with each (max-pool, ReLU) pair put back in the textbook order (ReLU, then
+    max-pool): the same function, for tests and benchmarks that check :func:`build_paper_cnn`'s order
+    changes nothing. It raises ValueError for a model with no such pair (softplus keeps its order)."""
+    import copy
+
+    import torch.nn as nn
+
+    old = copy.deepcopy(model)
+    feats = old[0]
+    pairs = [i for i in range(len(feats) - 1)
+             if isinstance(feats[i], nn.MaxPool2d) and isinstance(feats[i + 1], nn.ReLU)]
+    if not pairs:
+        raise ValueError("no (max-pool, ReLU) pair to swap: not a ReLU paper CNN")
+    for i in pairs:
+        feats[i], feats[i + 1] = feats[i + 1], feats[i]
+    return old
+
+
 def glorot_init(model) -> None:
     """TF-slim's initialization of conv and dense layers: Xavier-uniform weights, zero biases."""
     import torch.nn as nn
