@@ -48,8 +48,8 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], label_a: str = "A", 
         out.append(f"models in one file only: {', '.join(only)}")
     diffs = cell_differences(a, b)
     n_shared = sum(r["n"] for r in diffs)
-    out.append(f"\n{n_shared} attacked cells in both files ({len(a['cells'])} cells in A, {len(b['cells'])} in B); "
-               "accuracy differences in points (B - A):")
+    out.append(f"\n{n_shared} attacked cells (eps > 0) in both files (all cells, eps 0 included: {len(a['cells'])} "
+               f"in A, {len(b['cells'])} in B); accuracy differences in points (B - A):")
     out.append(tabulate([[r["attack"], r["cells"], str(r["n"]), f"{r['mean_abs']:.2f}", f"{r['mean']:+.2f}",
                           f"{r['largest']:+.2f}"] for r in diffs],
                         headers=["attack", "cells", "n", "mean |diff|", "mean diff", "largest"],
