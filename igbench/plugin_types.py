@@ -232,6 +232,16 @@ class AttackPlugin(Plugin):
         """Target class of each input (a LongTensor shaped like ``y``), or ``None`` when untargeted."""
         return None
 
+    def check(self, params: dict[str, Any], input_shape: tuple[int, ...], ctx: AttackContext) -> None:
+        """Optional pre-flight check of resolved ``params`` for inputs of ``input_shape`` (no batch dim).
+
+        A grid calls it once per attack unit after loading the data and before training any model, so
+        that a parameter only the attack itself can judge (a wrapped library's constructor, say) fails in
+        seconds rather than after hours of training. Raise :class:`igbench.errors.ParamError` (one line,
+        naming the parameter). The default accepts everything ``resolve_params`` accepted.
+        """
+        return None
+
 
 class AttackProvider(Plugin):
     """Serves a namespace of attack names, ``<prefix><suffix>`` (e.g. ``art:CarliniL2Method``)."""

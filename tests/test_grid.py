@@ -176,11 +176,15 @@ def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):
         (["--attack", "fgsm", "--device", "cuda:7"], "--device"),
         (["--defense", "gradreg"], "no attack selected"),
         (["--attack", "fgsm", "--config", str(tmp_path / "missing.toml")], "no such file"),
+        # ART judges its own parameters in its constructor: checked on a stand-in before any training
+        (["--attack", "art:FastGradientMethod", "--param", "eps=-1", "--steps", "1"],
+         "art:FastGradientMethod rejected its parameters"),
     ]
     for extra, expected in cases:
         result = runner.invoke(cli, base + extra)
         lines = [l for l in result.output.splitlines() if l.strip()]
         assert result.exit_code != 0 and len(lines) == 1 and expected in lines[0], (extra, result.output)
+    assert not list(tmp_path.rglob("*.pt")), "no model was trained"
 
 
 def test_paper_configs_parse_into_the_paper_grid(registry):

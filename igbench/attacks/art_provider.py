@@ -180,6 +180,46 @@ class ArtAttack(AttackPlugin):
         return choose_targets(model, x, y, params.get("target", "next"), ctx)
 
     # ------------------------------------------------------------------ attack
+    def _build(self, model, input_shape: tuple[int, ...], ctx: AttackContext, kwargs: dict[str, Any],
+               on_gpu: bool = False):
+        """ART's attack object on ``model`` wrapped in a PyTorchClassifier; its constructor's complaints
+        about the parameters or the model become one-line igbench errors. Call inside :func:`_quiet`."""
+        import torch
+        from art.estimators.classification import PyTorchClassifier
+        from art.exceptions import EstimatorError
+
+        classifier = PyTorchClassifier(
+            model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
+            nb_classes=int(ctx.num_classes), clip_values=(float(ctx.clip_min), float(ctx.clip_max)),
+            device_type="gpu" if on_gpu else "cpu",
+        )
+        try:
+            return self.cls(classifier, **kwargs)
+        except EstimatorError as exc:
+            raise UsageError(f"{self.name} needs a kind of model igbench does not provide "
+                             f"(it got a PyTorch image classifier): {_one_line(exc)}") from None
+        except (ValueError, TypeError, AssertionError) as exc:
+            raise ParamError(f"{self.name} rejected its parameters {kwargs}: {_one_line(exc)}") from None
+        except ImportError as exc:
+            missing = getattr(exc, "name", None) or "a package it imports"
+            raise UsageError(f"{self.name} needs {missing}, which is not installed here "
+                             f"(pip install {missing}): {_one_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - any other failure of ART's constructor, as one line
+            raise ParamError(f"{self.name} could not be built with parameters {kwargs}: "
+                             f"{type(exc).__name__}: {_one_line(exc)}") from None
+
+    def check(self, params: dict[str, Any], input_shape: tuple[int, ...], ctx: AttackContext) -> None:
+        """Run ART's constructor (its parameter checks) on a stand-in linear classifier of the same input
+        shape and class count, before any model trains."""
+        import math
+
+        import torch
+
+        kwargs = {k: v for k, v in params.items() if k in self.kwargs}
+        stand_in = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), int(ctx.num_classes)))
+        with _quiet():
+            self._build(stand_in.eval(), input_shape, ctx, kwargs)
+
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
         import numpy as np
         import torch
@@ -188,21 +228,7 @@ class ArtAttack(AttackPlugin):
         with eval_mode(model):
             labels = targets_for(self, model, x, y, params, ctx) if self._is_targeted(params) else y
             with _quiet():
-                from art.estimators.classification import PyTorchClassifier
-                from art.exceptions import EstimatorError
-
-                classifier = PyTorchClassifier(
-                    model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                    nb_classes=int(ctx.num_classes), clip_values=(float(ctx.clip_min), float(ctx.clip_max)),
-                    device_type="gpu" if x.is_cuda else "cpu",
-                )
-                try:
-                    attack = self.cls(classifier, **kwargs)
-                except EstimatorError as exc:
-                    raise UsageError(f"{self.name} needs a kind of model igbench does not provide "
-                                     f"(it got a PyTorch image classifier): {_one_line(exc)}") from None
-                except (ValueError, TypeError, AssertionError) as exc:
-                    raise ParamError(f"{self.name} rejected its parameters {kwargs}: {_one_line(exc)}") from None
+                attack = self._build(model, tuple(x.shape[1:]), ctx, kwargs, on_gpu=x.is_cuda)
                 one_hot = np.eye(int(ctx.num_classes), dtype=np.float32)[labels.detach().cpu().numpy()]
                 try:
                     out = attack.generate(x=x.detach().cpu().numpy().astype(np.float32), y=one_hot)

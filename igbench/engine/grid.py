@@ -142,6 +142,9 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
+    preflight = make_context(data, device="cpu", seed=spec.train.seed)
+    for plugin, params, _eps in units:  # and lets each attack judge its own parameters (ART's constructors)
+        plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
 
     # ---- models: trained or loaded from the cache
     models: dict[str, Any] = {}
