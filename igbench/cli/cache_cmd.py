@@ -164,6 +164,10 @@ def import_command(archive: str, replace: bool, cache_dir) -> None:
     from ..engine.cache import CheckpointStore
     from ..engine.checkpoint_archive import import_checkpoints
 
+    from pathlib import Path
+
+    if not Path(archive).is_file():
+        raise click.ClickException(f"{archive}: no such archive; check the path")
     store = CheckpointStore(cache_dir)
     click.echo(f"importing {archive} into {store.root}:")
     outcome = import_checkpoints(archive, store, replace=replace, echo=click.echo)
