@@ -57,3 +57,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (``\\n`` line endings kept as given); return the path."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_npz(path: str | os.PathLike[str], **arrays) -> Path:
+    """Write numpy ``arrays`` to ``path`` as an ``.npz`` atomically (through a file object: given a path,
+    ``np.savez`` would append ``.npz`` to the temporary name); return the path."""
+    import numpy as np
+
+    target = Path(path)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return target

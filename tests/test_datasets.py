@@ -204,6 +204,51 @@ def test_notmnist_png_folder(tmp_path):
     assert float(d.train_x.min()) == 0.0 and float(d.train_x.max()) == 1.0
 
 
+def _write_letters(root, per_letter, marker, rng):
+    """PNG folders A..J of random letters whose pixel (0, 0) is ``marker`` (to tell the folders apart)."""
+    from PIL import Image
+
+    for letter in "ABCDEFGHIJ":
+        (root / letter).mkdir(parents=True)
+        for k in range(per_letter):
+            arr = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            arr[0, 0] = marker
+            Image.fromarray(arr, mode="L").save(root / letter / f"img{k}.png")
+
+
+def test_notmnist_paper_protocol_trains_on_large_and_tests_on_small(tmp_path, monkeypatch):
+    import PIL.Image
+
+    rng = np.random.default_rng(1)
+    _write_letters(tmp_path / "notMNIST_large", 4, 100, rng)
+    _write_letters(tmp_path / "notMNIST_small", 3, 200, rng)
+    (tmp_path / "notMNIST_large" / "C" / "broken.png").write_bytes(b"not a png")
+    d = load_dataset("notmnist", tmp_path, {"train_size": 30, "test_size": 20})
+    assert d.variant == "paper-large30-small20-seed0"
+    assert torch.bincount(d.train_y).tolist() == [3] * 10 and torch.bincount(d.test_y).tolist() == [2] * 10
+    assert (d.train_x[:, 0, 0, 0] * 255).round().eq(100).all()  # every training letter from notMNIST_large
+    assert (d.test_x[:, 0, 0, 0] * 255).round().eq(200).all()  # every test letter from notMNIST_small
+    assert "notMNIST_large (1 of its files unreadable" in d.notes and "balanced" in d.notes
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the parsed cache should have been used")
+
+    with monkeypatch.context() as m:  # the second load reads the cached arrays, not 70 PNGs
+        m.setattr(PIL.Image, "open", no_decoding)
+        again = load_dataset("notmnist", tmp_path, {"train_size": 30, "test_size": 20})
+    assert again.checksum == d.checksum
+    assert load_dataset("notmnist", tmp_path, {"train_size": 0, "test_size": 0}).train_x.shape[0] == 40
+    split = load_dataset("notmnist", tmp_path, {"protocol": "split", "test_fraction": 0.34})
+    assert split.variant == "small-png-30-split0.34-seed0"
+    with pytest.raises(DataError, match="4 examples of class 0, fewer than the 5 per class that 50 asks for"):
+        load_dataset("notmnist", tmp_path, {"train_size": 50})
+    only_small = tmp_path / "elsewhere"
+    _write_letters(only_small / "notMNIST_small", 3, 200, rng)
+    with pytest.raises(DatasetNotFound, match=r"notMNIST_large and notMNIST_small \(protocol=paper\).*notMNIST_large.tar.gz"):
+        load_dataset("notmnist", only_small, {"protocol": "paper"})
+    assert load_dataset("notmnist", only_small).variant.startswith("small-png-30-split")  # auto: the split
+
+
 # --------------------------------------------------------------------------- SVHN
 def test_svhn_from_mat(tmp_path, write_svhn):
     written = write_svhn(tmp_path / "svhn")

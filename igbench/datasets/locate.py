@@ -33,6 +33,11 @@ def cache_root() -> Path:
     return base / "igbench"
 
 
+def parsed_cache() -> Path:
+    """Where decoded data sets are cached as ``.npz`` (``<cache>/parsed``)."""
+    return cache_root() / "parsed"
+
+
 def download_root(data_dir: str | Path | None) -> Path:
     """Where automatic downloads go: the given data dir, else ``<cache>/data``."""
     return Path(data_dir).expanduser() if data_dir else cache_root() / "data"

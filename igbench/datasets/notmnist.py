@@ -1,22 +1,32 @@
-"""notMNIST letters A-J: the bundled 10,000-letter IDX sample, or the original notMNIST_small PNGs."""
+"""notMNIST letters A-J: the paper's protocol (train on notMNIST_large, test on notMNIST_small) when both PNG
+folders are there, else a seeded split of notMNIST_small's PNGs or of the bundled 10,000-letter IDX sample."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..plugin_types import DatasetPlugin
+from ..plugin_types import DatasetPlugin, Param
 from .locate import candidate_dirs, find_file_set, not_found_error
+from .notmnist_png import LETTERS, find_png_root, load_png_folder
 from .split import split_params
 
-LETTERS = tuple("ABCDEFGHIJ")
 SAMPLE_MD5 = {
     "t10k-images-idx3-ubyte": "1e78b07d677d6e4de2c8857bafff012e",
     "t10k-labels-idx1-ubyte": "b10b3ef34b4e468313a7b24c216c6a53",
 }
 SAMPLE_FOLDERS = ("notmnist-sample", "notmnist", ".")
 PNG_FOLDERS = ("notMNIST_small", "notmnist/notMNIST_small", "notmnist-sample/notMNIST_small")
+LARGE_FOLDERS = ("notMNIST_large", "notmnist/notMNIST_large")
 DOWNLOAD_HINT = "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz (unpack it into the data dir)"
+LARGE_HINT = "http://yaroslavvb.com/upload/notMNIST/notMNIST_large.tar.gz and notMNIST_small.tar.gz (unpack both into the data dir)"
+PROTOCOLS = ("auto", "paper", "split")
+PAPER_PROTOCOL_NOTE = (
+    "The paper's protocol: {n_train} training letters drawn from notMNIST_large ({large_skipped} of its files "
+    "unreadable, skipped) and {n_test} test letters from notMNIST_small ({small_skipped} unreadable, skipped), "
+    "each balanced over the ten letters with seed {seed}. The paper's pixels were (p - 127.5) / 255, in "
+    "[-0.5, 0.5]; these are in [0, 1], a shift by 0.5, so an eps means the same on both (each range has width 1)."
+)
 PAPER_NOTE = (
     "The paper trained on notMNIST_large (about 200,000 letters) and tested on notMNIST_small; here both "
     "splits come from {what}. The paper's pixels were (p - 127.5) / 255, in [-0.5, 0.5]; these are in [0, 1], "
@@ -24,60 +34,78 @@ PAPER_NOTE = (
 )
 
 
-def find_png_root(data_dir: Path | None) -> Path | None:
-    """A ``notMNIST_small`` folder with the ten letter subfolders A..J, or ``None``."""
-    for d in candidate_dirs(data_dir, PNG_FOLDERS):
-        if all((d / letter).is_dir() for letter in LETTERS):
-            return d
-    return None
-
-
-def read_png_folder(root: Path):
-    """uint8 images (N, 28, 28), labels and the names of skipped files; unreadable PNGs are skipped."""
-    import numpy as np
-    from PIL import Image
-
-    images, labels, skipped = [], [], []
-    for label, letter in enumerate(LETTERS):
-        for path in sorted((root / letter).glob("*.png")):
-            try:
-                with Image.open(path) as im:
-                    im.load()
-                    arr = np.asarray(im.convert("L"), dtype=np.uint8)
-            except (OSError, SyntaxError, ValueError):
-                skipped.append(f"{letter}/{path.name}")
-                continue
-            if arr.shape != (28, 28):
-                skipped.append(f"{letter}/{path.name}")
-                continue
-            images.append(arr)
-            labels.append(label)
-    if not images:
-        from ..errors import DataError
-
-        raise DataError(f"no readable 28x28 PNG in {root}/A..J; unpack notMNIST_small there again ({DOWNLOAD_HINT})")
-    return np.stack(images), np.asarray(labels, dtype=np.int64), skipped
+def _count(v) -> str | None:
+    return None if v >= 0 else "must be >= 0 (0 = all)"
 
 
 class NotMnistDataset(DatasetPlugin):
-    """Letters A-J in many fonts; split here (seeded, stratified) since the sample has no test set."""
+    """Letters A-J in many fonts.
+
+    With ``notMNIST_large`` and ``notMNIST_small`` (the original PNG folders) in the data dir, the default
+    ``protocol=auto`` follows the paper: ``train_size`` letters from notMNIST_large and ``test_size`` from
+    notMNIST_small, balanced over the letters (the paper's 200,000 and 10,000). Otherwise one set is
+    split here (seeded, stratified, ``test_fraction``): notMNIST_small's PNGs, or the 10,000-letter IDX
+    sample. ``protocol=paper`` insists on the two folders; ``protocol=split`` never reads notMNIST_large.
+    """
 
     name = "notmnist"
-    summary = "notMNIST letters A-J, 28x28 grey: 10,000-letter sample (or notMNIST_small PNGs), seeded stratified split"
-    params = split_params()
+    summary = ("notMNIST letters A-J, 28x28 grey: train on notMNIST_large, test on notMNIST_small (the paper's) when "
+               "both are there, else a seeded stratified split of notMNIST_small or the 10,000-letter sample")
+    params = split_params() + (
+        Param("protocol", "auto", "auto: the paper's (notMNIST_large for training, notMNIST_small for testing) when "
+              "both PNG folders are in the data dir, else a split of one set; paper: require both; split: always "
+              "split notMNIST_small or the sample", choices=PROTOCOLS),
+        Param("train_size", 200_000, "paper protocol: training letters drawn from notMNIST_large, balanced over "
+              "the letters (the paper's 200,000; 0 = all readable ones)", check=_count),
+        Param("test_size", 10_000, "paper protocol: test letters drawn from notMNIST_small, balanced (the paper's "
+              "10,000; 0 = all readable ones)", check=_count),
+    )
 
     def load(self, data_dir: Path | None, params: dict[str, Any]):
-        """Load the PNG folder when present, else the IDX sample; split it per class with the seed."""
+        """The paper's two folders when there (and not ``protocol=split``), else one set split here."""
+        protocol = params.get("protocol", "auto")
+        small = find_png_root(data_dir, PNG_FOLDERS)
+        large = find_png_root(data_dir, LARGE_FOLDERS) if protocol != "split" else None
+        if large is not None and small is not None:
+            return self._paper_protocol(large, small, params)
+        if protocol == "paper":
+            dirs = candidate_dirs(data_dir, LARGE_FOLDERS if large is None else PNG_FOLDERS)
+            raise not_found_error("notMNIST_large and notMNIST_small (protocol=paper)", dirs, [],
+                                  f"with notMNIST_large/A..J and notMNIST_small/A..J ({LARGE_HINT}), "
+                                  "or drop protocol=paper to split the letters that are there")
+        return self._split_one_set(data_dir, small, params)
+
+    def _paper_protocol(self, large: Path, small: Path, params: dict[str, Any]):
+        from .build import build_splits
+        from .split import balanced_sample
+
+        seed = int(params.get("split_seed", 0))
+        xl, yl, large_skipped = load_png_folder(large)
+        xs, ys, small_skipped = load_png_folder(small)
+        train = balanced_sample(yl, int(params.get("train_size", 200_000)), seed, f"notMNIST_large ({large})")
+        test = balanced_sample(ys, int(params.get("test_size", 10_000)), seed, f"notMNIST_small ({small})")
+        return build_splits(
+            name=self.name,
+            variant=f"paper-large{len(train)}-small{len(test)}-seed{seed}",
+            train=(xl[train], yl[train]),
+            test=(xs[test], ys[test]),
+            class_names=LETTERS,
+            source=f"{large.resolve()} + {small.resolve()}",
+            notes=PAPER_PROTOCOL_NOTE.format(n_train=len(train), n_test=len(test), seed=seed,
+                                             large_skipped=large_skipped, small_skipped=small_skipped),
+        )
+
+    def _split_one_set(self, data_dir: Path | None, png_root: Path | None, params: dict[str, Any]):
+        """The PNG folder when present, else the IDX sample; split per class with the seed."""
         from .build import build_splits
         from .idx import idx_names, read_idx
         from .split import split_settings, stratified_split
 
         tf, seed = split_settings(params)
-        png_root = find_png_root(data_dir)
         if png_root is not None:
-            x, y, skipped = read_png_folder(png_root)
+            x, y, n_skipped = load_png_folder(png_root)
             kind, source = f"small-png-{len(y)}", png_root
-            what = f"the {len(y)} readable notMNIST_small PNGs ({len(skipped)} unreadable skipped)"
+            what = f"the {len(y)} readable notMNIST_small PNGs ({n_skipped} unreadable skipped)"
         else:
             dirs = candidate_dirs(data_dir, SAMPLE_FOLDERS)
             found, partial = find_file_set(dirs, {s: idx_names(s) for s in SAMPLE_MD5})

@@ -39,6 +39,28 @@ def stratified_split(labels: "np.ndarray", test_fraction: float, seed: int) -> "
     return train[rng.permutation(len(train))], test[rng.permutation(len(test))]
 
 
+def balanced_sample(labels: "np.ndarray", n: int, seed: int, what: str = "the data") -> "np.ndarray":
+    """Indices of ``n // n_classes`` examples of every class (all of them when ``n`` is 0), chosen and ordered
+    at random with ``seed``; a class with fewer examples than its share is a DataError."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    if n == 0:
+        return rng.permutation(len(labels))
+    per_class = n // len(classes)
+    parts = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < per_class:
+            raise DataError(f"{what} has {len(idx)} examples of class {c}, fewer than the {per_class} per class that "
+                            f"{n} asks for; ask for at most {len(idx) * len(classes)}, or 0 for all")
+        parts.append(idx[rng.permutation(len(idx))[:per_class]])
+    chosen = np.concatenate(parts)
+    return chosen[rng.permutation(len(chosen))]
+
+
 def _fraction(v: float) -> str | None:
     return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
 
