@@ -51,7 +51,7 @@ class NotMnistDataset(DatasetPlugin):
     name = "notmnist"
     summary = ("notMNIST letters A-J, 28x28 grey: train on notMNIST_large, test on notMNIST_small (the paper's) when "
                "both are there, else a seeded stratified split of notMNIST_small or the 10,000-letter sample")
-    params = split_params() + (
+    params = split_params("seed of the stratified split, or of the paper protocol's balanced draws") + (
         Param("protocol", "auto", "auto: the paper's (notMNIST_large for training, notMNIST_small for testing) when "
               "both PNG folders are in the data dir, else a split of one set; paper: require both; split: always "
               "split notMNIST_small or the sample", choices=PROTOCOLS),

@@ -65,13 +65,13 @@ def _fraction(v: float) -> str | None:
     return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
 
 
-def split_params():
+def split_params(seed_help: str = "seed of the stratified split"):
     """The parameters of a data set that is split here: ``test_fraction`` and ``split_seed``."""
     from ..plugin_types import Param
 
     return (
         Param("test_fraction", 0.2, "fraction of each class that goes to the test split", check=_fraction),
-        Param("split_seed", 0, "seed of the stratified split"),
+        Param("split_seed", 0, seed_help),
     )
 
 
