@@ -6,7 +6,10 @@ Pairs compared (same eps / theta / gamma, the same targets (y+1) mod C for the t
 * ``jsma`` with ART's rule (``jacobian=logits saliency=target``) vs ``art:SaliencyMapMethod``: the same
   algorithm, so equal success rates; ART is run at its default ``batch_size`` (1) and at the benchmark's
   image count (batched like the native one);
-* ``jsma`` with its default rule (CleverHans' probability Jacobian, the study's) for reference.
+* ``jsma`` with its default rule (CleverHans' probability Jacobian, the study's) for reference;
+* both ``jsma`` rules again with ``precision=bf16`` (gradients on a bfloat16 copy of the model; the
+  images, stopping test and scoring stay float32), unless ``--precisions fp32``. The bf16 run of ART's rule
+  is compared with every ART run too; ART itself has no bfloat16 path (it feeds float32 arrays).
 
 igbench runs every attack, native or ART, on an inference copy of the model (BatchNorm folded,
 channels-last weights; ``igbench.engine.inference``). The ART JSMA and the native JSMA (ART's rule) are
@@ -15,9 +18,15 @@ and the ratio against ART as it runs outside igbench.
 
 Each attack is timed ``--repeat`` times, round-robin across attacks (a noisy machine slows all alike); the
 best wall time is reported, with the best process CPU time beside it (steadier on a shared machine).
+Right before each timed run the same attack runs ``--warmup`` times untimed (default 1): oneDNN builds its
+kernels for each new batch shape the first time it meets it, and JSMA's batch shrinks as images reach their
+targets, so a cold run of 100 images meets about 100 shapes. A grid meets them once, on its first batch;
+later batches and models reuse them. Without the warm-up the other attacks' shapes push these out of
+oneDNN's cache between repeats, and every timed run pays the building again (about 0.7 s of a bfloat16
+JSMA on 100 images, 0.2 s in float32, on this project's CPU).
 
     python benchmarks/bench_attacks.py [--data-dir ../shared/data] [--n 100] [--threads 1]
-        [--checkpoint model.pt | --train-n 5000] [--repeat 1] [--json]
+        [--checkpoint model.pt | --train-n 5000] [--repeat 1] [--warmup 1] [--precisions fp32,bf16] [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--gamma", type=float, default=0.25)
     p.add_argument("--art-jsma-batch-sizes", default="1,N",
                    help="comma-separated ART SaliencyMapMethod batch sizes (N = --n); ART's default is 1")
+    p.add_argument("--precisions", default="fp32,bf16",
+                   help="native JSMA precisions to time (comma-separated: fp32, bf16); fp32 is always run")
     p.add_argument("--checkpoint", default=None,
                    help="paper-cnn weights (a state_dict, an igbench cache checkpoint or a pickled module); "
                         "default: train one now")
@@ -50,6 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1: steadier timings)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per attack (best one reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of each attack right before each timed one")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     return p.parse_args(argv)
 
@@ -88,6 +100,7 @@ def load_model(args, data):
 
 
 AS_GIVEN = ", model as given"
+BF16_ART_RULE = "native jsma (ART rule, bf16)"
 
 
 def plan(args):
@@ -101,6 +114,12 @@ def plan(args):
         ("native jsma (ART rule)" + AS_GIVEN, "jsma", jsma_same, False),
         ("native jsma (CleverHans rule)", "jsma", {"theta": args.theta, "gamma": args.gamma}, True),
     ]
+    if "bf16" in args.precisions.split(","):
+        runs += [
+            (BF16_ART_RULE, "jsma", {**jsma_same, "precision": "bf16"}, True),
+            ("native jsma (CleverHans rule, bf16)", "jsma",
+             {"theta": args.theta, "gamma": args.gamma, "precision": "bf16"}, True),
+        ]
     for b in args.art_jsma_batch_sizes.split(","):
         size = args.n if b.strip().upper() == "N" else int(b)
         params = {"theta": args.theta, "gamma": args.gamma, "batch_size": size}
@@ -112,7 +131,8 @@ def plan(args):
 
 
 def run_all(args, model, data, runs):
-    """Time every run ``--repeat`` times round-robin; keep the best times and the last outputs."""
+    """Time every run ``--repeat`` times round-robin, each after ``--warmup`` untimed runs of its own; keep
+    the best times and the last outputs."""
     import torch
 
     from igbench.engine.attack import make_context, run_attack
@@ -126,6 +146,9 @@ def run_all(args, model, data, runs):
     for _ in range(max(1, args.repeat)):
         for label, name, params, optimize in runs:
             attack = reg.get("attack", name)
+            for _ in range(max(0, args.warmup)):
+                run_attack(attack, params, model, x, y, make_context(data, device, args.seed),
+                           batch_size=max(args.n, 1), progress=False, optimize=optimize)
             ctx = make_context(data, device, args.seed)
             w0, c0 = time.perf_counter(), time.process_time()
             x_adv, stats, _, _ = run_attack(attack, params, model, x, y, ctx, batch_size=max(args.n, 1),
@@ -175,15 +198,20 @@ def main(argv=None) -> int:
     comparisons = [ratios(best, "native fgsm", "art FastGradientMethod")]
     comparisons[0]["max_abs_output_difference"] = float(
         (outputs["native fgsm"] - outputs["art FastGradientMethod"]).abs().max())
-    for label, *_ in runs:
-        if label.startswith("art SaliencyMapMethod"):
-            comparisons.append(ratios(best, "native jsma (ART rule)", label))
+    subjects = ["native jsma (ART rule)"] + ([BF16_ART_RULE] if BF16_ART_RULE in best else [])
+    for subject in subjects:
+        for label, *_ in runs:
+            if label.startswith("art SaliencyMapMethod"):
+                comparisons.append(ratios(best, subject, label))
+    if BF16_ART_RULE in best:  # what bfloat16 buys each rule
+        comparisons.append(ratios(best, BF16_ART_RULE, "native jsma (ART rule)"))
+        comparisons.append(ratios(best, "native jsma (CleverHans rule, bf16)", "native jsma (CleverHans rule)"))
     for label, *_ in runs:  # what the inference copy buys each attack
         if label.endswith(AS_GIVEN):
             comparisons.append(ratios(best, label[: -len(AS_GIVEN)], label))
     report = {
         "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-        "device": args.device, "threads": torch.get_num_threads(), "n_images": args.n,
+        "device": args.device, "threads": torch.get_num_threads(), "n_images": args.n, "warmup_runs": args.warmup,
         "python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
         "model": model_info, "runs": best, "comparisons": comparisons,
         "jsma_target_speedup": JSMA_TARGET_SPEEDUP,
@@ -192,7 +220,8 @@ def main(argv=None) -> int:
         print(json.dumps(_finite(report), indent=2, default=float))
         return 0
     print(f"{args.n} MNIST test images, paper CNN ({model_info['source']}), clean accuracy "
-          f"{model_info['clean_accuracy_on_attacked_images']:.3f}; device {args.device}, {report['threads']} thread(s)")
+          f"{model_info['clean_accuracy_on_attacked_images']:.3f}; device {args.device}, {report['threads']} thread(s); "
+          f"best of {max(1, args.repeat)}, each after {max(0, args.warmup)} untimed run(s)")
     print(f"{'attack':56s} {'wall s':>8s} {'cpu s':>8s} {'success':>8s} {'mean L0':>8s}")
     for label, rec in best.items():
         print(f"{label:56s} {rec['wall_s']:8.2f} {rec['cpu_s']:8.2f} {rec['success_rate']:8.3f} {rec['l0']:8.1f}")

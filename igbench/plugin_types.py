@@ -28,6 +28,9 @@ class Param:
 
     ``type`` is inferred from ``default`` when omitted (``None`` defaults need an explicit type).
     ``check`` returns an error text (what is wrong and what is allowed) or ``None`` when valid.
+    ``recorded_at_default=False`` leaves the parameter out of what a result records while it has its
+    default (:meth:`PluginBase.recorded_params`): for a parameter added after results were recorded, so
+    that those results keep their run ids (``--reuse``, resuming) and read the same.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Param:
     type: type | None = None
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None
+    recorded_at_default: bool = True
 
     @property
     def value_type(self) -> type:
@@ -132,6 +136,12 @@ class Plugin:
         for p in self.params:
             out[p.name] = p.coerce(given[p.name], self.label) if p.name in given else p.default
         return out
+
+    def recorded_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Resolved ``params`` as a result records them: without the parameters declared
+        ``recorded_at_default=False`` that have their default value."""
+        quiet = {p.name: p.default for p in self.params if not p.recorded_at_default}
+        return {k: v for k, v in params.items() if k not in quiet or v != quiet[k]}
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description, used by `igbench plugins --json`."""

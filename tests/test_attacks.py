@@ -150,6 +150,66 @@ def test_jsma_matches_art_saliency_map_method(trained_cnn, mnist_slice):
         assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
 
+def test_bf16_precision_keeps_each_iterative_attack_as_strong(trained_cnn, mnist_slice):
+    """precision=bf16 takes the gradients on a bfloat16 copy of the model: the examples differ, but each
+    attack stays as strong (within 5 points on 100 images), within its bounds, in float32, and an image
+    that stops at its target is on it for the float32 model too."""
+    n = 100
+    x, y = mnist_slice.test_x[:n], mnist_slice.test_y[:n]
+    runs = {
+        "jsma": {"theta": 1.0, "gamma": 0.25, "jacobian": "logits", "saliency": "target"},
+        "pgd": {"eps": 0.1, "steps": 10},
+        "tgsm": {"eps": 0.3, "steps": 30, "step_size": 0.01, "stop_at_target": True},
+    }
+    for name, params in runs.items():
+        x32, s32, t32, _ = _run(name, params, trained_cnn, mnist_slice, n)
+        x16, s16, t16, p16 = _run(name, {**params, "precision": "bf16"}, trained_cnn, mnist_slice, n)
+        assert x16.dtype == torch.float32 and not torch.equal(x16, x32), name
+        assert abs(s16["accuracy"] - s32["accuracy"]) <= 0.05, (name, s16["accuracy"], s32["accuracy"])
+        assert x16.min() >= 0.0 and x16.max() <= 1.0
+        if name == "jsma":
+            assert abs(s16["success_rate"] - s32["success_rate"]) <= 0.05
+            assert s16["success_rate"] > 0.3
+            changed = ((x16 - x).abs() > 1e-6).flatten(1).sum(1)
+            assert int(changed.max()) <= math.floor(0.25 * 784)
+            stopped = changed < math.floor(0.25 * 784)
+            assert int(stopped.sum()) > 10 and bool((p16[stopped] == t16[stopped]).all())
+        else:
+            assert (x16 - x).abs().max().item() <= params["eps"] + 1e-6
+        if name == "tgsm":
+            assert torch.equal(t16, t32) and s16["success_rate"] > 0.5
+            stopped = (x16 - x).abs().flatten(1).amax(1) < 0.3 - 1e-6
+            assert int(stopped.sum()) > 10 and bool((p16[stopped] == t16[stopped]).all())
+        assert s32["accuracy"] < _accuracy(trained_cnn, x, y) - 0.2  # both are real attacks
+
+
+def test_bf16_stop_at_target_asks_the_float32_model():
+    """A model whose bfloat16 copy ties class 0 with class 1 (the weights 1 and 1 + 2^-12 round alike),
+    so the copy's argmax is the target 0 while the float32 model's is 1: the image must keep moving."""
+    from igbench.attacks.common import lowered_copy, sign_steps
+    from igbench.plugin_types import AttackContext
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0] * 4, [1.0 + 2.0 ** -12] * 4, [-10.0, 0.0, 0.0, 0.0]]))
+    x, target = torch.full((1, 1, 2, 2), 0.5), torch.tensor([0])
+    ctx = AttackContext(clip_min=0.0, clip_max=1.0, num_classes=3)
+    assert int(model(x).argmax(1)) == 1 and int(lowered_copy(model, "bf16")(x.bfloat16()).argmax(1)) == 0
+    moved = sign_steps(model, x, target, 0.3, 3, 0.1, ascend=False, ctx=ctx, stop_at_target=True, precision="bf16")
+    assert float(moved[0, 0, 0, 0]) == pytest.approx(0.8)  # three moves of 0.1 on the pixel with a gradient
+    assert torch.equal(moved.flatten()[1:], x.flatten()[1:])
+
+
+def test_precision_is_recorded_only_when_not_the_default():
+    """Results made before the parameter existed keep their run ids: fp32 is not written down."""
+    for name in ("jsma", "pgd", "tgsm"):
+        attack = _attack(name)
+        assert "precision" not in attack.recorded_params(attack.resolve_params({}))
+        assert attack.recorded_params(attack.resolve_params({"precision": "bf16"}))["precision"] == "bf16"
+    with pytest.raises(ParamError, match="'precision'.*fp32, bf16"):
+        _attack("jsma").resolve_params({"precision": "fp16"})
+
+
 def test_skyline_pair_search_is_exact():
     """The Pareto-candidate pair search finds the best score of the brute-force n x n search."""
     from igbench.attacks.jsma import best_pairs

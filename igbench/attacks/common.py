@@ -27,6 +27,31 @@ def target_param(default: str = "next") -> Param:
     )
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_param() -> Param:
+    """Which dtype an iterative attack computes its input gradients in (``bf16``: see :func:`lowered_copy`)."""
+    return Param(
+        "precision", "fp32",
+        "dtype of the attack's gradient computations: fp32 (default) or bf16, about 2x faster on CPUs with "
+        "AMX or AVX512-BF16 and on recent GPUs (slower on other CPUs); the images, the stopping test and the "
+        "scoring stay float32", choices=PRECISIONS, recorded_at_default=False,
+    )
+
+
+def lowered_copy(model, precision: str):
+    """``model`` itself for ``fp32``; for ``bf16`` a bfloat16 copy of it (weights converted once, so no
+    per-step casts), to be fed bfloat16 inputs. The original is not modified."""
+    if precision == "fp32":
+        return model
+    import copy
+
+    import torch
+
+    return copy.deepcopy(model).to(torch.bfloat16)
+
+
 def steps_param(default: int, help_text: str) -> Param:
     return Param("steps", default, help_text, check=positive)
 
@@ -110,13 +135,15 @@ def targets_for(attack, model, x, y, params: dict[str, Any], ctx: AttackContext)
 
 
 def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascend: bool, ctx: AttackContext,
-               start=None, stop_at_target: bool = False):
+               start=None, stop_at_target: bool = False, precision: str = "fp32"):
     """Iterated gradient-sign steps on CE(labels), projected to the L-inf ``eps`` ball and the clip range.
 
     ``ascend`` raises the loss (untargeted, true labels); otherwise it lowers it (targeted). One step with
     ``step_size == eps`` and no ``start`` is FGSM (or one-step TGSM). With ``stop_at_target`` (targeted
     only) an image the model already classifies as its label is not moved again, so each example is the
-    first iterate that reached its target; the loop ends early once every image has.
+    first iterate that reached its target; the loop ends early once every image has. ``precision="bf16"``
+    takes the gradients on a bfloat16 copy of the model (:func:`lowered_copy`); the iterates stay in the
+    inputs' dtype, and with ``stop_at_target`` an image stops only when ``model`` itself agrees.
     """
     import torch
 
@@ -126,14 +153,19 @@ def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascen
     hi = (x + eps).clamp(max=ctx.clip_max)
     x_adv = x.detach() if start is None else torch.max(torch.min(start.detach(), hi), lo)
     sign = 1.0 if ascend else -1.0
+    grad_model = lowered_copy(model, precision)
+    dtype = next(grad_model.parameters(), x).dtype
     for _ in range(int(steps)):
         if stop_at_target:
-            grad, logits = ce_input_grad(model, x_adv, labels, with_logits=True)
+            grad, logits = ce_input_grad(grad_model, x_adv.to(dtype), labels, with_logits=True)
             moving = logits.argmax(1) != labels
+            if grad_model is not model and not bool(moving.all()):  # confirm a lowered model's verdict
+                with torch.no_grad():
+                    moving[~moving.clone()] = model(x_adv[~moving]).argmax(1) != labels[~moving]
             if not bool(moving.any()):
                 break
-            direction = grad.sign() * moving.view(-1, *([1] * (x.dim() - 1)))
+            direction = grad.sign().to(x.dtype) * moving.view(-1, *([1] * (x.dim() - 1)))
         else:
-            direction = ce_input_grad(model, x_adv, labels).sign()
+            direction = ce_input_grad(grad_model, x_adv.to(dtype), labels).sign().to(x.dtype)
         x_adv = torch.max(torch.min(x_adv + (sign * step_size) * direction, hi), lo).detach()
     return x_adv

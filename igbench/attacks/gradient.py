@@ -9,6 +9,7 @@ from .common import (
     choose_targets,
     eps_param,
     eval_mode,
+    precision_param,
     sign_steps,
     step_size_param,
     steps_param,
@@ -52,6 +53,7 @@ class TGSM(AttackPlugin):
         step_size_param("size of each move (default eps/steps); the study's iterated form used 0.1"),
         Param("stop_at_target", False, "stop moving each image once the model classifies it as its target "
               "(iterated form: each success is the first iterate that reached the target)"),
+        precision_param(),
     )
 
     def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
@@ -63,7 +65,7 @@ class TGSM(AttackPlugin):
         with eval_mode(model):
             t = targets_for(self, model, x, y, params, ctx)
             return sign_steps(model, x, t, eps, steps, step, ascend=False, ctx=ctx,
-                              stop_at_target=bool(params["stop_at_target"]))
+                              stop_at_target=bool(params["stop_at_target"]), precision=params["precision"])
 
 
 class PGD(AttackPlugin):
@@ -81,6 +83,7 @@ class PGD(AttackPlugin):
         steps_param(40, "number of projected gradient-sign moves"),
         step_size_param("size of each move (default 2.5*eps/steps)"),
         Param("random_start", True, "start from a uniform random point of the eps ball (seeded)"),
+        precision_param(),
     )
 
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
@@ -95,5 +98,6 @@ class PGD(AttackPlugin):
             noise = torch.rand(tuple(x.shape), generator=gen, device=dev, dtype=x.dtype).to(x.device)
             start = x + (2 * noise - 1) * eps
         with eval_mode(model):
-            return sign_steps(model, x, y, eps, steps, step, ascend=True, ctx=ctx, start=start)
+            return sign_steps(model, x, y, eps, steps, step, ascend=True, ctx=ctx, start=start,
+                              precision=params["precision"])
 

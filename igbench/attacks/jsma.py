@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from ..plugin_types import AttackContext, AttackPlugin, Param, in_unit_interval
-from .common import choose_targets, eval_mode, target_param, targets_for
+from .common import choose_targets, eval_mode, lowered_copy, precision_param, target_param, targets_for
 
 PAIR_BUDGET = 1 << 24  # most pair scores held at once (elements); the candidate sets are usually tiny
 
@@ -97,7 +97,7 @@ def best_pairs(a, c, domain):
 
 
 def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jacobian: str = "probs",
-         saliency: str = "pairs"):
+         saliency: str = "pairs", precision: str = "fp32"):
     """Run the saliency-map attack on the batch ``x`` toward ``targets``; returns ``x_adv`` (detached).
 
     ``jacobian``: ``probs`` differentiates the softmax outputs (CleverHans), ``logits`` the logits (ART).
@@ -105,6 +105,12 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
     takes the two features with the largest target derivative (ART). With ``probs`` the two rules coincide
     (the probabilities sum to 1, so the other-class term is minus the target term). ``model`` must already
     be in eval mode (the caller's :func:`eval_mode`).
+
+    ``precision="bf16"`` computes the forward and backward passes on a bfloat16 copy of the model (about
+    half the time on a CPU with AMX); the image, the chosen features and their new values stay float32,
+    and an image the copy says has reached its target stops only when the float32 model agrees. Rounding
+    can change which pair is chosen, so the examples differ from float32's; the success rate does not
+    move beyond noise (``benchmarks/bench_attacks.py`` prints both).
     """
     import torch
 
@@ -120,15 +126,21 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
     rows_all = torch.arange(n_img, device=x.device)
     neg = torch.tensor(float("-inf"), dtype=flat.dtype, device=x.device)
     max_pairs = int(math.floor(n_feat * gamma / 2))
+    exact, model = model, lowered_copy(model, precision)
+    dtype = next(model.parameters(), flat).dtype
     for _ in range(max_pairs):
         idx = rows_all[active]
         if idx.numel() == 0:
             break
-        xa = flat[idx].reshape(-1, *shape).requires_grad_(True)
+        xa = flat[idx].reshape(-1, *shape).to(dtype).requires_grad_(True)
         t = targets[idx]
         with torch.enable_grad():
             logits = model(xa)
-            go = (logits.argmax(1) != t) & (domain[idx].sum(1) >= 2)
+            reached = logits.argmax(1) == t
+            if exact is not model and bool(reached.any()):  # a lowered model's verdict is confirmed in float32
+                with torch.no_grad():
+                    reached[reached.clone()] = exact(flat[idx[reached]].reshape(-1, *shape)).argmax(1) == t[reached]
+            go = ~reached & (domain[idx].sum(1) >= 2)
             active[idx] = go
             if not bool(go.any()):
                 break
@@ -138,9 +150,10 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
                 (g_all,) = torch.autograd.grad(logits.sum(), xa)
         rows = idx[go]
         dom = domain[rows]
+        g_t = g_t.to(flat.dtype)
         a = sign * g_t.reshape(-1, n_feat)[go]
         if use_pairs:
-            c = -sign * (g_all.reshape(-1, n_feat)[go] - g_t.reshape(-1, n_feat)[go])
+            c = -sign * (g_all.to(flat.dtype).reshape(-1, n_feat)[go] - g_t.reshape(-1, n_feat)[go])
             p, q, _ = best_pairs(a, c, dom)
         else:
             top2 = torch.where(dom, a, neg).topk(2, dim=1).indices
@@ -168,6 +181,7 @@ class JSMA(AttackPlugin):
         Param("saliency", "pairs", "pairs: CleverHans' pair rule (target and other-class terms); target: the two "
               "features with the largest target derivative (ART's rule); identical when jacobian=probs",
               choices=("pairs", "target")),
+        precision_param(),
     )
 
     def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
@@ -177,4 +191,4 @@ class JSMA(AttackPlugin):
         with eval_mode(model):
             t = targets_for(self, model, x, y, params, ctx)
             return jsma(model, x, t, float(params["theta"]), float(params["gamma"]), ctx,
-                        jacobian=params["jacobian"], saliency=params["saliency"])
+                        jacobian=params["jacobian"], saliency=params["saliency"], precision=params["precision"])

@@ -297,7 +297,7 @@ def _attack_records(spec: GridSpec, units) -> list[dict[str, Any]]:
     for plugin, params, eps in units:
         rec = records.setdefault(plugin.name, {
             "name": plugin.name,
-            "params": {k: v for k, v in params.items() if k != "eps"},
+            "params": {k: v for k, v in plugin.recorded_params(params).items() if k != "eps"},
             "eps": [] if eps is not None else None,
         })
         if eps is not None:
