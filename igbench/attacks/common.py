@@ -91,7 +91,7 @@ def ce_input_grad(model, x, labels, with_logits: bool = False):
 
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = model(x)
+        logits = model(x).float()  # a bfloat16 model's logits: the softmax in float32
         loss = F.cross_entropy(logits, labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return (grad, logits.detach()) if with_logits else grad
@@ -159,9 +159,10 @@ def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascen
         if stop_at_target:
             grad, logits = ce_input_grad(grad_model, x_adv.to(dtype), labels, with_logits=True)
             moving = logits.argmax(1) != labels
-            if grad_model is not model and not bool(moving.all()):  # confirm a lowered model's verdict
+            stopped = ~moving
+            if grad_model is not model and bool(stopped.any()):  # a lowered model's verdict is confirmed
                 with torch.no_grad():
-                    moving[~moving.clone()] = model(x_adv[~moving]).argmax(1) != labels[~moving]
+                    moving[stopped] = model(x_adv[stopped]).argmax(1) != labels[stopped]
             if not bool(moving.any()):
                 break
             direction = grad.sign().to(x.dtype) * moving.view(-1, *([1] * (x.dim() - 1)))

@@ -135,11 +135,12 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
         xa = flat[idx].reshape(-1, *shape).to(dtype).requires_grad_(True)
         t = targets[idx]
         with torch.enable_grad():
-            logits = model(xa)
+            logits = model(xa).float()  # a bfloat16 model's logits: the softmax in float32
             reached = logits.argmax(1) == t
-            if exact is not model and bool(reached.any()):  # a lowered model's verdict is confirmed in float32
+            claimed = reached.clone()
+            if exact is not model and bool(claimed.any()):  # a lowered model's verdict is confirmed in float32
                 with torch.no_grad():
-                    reached[reached.clone()] = exact(flat[idx[reached]].reshape(-1, *shape)).argmax(1) == t[reached]
+                    reached[claimed] = exact(flat[idx[claimed]].reshape(-1, *shape)).argmax(1) == t[claimed]
             go = ~reached & (domain[idx].sum(1) >= 2)
             active[idx] = go
             if not bool(go.any()):
