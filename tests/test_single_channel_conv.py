@@ -41,6 +41,22 @@ def test_outputs_and_input_gradients_match_conv2d(kernel, padding, channels_last
     assert torch.allclose(g_fast, g_ref, atol=1e-5), (g_fast - g_ref).abs().max()
 
 
+@pytest.mark.parametrize("kernel, padding", [(5, 2), (3, 0), ((3, 5), (1, 2)), (4, 1)])
+def test_bfloat16_input_gradient_matches_float32(kernel, padding):
+    """A bfloat16 copy (an attack's precision=bf16) takes its input gradient as a transposed convolution:
+    the same values as float32's, to bfloat16 rounding, and the input's shape."""
+    ref, fast = _pair(kernel, padding)
+    fast = fast.to(torch.bfloat16)
+    x = torch.rand(7, 1, 13, 11).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(ref(x).shape).contiguous(memory_format=torch.channels_last)
+    xr, xb = x.clone().requires_grad_(True), x.bfloat16().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(ref(xr), xr, w)
+    (g_fast,) = torch.autograd.grad(fast(xb), xb, w.bfloat16())
+    assert g_fast.shape == x.shape and g_fast.dtype == torch.bfloat16
+    err = (g_fast.float() - g_ref).abs().max() / g_ref.abs().max()
+    assert err < 0.02, err
+
+
 def test_second_derivative_with_respect_to_the_input():
     ref, fast = _pair(3, 1, dtype=torch.float64)
     x = torch.rand(2, 1, 6, 6, dtype=torch.float64, requires_grad=True)
