@@ -9,7 +9,8 @@ Pairs compared (same eps / theta / gamma, the same targets (y+1) mod C for the t
 * ``jsma`` with its default rule (CleverHans' probability Jacobian, the study's) for reference;
 * both ``jsma`` rules again with ``precision=bf16`` (gradients on a bfloat16 copy of the model; the
   images, stopping test and scoring stay float32), unless ``--precisions fp32``. The bf16 run of ART's rule
-  is compared with every ART run too; ART itself has no bfloat16 path (it feeds float32 arrays).
+  is compared with every ART run too; ART itself has no bfloat16 path (it feeds float32 arrays);
+* a 20-step ``pgd`` (``--pgd-eps``) in float32 and bfloat16, when bf16 is among ``--precisions``.
 
 igbench runs every attack, native or ART, on an inference copy of the model (BatchNorm folded,
 channels-last weights; ``igbench.engine.inference``). The ART JSMA and the native JSMA (ART's rule) are
@@ -46,6 +47,7 @@ def parse_args(argv=None):
     p = benchmark_parser(__doc__)
     p.add_argument("--n", type=int, default=100, help="test images attacked (the first N)")
     p.add_argument("--eps", type=float, default=0.3, help="FGSM eps")
+    p.add_argument("--pgd-eps", type=float, default=0.1, help="eps of the 20-step PGD timed with --precisions")
     p.add_argument("--theta", type=float, default=1.0)
     p.add_argument("--gamma", type=float, default=0.25)
     p.add_argument("--art-jsma-batch-sizes", default="1,N",
@@ -101,6 +103,7 @@ def load_model(args, data):
 
 AS_GIVEN = ", model as given"
 BF16_ART_RULE = "native jsma (ART rule, bf16)"
+PGD = "native pgd (20 steps)"
 
 
 def plan(args):
@@ -119,6 +122,8 @@ def plan(args):
             (BF16_ART_RULE, "jsma", {**jsma_same, "precision": "bf16"}, True),
             ("native jsma (CleverHans rule, bf16)", "jsma",
              {"theta": args.theta, "gamma": args.gamma, "precision": "bf16"}, True),
+            (PGD, "pgd", {"eps": args.pgd_eps, "steps": 20}, True),
+            (PGD + " bf16", "pgd", {"eps": args.pgd_eps, "steps": 20, "precision": "bf16"}, True),
         ]
     for b in args.art_jsma_batch_sizes.split(","):
         size = args.n if b.strip().upper() == "N" else int(b)
@@ -206,6 +211,7 @@ def main(argv=None) -> int:
     if BF16_ART_RULE in best:  # what bfloat16 buys each rule
         comparisons.append(ratios(best, BF16_ART_RULE, "native jsma (ART rule)"))
         comparisons.append(ratios(best, "native jsma (CleverHans rule, bf16)", "native jsma (CleverHans rule)"))
+        comparisons.append(ratios(best, PGD + " bf16", PGD))
     for label, *_ in runs:  # what the inference copy buys each attack
         if label.endswith(AS_GIVEN):
             comparisons.append(ratios(best, label[: -len(AS_GIVEN)], label))

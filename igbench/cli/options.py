@@ -42,7 +42,8 @@ _SHARED = [
     click.option("--lr", type=float, help="Adam learning rate (default 1e-3; the paper used 2e-4 for 15000 steps)."),
     click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Training precision: fp32 (default, the paper's) or bf16 "
                  "(bfloat16 autocast in each training step: faster on CPUs with AMX/AVX512-BF16 and recent GPUs; "
-                 "its own checkpoints, recorded in the result; evaluation and attacks stay fp32)."),
+                 "its own checkpoints, recorded in the result; evaluation and attacks stay fp32: "
+                 "--param precision=bf16 runs the jsma, pgd and tgsm attacks in bf16 too)."),
     click.option("--seed", type=int, help="Seed for initialisation, batching and random attack choices (default 0)."),
     click.option("--n-test", type=int, help="Test images attacked and scored (default 1000)."),
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
