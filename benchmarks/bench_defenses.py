@@ -10,7 +10,10 @@ thread it also counts threads' busy-waiting).
     python benchmarks/bench_defenses.py [--data-dir ../shared/data] [--reps 15] [--threads N] [--json]
 
 ``--precisions fp32,bf16`` also times every defense under bfloat16 autocast (igbench's ``--precision
-bf16``) in the same round-robin, with its speed-up over the same defense in fp32.
+bf16``) in the same round-robin, with its speed-up over the same defense in fp32. ``--layouts
+contiguous,channels_last`` likewise times every defense with the model's weights and the batch in
+PyTorch's channels-last memory format too (igbench trains in the default, contiguous layout), with its
+speed-up over the same defense and precision laid out contiguously.
 
 A defense may carry parameters, ``NAME:KEY=VALUE[:KEY=VALUE...]``: ``--defenses
 gradreg-fd,gradreg-fd:direction=example`` times both finite-difference variants in the same run.
@@ -44,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--archs", default=",".join(DEFAULT_ARCHS))
     p.add_argument("--defenses", default=",".join(DEFAULT_DEFENSES))
     p.add_argument("--precisions", default="fp32", help="training precisions to time, e.g. fp32,bf16")
+    p.add_argument("--layouts", default="contiguous",
+                   help="memory formats of weights and batch to time, e.g. contiguous,channels_last")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     return p.parse_args(argv)
 
@@ -55,9 +60,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def bench_arch(arch_name, defenses, precisions, data, args, registry):
-    """Per-step times of each defense at each precision on ``arch_name``:
-    ``{(defense, precision): ([wall s...], [process CPU s...])}``."""
+def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
+    """Per-step times of each defense at each precision and layout on ``arch_name``:
+    ``{(defense, precision, layout): ([wall s...], [process CPU s...])}``."""
     import torch
 
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
@@ -66,7 +71,8 @@ def bench_arch(arch_name, defenses, precisions, data, args, registry):
     trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size, device=args.device),
                       progress=False)
     device = trainer.device
-    x = trainer.train_x[:args.batch_size]
+    batches = {"contiguous": trainer.train_x[:args.batch_size]}
+    batches["channels_last"] = batches["contiguous"].contiguous(memory_format=torch.channels_last)
     y = trainer.train_y[:args.batch_size]
     setups = {}
     for name in defenses:
@@ -74,13 +80,17 @@ def bench_arch(arch_name, defenses, precisions, data, args, registry):
         plugin = registry.get("defense", plugin_name)
         params = plugin.resolve_params(dict(kv.split("=", 1) for kv in given))
         for precision in precisions:
-            model = trainer.new_model()
-            model.train()
-            opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
-            setups[name, precision] = (plugin, params, model, opt, TrainConfig(precision=precision))
+            for layout in layouts:
+                model = trainer.new_model()
+                if layout == "channels_last":
+                    model = model.to(memory_format=torch.channels_last)
+                model.train()
+                opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
+                setups[name, precision, layout] = (plugin, params, model, opt, TrainConfig(precision=precision),
+                                                   batches[layout])
 
     def step(key):
-        plugin, params, model, opt, config = setups[key]
+        plugin, params, model, opt, config, x = setups[key]
         _sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
@@ -120,20 +130,29 @@ def main(argv=None) -> int:
     precisions = [p for p in args.precisions.split(",") if p]
     if "fp32" not in precisions:
         precisions.insert(0, "fp32")
+    layouts = [x for x in args.layouts.split(",") if x]
+    if "contiguous" not in layouts:
+        layouts.insert(0, "contiguous")
+    unknown = sorted(set(layouts) - {"contiguous", "channels_last"})
+    if unknown:
+        raise SystemExit(f"--layouts: unknown {', '.join(unknown)}; use contiguous and/or channels_last")
     rows = []
     for arch_name in [a for a in args.archs.split(",") if a]:
-        times = bench_arch(arch_name, defenses, precisions, data, args, registry)
-        base_wall = statistics.median(times["none", "fp32"][0])
-        base_cpu = statistics.median(times["none", "fp32"][1])
-        for (name, precision), (wall, cpu) in times.items():
+        times = bench_arch(arch_name, defenses, precisions, layouts, data, args, registry)
+        base_wall = statistics.median(times["none", "fp32", "contiguous"][0])
+        base_cpu = statistics.median(times["none", "fp32", "contiguous"][1])
+        for (name, precision, layout), (wall, cpu) in times.items():
             med = statistics.median(wall)
             q = statistics.quantiles(wall, n=4) if len(wall) > 1 else [med, med, med]
-            rows.append({"arch": arch_name, "defense": name, "precision": precision, "ms_per_step": med * 1e3,
+            rows.append({"arch": arch_name, "defense": name, "precision": precision, "layout": layout,
+                         "ms_per_step": med * 1e3,
                          "ms_q1": q[0] * 1e3, "ms_q3": q[2] * 1e3, "ratio_to_none": med / base_wall,
                          "cpu_ms_per_step": statistics.median(cpu) * 1e3,
                          "cpu_ratio_to_none": statistics.median(cpu) / base_cpu,
-                         "speedup_over_fp32": statistics.median(times[name, "fp32"][0]) / med,
-                         "target_ratio": TARGETS.get(name.split(":")[0]) if precision == "fp32" else None})
+                         "speedup_over_fp32": statistics.median(times[name, "fp32", layout][0]) / med,
+                         "speedup_over_contiguous": statistics.median(times[name, precision, "contiguous"][0]) / med,
+                         "target_ratio": (TARGETS.get(name.split(":")[0])
+                                          if precision == "fp32" and layout == "contiguous" else None)})
     report = {
         "batch_size": args.batch_size, "warmup": args.warmup, "reps": args.reps,
         "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__,
@@ -146,16 +165,18 @@ def main(argv=None) -> int:
         return 0
     from tabulate import tabulate
 
-    table = [[r["arch"], r["defense"], r["precision"], f"{r['ms_per_step']:.1f}", f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}",
-              f"{r['ratio_to_none']:.2f}x", f"{r['speedup_over_fp32']:.2f}x", f"{r['cpu_ms_per_step']:.1f}",
+    table = [[r["arch"], r["defense"], r["precision"], r["layout"], f"{r['ms_per_step']:.1f}",
+              f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}", f"{r['ratio_to_none']:.2f}x", f"{r['speedup_over_fp32']:.2f}x",
+              f"{r['speedup_over_contiguous']:.2f}x", f"{r['cpu_ms_per_step']:.1f}",
               f"{r['cpu_ratio_to_none']:.2f}x",
               "" if r["target_ratio"] is None else
               f"<= {r['target_ratio']}x {'ok' if r['ratio_to_none'] <= r['target_ratio'] else 'MISSED'}"]
              for r in rows]
     print(f"one training step, batch {args.batch_size}, {args.device}, {report['threads']} threads, "
           f"torch {torch.__version__}, median of {args.reps} (after {args.warmup} warm-up)")
-    print(tabulate(table, headers=["arch", "defense", "precision", "wall ms/step", "IQR ms", "vs none (fp32)",
-                                   "speed-up over fp32", "CPU ms/step", "CPU vs none", "target (wall)"]))
+    print(tabulate(table, headers=["arch", "defense", "precision", "layout", "wall ms/step", "IQR ms",
+                                   "vs none (fp32)", "speed-up over fp32", "over contiguous", "CPU ms/step",
+                                   "CPU vs none", "target (wall)"]))
     return 0
 
 

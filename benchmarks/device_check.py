@@ -220,8 +220,9 @@ def check_step_cost(ctx):
     from igbench.registry import get_registry
 
     args = argparse.Namespace(batch_size=256, device=str(ctx["device"]), warmup=ctx["warmup"], reps=ctx["reps"])
-    times = bench_defenses.bench_arch("paper-cnn", bench_defenses.DEFAULT_DEFENSES, ctx["data"], args, get_registry())
-    ms = {name: 1000 * statistics.median(wall) for name, (wall, _cpu) in times.items()}
+    times = bench_defenses.bench_arch("paper-cnn", bench_defenses.DEFAULT_DEFENSES, ["fp32"], ["contiguous"],
+                                      ctx["data"], args, get_registry())
+    ms = {name: 1000 * statistics.median(wall) for (name, _precision, _layout), (wall, _cpu) in times.items()}
     per_model = {d: FULL_STEPS[d] * ms["none" if d == "distillation" else d] / 1000 for d in FULL_STEPS}
     return {"ok": True, "ms_per_step": ms, "ratio_to_none": {k: v / ms["none"] for k, v in ms.items()},
             "projected_full_mnist_training_seconds": per_model,
