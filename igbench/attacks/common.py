@@ -34,7 +34,7 @@ def precision_param() -> Param:
     """Which dtype an iterative attack computes its input gradients in (``bf16``: see :func:`lowered_copy`)."""
     return Param(
         "precision", "fp32",
-        "dtype of the attack's gradient computations: fp32 (default) or bf16, about 2x faster on CPUs with "
+        "dtype of the attack's gradient computations: fp32 (default) or bf16, 2-3x faster on CPUs with "
         "AMX or AVX512-BF16 and on recent GPUs (slower on other CPUs); the images, the stopping test and the "
         "scoring stay float32", choices=PRECISIONS, recorded_at_default=False,
     )

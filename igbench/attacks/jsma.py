@@ -106,8 +106,8 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
     (the probabilities sum to 1, so the other-class term is minus the target term). ``model`` must already
     be in eval mode (the caller's :func:`eval_mode`).
 
-    ``precision="bf16"`` computes the forward and backward passes on a bfloat16 copy of the model (about
-    half the time on a CPU with AMX); the image, the chosen features and their new values stay float32,
+    ``precision="bf16"`` computes the forward and backward passes on a bfloat16 copy of the model (less
+    than half the time on a CPU with AMX); the image, the chosen features and their new values stay float32,
     and an image the copy says has reached its target stops only when the float32 model agrees. Rounding
     can change which pair is chosen, so the examples differ from float32's; the success rate does not
     move beyond noise (``benchmarks/bench_attacks.py`` prints both).
