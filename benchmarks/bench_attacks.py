@@ -23,8 +23,8 @@ Right before each timed run the same attack runs ``--warmup`` times untimed (def
 kernels for each new batch shape the first time it meets it, and JSMA's batch shrinks as images reach their
 targets, so a cold run of 100 images meets about 100 shapes. A grid meets them once, on its first batch;
 later batches and models reuse them. Without the warm-up the other attacks' shapes push these out of
-oneDNN's cache between repeats, and every timed run pays the building again (about 0.7 s of a bfloat16
-JSMA on 100 images, 0.2 s in float32, on this project's CPU).
+oneDNN's cache between repeats, and every timed run pays the building again (a large part of a bfloat16
+JSMA on 100 images, less in float32).
 
     python benchmarks/bench_attacks.py [--data-dir ../shared/data] [--n 100] [--threads 1]
         [--checkpoint model.pt | --train-n 5000] [--repeat 1] [--warmup 1] [--precisions fp32,bf16] [--json]
@@ -53,7 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--art-jsma-batch-sizes", default="1,N",
                    help="comma-separated ART SaliencyMapMethod batch sizes (N = --n); ART's default is 1")
     p.add_argument("--precisions", default="fp32,bf16",
-                   help="native JSMA precisions to time (comma-separated: fp32, bf16); fp32 is always run")
+                   help="precisions to time native JSMA and a 20-step PGD in (comma-separated: fp32, bf16); "
+                        "fp32 is always run")
     p.add_argument("--checkpoint", default=None,
                    help="paper-cnn weights (a state_dict, an igbench cache checkpoint or a pickled module); "
                         "default: train one now")

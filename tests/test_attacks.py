@@ -185,7 +185,8 @@ def test_bf16_precision_keeps_each_iterative_attack_as_strong(trained_cnn, mnist
 
 def test_bf16_stop_at_target_asks_the_float32_model():
     """A model whose bfloat16 copy ties class 0 with class 1 (the weights 1 and 1 + 2^-12 round alike),
-    so the copy's argmax is the target 0 while the float32 model's is 1: the image must keep moving."""
+    so the copy's argmax is the target 0 while the float32 model's is 1: the image must keep moving, in
+    tgsm's stop_at_target and in JSMA."""
     from igbench.attacks.common import lowered_copy, sign_steps
     from igbench.plugin_types import AttackContext
 
@@ -198,6 +199,11 @@ def test_bf16_stop_at_target_asks_the_float32_model():
     moved = sign_steps(model, x, target, 0.3, 3, 0.1, ascend=False, ctx=ctx, stop_at_target=True, precision="bf16")
     assert float(moved[0, 0, 0, 0]) == pytest.approx(0.8)  # three moves of 0.1 on the pixel with a gradient
     assert torch.equal(moved.flatten()[1:], x.flatten()[1:])
+    # JSMA asks too: the float32 model never reaches class 0, so both pairs of pixels are raised to 1
+    from igbench.attacks.jsma import jsma
+
+    raised = jsma(model, x, target, 1.0, 1.0, ctx, jacobian="logits", saliency="target", precision="bf16")
+    assert torch.equal(raised, torch.ones_like(x))
 
 
 def test_precision_is_recorded_only_when_not_the_default():

@@ -52,6 +52,20 @@ def lowered_copy(model, precision: str):
     return copy.deepcopy(model).to(torch.bfloat16)
 
 
+def on_target(logits, labels, model, x, lowered: bool):
+    """Rows whose ``logits`` put them on their ``labels``. When the logits come from a lowered (bfloat16)
+    copy, a row counts only if ``model`` itself, on the float32 inputs ``x``, agrees: rounding never stops
+    an attack early."""
+    import torch
+
+    hit = logits.argmax(1) == labels
+    if lowered and bool(hit.any()):
+        claimed = hit.clone()
+        with torch.no_grad():
+            hit[claimed] = model(x[claimed]).argmax(1) == labels[claimed]
+    return hit
+
+
 def steps_param(default: int, help_text: str) -> Param:
     return Param("steps", default, help_text, check=positive)
 
@@ -158,11 +172,7 @@ def sign_steps(model, x, labels, eps: float, steps: int, step_size: float, ascen
     for _ in range(int(steps)):
         if stop_at_target:
             grad, logits = ce_input_grad(grad_model, x_adv.to(dtype), labels, with_logits=True)
-            moving = logits.argmax(1) != labels
-            stopped = ~moving
-            if grad_model is not model and bool(stopped.any()):  # a lowered model's verdict is confirmed
-                with torch.no_grad():
-                    moving[stopped] = model(x_adv[stopped]).argmax(1) != labels[stopped]
+            moving = ~on_target(logits, labels, model, x_adv, lowered=grad_model is not model)
             if not bool(moving.any()):
                 break
             direction = grad.sign().to(x.dtype) * moving.view(-1, *([1] * (x.dim() - 1)))

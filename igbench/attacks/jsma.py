@@ -31,7 +31,8 @@ import math
 from typing import Any
 
 from ..plugin_types import AttackContext, AttackPlugin, Param, in_unit_interval
-from .common import choose_targets, eval_mode, lowered_copy, precision_param, target_param, targets_for
+from .common import (choose_targets, eval_mode, lowered_copy, on_target, precision_param, target_param,
+                     targets_for)
 
 PAIR_BUDGET = 1 << 24  # most pair scores held at once (elements); the candidate sets are usually tiny
 
@@ -132,15 +133,12 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
         idx = rows_all[active]
         if idx.numel() == 0:
             break
-        xa = flat[idx].reshape(-1, *shape).to(dtype).requires_grad_(True)
+        xf = flat[idx].reshape(-1, *shape)
+        xa = xf.to(dtype).requires_grad_(True)
         t = targets[idx]
         with torch.enable_grad():
             logits = model(xa).float()  # a bfloat16 model's logits: the softmax in float32
-            reached = logits.argmax(1) == t
-            claimed = reached.clone()
-            if exact is not model and bool(claimed.any()):  # a lowered model's verdict is confirmed in float32
-                with torch.no_grad():
-                    reached[claimed] = exact(flat[idx[claimed]].reshape(-1, *shape)).argmax(1) == t[claimed]
+            reached = on_target(logits, t, exact, xf, lowered=exact is not model)
             go = ~reached & (domain[idx].sum(1) >= 2)
             active[idx] = go
             if not bool(go.any()):
