@@ -11,9 +11,9 @@ thread it also counts threads' busy-waiting).
 
 ``--precisions fp32,bf16`` also times every defense under bfloat16 autocast (igbench's ``--precision
 bf16``) in the same round-robin, with its speed-up over the same defense in fp32. ``--layouts
-contiguous,channels_last`` likewise times every defense with the model's weights and the batch in
-PyTorch's channels-last memory format too (igbench trains in the default, contiguous layout), with its
-speed-up over the same defense and precision laid out contiguously.
+contiguous,channels_last`` likewise times every defense laid out as ``--memory-format channels_last``
+trains it (weights and batch channels-last, ``igbench.engine.memory_format``), with its speed-up over the
+same defense and precision laid out contiguously (the default).
 
 A defense may carry parameters, ``NAME:KEY=VALUE[:KEY=VALUE...]``: ``--defenses
 gradreg-fd,gradreg-fd:direction=example`` times both finite-difference variants in the same run.
@@ -24,6 +24,7 @@ labels for the student), so its cost is that of ``none`` times the teacher's plu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import statistics
@@ -65,14 +66,15 @@ def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
     ``{(defense, precision, layout): ([wall s...], [process CPU s...])}``."""
     import torch
 
+    from igbench.engine.memory_format import as_layout, channels_last_training
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
 
     arch = registry.get("architecture", arch_name)
     trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size, device=args.device),
                       progress=False)
     device = trainer.device
-    batches = {"contiguous": trainer.train_x[:args.batch_size]}
-    batches["channels_last"] = batches["contiguous"].contiguous(memory_format=torch.channels_last)
+    batches = {layout: as_layout(trainer.train_x[:args.batch_size], layout) for layout in layouts}
+    layouts_on = contextlib.ExitStack()  # channels-last models stay so (hooks included) until the timing ends
     y = trainer.train_y[:args.batch_size]
     setups = {}
     for name in defenses:
@@ -82,8 +84,7 @@ def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
         for precision in precisions:
             for layout in layouts:
                 model = trainer.new_model()
-                if layout == "channels_last":
-                    model = model.to(memory_format=torch.channels_last)
+                layouts_on.enter_context(channels_last_training(model, layout == "channels_last"))  # as Trainer.fit
                 model.train()
                 opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
                 setups[name, precision, layout] = (plugin, params, model, opt, TrainConfig(precision=precision),
@@ -101,15 +102,16 @@ def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
         _sync(device)
         return time.perf_counter() - t0, time.process_time() - c0
 
-    for key in setups:
-        for _ in range(args.warmup):
-            step(key)
-    times = {key: ([], []) for key in setups}
-    for _ in range(args.reps):
+    with layouts_on:
         for key in setups:
-            wall, cpu = step(key)
-            times[key][0].append(wall)
-            times[key][1].append(cpu)
+            for _ in range(args.warmup):
+                step(key)
+        times = {key: ([], []) for key in setups}
+        for _ in range(args.reps):
+            for key in setups:
+                wall, cpu = step(key)
+                times[key][0].append(wall)
+                times[key][1].append(cpu)
     return times
 
 

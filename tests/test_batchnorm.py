@@ -54,6 +54,34 @@ def test_matches_torch_batchnorm_in_double_backprop(cls, ref_cls, shape):
     assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 1
 
 
+def test_channels_last_activations_meet_gradients_in_their_own_layout():
+    """Channels-last training: the same derivatives, and PyTorch's BatchNorm backward kernel always gets
+    the incoming gradient in the activation's layout, even when it arrives contiguous (the kernel is ten
+    times slower on such a mix, as a double-backprop step of the paper CNN met it)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Layouts(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.native_batch_norm_backward.default:
+                gy, x = args[0], args[1]
+                self.seen.append(tuple(t.is_contiguous(memory_format=torch.channels_last) for t in (gy, x)))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(3)
+    ref = BatchNorm2d(4, momentum=0.1)
+    x, proj = torch.randn(6, 4, 5, 5), torch.randn(6, 4, 5, 5)
+    want = _double_backprop_grads(copy.deepcopy(ref), x, proj)
+    with Layouts() as layouts:  # proj, the gradient arriving at the layer's output, is contiguous
+        got = _double_backprop_grads(copy.deepcopy(ref), x.contiguous(memory_format=torch.channels_last), proj)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5), (g - w).abs().max()
+    assert layouts.seen and all(s == (True, True) for s in layouts.seen), layouts.seen
+
+
 def test_momentum_none_and_eval_mode_follow_torch():
     torch.manual_seed(2)
     ref = nn.BatchNorm2d(4, momentum=None)

@@ -34,9 +34,11 @@ def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry)
     base_train = TrainConfig(epochs=1.0, batch_size=64, lr=1e-3, seed=0)
     base = config_hash(model_config(base_spec, mnist_slice, base_train))
     assert base == config_hash(model_config(base_spec, mnist_slice, base_train))  # stable
-    # the id and the device do not define the weights; everything else does
+    # the id, the device and the memory format do not define the weights; everything else does
     assert base == config_hash(model_config(dataclasses.replace(base_spec, id="other"), mnist_slice, base_train))
     assert base == config_hash(model_config(base_spec, mnist_slice, dataclasses.replace(base_train, device="cpu:0")))
+    assert base == config_hash(model_config(base_spec, mnist_slice,
+                                            dataclasses.replace(base_train, memory_format="channels_last")))
     variants = {
         "dataset checksum": (base_spec, dataclasses.replace(mnist_slice, checksum="0" * 64), base_train),
         "dataset variant": (base_spec, dataclasses.replace(mnist_slice, variant="other"), base_train),
@@ -436,6 +438,31 @@ def test_bf16_models_are_recorded_and_cached_apart_from_fp32(shared_data, tmp_pa
     assert re.search(r"\|\s*20 \(bf16\)\s*\|", board), board
     bad = CliRunner().invoke(cli, ["run", "--precision", "fp16"])
     assert bad.exit_code == 2 and "'fp16' is not one of 'fp32', 'bf16'" in bad.output
+
+
+def test_a_channels_last_training_is_recorded_where_the_model_ran_and_its_checkpoint_serves_both(shared_data,
+                                                                                                 tmp_path):
+    from igbench.results.io import read_result
+
+    def run(out, *extra):
+        args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--attack", "fgsm", "--eps", "0.2",
+                "--steps", "3", "--batch-size", "32", "--n-test", "40", "--out", str(tmp_path / out),
+                "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        return read_result(tmp_path / out)  # validated against the schema
+
+    nhwc = run("cl.json", "--memory-format", "channels_last")
+    model = nhwc["models"][0]
+    assert model["arch"] == "paper-cnn" and not model["cached"]
+    assert model["train"]["ran_on"] == [{"device": "cpu", "torch_threads": torch.get_num_threads(),
+                                         "memory_format": "channels_last"}]
+    assert "--memory-format channels_last" in nhwc["command"]
+    again = run("default.json")["models"][0]
+    assert again["cached"] and again["config_hash"] == model["config_hash"], "the layout is not in the hash"
+    assert again["train"]["ran_on"] == model["train"]["ran_on"], "the checkpoint says how it was trained"
+    bad = CliRunner().invoke(cli, ["run", "--memory-format", "nhwc"])
+    assert bad.exit_code == 2 and "'nhwc' is not one of 'contiguous', 'channels_last'" in bad.output
 
 
 def test_progress_goes_to_log_lines_when_the_output_is_a_file(shared_data, tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
 
     ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
     original training when cached, summed over interrupted attempts), ``cached`` and ``ran_on`` (every
-    device and torch thread count the training used, see :attr:`Trainer.ran_on`; ``None`` if unknown).
+    device, torch thread count and memory format the training used, see :attr:`Trainer.ran_on`; ``None`` if unknown).
     Training keeps snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes
     when the same model is asked for again. While one process trains a model it holds
     ``store.lock_path(key)``; another process that asks for the same model waits for it and loads the

@@ -18,6 +18,7 @@ from ..environment import torch_threads
 from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
+from .memory_format import MEMORY_FORMATS, as_layout, channels_last_training
 from .snapshots import rng_state, set_rng_state
 
 
@@ -35,6 +36,9 @@ class TrainConfig:
     which puts convolutions and matrix products in bfloat16 and keeps reductions, the loss and the weights
     in float32. Faster on CPUs with AMX or AVX512-BF16 and on recent GPUs; a model is then not the same
     model as its fp32 twin (its own checkpoint hash). Evaluation and attacks always run in float32.
+    ``memory_format``: ``contiguous`` (PyTorch's default) or ``channels_last``, the layout of the weights
+    and batches while a model trains (:mod:`igbench.engine.memory_format`). Like the thread count it
+    changes speed and float rounding only, so it is recorded with the device a model ran on, not hashed.
     """
 
     epochs: float = 1.0
@@ -45,10 +49,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     precision: str = "fp32"
+    memory_format: str = "contiguous"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise UsageError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, "
+                             f"got {self.memory_format!r}")
         if self.steps is None and not self.epochs > 0:
             raise UsageError(f"--epochs must be > 0, got {self.epochs}")
         if self.steps is not None and self.steps < 1:
@@ -64,11 +72,12 @@ class TrainConfig:
         return max(1, math.ceil(self.epochs * n_train / self.batch_size))
 
     def describe(self) -> dict[str, Any]:
-        """The fields that define a trained model (the device is recorded elsewhere, not hashed). The
-        precision appears only when it is not fp32, so fp32 models keep the hashes they had before it
-        existed."""
+        """The fields that define a trained model (the device and memory format are recorded elsewhere,
+        not hashed). The precision appears only when it is not fp32, so fp32 models keep the hashes they
+        had before it existed."""
         d = asdict(self)
         d.pop("device")
+        d.pop("memory_format")
         if d["precision"] == "fp32":
             d.pop("precision")
         return d
@@ -115,7 +124,10 @@ class Trainer:
         self.ran_on: list[dict[str, Any]] = []
 
     def _setup(self) -> dict[str, Any]:
-        return {"device": str(self.device), "torch_threads": torch_threads()}
+        setup = {"device": str(self.device), "torch_threads": torch_threads()}
+        if self.config.memory_format != "contiguous":  # absent = contiguous, as before the option existed
+            setup["memory_format"] = self.config.memory_format
+        return setup
 
     def _ran_on(self, earlier: list[dict[str, Any]] | None = None) -> None:
         for setup in [*(earlier or []), self._setup()]:
@@ -198,13 +210,14 @@ class Trainer:
                 "setup": self._setup()})
 
         try:
-            with deferred_stop() if snaps is not None else nullcontext(None) as stop:
+            with deferred_stop() if snaps is not None else nullcontext(None) as stop, \
+                    channels_last_training(model, cfg.memory_format == "channels_last"):
                 for step in range(first, total + 1):
                     if pos + cfg.batch_size > n and pos > 0:
                         order, pos = torch.randperm(n, generator=gen), 0
                     idx = order[pos:pos + cfg.batch_size].to(self.device)
                     pos += cfg.batch_size
-                    x, y = self.train_x[idx], self.train_y[idx]
+                    x, y = as_layout(self.train_x[idx], cfg.memory_format), self.train_y[idx]
                     with cfg.autocast(self.device):
                         loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
                     if not torch.isfinite(loss):
@@ -245,7 +258,8 @@ class Trainer:
 
 
 def _describe(setup: dict[str, Any]) -> str:
-    return f"{setup['device']} with {setup['torch_threads']} torch thread(s)"
+    layout = f", {setup['memory_format']}" if "memory_format" in setup else ""
+    return f"{setup['device']} with {setup['torch_threads']} torch thread(s){layout}"
 
 
 def backward_to_weights(loss, model) -> None:
