@@ -443,6 +443,41 @@ def test_a_channels_last_training_records_its_layout_and_returns_a_contiguous_mo
     assert trainer.ran_on == [{"device": "cpu", "torch_threads": 1, "memory_format": "channels_last"}]
 
 
+def test_a_model_that_cannot_run_channels_last_is_a_one_line_error_naming_the_fix(registry, mnist_slice):
+    """A third-party architecture that flattens with ``.view`` fails on a channels-last activation; the
+    training stops with one line naming both ways out, not torch's traceback."""
+    import torch.nn as nn
+
+    from igbench import hookimpl
+    from igbench.plugin_types import ArchitecturePlugin
+
+    class ViewFlatten(nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)
+
+    class ViewCNN(ArchitecturePlugin):
+        name = "view-cnn"
+        summary = "a conv layer, then .view"
+
+        def build(self, input_shape, num_classes, params):
+            return nn.Sequential(nn.Conv2d(input_shape[0], 4, 3, padding=1), ViewFlatten(),
+                                 nn.Linear(4 * input_shape[1] * input_shape[2], num_classes))
+
+    class Plugin:
+        @hookimpl
+        def igbench_architectures(self, register):
+            register(ViewCNN())
+
+    registry.register(Plugin(), source="test-suite")
+    plugin = registry.get("defense", "none")
+    with pytest.raises(TrainingError) as err:
+        plugin.train(make_trainer(mnist_slice, "view-cnn", steps=1, memory_format="channels_last"), {})
+    msg = str(err.value)
+    assert "\n" not in msg and "--memory-format contiguous" in msg and ".reshape" in msg, msg
+    model = plugin.train(make_trainer(mnist_slice, "view-cnn", steps=1), {})  # contiguous: fine
+    assert isinstance(model, nn.Sequential)
+
+
 def test_certainty_insensitivity_flattens_the_gradient_the_paper_draws(mnist_slice, plain_mlp):
     """After the same training as `none`, the gradient of the summed log-probabilities (the paper's
     gradient figures, the quantity this penalty differentiates) is much smaller, at similar accuracy."""

@@ -45,6 +45,22 @@ def channels_last_training(model, enabled: bool = True):
         model.to(memory_format=torch.contiguous_format)
 
 
+@contextlib.contextmanager
+def layout_errors_explained(desc: str, memory_format: str):
+    """A model that calls ``.view`` on a channels-last activation fails deep inside torch; say what to do
+    instead, in one line."""
+    try:
+        yield
+    except RuntimeError as err:
+        if memory_format != "channels_last" or "view size is not compatible" not in str(err):
+            raise
+        from ..errors import TrainingError
+
+        raise TrainingError(f"{desc}: the model does not run laid out channels-last (it calls .view on an "
+                            "activation); train it with --memory-format contiguous, or have its architecture "
+                            "use .reshape or .flatten instead of .view") from err
+
+
 def as_layout(x, memory_format: str):
     """The batch ``x`` in ``memory_format`` (a 4-d batch only; anything else is returned as it is)."""
     if memory_format == "contiguous" or x.dim() != 4:

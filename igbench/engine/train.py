@@ -18,7 +18,7 @@ from ..environment import torch_threads
 from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
-from .memory_format import MEMORY_FORMATS, as_layout, channels_last_training
+from .memory_format import MEMORY_FORMATS, as_layout, channels_last_training, layout_errors_explained
 from .snapshots import rng_state, set_rng_state
 
 
@@ -218,7 +218,7 @@ class Trainer:
                     idx = order[pos:pos + cfg.batch_size].to(self.device)
                     pos += cfg.batch_size
                     x, y = as_layout(self.train_x[idx], cfg.memory_format), self.train_y[idx]
-                    with cfg.autocast(self.device):
+                    with cfg.autocast(self.device), layout_errors_explained(desc, cfg.memory_format):
                         loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
                     if not torch.isfinite(loss):
                         raise TrainingError(
