@@ -329,6 +329,31 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
                                                            "--param", "lamda=1", *common])
 
 
+def test_an_explain_record_names_the_files_that_made_the_tree_dirty(tmp_path, monkeypatch):
+    """`igbench replicate` scores right after writing its result, so the tree is dirty then; the record
+    says which files, as a result's environment does, so a reader can tell outputs from code."""
+    import subprocess
+
+    from igbench.interpret.explain import explain_record
+    from igbench.results.io import validate_scores
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "result.json").write_text("{}")
+    git("add", "result.json")
+    git("commit", "-q", "-m", "first")
+    monkeypatch.chdir(tmp_path)
+    clean = explain_record("tgsm", {"eps": 0.3}, "logprob_sum", 10)
+    assert clean["git_dirty"] is False and "git_dirty_paths" not in clean
+    (tmp_path / "result.json").write_text('{"new": 1}')
+    dirty = explain_record("tgsm", {"eps": 0.3}, "logprob_sum", 10)
+    assert dirty["git_dirty"] is True and dirty["git_dirty_paths"] == ["result.json"]
+    validate_scores({"result": "result.json", "explain": dirty, "interpretability": []}, "s.json")
+
+
 def test_a_broken_scores_record_is_refused_in_one_line(tmp_path):
     from igbench.errors import ResultError
     from igbench.interpret.explain import explain_record, write_scores
