@@ -414,19 +414,25 @@ name = "fgsm"
                      forced.output), forced.output
 
 
+def _small_fgsm_run(shared_data, tmp_path, out, *extra):
+    """``igbench run`` of one FGSM eps on MNIST into ``tmp_path / out``, with its own cache; the result,
+    read back and validated against the schema."""
+    from igbench.results.io import read_result
+
+    args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--attack", "fgsm", "--eps", "0.2",
+            "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    return read_result(tmp_path / out)
+
+
 def test_bf16_models_are_recorded_and_cached_apart_from_fp32(shared_data, tmp_path):
     """`--precision bf16` trains other checkpoints than fp32 (own hash), the result records the precision
     and the command that reproduces it, and the leaderboard marks those models."""
-    from igbench.results.io import read_result
     from igbench.results.leaderboard import render_leaderboard
 
     def run(out, *extra):
-        args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--attack", "fgsm",
-                "--eps", "0.2", "--steps", "20", "--n-test", "60", "--out", str(tmp_path / out),
-                "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]
-        res = CliRunner().invoke(cli, args)
-        assert res.exit_code == 0, res.output
-        return read_result(tmp_path / out)
+        return _small_fgsm_run(shared_data, tmp_path, out, "--arch", "mlp", "--steps", "20", "--n-test", "60", *extra)
 
     fp32, bf16 = run("fp32.json"), run("bf16.json", "--precision", "bf16")
     assert "precision" not in fp32["models"][0]["train"]
@@ -442,15 +448,9 @@ def test_bf16_models_are_recorded_and_cached_apart_from_fp32(shared_data, tmp_pa
 
 def test_a_channels_last_training_is_recorded_where_the_model_ran_and_its_checkpoint_serves_both(shared_data,
                                                                                                  tmp_path):
-    from igbench.results.io import read_result
-
-    def run(out, *extra):
-        args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--attack", "fgsm", "--eps", "0.2",
-                "--steps", "3", "--batch-size", "32", "--n-test", "40", "--out", str(tmp_path / out),
-                "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]
-        res = CliRunner().invoke(cli, args)
-        assert res.exit_code == 0, res.output
-        return read_result(tmp_path / out)  # validated against the schema
+    def run(out, *extra):  # the paper CNN: its convolutions are what the layout changes
+        return _small_fgsm_run(shared_data, tmp_path, out, "--steps", "3", "--batch-size", "32", "--n-test", "40",
+                               *extra)
 
     nhwc = run("cl.json", "--memory-format", "channels_last")
     model = nhwc["models"][0]
