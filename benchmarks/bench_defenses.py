@@ -74,7 +74,7 @@ def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
                       progress=False)
     device = trainer.device
     batches = {layout: as_layout(trainer.train_x[:args.batch_size], layout) for layout in layouts}
-    layouts_on = contextlib.ExitStack()  # channels-last models stay so (hooks included) until the timing ends
+    layouts_on = contextlib.ExitStack()  # channels-last models stay so until the timing ends
     y = trainer.train_y[:args.batch_size]
     setups = {}
     for name in defenses:
