@@ -101,7 +101,7 @@ def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | 
 
 def git_commit_and_changes(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, list[str] | None]:
     """``(commit, changed paths)`` of the repository holding ``cwd``: one ``git status`` serves both
-    the dirty flag and the list. ``(None, None)`` as for :func:`git_state`."""
+    the dirty flag and the list. ``(None, None)`` as for :func:`git_provenance`."""
     where = Path(cwd) if cwd is not None else Path.cwd()
     head = _git(["rev-parse", "HEAD"], where)
     if head is None or not head.strip():
@@ -109,20 +109,21 @@ def git_commit_and_changes(cwd: str | os.PathLike[str] | None = None) -> tuple[s
     return head.strip(), git_changed_paths(where)
 
 
-def git_state(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the git repository holding ``cwd`` (default: the working directory).
-
-    ``(None, None)`` when ``cwd`` is not inside a repository, the repository has no commit yet, or
-    git is not installed. ``dirty`` is True when tracked files have uncommitted changes.
-    """
+def git_provenance(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The ``git_commit`` and ``git_dirty`` fields of a record (a result's ``environment``, an ``explain``
+    block), plus ``git_dirty_paths`` when the tree is dirty, for the repository holding ``cwd`` (default:
+    the working directory). Commit and dirty flag are ``None`` when ``cwd`` is not inside a repository,
+    the repository has no commit yet, or git is not installed. Dirty means tracked files have uncommitted
+    changes; the paths let a reader tell uncommitted outputs from uncommitted code."""
     commit, changed = git_commit_and_changes(cwd)
-    return commit, (None if changed is None else bool(changed))
+    out: dict[str, Any] = {"git_commit": commit, "git_dirty": None if changed is None else bool(changed)}
+    if changed:
+        out["git_dirty_paths"] = changed
+    return out
 
 
 def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The ``environment`` block of a result file (see igbench/schema/result.schema.json)."""
-    commit, changed = git_commit_and_changes(cwd)
-    dirty = None if changed is None else bool(changed)
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -136,14 +137,11 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
             "device": str(device),
             "cpu": cpu_model(),
             "gpu": gpu_name(str(device)),
-            "git_commit": commit,
-            "git_dirty": dirty,
+            **git_provenance(cwd),
             "seed": int(seed),
             "torch_threads": torch_threads(),
         }
     )
-    if dirty:
-        env["git_dirty_paths"] = changed
     return env
 
 

@@ -14,7 +14,7 @@ import torch
 import igbench
 from igbench import atomic
 from igbench.atomic import atomic_path, atomic_write_text
-from igbench.environment import capture_environment, git_changed_paths, git_state
+from igbench.environment import capture_environment, git_changed_paths, git_provenance
 from igbench.errors import ResultError
 from igbench.results.io import dumps_result, load_results, read_result, validate_result, write_result
 
@@ -187,7 +187,7 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
-def test_git_state_of_a_real_repository(tmp_path):
+def test_git_provenance_of_a_real_repository(tmp_path):
     def git(*args):
         subprocess.run(
             ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
@@ -195,19 +195,19 @@ def test_git_state_of_a_real_repository(tmp_path):
         )
 
     git("init", "-q")
-    assert git_state(tmp_path) == (None, None)  # no commit yet
+    assert git_provenance(tmp_path) == {"git_commit": None, "git_dirty": None}  # no commit yet
     (tmp_path / "f.txt").write_text("a")
     git("add", "f.txt")
     git("commit", "-q", "-m", "first")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    assert git_state(tmp_path) == (head, False)
+    assert git_provenance(tmp_path) == {"git_commit": head, "git_dirty": False}
     (tmp_path / "f.txt").write_text("b")
-    assert git_state(tmp_path) == (head, True)
+    assert git_provenance(tmp_path) == {"git_commit": head, "git_dirty": True, "git_dirty_paths": ["f.txt"]}
     env = capture_environment("cpu", 0, cwd=tmp_path)
     assert env["git_dirty"] is True and env["git_dirty_paths"] == ["f.txt"]
     (tmp_path / "new-untracked.txt").write_text("x")
     (tmp_path / "f.txt").write_text("a")
-    assert git_state(tmp_path) == (head, False)  # untracked files do not make a run dirty
+    assert git_provenance(tmp_path) == {"git_commit": head, "git_dirty": False}  # untracked files do not count
     assert "git_dirty_paths" not in capture_environment("cpu", 0, cwd=tmp_path)
     (tmp_path / "sub dir").mkdir()
     (tmp_path / "sub dir" / "g.txt").write_text("g")

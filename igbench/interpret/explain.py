@@ -62,18 +62,15 @@ def explain_record(attack: str, params: dict[str, Any], gradient: str, n_images:
     """The result's ``explain`` block: how its ``interpretability`` scores were made, and by which code
     (``explain`` can run long after the grid, on a later commit)."""
     from .. import __version__
-    from ..environment import git_commit_and_changes, utc_timestamp
+    from ..environment import git_provenance, utc_timestamp
 
-    commit, changed = git_commit_and_changes()
-    record = {
+    return {
         "gradient": gradient, "attack": attack, "attack_params": dict(params), "n_images": int(n_images),
         "random_sign_alignment": random_sign_alignment,
         "created": utc_timestamp(),
-        "igbench": __version__, "git_commit": commit, "git_dirty": None if changed is None else bool(changed),
+        # dirty paths: e.g. only the result and leaderboard files `igbench replicate` has just written
+        "igbench": __version__, **git_provenance(),
     }
-    if changed:  # e.g. only the result and leaderboard files `igbench replicate` has just written
-        record["git_dirty_paths"] = changed
-    return record
 
 
 def merge_interpretability(result: dict[str, Any], scores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
