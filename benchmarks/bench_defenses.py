@@ -66,7 +66,7 @@ def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
     ``{(defense, precision, layout): ([wall s...], [process CPU s...])}``."""
     import torch
 
-    from igbench.engine.memory_format import as_layout, channels_last_training
+    from igbench.engine.memory_format import as_layout, training_layout
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
 
     arch = registry.get("architecture", arch_name)
@@ -84,7 +84,7 @@ def bench_arch(arch_name, defenses, precisions, layouts, data, args, registry):
         for precision in precisions:
             for layout in layouts:
                 model = trainer.new_model()
-                layouts_on.enter_context(channels_last_training(model, layout == "channels_last"))  # as Trainer.fit
+                layouts_on.enter_context(training_layout(model, layout))  # as Trainer.fit
                 model.train()
                 opt = torch.optim.Adam(model.parameters(), lr=trainer.config.lr, eps=trainer.config.adam_eps)
                 setups[name, precision, layout] = (plugin, params, model, opt, TrainConfig(precision=precision),
@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     import torch
 
     from igbench.datasets.loading import load_dataset
+    from igbench.engine.memory_format import MEMORY_FORMATS
     from igbench.registry import get_registry
 
     if args.threads:
@@ -135,9 +136,9 @@ def main(argv=None) -> int:
     layouts = [x for x in args.layouts.split(",") if x]
     if "contiguous" not in layouts:
         layouts.insert(0, "contiguous")
-    unknown = sorted(set(layouts) - {"contiguous", "channels_last"})
+    unknown = sorted(set(layouts) - set(MEMORY_FORMATS))
     if unknown:
-        raise SystemExit(f"--layouts: unknown {', '.join(unknown)}; use contiguous and/or channels_last")
+        raise SystemExit(f"--layouts: unknown {', '.join(unknown)}; use {' and/or '.join(MEMORY_FORMATS)}")
     rows = []
     for arch_name in [a for a in args.archs.split(",") if a]:
         times = bench_arch(arch_name, defenses, precisions, layouts, data, args, registry)

@@ -415,7 +415,7 @@ def test_channels_last_training_is_the_same_arithmetic(mnist_slice, name):
     noise images (MNIST's blank background makes exact ties), the softplus paper CNN (no ReLU kinks;
     0.2% apart in norm, against up to 0.9% with ReLU), and no `gradreg-fd`, whose finite difference divides
     such flips by its step."""
-    from igbench.engine.memory_format import as_layout, channels_last_training
+    from igbench.engine.memory_format import as_layout, training_layout
     from igbench.engine.train import backward_to_weights
 
     plugin = get_registry().get("defense", name)
@@ -425,7 +425,7 @@ def test_channels_last_training_is_the_same_arithmetic(mnist_slice, name):
     results = {}
     for layout in ("contiguous", "channels_last"):
         model = trainer.new_model().train()
-        with channels_last_training(model, layout == "channels_last"):
+        with training_layout(model, layout):
             loss, _ = plugin.loss(model, as_layout(x, layout), y, params, trainer)
             backward_to_weights(loss, model)
         results[layout] = float(loss.detach()), [p.grad.clone() for p in model.parameters()]

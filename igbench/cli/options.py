@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..engine.memory_format import MEMORY_FORMATS
+
 
 def parse_number_list(ctx, param, values):
     """``("0.1,0.2", "0.3")`` -> ``(0.1, 0.2, 0.3)``; a bad number is a usage error naming it."""
@@ -44,7 +46,7 @@ _SHARED = [
                  "(bfloat16 autocast in each training step: faster on CPUs with AMX/AVX512-BF16 and recent GPUs; "
                  "its own checkpoints, recorded in the result; evaluation and attacks stay fp32: "
                  "--param precision=bf16 runs the jsma, pgd and tgsm attacks in bf16 too)."),
-    click.option("--memory-format", type=click.Choice(["contiguous", "channels_last"]),
+    click.option("--memory-format", type=click.Choice(MEMORY_FORMATS),
                  help="Layout of weights and batches while models train: contiguous (default) or channels_last "
                  "(NHWC: 1.25-1.29x faster first-order training steps and 1.0-1.07x double backprop on this "
                  "project's CPU, README 'Performance'; like the thread count it changes float rounding only, so it "

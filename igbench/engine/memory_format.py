@@ -29,11 +29,11 @@ def layout_of(x):
 
 
 @contextlib.contextmanager
-def channels_last_training(model, enabled: bool = True):
-    """Inside, ``model``'s 4-d weights are channels-last; on exit they are contiguous again, so
-    checkpoints, evaluation and attacks see the usual model. The caller lays out the batches
-    (:func:`as_layout`). With ``enabled=False`` it does nothing."""
-    if not enabled:
+def training_layout(model, memory_format: str):
+    """Inside, ``model``'s 4-d weights are laid out in ``memory_format``; after a channels-last training
+    they are contiguous again, so checkpoints, evaluation and attacks see the usual model. The caller lays
+    out the batches (:func:`as_layout`). Contiguous: nothing happens."""
+    if memory_format == "contiguous":
         yield model
         return
     import torch

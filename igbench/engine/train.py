@@ -18,7 +18,7 @@ from ..environment import torch_threads
 from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
-from .memory_format import MEMORY_FORMATS, as_layout, channels_last_training, layout_errors_explained
+from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
 from .snapshots import rng_state, set_rng_state
 
 
@@ -211,14 +211,14 @@ class Trainer:
 
         try:
             with deferred_stop() if snaps is not None else nullcontext(None) as stop, \
-                    channels_last_training(model, cfg.memory_format == "channels_last"):
+                    training_layout(model, cfg.memory_format), layout_errors_explained(desc, cfg.memory_format):
                 for step in range(first, total + 1):
                     if pos + cfg.batch_size > n and pos > 0:
                         order, pos = torch.randperm(n, generator=gen), 0
                     idx = order[pos:pos + cfg.batch_size].to(self.device)
                     pos += cfg.batch_size
                     x, y = as_layout(self.train_x[idx], cfg.memory_format), self.train_y[idx]
-                    with cfg.autocast(self.device), layout_errors_explained(desc, cfg.memory_format):
+                    with cfg.autocast(self.device):
                         loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
                     if not torch.isfinite(loss):
                         raise TrainingError(
