@@ -1,4 +1,4 @@
-"""Shared test fixtures: real data slices from ../shared/data and a throwaway-plugin fixture."""
+"""Shared test fixtures: real data slices from ../shared/data, a throwaway-plugin fixture, a git runner."""
 
 from __future__ import annotations
 
@@ -111,3 +111,16 @@ def _write_svhn(folder: Path, n_train: int = 12, n_test: int = 7) -> dict:
 def write_svhn():
     """The SVHN file writer above, for tests that need .mat files without the real data set."""
     return _write_svhn
+
+
+@pytest.fixture
+def git(tmp_path):
+    """Run ``git ARGS...`` in ``tmp_path`` (with a throwaway author), for tests of what igbench records
+    about the repository it runs in."""
+    import subprocess
+
+    def run(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    return run

@@ -329,17 +329,11 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
                                                            "--param", "lamda=1", *common])
 
 
-def test_an_explain_record_names_the_files_that_made_the_tree_dirty(tmp_path, monkeypatch):
+def test_an_explain_record_names_the_files_that_made_the_tree_dirty(tmp_path, monkeypatch, git):
     """`igbench replicate` scores right after writing its result, so the tree is dirty then; the record
     says which files, as a result's environment does, so a reader can tell outputs from code."""
-    import subprocess
-
     from igbench.interpret.explain import explain_record
     from igbench.results.io import validate_scores
-
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=tmp_path,
-                       check=True, capture_output=True)
 
     git("init", "-q")
     (tmp_path / "result.json").write_text("{}")

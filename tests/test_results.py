@@ -187,13 +187,7 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
-def test_git_provenance_of_a_real_repository(tmp_path):
-    def git(*args):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-            cwd=tmp_path, check=True, capture_output=True,
-        )
-
+def test_git_provenance_of_a_real_repository(tmp_path, git):
     git("init", "-q")
     assert git_provenance(tmp_path) == {"git_commit": None, "git_dirty": None}  # no commit yet
     (tmp_path / "f.txt").write_text("a")
