@@ -15,8 +15,12 @@ Every hook receives a ``register`` callback. A plugin calls it once per object i
         register(MyDefense())
 
 Register cheap objects: plugin classes must not import torch at module level (``igbench --help``
-and ``igbench plugins`` stay fast); import it inside the methods that do the work. The registry
-checks each object's type and rejects duplicate names with an error naming both providers.
+and ``igbench plugins`` stay fast); import it inside the methods that do the work.
+
+The registry calls these hooks when it is first asked for a plugin, and again after a plugin is
+registered or unregistered; a hook should register the same objects every time. It checks each
+object's type, and a name registered twice keeps the first provider (built-ins come first) with a
+warning naming both; ``IGBENCH_STRICT_PLUGINS=1`` makes every such problem an error.
 Built-in plugins (``igbench.datasets``, ``igbench.architectures``, ``igbench.defenses``,
 ``igbench.attacks``) use exactly these hooks; third-party packages are found through the
 ``igbench`` entry-point group.
@@ -31,8 +35,8 @@ hookspec = pluggy.HookspecMarker("igbench")
 def igbench_datasets(register):
     """Register :class:`igbench.plugin_types.DatasetPlugin` objects.
 
-    Called once when the registry loads. ``register(plugin)`` adds one data set; its ``load``
-    returns an :class:`igbench.data.DataSplits` with float tensors in [0, 1], NCHW.
+    ``register(plugin)`` adds one data set; its ``load`` returns an :class:`igbench.data.DataSplits`
+    with float tensors in [0, 1], NCHW.
     """
 
 

@@ -30,7 +30,8 @@ class Param:
     ``check`` returns an error text (what is wrong and what is allowed) or ``None`` when valid.
     ``recorded_at_default=False`` leaves the parameter out of what a result records while it has its
     default (:meth:`PluginBase.recorded_params`): for a parameter added after results were recorded, so
-    that those results keep their run ids (``--reuse``, resuming) and read the same.
+    that those results keep their run ids (``igbench replicate`` reuses them, interrupted grids resume)
+    and read the same.
     """
 
     name: str

@@ -58,7 +58,7 @@ class Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("igbench")
         self.pm.add_hookspecs(hookspecs)
-        self.problems: list[str] = []
+        self._problems: list[str] = []
         self._source_of: dict[int, str] = {}
         self._collected: dict[str, dict[str, Plugin]] | None = None
         self._providers: list[AttackProvider] = []
@@ -111,12 +111,20 @@ class Registry:
             self._source_of.pop(id(removed), None)
         self._collected = None
 
+    @property
+    def problems(self) -> list[str]:
+        """Every plugin problem so far: load failures, and what collecting the hooks finds (duplicate
+        names, wrong types, a hook that raised). Collects first, so a caller that reports problems
+        before its first lookup still sees them."""
+        self._collect()
+        return list(self._problems)
+
     # ------------------------------------------------------------------ collecting
     def _problem(self, text: str) -> None:
         if _strict():
             raise PluginError(text)
-        if text not in self.problems:
-            self.problems.append(text)
+        if text not in self._problems:
+            self._problems.append(text)
 
     def _collect(self) -> dict[str, dict[str, Plugin]]:
         if self._collected is not None:

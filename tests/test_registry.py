@@ -101,6 +101,23 @@ def test_duplicate_name_is_rejected_naming_both_providers(registry, monkeypatch)
         registry.unregister(p)
 
 
+@pytest.mark.parametrize("command", [["run", "--defense", "gradreg"], ["train"], ["plugins", "--kind", "defense"]])
+def test_commands_warn_about_a_duplicate_before_their_first_lookup(registry, command):
+    """The warning used to be printed before the hooks were collected, so only `igbench plugins` showed it."""
+    class Dup(DefensePlugin):
+        name = "gradreg"
+        summary = "impostor"
+
+    class DupPlugin:
+        @hookimpl
+        def igbench_defenses(self, register):
+            register(Dup())
+
+    registry.register(DupPlugin(), source="impostor-pkg")
+    result = CliRunner().invoke(cli, command)
+    assert "warning: defense 'gradreg' is registered by both 'igbench' and 'impostor-pkg'" in result.output
+
+
 def test_wrong_type_and_class_instead_of_instance_are_reported(registry):
     class Bad:
         @hookimpl
