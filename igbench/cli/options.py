@@ -24,7 +24,8 @@ def parse_number_list(ctx, param, values):
 
 cache_dir_option = click.option(
     "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False),
-    help="Checkpoint cache (env IGBENCH_CACHE_DIR, default ~/.cache/igbench).")
+    help="Checkpoint cache (env IGBENCH_CACHE_DIR, default $XDG_CACHE_HOME/igbench or ~/.cache/igbench). "
+         "Data downloads go to the data folder, else to <IGBENCH_CACHE_DIR or default>/data.")
 
 _attack_option = click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks.")
 _eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated. "

@@ -16,7 +16,6 @@ from typing import Any
 from ..atomic import atomic_path
 from ..errors import IgbenchError
 
-ENV_CACHE_DIR = "IGBENCH_CACHE_DIR"
 
 
 def canonical_json(obj: Any) -> str:
@@ -61,13 +60,11 @@ def state_dict_sha256(state: dict[str, Any]) -> str:
 
 
 def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """``explicit``, else ``$IGBENCH_CACHE_DIR``, else ``~/.cache/igbench``."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "igbench"
+    """``explicit``, else the igbench cache folder (:func:`igbench.datasets.locate.cache_root`:
+    ``$IGBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/igbench`` or ``~/.cache/igbench``)."""
+    from ..datasets.locate import cache_root
+
+    return Path(explicit).expanduser() if explicit else cache_root()
 
 
 class CheckpointStore:
