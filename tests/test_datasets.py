@@ -3,6 +3,7 @@ and SVHN's .mat layout on a small file written here. Also corrupted, truncated a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import shutil
 from pathlib import Path
@@ -271,6 +272,90 @@ def test_svhn_checksum_and_missing(tmp_path, write_svhn):
         load_dataset("svhn", tmp_path)
     with pytest.raises(DatasetNotFound, match="SVHN not found.*torchvision.datasets.SVHN"):
         load_dataset("svhn", tmp_path / "elsewhere")
+
+
+# --------------------------------------------------------------------------- automatic downloads
+@contextlib.contextmanager
+def _http_server(folder: Path):
+    """Serve ``folder`` over HTTP on a free local port for the block; yields the base URL."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_notmnist_downloads_notmnist_small_when_nothing_is_there(tmp_path, cache_dir, monkeypatch):
+    """The real download code (torchvision's download_url and tar unpacking), fed by a local archive: the
+    first mirror refuses the connection, the second serves notMNIST_small.tar.gz."""
+    import tarfile
+
+    import igbench.datasets.notmnist as notmnist
+
+    made = tmp_path / "made"
+    _write_letters(made / "notMNIST_small", 3, 50, np.random.default_rng(2))
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "notMNIST_small.tar.gz", "w:gz") as tar:
+        tar.add(made / "notMNIST_small", arcname="notMNIST_small")
+    refused = "http://127.0.0.1:9/notMNIST_small.tar.gz"
+    monkeypatch.delenv("IGBENCH_OFFLINE")
+    data = tmp_path / "data"
+    with _http_server(served) as base:
+        monkeypatch.setattr(notmnist, "SMALL_URLS", (refused, f"{base}/notMNIST_small.tar.gz"))
+        d = load_dataset("notmnist", data, {"test_fraction": 0.34})
+    assert d.variant == "small-png-30-split0.34-seed0"
+    assert d.train_x.shape == (20, 1, 28, 28) and float(d.train_x[0, 0, 0, 0]) == pytest.approx(50 / 255)
+    assert sorted(p.name for p in data.iterdir()) == ["notMNIST_small"]  # archive and unpacking folder gone
+
+    monkeypatch.setattr(notmnist, "SMALL_URLS", (refused, refused.replace(":9/", ":7/")))
+    with pytest.raises(DatasetNotFound, match=r"notMNIST not found.*automatic download of http://127\.0\.0\.1:9/.*failed.*"
+                                              r"automatic download of http://127\.0\.0\.1:7/.*failed") as info:
+        load_dataset("notmnist", tmp_path / "empty")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "empty").exists()  # a failed download leaves no folders behind
+
+
+def test_svhn_downloads_with_torchvision_when_missing(tmp_path, monkeypatch, write_svhn):
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeSVHN:  # stands in for torchvision's class: writes the split's file where torchvision would
+        def __init__(self, root, split, download):
+            calls.append((Path(root), split, download))
+            written = write_svhn(Path(root) / "made")
+            (Path(root) / "made" / f"{split}_32x32.mat").rename(Path(root) / f"{split}_32x32.mat")
+            shutil.rmtree(Path(root) / "made")
+            assert written
+
+    monkeypatch.setattr(torchvision.datasets, "SVHN", FakeSVHN)
+    monkeypatch.delenv("IGBENCH_OFFLINE")
+    d = load_dataset("svhn", tmp_path, {"verify_md5": False})
+    assert calls == [(tmp_path / "svhn", "train", True), (tmp_path / "svhn", "test", True)]
+    assert d.train_x.shape == (12, 3, 32, 32) and d.test_x.shape == (7, 3, 32, 32)
+    load_dataset("svhn", tmp_path, {"verify_md5": False})
+    assert len(calls) == 2  # found on disk the second time
+
+    def no_network(root, split, download):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "SVHN", no_network)
+    with pytest.raises(DatasetNotFound, match=r"SVHN not found.*automatic download with torchvision\.datasets\.SVHN "
+                                              r"into .*svhn failed: RuntimeError: <urlopen error"):
+        load_dataset("svhn", tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 # --------------------------------------------------------------------------- bundled sample and fallback

@@ -52,7 +52,7 @@ def load_dataset(
         roots = [str(root) for root, _how in search_roots(path)]
         reason = f"not in {' or '.join(roots)}"
         if getattr(exc, "download_failure", None):
-            reason += "; automatic download failed"
+            reason += f"; {exc.download_failure}"
         print(
             f"igbench: MNIST not found ({reason}); using the bundled 5,000-digit sample ({substitute}) instead. "
             "Pass --data-dir to use full MNIST.",

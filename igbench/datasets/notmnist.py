@@ -1,5 +1,6 @@
 """notMNIST letters A-J: the paper's protocol (train on notMNIST_large, test on notMNIST_small) when both PNG
-folders are there, else a seeded split of notMNIST_small's PNGs or of the bundled 10,000-letter IDX sample."""
+folders are there, else a seeded split of notMNIST_small's PNGs or of the 10,000-letter IDX sample. With
+none of them anywhere, notMNIST_small is downloaded (online users) and split."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..plugin_types import DatasetPlugin, Param
-from .locate import candidate_dirs, find_file_set, not_found_error
+from .download import archive_download
+from .locate import candidate_dirs, download_root, find_file_set, not_found_error
 from .notmnist_png import LETTERS, find_png_root, load_png_folder
 from .split import split_params
 
@@ -18,7 +20,11 @@ SAMPLE_MD5 = {
 SAMPLE_FOLDERS = ("notmnist-sample", "notmnist", ".")
 PNG_FOLDERS = ("notMNIST_small", "notmnist/notMNIST_small", "notmnist-sample/notMNIST_small")
 LARGE_FOLDERS = ("notMNIST_large", "notmnist/notMNIST_large")
-DOWNLOAD_HINT = "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz (unpack it into the data dir)"
+SMALL_URLS = (  # the original, then the mirror that Udacity's deep-learning course used
+    "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz",
+    "https://commondatastorage.googleapis.com/books1000/notMNIST_small.tar.gz",
+)
+DOWNLOAD_HINT = f"{SMALL_URLS[0]} (unpack it into the data dir)"
 LARGE_HINT = "http://yaroslavvb.com/upload/notMNIST/notMNIST_large.tar.gz and notMNIST_small.tar.gz (unpack both into the data dir)"
 PROTOCOLS = ("auto", "paper", "split")
 PAPER_PROTOCOL_NOTE = (
@@ -45,7 +51,7 @@ class NotMnistDataset(DatasetPlugin):
     ``protocol=auto`` follows the paper: ``train_size`` letters from notMNIST_large and ``test_size`` from
     notMNIST_small, balanced over the letters (the paper's 200,000 and 10,000). Otherwise one set is
     split here (seeded, stratified, ``test_fraction``): notMNIST_small's PNGs, or the 10,000-letter IDX
-    sample. ``protocol=paper`` insists on the two folders; ``protocol=split`` never reads notMNIST_large.
+    sample, or, when neither is anywhere, notMNIST_small downloaded into the data dir (or the cache). ``protocol=paper`` insists on the two folders; ``protocol=split`` never reads notMNIST_large.
     """
 
     name = "notmnist"
@@ -110,9 +116,15 @@ class NotMnistDataset(DatasetPlugin):
             dirs = candidate_dirs(data_dir, SAMPLE_FOLDERS)
             found, partial = find_file_set(dirs, {s: idx_names(s) for s in SAMPLE_MD5})
             if found is None:
+                # Neither the PNGs nor the sample is anywhere: fetch notMNIST_small (8 MB) and split it.
+                failure = archive_download(SMALL_URLS, download_root(data_dir))
+                png_root = find_png_root(data_dir, PNG_FOLDERS) if failure is None else None
+                if png_root is not None:
+                    return self._split_one_set(data_dir, png_root, params)
                 raise not_found_error(
                     "notMNIST", dirs, partial,
-                    f"with notmnist-sample/t10k-*-idx*-ubyte.gz or notMNIST_small/A..J/*.png ({DOWNLOAD_HINT})",
+                    f"with notmnist-sample/t10k-*-idx*-ubyte.gz or notMNIST_small/A..J/*.png ({DOWNLOAD_HINT}; "
+                    f"{failure or 'the downloaded archive held no notMNIST_small/A..J folders'})",
                 )
             arrays = {}
             for stem, md5 in SAMPLE_MD5.items():

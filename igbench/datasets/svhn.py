@@ -43,6 +43,19 @@ def read_svhn_mat(path: Path):
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y
 
 
+def _download(data_dir: Path | None) -> str | None:
+    """Both .mat files with torchvision (it checks their md5) into ``<data dir or cache>/svhn``; ``None``
+    or why it failed."""
+    from .download import torchvision_download
+    from .locate import download_root
+
+    for split in SVHN_FILES:
+        failure = torchvision_download("SVHN", download_root(data_dir) / "svhn", split=split)
+        if failure is not None:
+            return failure
+    return None
+
+
 class SvhnDataset(DatasetPlugin):
     """Street View House Numbers (cropped digits), 73,257 train / 26,032 test, 32x32 colour."""
 
@@ -62,9 +75,16 @@ class SvhnDataset(DatasetPlugin):
         from .verify import md5_of_file, verify_md5
 
         dirs = candidate_dirs(data_dir, ("svhn", "SVHN", "."))
-        found, partial = find_file_set(dirs, {k: [v] for k, v in SVHN_FILES.items()})
+        wanted = {k: [v] for k, v in SVHN_FILES.items()}
+        found, partial = find_file_set(dirs, wanted)
         if found is None:
-            raise not_found_error("SVHN", dirs, partial, f"with svhn/train_32x32.mat and svhn/test_32x32.mat, from {DOWNLOAD_HINT}")
+            failure = _download(data_dir)
+            if failure is None:
+                found, partial = find_file_set(dirs, wanted)
+                failure = None if found else "torchvision reported success but the files are not where expected"
+        if found is None:
+            raise not_found_error("SVHN", dirs, partial, f"with svhn/train_32x32.mat and svhn/test_32x32.mat, from "
+                                  f"{DOWNLOAD_HINT} ({failure})")
         arrays = {}
         for split, path in found.files.items():
             if params.get("verify_md5", True):
