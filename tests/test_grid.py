@@ -346,6 +346,36 @@ def test_accuracy_gap_hint_names_model_gap_and_fix():
     assert accuracy_gap_hints(records, None) == []
 
 
+def test_replicate_refuses_destinations_that_are_not_its_own_before_training(shared_data, tmp_path, monkeypatch):
+    """A shortened trial used to land in leaderboards/results (ranked beside full-length runs) and redraw
+    another result's figures; --out outside --results-dir failed only after the whole grid had run."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "tiny.toml"
+    config.write_text('[run]\ndataset = "mnist"\narch = "mlp"\nsteps = 20\n\n[[models]]\nid = "none"\n'
+                      'defense = "none"\n\n[[attacks]]\nname = "fgsm"\n')
+    base = ["replicate", "--config", str(config), "--data-dir", str(shared_data), "--cache-dir", str(tmp_path / "c"),
+            "--no-progress"]
+
+    def refused(*extra):
+        result = CliRunner().invoke(cli, base + list(extra))
+        assert result.exit_code == 2, result.output
+        assert not (tmp_path / "c").exists() and not (tmp_path / "leaderboards").exists(), "it ran before refusing"
+        return result.output
+
+    text = refused("--steps", "5", "--n-test", "50")
+    assert "--steps --n-test make this a trial" in text and "--results-dir runs/trial/results" in text
+    refused("--steps", "5", "--results-dir", "t/results")  # the leaderboards would still be the default ones
+    text = refused("--out", "elsewhere/tiny.json", "--results-dir", "t/results")
+    assert "--out elsewhere/tiny.json is not in --results-dir t/results" in text
+    refused("--out", "elsewhere/tiny.json")  # the default --results-dir, leaderboards/results
+
+    owned = tmp_path / "figs" / "tiny" / "explain-scores.json"
+    owned.parent.mkdir(parents=True)
+    owned.write_text(json.dumps({"result": "leaderboards/short/results/tiny.json"}))
+    text = refused("--results-dir", "t/results", "--figures", "figs")
+    assert "figs/tiny holds the figures of leaderboards/short/results/tiny.json" in text and "--figures DIR" in text
+
+
 def test_replicate_publishes_and_a_rerun_reuses_the_finished_grid(shared_data, tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text('''

@@ -63,11 +63,23 @@ _SHARED = [
 ]
 
 
-def grid_options(command):
-    """Apply the shared options to a command (in the order shown by --help)."""
+def grid_options(command=None, *, out_help: str | None = None):
+    """Apply the shared options to a command (in the order shown by --help). ``out_help`` replaces
+    ``--out``'s help, for a command whose default result path differs (``@grid_options(out_help=...)``)."""
+    if command is None:
+        return lambda cmd: grid_options(cmd, out_help=out_help)
+    out = click.option("--out", type=click.Path(dir_okay=False), help=out_help) if out_help else _out_option
     for option in reversed(_SHARED):
-        command = option(command)
+        command = (out if option is _out_option else option)(command)
     return command
+
+
+def given(name: str) -> bool:
+    """Whether the current command's option ``name`` was set on the command line or by its env var."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (ParameterSource.DEFAULT, None)
 
 
 def training_options(command):

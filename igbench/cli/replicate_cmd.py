@@ -24,7 +24,8 @@ from .options import grid_options
 @click.option("--rerun", is_flag=True, help="Attack again even when the result file already holds this exact grid "
               "(by default such a result is reused, so a re-run after an interrupted explain or plot step "
               "only redoes those).")
-@grid_options
+@grid_options(out_help="Result file to write (default <--results-dir>/<config file name>.json); it must lie in "
+              "--results-dir, whose leaderboards replicate renders.")
 def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain_attack, explain_eps, rerun,
                       config_file, progress, out, cache_dir, **options) -> None:
     """Run a paper configuration end to end and publish it.
@@ -33,7 +34,8 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     over its eps sweep, writes the result into --results-dir, scores gradient interpretability and
     draws the figures (unless --no-explain), plots accuracy against eps, and re-renders the
     leaderboards. Options override the config, so `--steps 2000 --n-test 1000` is a shorter run of the
-    same grid. Interrupted? Run the same command again: it resumes (training from its last snapshot,
+    same grid; name where such a trial goes (--results-dir, --leaderboards, --figures), so that it does
+    not land beside the full-length runs in leaderboards/. Interrupted? Run the same command again: it resumes (training from its last snapshot,
     attacks from the last finished unit, and a finished grid is reused unless --rerun).
 
     \b
@@ -54,8 +56,9 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     if not spec.attacks:
         raise UsageError(f"{config_file} lists no [[attacks]]; add one or pass --attack")
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"
-    result, path = execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
     figures = Path(figure_dir)
+    check_destinations(config_file, options, out, Path(results_dir), figures / out.stem)
+    result, path = execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
     if explain:
         from ..interpret.explain import explain_result
 
@@ -69,6 +72,49 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
         click.echo(f"plot: {png}")
     for md in render_all(results_dir, leaderboard_dir):
         click.echo(f"leaderboard: {md}")
+
+
+# Options that make a run a trial of the config rather than the config itself.
+TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps")
+
+
+def check_destinations(config_file, options, out: Path, results_dir: Path, figure_folder: Path) -> None:
+    """Before any training: stop a run that would write over, or beside, what is not its own.
+
+    - ``--out`` outside ``--results-dir`` would leave the leaderboards without the result.
+    - A trial (a TRIAL_OPTIONS override) with the default results and leaderboard folders would be ranked
+      beside the full-length runs.
+    - A figure folder that holds another result's figures (its ``explain-scores.json`` names that
+      result) would be overwritten.
+    """
+    from ..errors import UsageError
+    from ..interpret.explain import SCORES_FILE
+    from .options import given
+
+    if out.resolve().parent != results_dir.resolve():
+        raise UsageError(f"--out {out} is not in --results-dir {results_dir}, whose leaderboards replicate renders; "
+                         f"pass --results-dir DIR instead (the result goes to DIR/{out.name}) or an --out inside it")
+    overrides = [f"--{name.replace('_', '-')}" for name in TRIAL_OPTIONS if options.get(name) not in (None, ())]
+    if overrides and not (given("results_dir") and given("leaderboard_dir")):
+        raise UsageError(
+            f"{' '.join(overrides)} make this a trial of {config_file}, and the default --results-dir and "
+            f"--leaderboards would rank it beside the full-length runs; name where it goes, e.g. --results-dir "
+            f"runs/trial/results --leaderboards runs/trial --figures runs/trial/figures")
+    scores = figure_folder / SCORES_FILE
+    owner = _owner_of(scores)
+    if owner is not None and Path(owner).resolve() != out.resolve():
+        raise UsageError(f"{figure_folder} holds the figures of {owner} ({scores}), which this run would replace; "
+                         f"pass --figures DIR for this result's, or delete {figure_folder} to replace them")
+
+
+def _owner_of(scores: Path) -> str | None:
+    """The result file an ``explain-scores.json`` belongs to (None when absent or unreadable)."""
+    import json
+
+    try:
+        return json.loads(scores.read_text()).get("result")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 COMMANDS = [replicate_command]
