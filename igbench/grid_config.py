@@ -23,7 +23,7 @@ A grid file (see ``configs/paper-mnist.toml``)::
     params = { steps = 20 }
 
 Options given on the command line override the file's ``[run]`` values (``--eps`` also replaces an
-attack's own ``eps``); ``--defense`` adds to its models, ``--attack`` replaces its attacks. The reference
+attack's own ``eps``); a relative ``data_dir`` is relative to the file's folder; ``--defense`` adds to its models, ``--attack`` replaces its attacks. The reference
 model (defense ``none``) is always part of the grid.
 """
 
@@ -35,6 +35,7 @@ from typing import Any
 
 from .errors import UsageError
 from .engine.grid import AttackSpec, GridSpec
+from .grid_values import check_run_values, eps_list_problem
 from .engine.models import ModelSpec
 from .engine.train import TrainConfig
 from .param_options import distribute_params
@@ -74,6 +75,11 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
     bad = set(doc.get("run", {})) - RUN_KEYS
     if bad:
         raise UsageError(f"--config {path}: unknown [run] key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(RUN_KEYS))}")
+    problem = check_run_values(doc.get("run", {}), f"--config {path}")
+    if problem:
+        raise UsageError(problem)
+    if "data_dir" in doc.get("run", {}):  # a path in a file is relative to the file, not to where igbench runs
+        doc["run"]["data_dir"] = str(path.parent / Path(doc["run"]["data_dir"]).expanduser())
     for table, known, required in (("models", MODEL_KEYS, "defense"), ("attacks", ATTACK_KEYS, "name")):
         for i, entry in enumerate(doc.get(table, []), start=1):
             where = f"--config {path}: [[{table}]] number {i}"
@@ -83,10 +89,8 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
             if required not in entry:
                 raise UsageError(f"{where} has no {required} = ...; every [[{table}]] entry needs one")
             eps = entry.get("eps")  # only [[attacks]] can have one: the key check above
-            if eps is not None and (not isinstance(eps, list) or not eps
-                                    or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps)):
-                raise UsageError(f"{where} ({entry['name']}): eps must be a non-empty list of numbers, "
-                                 f"e.g. eps = [0.1, 0.3]")
+            if eps is not None and (problem := eps_list_problem(eps)):
+                raise UsageError(f"{where} ({entry['name']}): eps {problem}")
     return doc
 
 
@@ -155,6 +159,9 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         if m.arch == run["arch"]:
             m.arch_params.update(given.get(run["arch"], {}))
     for a in attacks:
+        if cli_eps and "eps" in given.get(a.name, {}):
+            raise UsageError(f"both --eps and --param set the eps of attack {a.name}; sweep it with --eps alone, and "
+                             f"give a defense's training eps as --param DEFENSE.eps=VALUE (e.g. advtrain.eps=0.3)")
         a.params.update(given.get(a.name, {}))
     dataset_params = {**run.get("dataset_params", {}), **given.get(run["dataset"], {})}
     for m in models:  # check every value now, before any training starts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,7 +251,8 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
         ('name = "pgd"\neps = 0.1', "eps must be a non-empty list of numbers"),
         ('name = "pgd"\nesp = [0.1]', "unknown key(s) esp; known: eps, name, params"),
         ('params = { steps = 5 }', "[[attacks]] number 1 has no name"),
-        ('name = "pgd"\neps = [-0.1]', "eps values of attack pgd must be >= 0"),
+        ('name = "pgd"\neps = [-0.1]', "eps must hold numbers >= 0, found -0.1"),
+        ('name = "pgd"\neps = [0.1, 0.1]', "eps lists 0.1 more than once"),
     ):
         bad.write_text(f'[run]\ndataset = "mnist"\n\n[[attacks]]\n{attack}\n')
         with pytest.raises(UsageError) as err:
@@ -259,6 +261,61 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
     bad.write_text('[run]\ndataset = "mnist"\n\n[[models]]\nid = "g"\ndefence = "gradreg"\n')
     with pytest.raises(UsageError, match=r"\[\[models\]\] number 1: unknown key\(s\) defence"):
         build_grid_spec({}, bad)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('steps = "abc"', "[run] steps must be a whole number >= 1, got 'abc'"),
+    ("eps = 0.1", "[run] eps must be a non-empty list of numbers"),
+    ('eps = "01"', "[run] eps must be a non-empty list of numbers"),  # was read as [0.0, 1.0]
+    ("eps = [0.1, 0.1]", "[run] eps lists 0.1 more than once"),
+    ("eps = [0.1, inf]", "[run] eps must hold finite numbers only, found inf"),
+    ('seed = "x"', "[run] seed must be a whole number, got 'x'"),
+    ('lr = "fast"', "[run] lr must be a number > 0, got 'fast'"),
+    ("arch_params = 5", "[run] arch_params must be a table"),
+    ("eval_batch_size = 0", "[run] eval_batch_size must be a whole number >= 1, got 0"),
+    ("adam_eps = -1", "[run] adam_eps must be a number > 0, got -1"),
+    ("batch_size = 0", "[run] batch_size must be a whole number >= 1, got 0"),  # not "--batch-size must ..."
+    ("epochs = -1", "[run] epochs must be a number > 0, got -1"),  # was caught by the schema after the run
+    ('precision = "fp16"', "[run] precision must be one of fp32, bf16"),
+])
+def test_grid_file_values_are_checked_when_read_naming_file_and_key(registry, tmp_path, line, expected):
+    """Each of these used to be a traceback from deep in the run, an error blaming a flag, or a schema error
+    after the whole grid had run."""
+    from igbench.grid_config import build_grid_spec
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[run]\n{line}\n\n[[attacks]]\nname = "fgsm"\n')
+    with pytest.raises(UsageError) as err:
+        build_grid_spec({}, bad)
+    assert str(err.value).startswith(f"--config {bad}: ") and expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_grid_file_data_dir_is_relative_to_the_file(registry, tmp_path, monkeypatch):
+    from igbench.grid_config import build_grid_spec
+
+    (tmp_path / "configs").mkdir()
+    grid = tmp_path / "configs" / "g.toml"
+    grid.write_text('[run]\ndata_dir = "../data"\n\n[[attacks]]\nname = "fgsm"\n')
+    monkeypatch.chdir(tmp_path / "configs")
+    assert Path(build_grid_spec({}, "g.toml").data_dir) == Path("../data")
+    monkeypatch.chdir(tmp_path)
+    assert Path(build_grid_spec({}, "configs/g.toml").data_dir) == Path("configs/../data")
+    assert build_grid_spec({"data_dir": "elsewhere"}, "configs/g.toml").data_dir == "elsewhere"  # --data-dir wins
+
+
+def test_cli_eps_must_be_finite_and_distinct_and_not_also_set_by_param(registry):
+    from igbench.grid_config import build_grid_spec
+
+    assert CliRunner().invoke(cli, ["run", "--attack", "fgsm", "--eps", "inf"]).exit_code == 2
+    with pytest.raises(UsageError, match="--eps lists 0.1 more than once"):
+        build_grid_spec({"attack": ("fgsm",), "eps": (0.1, 0.10)})
+    # --param eps=0.2 used to replace the --eps sweep silently (and set advtrain's training eps too)
+    with pytest.raises(UsageError, match="both --eps and --param set the eps of attack fgsm"):
+        build_grid_spec({"attack": ("fgsm",), "defense": ("advtrain",), "eps": (0.1, 0.3), "param": ("eps=0.2",)})
+    spec = build_grid_spec({"attack": ("fgsm",), "defense": ("advtrain",), "eps": (0.1, 0.3),
+                            "param": ("advtrain.eps=0.2",)})
+    assert spec.eps == [0.1, 0.3] and spec.models[-1].defense_params == {"eps": "0.2"}  # resolved later
 
 
 def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):

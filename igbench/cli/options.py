@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..engine.memory_format import MEMORY_FORMATS
@@ -16,9 +18,12 @@ def parse_number_list(ctx, param, values):
             if not part:
                 continue
             try:
-                out.append(float(part))
+                number = float(part)
             except ValueError:
                 raise click.BadParameter(f"{part!r} is not a number; use e.g. 0.1,0.2,0.3") from None
+            if not math.isfinite(number):
+                raise click.BadParameter(f"{part!r} is not a finite number; use e.g. 0.1,0.2,0.3")
+            out.append(number)
     return tuple(out)
 
 

@@ -52,13 +52,17 @@ class GridSpec:
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise UsageError(f"model id(s) {', '.join(dupes)} appear twice; give each model of the grid its own id")
-        if any(e < 0 for e in self.eps):
-            raise UsageError(f"--eps values must be >= 0, got {self.eps}")
+        from ..grid_values import eps_list_problem
+
+        if problem := eps_list_problem(self.eps):
+            raise UsageError(f"--eps {problem}")
         for a in self.attacks:
-            if a.eps is not None and any(e < 0 for e in a.eps):
-                raise UsageError(f"eps values of attack {a.name} must be >= 0, got {a.eps}")
+            if a.eps is not None and (problem := eps_list_problem(a.eps)):
+                raise UsageError(f"the eps of attack {a.name} {problem}")
         if self.n_test is not None and self.n_test < 1:
             raise UsageError(f"--n-test must be >= 1, got {self.n_test}")
+        if self.eval_batch_size < 1:
+            raise UsageError(f"the evaluation batch size must be >= 1, got {self.eval_batch_size}")
 
 
 #: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.

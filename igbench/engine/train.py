@@ -57,7 +57,7 @@ class TrainConfig:
         if self.memory_format not in MEMORY_FORMATS:
             raise UsageError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, "
                              f"got {self.memory_format!r}")
-        if self.steps is None and not self.epochs > 0:
+        if not self.epochs > 0:  # checked with --steps too: the result records it
             raise UsageError(f"--epochs must be > 0, got {self.epochs}")
         if self.steps is not None and self.steps < 1:
             raise UsageError(f"--steps must be >= 1, got {self.steps}")
@@ -65,6 +65,8 @@ class TrainConfig:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be > 0, got {self.lr}")
+        if not self.adam_eps > 0:
+            raise UsageError(f"Adam's eps (adam_eps) must be > 0, got {self.adam_eps}")
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:

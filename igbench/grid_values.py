@@ -1,0 +1,77 @@
+"""What each ``[run]`` value of a grid file must be, checked when the file is read.
+
+Click types and checks the command-line options; a TOML file can hold any type, and a wrong one used to
+surface as a traceback deep in the run (``steps = "abc"``), as an error blaming a flag nobody passed
+(``batch_size = 0``: "--batch-size must be >= 1"), or only after the whole grid had run (``epochs = -1``,
+caught by the result schema). :func:`check_run_values` turns each into one line naming the file and key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from .engine.memory_format import MEMORY_FORMATS
+from .engine.train import PRECISIONS
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def eps_list_problem(values: Any) -> str | None:
+    """Why ``values`` is not an eps sweep (a non-empty list of distinct finite numbers >= 0), or None."""
+    if not isinstance(values, (list, tuple)) or not values:
+        return "must be a non-empty list of numbers, e.g. [0.1, 0.2, 0.3]"
+    for e in values:
+        if not _is_number(e):
+            return f"must hold finite numbers only, found {e!r}"
+        if e < 0:
+            return f"must hold numbers >= 0, found {e:g}"
+    repeated = sorted({float(e) for e in values if sum(float(f) == float(e) for f in values) > 1})
+    if repeated:
+        return f"lists {', '.join(f'{e:g}' for e in repeated)} more than once"
+    return None
+
+
+#: key -> (test, what the value must be)
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dataset": (_text, 'a data set name, e.g. "mnist"'),
+    "arch": (_text, 'an architecture name, e.g. "paper-cnn"'),
+    "dataset_params": (lambda v: isinstance(v, dict), "a table, e.g. { validation = 5000 }"),
+    "arch_params": (lambda v: isinstance(v, dict), 'a table, e.g. { style = "tf-slim" }'),
+    "epochs": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "steps": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
+    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "adam_eps": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "seed": (_is_whole, "a whole number"),
+    "n_test": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
+    "eval_batch_size": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
+    "device": (_text, 'a device, e.g. "cpu", "cuda" or "cuda:1"'),
+    "data_dir": (_text, 'a folder, e.g. "../shared/data" (relative to the grid file\'s folder)'),
+    "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    "memory_format": (lambda v: v in MEMORY_FORMATS, f"one of {', '.join(MEMORY_FORMATS)}"),
+}
+
+
+def check_run_values(run: dict[str, Any], where: str) -> str | None:
+    """The first problem with a grid file's ``[run]`` values as one line (``where`` names the file), or None."""
+    for key, value in run.items():
+        if key == "eps":
+            problem = eps_list_problem(value)
+            if problem:
+                return f"{where}: [run] eps {problem}"
+            continue
+        test, what = RULES[key]
+        if not test(value):
+            return f"{where}: [run] {key} must be {what}, got {value!r}"
+    return None
