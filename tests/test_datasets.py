@@ -358,6 +358,23 @@ def test_svhn_downloads_with_torchvision_when_missing(tmp_path, monkeypatch, wri
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_cache_dir_option_moves_the_decoded_data_cache_too(tmp_path, cache_dir):
+    """--cache-dir used to move only the checkpoints: decoded data sets still went to IGBENCH_CACHE_DIR."""
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    moved = tmp_path / "moved"
+    args = ["train", "--dataset", "mnist-sample", "--arch", "mlp", "--steps", "1", "--n-test", "10",
+            "--cache-dir", str(moved), "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert list((moved / "models").glob("*.pt")) and list((moved / "parsed").glob("*.npz"))
+    from igbench.datasets.locate import cache_root
+
+    assert cache_root() == cache_dir  # only for the length of the command
+
+
 # --------------------------------------------------------------------------- bundled sample and fallback
 def test_mnist_sample_bundled(cache_dir):
     d = load_dataset("mnist-sample")

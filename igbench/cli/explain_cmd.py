@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .options import cache_dir_option
+
 
 @click.command("explain")
 @click.argument("result", type=click.Path(dir_okay=False))
@@ -16,7 +18,7 @@ import click
 @click.option("--gradient", type=click.Choice(["logprob_sum", "loss"]), default="logprob_sum", show_default=True, help="Gradient scored: of the sum of log-probabilities (the paper's figures) or of the loss at the true label.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
 @click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
-@click.option("--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), help="Checkpoint cache the result's models were saved to (env IGBENCH_CACHE_DIR).")
+@cache_dir_option
 @click.option("--update-result/--no-update-result", default=True, show_default=True, help="Write the scores into the result's `interpretability` list.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars while each model is attacked (default on).")
 def explain_command(result, out_dir, n_images, max_images, attack, eps, param, gradient, device, data_dir, cache_dir,

@@ -27,10 +27,19 @@ def parse_number_list(ctx, param, values):
     return tuple(out)
 
 
+def _use_cache_dir(ctx, param, value):
+    """Move the whole cache (checkpoints, decoded data sets, downloads) for this command, not only models."""
+    if value:
+        from ..datasets.locate import cache_root_override
+
+        ctx.with_resource(cache_root_override(value))
+    return value
+
+
 cache_dir_option = click.option(
-    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False),
-    help="Checkpoint cache (env IGBENCH_CACHE_DIR, default $XDG_CACHE_HOME/igbench or ~/.cache/igbench). "
-         "Data downloads go to the data folder, else to <IGBENCH_CACHE_DIR or default>/data.")
+    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), callback=_use_cache_dir,
+    help="Cache folder: checkpoints (models/), decoded data sets (parsed/) and downloads when no data folder is "
+         "named (data/). Env IGBENCH_CACHE_DIR; default $XDG_CACHE_HOME/igbench or ~/.cache/igbench.")
 
 _attack_option = click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks.")
 _eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated. "

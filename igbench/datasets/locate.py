@@ -11,7 +11,9 @@ or the files directly in the root).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,8 +25,27 @@ ENV_CACHE_DIR = "IGBENCH_CACHE_DIR"
 ENV_OFFLINE = "IGBENCH_OFFLINE"
 
 
+#: Set by the CLI's ``--cache-dir`` for the length of one command (:func:`cache_root_override`).
+_CACHE_ROOT_OVERRIDE: ContextVar[Path | None] = ContextVar("igbench_cache_root", default=None)
+
+
+@contextlib.contextmanager
+def cache_root_override(path: str | Path):
+    """Make :func:`cache_root` return ``path`` inside the block (``--cache-dir`` moves the whole cache)."""
+    token = _CACHE_ROOT_OVERRIDE.set(Path(path).expanduser())
+    try:
+        yield
+    finally:
+        _CACHE_ROOT_OVERRIDE.reset(token)
+
+
 def cache_root() -> Path:
-    """The igbench cache folder (parsed-data caches, downloads under ``data/``)."""
+    """The igbench cache folder (checkpoints under ``models/``, decoded data sets under ``parsed/``,
+    downloads under ``data/``): ``--cache-dir``, else ``$IGBENCH_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/igbench`` or ``~/.cache/igbench``."""
+    override = _CACHE_ROOT_OVERRIDE.get()
+    if override is not None:
+        return override
     env = os.environ.get(ENV_CACHE_DIR)
     if env:
         return Path(env).expanduser()
