@@ -151,6 +151,9 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         selected.setdefault(a.name, plugin)
         if a.eps is not None and not plugin.uses_eps:
             raise UsageError(f"--config {config_file}: attack {a.name} takes no eps; remove its eps = [...]")
+    if cli_eps and attacks and not any(reg.get("attack", a.name).uses_eps for a in attacks):
+        raise UsageError(f"--eps has no effect: none of the selected attacks ({', '.join(a.name for a in attacks)}) "
+                         f"takes eps; drop --eps, or add an attack that does (fgsm, tgsm, pgd)")
     selected.setdefault(run["dataset"], reg.get("dataset", run["dataset"]))
     selected.setdefault(run["arch"], reg.get("architecture", run["arch"]))
     given = distribute_params(cli.get("param") or (), selected)

@@ -20,7 +20,14 @@ def _interval() -> float:
     try:
         return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL
     except ValueError:
+        if raw not in _WARNED:
+            _WARNED.add(raw)
+            print(f"igbench: warning: IGBENCH_PROGRESS_INTERVAL={raw!r} is not a number of seconds; "
+                  f"using {DEFAULT_INTERVAL:g}", file=sys.stderr)
         return DEFAULT_INTERVAL
+
+
+_WARNED: set[str] = set()
 
 
 def format_duration(seconds: float) -> str:

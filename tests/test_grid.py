@@ -318,6 +318,28 @@ def test_cli_eps_must_be_finite_and_distinct_and_not_also_set_by_param(registry)
     assert spec.eps == [0.1, 0.3] and spec.models[-1].defense_params == {"eps": "0.2"}  # resolved later
 
 
+def test_what_used_to_be_dropped_silently_is_said(registry):
+    from igbench.engine.grid import size_notes
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"attack": ("fgsm",), "n_test": 5000, "batch_size": 5000})
+    notes = size_notes(spec, n_train=4000, n_test=1000, dataset="mnist-sample")
+    assert notes == ["note: --n-test 5000 is more than the 1000 test images of mnist-sample; scoring all 1000 "
+                     "(the result records 1000)",
+                     "note: --batch-size 5000 is more than the 4000 training images of mnist-sample; every step "
+                     "takes all of them"]
+    assert size_notes(build_grid_spec({"attack": ("fgsm",)}), 4000, 1000, "mnist-sample") == []
+    with pytest.raises(UsageError, match=r"--eps has no effect: none of the selected attacks \(jsma\) takes eps"):
+        build_grid_spec({"attack": ("jsma",), "eps": (0.1, 0.2)})
+    build_grid_spec({"attack": ("jsma", "fgsm"), "eps": (0.1, 0.2)})  # fgsm takes it
+
+    base = ["sweep", "--sweep", "lambda=1,2", "--attack", "fgsm"]
+    two = CliRunner().invoke(cli, base + ["--defense", "gradreg", "--defense", "advtrain"])
+    assert two.exit_code == 2 and "sweeps one defense, got --defense gradreg --defense advtrain" in two.output
+    clash = CliRunner().invoke(cli, base + ["--defense", "gradreg", "--param", "lambda=5"])
+    assert clash.exit_code == 2 and "--param lambda=5 and --sweep lambda=1,2 both set gradreg's lambda" in clash.output
+
+
 def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):
     """`igbench sweep` trains one model per lambda next to `none` and records clean accuracy and the
     input-gradient norm per lambda; with --config it takes the file's settings, not its other models."""

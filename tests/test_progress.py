@@ -70,3 +70,14 @@ def test_short_work_prints_nothing():
         bar.update(1)
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_a_bad_interval_setting_is_named_once_not_ignored(monkeypatch, capsys):
+    from igbench.progress import _interval
+
+    monkeypatch.setenv("IGBENCH_PROGRESS_INTERVAL", "abc")
+    assert _interval() == 60.0 and _interval() == 60.0
+    err = capsys.readouterr().err
+    assert err.count("IGBENCH_PROGRESS_INTERVAL='abc' is not a number of seconds; using 60") == 1
+    monkeypatch.setenv("IGBENCH_PROGRESS_INTERVAL", "5")
+    assert _interval() == 5.0

@@ -32,7 +32,7 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
 
 
 @click.command("sweep")
-@click.option("--defense", required=True, help="The defense to sweep, e.g. gradreg.")
+@click.option("--defense", required=True, multiple=True, help="The defense to sweep, e.g. gradreg (one per sweep).")
 @click.option("--sweep", "sweep_text", required=True, metavar="NAME=VALUES",
               help="Parameter and values: lambda=1,10,100 or lambda=logspace(2,5,13).")
 @grid_options
@@ -58,7 +58,15 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     from . import echo_plugin_problems
 
     echo_plugin_problems()
+    if len(defense) != 1:
+        raise UsageError(f"igbench sweep sweeps one defense, got --defense {' --defense '.join(defense)}; "
+                         f"run one sweep per defense")
+    defense = defense[0]
     name, values = parse_sweep(sweep_text)
+    clashing = [p for p in options.get("param") or () if p.partition("=")[0].strip() in (name, f"{defense}.{name}")]
+    if clashing:
+        raise UsageError(f"--param {clashing[0]} and --sweep {sweep_text} both set {defense}'s {name}; "
+                         f"drop the --param (the sweep sets it)")
     plugin = get_registry().get("defense", defense)
     if plugin.param(name) is None:
         raise UsageError(f"defense '{defense}' has no parameter '{name}'; it takes: "

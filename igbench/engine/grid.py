@@ -94,6 +94,18 @@ def accuracy_gap_hints(records: list[dict[str, Any]], reference_id: str | None) 
     return lines
 
 
+def size_notes(spec: GridSpec, n_train: int, n_test: int, dataset: str) -> list[str]:
+    """Notes for sizes the data set cannot give, so that nothing is cut down silently."""
+    notes = []
+    if spec.n_test is not None and spec.n_test > n_test:
+        notes.append(f"note: --n-test {spec.n_test} is more than the {n_test} test images of {dataset}; "
+                     f"scoring all {n_test} (the result records {n_test})")
+    if spec.train.batch_size > n_train:
+        notes.append(f"note: --batch-size {spec.train.batch_size} is more than the {n_train} training images of "
+                     f"{dataset}; every step takes all of them")
+    return notes
+
+
 def _stable_seed(*parts: Any) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
@@ -141,6 +153,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     started = time.perf_counter()
     store = store or CheckpointStore()
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    for line in size_notes(spec, len(data.train_y), len(data.test_y), data.name):
+        echo(line)
     x_eval, y_eval = data.test_x[: spec.n_test], data.test_y[: spec.n_test]
     device = torch.device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
