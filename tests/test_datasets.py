@@ -420,3 +420,6 @@ def test_mnist_falls_back_to_sample(tmp_path, cache_dir, monkeypatch, capsys):
     monkeypatch.setenv("IGBENCH_OFFLINE", "1")
     with pytest.raises(DatasetNotFound):  # only MNIST falls back
         load_dataset("fashion-mnist", data_dir=tmp_path)
+    # a paper config's validation = 5000 used to be dropped by the fallback, with one stderr line to say so
+    with pytest.raises(DatasetNotFound, match=r"does not fall back .* cannot honour validation=5000; pass --data-dir"):
+        load_dataset("mnist", params={"validation": 5000})

@@ -340,6 +340,16 @@ def test_what_used_to_be_dropped_silently_is_said(registry):
     assert clash.exit_code == 2 and "--param lambda=5 and --sweep lambda=1,2 both set gradreg's lambda" in clash.output
 
 
+def test_an_unwritable_out_is_a_usage_error_before_any_work(registry, tmp_path):
+    """These were tracebacks (FileExistsError, or the journal's lock file after the models had trained)."""
+    (tmp_path / "file.txt").write_text("x")
+    blocked = CliRunner().invoke(cli, ["run", "--attack", "fgsm", "--out", str(tmp_path / "file.txt" / "r.json")])
+    assert blocked.exit_code == 2 and f"{tmp_path / 'file.txt'} is a file, not a folder" in blocked.output
+    # /proc takes no new files, even from root (a chmod-ed folder would not stop root)
+    ro = CliRunner().invoke(cli, ["run", "--attack", "fgsm", "--out", "/proc/r.json"])
+    assert ro.exit_code == 2 and "--out /proc/r.json: cannot write in /proc" in ro.output
+
+
 def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):
     """`igbench sweep` trains one model per lambda next to `none` and records clean accuracy and the
     input-gradient norm per lambda; with --config it takes the file's settings, not its other models."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -136,6 +137,25 @@ def reproducible_command(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def check_writable(path: Path, option: str) -> None:
+    """Before any work: ``path``'s folder can be created and written (a one-line error otherwise, not a
+    traceback from the journal's lock file after the models have trained)."""
+    import tempfile
+
+    from ..errors import UsageError
+
+    folder = path.parent
+    blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"{option} {path}: {blocking} is a file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".igbench-write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
+
+
 def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False):
     """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path;
     returns ``(result, path)``. ``reuse``: see :func:`~igbench.engine.grid.run_grid`."""
@@ -143,6 +163,8 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
 
+    if out:
+        check_writable(Path(out), "--out")
     command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=CheckpointStore(cache_dir), progress=progress,
                             command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse)

@@ -27,7 +27,8 @@ def load_dataset(
     """Load the registered data set ``name`` with ``params`` (resolved and checked by the plugin).
 
     When ``name`` is ``mnist``, ``fallback`` is true, no data folder was named (neither ``data_dir`` nor
-    ``IGBENCH_DATA_DIR``) and MNIST is neither in the download cache nor downloadable, print a one-line
+    ``IGBENCH_DATA_DIR``), no data set parameter was given (the sample cannot honour one, such as a paper
+    config's ``validation``) and MNIST is neither in the download cache nor downloadable, print a one-line
     notice to stderr and return the bundled ``mnist-sample`` instead (its ``name`` stays ``mnist-sample``
     so results record what was really used). A user who names a data folder asked for full MNIST: there a
     missing MNIST is an error (:class:`DatasetNotFound`, with a hint at the sample), not a smaller data set.
@@ -45,6 +46,10 @@ def load_dataset(
         if not fallback or substitute is None:
             raise
         named = str(path) if path else os.environ.get(ENV_DATA_DIR, "")
+        if params:  # e.g. a paper config's validation = 5000: the sample cannot honour it
+            given = ", ".join(f"{k}={v}" for k, v in params.items())
+            raise DatasetNotFound(f"{exc} (igbench does not fall back to the bundled 5,000-digit sample here: it "
+                                  f"cannot honour {given}; pass --data-dir with full MNIST)") from None
         if named:
             raise DatasetNotFound(f"{exc} (the data folder {named} was named, so igbench does not fall back to "
                                   f"the bundled 5,000-digit sample; to use that sample, name no data folder or "
