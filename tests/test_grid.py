@@ -175,7 +175,7 @@ def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):
     cases = [
         (["--attack", "fgsm", "--param", "lamda=3", "--defense", "gradreg"], "no selected plugin takes 'lamda'"),
         (["--attack", "fgsm", "--param", "fgsm.eps=-1"], "parameter 'eps' of attack 'fgsm'"),
-        (["--attack", "fgsm", "--eps", "-0.1"], "--eps values must be >= 0"),
+        (["--attack", "fgsm", "--eps", "-0.1"], "--eps must hold numbers >= 0, found -0.1"),
         (["--attack", "fgsm", "--device", "cuda:7"], "--device"),
         (["--defense", "gradreg"], "no attack selected"),
         (["--attack", "fgsm", "--config", str(tmp_path / "missing.toml")], "no such file"),
