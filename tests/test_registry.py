@@ -19,7 +19,7 @@ from igbench.registry import HOOK_FOR_KIND, get_registry, reset_registry
 BUILTINS = {
     "dataset": {"mnist", "fashion-mnist", "notmnist", "svhn", "mnist-sample"},
     "architecture": {"paper-cnn", "paper-cnn-softplus", "cleverhans-cnn", "mlp"},
-    "defense": {"none", "gradreg", "gradreg-fd", "distillation", "advtrain", "advtrain+gradreg"},
+    "defense": {"none", "gradreg", "gradreg-fd", "certainty-insensitivity", "distillation", "advtrain", "advtrain+gradreg"},
     "attack": {"fgsm", "tgsm", "pgd", "jsma"},
 }
 
@@ -225,3 +225,39 @@ def test_plugins_name_describes_one_plugin_and_its_parameters(registry):
     assert typo.exit_code != 0 and len(lines) == 1 and "did you mean 'pgd'" in lines[0]
     data = json.loads(CliRunner().invoke(cli, ["plugins", "gradreg", "--json"]).output)
     assert [d["kind"] for d in data] == ["defense"] and "lambda" in data[0]["params"]
+
+
+def test_plugins_name_shows_the_plugin_classes_own_docstring_only(registry):
+    """inspect.getdoc fell back to a base class's docstring, so a defense without one of its own was
+    described by LossDefense ("A defense that is just a per-batch training loss...") and a mixin's
+    docstring stood in for gradreg's. A class without a docstring shows its summary alone; its own
+    docstring is shown with the Sphinx roles turned into plain backquoted names."""
+
+    class Base(LossDefense):
+        """Base docstring that describes how to write a plugin, not this one."""
+
+    class Undocumented(Base):
+        name = "undocumented"
+        summary = "one-line summary of the undocumented defense"
+
+    class Documented(Base):
+        """Trains with :func:`fd_batch_loss` and ``lambda``; see :class:`~igbench.data.DataSplits`."""
+
+        name = "documented"
+        summary = "one-line summary of the documented defense"
+
+    class Both:
+        @hookimpl
+        def igbench_defenses(self, register):
+            register(Undocumented())
+            register(Documented())
+
+    registry.register(Both(), source="test-suite")
+    out = CliRunner().invoke(cli, ["plugins", "undocumented"])
+    assert out.exit_code == 0, out.output
+    assert "one-line summary of the undocumented defense" in out.output
+    assert "Base docstring" not in out.output and "per-batch training loss" not in out.output
+    doc = CliRunner().invoke(cli, ["plugins", "documented"]).output
+    assert "Trains with `fd_batch_loss` and `lambda`; see `DataSplits`." in doc, doc
+    assert ":func:" not in doc and "``" not in doc
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import click
 
@@ -90,13 +91,10 @@ def _find(reg, name: str, kinds: list[str]) -> list:
 
 def _details(plugin) -> str:
     """A plugin's kind, package, summary, documentation and parameters, as plain text."""
-    import inspect
-
     from tabulate import tabulate
 
     lines = [f"{plugin.name} ({plugin.kind}, from {plugin.source or 'unknown package'})", plugin.summary]
-    # a provider-made plugin (art:<Name>) shares its adapter's class docstring: its summary is the one to show
-    doc = None if ":" in plugin.name else inspect.getdoc(type(plugin))
+    doc = _own_doc(plugin)
     if doc and doc.strip() != plugin.summary.strip():
         lines += ["", doc]
     if plugin.params:
@@ -109,6 +107,41 @@ def _details(plugin) -> str:
     else:
         lines += ["", "parameters: none"]
     return "\n".join(lines)
+
+
+def _own_doc(plugin) -> str | None:
+    """The docstring written for this plugin's own class, as plain text; ``None`` when it has none.
+
+    Not :func:`inspect.getdoc`, which falls back to a base class's docstring: a plugin without one would
+    be described by ``LossDefense`` or ``ArchitecturePlugin`` (how to write a plugin, not what this one
+    does). A provider-made plugin (``art:<Name>``) shares its adapter class's docstring, so it has none
+    of its own either: its summary describes it.
+    """
+    import inspect
+
+    if ":" in plugin.name:
+        return None
+    doc = type(plugin).__dict__.get("__doc__")
+    if not isinstance(doc, str) or not doc.strip():
+        return None
+    return plain_text(inspect.cleandoc(doc))
+
+
+_ROLE = re.compile(r":(?:[\w-]+:)?[\w-]+:`(~?)([^`<]*?)(?:\s*<([^`>]+)>)?`")
+
+
+def plain_text(doc: str) -> str:
+    """Docstring markup as a terminal shows it: Sphinx roles (``:func:`fd_terms```, ``:class:`~a.B```,
+    ``:func:`text <target>```) become `fd_terms`, `B` and `text`; double backquotes become single ones."""
+
+    def role(m: re.Match) -> str:
+        tilde, text, target = m.groups()
+        text = text.strip() or (target or "")
+        if tilde:
+            text = text.rsplit(".", 1)[-1]
+        return f"`{text}`"
+
+    return _ROLE.sub(role, doc).replace("``", "`")
 
 
 COMMANDS = [plugins_command]
