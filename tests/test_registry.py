@@ -261,3 +261,16 @@ def test_plugins_name_shows_the_plugin_classes_own_docstring_only(registry):
     assert "Trains with `fd_batch_loss` and `lambda`; see `DataSplits`." in doc, doc
     assert ":func:" not in doc and "``" not in doc
 
+
+@pytest.mark.parametrize("name", sorted({n for names in BUILTINS.values() for n in names}))
+def test_every_builtin_plugin_class_has_its_own_docstring(registry, name):
+    """`igbench plugins NAME` shows the class's own docstring: every built-in has one, in plain text."""
+    from igbench.cli.plugins_cmd import _own_doc
+
+    kind = next(k for k, names in BUILTINS.items() if name in names)
+    plugin = registry.get(kind, name)
+    doc = _own_doc(plugin)
+    assert doc and len(doc) > len(plugin.summary) // 2, f"{kind} {name!r} has no docstring of its own"
+    out = CliRunner().invoke(cli, ["plugins", name, "--kind", kind])
+    assert out.exit_code == 0, out.output
+    assert ":func:" not in out.output and ":class:" not in out.output and "``" not in out.output
