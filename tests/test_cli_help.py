@@ -37,3 +37,18 @@ def test_train_help_speaks_of_training_not_of_attacks():
     assert "attacked and scored" in _option_help(run, "--n-test")  # run keeps its own wording
     assert "attack choices" in _option_help(run, "--seed")
 
+
+@pytest.mark.parametrize("command, example", [
+    (("sweep",), ['igbench sweep --config configs/paper-mnist.toml --defense gradreg --sweep '
+                  '"lambda=100,1000,10000" \\', "--attack fgsm --data-dir ../shared/data"]),
+    (("cache", "export"), ["igbench cache export leaderboards/results/paper-mnist-full.json --out "
+                           "paper-mnist-full-checkpoints.tar"]),
+])
+def test_examples_keep_their_lines(command, example):
+    """A line continuation in the sweep docstring left a run of spaces in the command; the cache export
+    example was re-wrapped into the paragraph before it."""
+    lines = [line.strip() for line in _help(*command).splitlines()]
+    at = lines.index(example[0])
+    assert lines[at:at + len(example)] == example
+    assert "   " not in " ".join(example)
+
