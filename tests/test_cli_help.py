@@ -52,3 +52,7 @@ def test_examples_keep_their_lines(command, example):
     assert lines[at:at + len(example)] == example
     assert "   " not in " ".join(example)
 
+
+def test_plugins_help_shows_the_params_default():
+    text = _option_help(_help("plugins"), "--params / --no-params")
+    assert "[default:no-params]" in text.replace(" ", "")  # Click may wrap at the hyphen

@@ -17,7 +17,7 @@ import click
     multiple=True,
     help="Only these kinds (repeatable). Default: all.",
 )
-@click.option("--params/--no-params", default=False, help="Also show each plugin's parameters and defaults.")
+@click.option("--params/--no-params", default=False, show_default=True, help="Also show each plugin's parameters and defaults.")
 def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], params: bool) -> None:
     """List registered datasets, architectures, defenses and attacks, or describe one (NAME).
 
