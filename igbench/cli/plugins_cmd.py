@@ -71,9 +71,7 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
 def _find(reg, name: str, kinds: list[str]) -> list:
     """The plugins called ``name`` among ``kinds`` (a name may exist in several kinds); a one-line
     error with the closest names when there is none."""
-    import difflib
-
-    from ..errors import UnknownPluginError, UsageError
+    from ..errors import UnknownPluginError, UsageError, did_you_mean
 
     found = []
     for k in kinds:
@@ -84,9 +82,8 @@ def _find(reg, name: str, kinds: list[str]) -> list:
     if found:
         return found
     names = sorted({n for k in kinds for n in reg.names(k)})
-    hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-    raise UsageError(f"no plugin called {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                     + "; `igbench plugins` lists them all")
+    raise UsageError(f"no plugin called {name!r}{did_you_mean(name, names, cutoff=0.5)}; "
+                     "`igbench plugins` lists them all")
 
 
 def _details(plugin) -> str:
