@@ -201,6 +201,23 @@ def test_param_options_are_distributed_and_typos_rejected(registry):
         fgsm.resolve_params({"eps": "-1"})
 
 
+def test_unqualified_param_typo_suggests_the_closest_name_of_the_selected_plugins(registry):
+    """`gradreg.lamda=10` got "did you mean 'lambda'" from the plugin, but plain `lamda=10`, which no
+    selected plugin takes, only listed every plugin's parameters."""
+    gradreg, fgsm = registry.get("defense", "gradreg"), registry.get("attack", "fgsm")
+    selected = {"none": registry.get("defense", "none"), "gradreg": gradreg, "fgsm": fgsm}
+    with pytest.raises(ParamError, match=r"no selected plugin takes 'lamda' \(did you mean 'lambda'\?\)"):
+        distribute_params(["lamda=10"], selected)
+    with pytest.raises(ParamError, match=r"takes 'esp' \(did you mean 'eps'\?\)"):
+        distribute_params(["esp=0.3"], selected)
+    with pytest.raises(ParamError) as far_off:
+        distribute_params(["zzz=1"], selected)
+    assert "did you mean" not in str(far_off.value) and "gradreg takes lambda, scaling" in str(far_off.value)
+    result = CliRunner().invoke(cli, ["run", "--defense", "gradreg", "--attack", "fgsm", "--param", "lamda=10"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "no selected plugin takes 'lamda' (did you mean 'lambda'?)" in lines[0]
+
 def test_cli_help_does_not_import_torch():
     import subprocess
     import sys
