@@ -3,6 +3,19 @@
 Every message should say what went wrong *and* how to fix it.
 """
 
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` with ``x`` the closest of ``choices`` to ``word``, or ``""`` when none is
+    close enough: the suggestion every "unknown name" message ends with."""
+    import difflib
+
+    hint = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=1, cutoff=cutoff)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
 
 class IgbenchError(Exception):
     """Base class: a problem the user can fix, reported as one line."""

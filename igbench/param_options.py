@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .errors import ParamError
+from .errors import ParamError, did_you_mean
 
 
 def parse_param_option(text: str) -> tuple[str | None, str, str]:
@@ -46,7 +46,8 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
             listing = "; ".join(
                 f"{sel} takes {', '.join(p.name for p in plugin.params) or 'nothing'}" for sel, plugin in plugins.items()
             )
-            raise ParamError(f"--param {text}: no selected plugin takes '{name}' ({listing})")
+            taken = [p.name for plugin in plugins.values() for p in getattr(plugin, "params", ())]
+            raise ParamError(f"--param {text}: no selected plugin takes '{name}'{did_you_mean(name, taken)} ({listing})")
         for sel in takers:
             out[sel][name] = value
     return out

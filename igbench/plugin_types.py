@@ -6,11 +6,10 @@ methods import torch lazily.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
-from .errors import ParamError
+from .errors import ParamError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -128,12 +127,9 @@ class Plugin:
         out: dict[str, Any] = {}
         for key in given:
             if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
                 msg = f"unknown parameter '{key}' for {self.label}"
                 msg += f"; known: {', '.join(known)}" if known else " (it takes no parameters)"
-                if hint:
-                    msg += f" (did you mean '{hint[0]}'?)"
-                raise ParamError(msg)
+                raise ParamError(msg + did_you_mean(key, known))
         for p in self.params:
             out[p.name] = p.coerce(given[p.name], self.label) if p.name in given else p.default
         return out

@@ -15,7 +15,6 @@ Environment variables:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 from importlib import metadata
@@ -24,7 +23,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownPluginError
+from .errors import PluginError, UnknownPluginError, did_you_mean
 from .plugin_types import PLUGIN_KINDS, AttackProvider, Plugin
 
 ENTRY_POINT_GROUP = "igbench"
@@ -206,10 +205,7 @@ class Registry:
         msg = f"unknown {kind} '{name}'; choose from: {', '.join(choices) or '(none registered)'}"
         if kind == "attack" and self._providers:
             msg += ", " + ", ".join(f"{p.prefix}<Name>" for p in self._providers)
-        hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-        if hint:
-            msg += f" (did you mean '{hint[0]}'?)"
-        raise UnknownPluginError(msg)
+        raise UnknownPluginError(msg + did_you_mean(name, choices, cutoff=0.5))
 
 
 _REGISTRY: Registry | None = None

@@ -19,7 +19,7 @@ from igbench.registry import HOOK_FOR_KIND, get_registry, reset_registry
 BUILTINS = {
     "dataset": {"mnist", "fashion-mnist", "notmnist", "svhn", "mnist-sample"},
     "architecture": {"paper-cnn", "paper-cnn-softplus", "cleverhans-cnn", "mlp"},
-    "defense": {"none", "gradreg", "gradreg-fd", "distillation", "advtrain", "advtrain+gradreg"},
+    "defense": {"none", "gradreg", "gradreg-fd", "certainty-insensitivity", "distillation", "advtrain", "advtrain+gradreg"},
     "attack": {"fgsm", "tgsm", "pgd", "jsma"},
 }
 
@@ -201,6 +201,23 @@ def test_param_options_are_distributed_and_typos_rejected(registry):
         fgsm.resolve_params({"eps": "-1"})
 
 
+def test_unqualified_param_typo_suggests_the_closest_name_of_the_selected_plugins(registry):
+    """`gradreg.lamda=10` got "did you mean 'lambda'" from the plugin, but plain `lamda=10`, which no
+    selected plugin takes, only listed every plugin's parameters."""
+    gradreg, fgsm = registry.get("defense", "gradreg"), registry.get("attack", "fgsm")
+    selected = {"none": registry.get("defense", "none"), "gradreg": gradreg, "fgsm": fgsm}
+    with pytest.raises(ParamError, match=r"no selected plugin takes 'lamda' \(did you mean 'lambda'\?\)"):
+        distribute_params(["lamda=10"], selected)
+    with pytest.raises(ParamError, match=r"takes 'esp' \(did you mean 'eps'\?\)"):
+        distribute_params(["esp=0.3"], selected)
+    with pytest.raises(ParamError) as far_off:
+        distribute_params(["zzz=1"], selected)
+    assert "did you mean" not in str(far_off.value) and "gradreg takes lambda, scaling" in str(far_off.value)
+    result = CliRunner().invoke(cli, ["run", "--defense", "gradreg", "--attack", "fgsm", "--param", "lamda=10"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "no selected plugin takes 'lamda' (did you mean 'lambda'?)" in lines[0]
+
 def test_cli_help_does_not_import_torch():
     import subprocess
     import sys
@@ -225,3 +242,52 @@ def test_plugins_name_describes_one_plugin_and_its_parameters(registry):
     assert typo.exit_code != 0 and len(lines) == 1 and "did you mean 'pgd'" in lines[0]
     data = json.loads(CliRunner().invoke(cli, ["plugins", "gradreg", "--json"]).output)
     assert [d["kind"] for d in data] == ["defense"] and "lambda" in data[0]["params"]
+
+
+def test_plugins_name_shows_the_plugin_classes_own_docstring_only(registry):
+    """inspect.getdoc fell back to a base class's docstring, so a defense without one of its own was
+    described by LossDefense ("A defense that is just a per-batch training loss...") and a mixin's
+    docstring stood in for gradreg's. A class without a docstring shows its summary alone; its own
+    docstring is shown with the Sphinx roles turned into plain backquoted names."""
+
+    class Base(LossDefense):
+        """Base docstring that describes how to write a plugin, not this one."""
+
+    class Undocumented(Base):
+        name = "undocumented"
+        summary = "one-line summary of the undocumented defense"
+
+    class Documented(Base):
+        """Trains with :func:`fd_batch_loss` and ``lambda``; see :class:`~igbench.data.DataSplits`."""
+
+        name = "documented"
+        summary = "one-line summary of the documented defense"
+
+    class Both:
+        @hookimpl
+        def igbench_defenses(self, register):
+            register(Undocumented())
+            register(Documented())
+
+    registry.register(Both(), source="test-suite")
+    out = CliRunner().invoke(cli, ["plugins", "undocumented"])
+    assert out.exit_code == 0, out.output
+    assert "one-line summary of the undocumented defense" in out.output
+    assert "Base docstring" not in out.output and "per-batch training loss" not in out.output
+    doc = CliRunner().invoke(cli, ["plugins", "documented"]).output
+    assert "Trains with `fd_batch_loss` and `lambda`; see `DataSplits`." in doc, doc
+    assert ":func:" not in doc and "``" not in doc
+
+
+@pytest.mark.parametrize("name", sorted({n for names in BUILTINS.values() for n in names}))
+def test_every_builtin_plugin_class_has_its_own_docstring(registry, name):
+    """`igbench plugins NAME` shows the class's own docstring: every built-in has one, in plain text."""
+    from igbench.cli.plugins_cmd import _own_doc
+
+    kind = next(k for k, names in BUILTINS.items() if name in names)
+    plugin = registry.get(kind, name)
+    doc = _own_doc(plugin)
+    assert doc and len(doc) > len(plugin.summary) // 2, f"{kind} {name!r} has no docstring of its own"
+    out = CliRunner().invoke(cli, ["plugins", name, "--kind", kind])
+    assert out.exit_code == 0, out.output
+    assert ":func:" not in out.output and ":class:" not in out.output and "``" not in out.output

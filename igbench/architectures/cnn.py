@@ -137,6 +137,20 @@ def build_cleverhans_cnn(input_shape, num_classes: int, activation: str = "relu"
 
 
 class PaperCNN(ArchitecturePlugin):
+    """The network of the original study (Ross & Doshi-Velez 2018), used for all its models.
+
+    conv 5x5/32 -> BatchNorm -> ReLU -> max-pool 2 -> conv 5x5/64 -> BatchNorm -> ReLU -> max-pool 2 ->
+    dense 1024 -> BatchNorm -> ReLU -> dropout -> dense to the classes. The first dense layer is sized from
+    the input, so the same network takes MNIST's 28x28 grey, the study's 32x32 grey SVHN and colour inputs.
+
+    ``style=tf-slim`` (the default) gives the layers the defaults of the study's TensorFlow-slim code:
+    BatchNorm without a learned scale and with eps 1e-3, no bias before BatchNorm, Xavier-uniform
+    weights. ``style=pytorch`` keeps torch.nn's defaults (igbench 0.1's network), which trains far worse
+    under double backprop (REPLICATION.md). ``lcn=true`` puts LeCun local contrast normalization first,
+    as the study's SVHN network did (configs/paper-svhn.toml). ``dropout`` 0.5 is the study's;
+    ``activation=softplus`` is the `paper-cnn-softplus` variant.
+    """
+
     name = "paper-cnn"
     summary = "The study's CNN: conv5x5/32, pool, conv5x5/64, pool, dense 1024 (BN, ReLU, dropout); any input size"
     default_activation = "relu"
@@ -159,12 +173,30 @@ class PaperCNN(ArchitecturePlugin):
 
 
 class PaperCNNSoftplus(PaperCNN):
+    """`paper-cnn` with softplus in place of every ReLU; not in the study, which used ReLU.
+
+    A ReLU network's logits are piecewise linear in its input: its second derivatives with respect to the
+    input come from the softmax alone. Softplus makes the layers smooth (the max-pools stay), so double
+    backprop sees every layer's curvature, and the finite differences of `gradreg-fd` track the exact
+    penalty more closely (on ReLU and max-pool their weight gradients are noisy). Use it to see whether a
+    result depends on the activation. Same parameters as `paper-cnn`, with ``activation`` defaulting to
+    softplus.
+    """
+
     name = "paper-cnn-softplus"
     summary = "The study's CNN with softplus activations: smooth, so double backprop has non-zero curvature"
     default_activation = "softplus"
 
 
 class CleverhansCNN(ArchitecturePlugin):
+    """The CNN of the CleverHans MNIST tutorial; not in the study.
+
+    conv 8x8/64 stride 2 -> conv 6x6/128 stride 2 -> conv 5x5/128, each followed by the activation, then
+    one dense layer to the classes: no BatchNorm, dropout or pooling. A widely used reference model in
+    adversarial-robustness code, for checking whether a defense's effect carries over from `paper-cnn`
+    to a different network. ``activation``: relu (the tutorial's) or softplus.
+    """
+
     name = "cleverhans-cnn"
     summary = "CleverHans tutorial CNN: conv8x8/64 s2, conv6x6/128 s2, conv5x5/128, dense"
     params = (Param("activation", "relu", "hidden activation", choices=ACTIVATIONS),)

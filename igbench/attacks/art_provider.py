@@ -14,7 +14,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Mapping
 
-from ..errors import ParamError, UnknownPluginError, UsageError
+from ..errors import ParamError, UnknownPluginError, UsageError, did_you_mean
 from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
 from .common import TARGET_CHOICES, choose_targets, eval_mode, target_param, targets_for
 
@@ -159,9 +159,8 @@ class ArtAttack(AttackPlugin):
             out["target"] = "next"
         for key, value in given.items():
             if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
                 msg = f"unknown parameter '{key}' for {self.label}; it accepts: {', '.join(known) or 'nothing'}"
-                raise ParamError(msg + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+                raise ParamError(msg + did_you_mean(key, known))
             if key == "target" and "target" not in self.kwargs:
                 if value not in TARGET_CHOICES:
                     raise ParamError(f"parameter 'target' of {self.label} must be one of "

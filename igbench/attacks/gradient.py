@@ -19,7 +19,14 @@ from .common import (
 
 
 class FGSM(AttackPlugin):
-    """Fast gradient sign method (Goodfellow et al. 2015): ``clip(x + eps * sign(d CE(x, y) / dx))``."""
+    """Fast gradient sign method (Goodfellow et al. 2015): ``clip(x + eps * sign(d CE(x, y) / dx))``.
+
+    One step of size ``eps`` (L-inf, in the data's units: pixels are in [0, 1]) up the cross-entropy of
+    the true label, clipped to the data range; untargeted. The study's main attack, with eps swept from
+    0 to 0.7 in steps of 0.1 (the paper configurations' eps list), both white-box and transferred from
+    the other models. Being one step, it can overrate a defense that masks its gradients: compare with
+    `pgd`.
+    """
 
     name = "fgsm"
     summary = "Fast gradient sign method, untargeted L-inf: x + eps*sign(grad CE(true label)), clipped"
@@ -74,6 +81,10 @@ class PGD(AttackPlugin):
     ``steps`` sign-gradient moves of ``step_size`` (default ``2.5 * eps / steps``) on CE(true label), each
     projected to the ``eps`` ball and the clip range; ``random_start`` begins at a uniform point of the ball
     drawn from the run's seeded generator.
+
+    Not in the study: the paper configurations add 20-step PGD at eps 0.1, 0.2, 0.3 and 0.5 as the check
+    against gradient masking, which one-step attacks miss (FGSM-trained models are the known case;
+    distilled ones stay masked even under PGD, REPLICATION.md). The default is 40 steps.
     """
 
     name = "pgd"

@@ -164,7 +164,15 @@ def jsma(model, x, targets, theta: float, gamma: float, ctx: AttackContext, jaco
 
 
 class JSMA(AttackPlugin):
-    """Targeted saliency-map attack changing at most ``floor(gamma * n_features)`` features by ``theta``."""
+    """Jacobian-based saliency map attack (Papernot et al. 2016): targeted, changes few pixels a lot.
+
+    Each iteration picks the pair of pixels whose change most raises the target class, by the saliency
+    map of the model's Jacobian, and moves both by ``theta`` (clipped); an image stops once it is
+    classified as its target, or after at most ``floor(gamma * n_features)`` changed features. The study
+    used CleverHans' implementation with theta 1 and gamma 0.25 and the next class as target (the
+    defaults), and reported the number of pixels changed: a defense that makes more of them necessary
+    is more robust. ``jacobian`` and ``saliency`` switch to Papernot et al.'s logit rule or ART's.
+    """
 
     name = "jsma"
     summary = "Jacobian saliency map attack (Papernot et al.), targeted, pairs of features; paper: theta 1, gamma 0.25"

@@ -132,6 +132,7 @@ def export_command(result: str, out: str | None, cache_dir) -> None:
     import` on it wherever the figures are to be made. Each checkpoint is checked against the weights
     the result recorded before it is packed.
 
+    \b
     Example:
       igbench cache export leaderboards/results/paper-mnist-full.json --out paper-mnist-full-checkpoints.tar
     """

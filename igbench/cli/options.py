@@ -47,6 +47,34 @@ _eps_option = click.option("--eps", multiple=True, callback=parse_number_list, h
                            "Replaces a --config file's eps lists, an attack's own `eps = [...]` included.")
 _out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
 
+
+def _seed_option(help: str = "Seed for initialisation, batching and random attack choices (default 0)."):
+    return click.option("--seed", type=int, help=help)
+
+
+def _n_test_option(help: str = "Test images attacked and scored (default 1000)."):
+    return click.option("--n-test", type=int, help=help)
+
+
+_PRECISION_HELP = ("Training precision: fp32 (default, the paper's) or bf16 (bfloat16 autocast in each training step: "
+                   "faster on CPUs with AMX/AVX512-BF16 and recent GPUs; its own checkpoints")
+
+
+def _precision_option(help: str = _PRECISION_HELP + ", recorded in the result; evaluation and attacks stay fp32: "
+                      "--param precision=bf16 runs the jsma, pgd and tgsm attacks in bf16 too)."):
+    return click.option("--precision", type=click.Choice(["fp32", "bf16"]), help=help)
+
+
+_seed, _n_test, _precision = _seed_option(), _n_test_option(), _precision_option()
+
+#: The shared options whose help would be wrong for a command that trains without attacking.
+_TRAINING_ONLY = {
+    _seed: _seed_option("Seed for initialisation and batching (default 0); part of each model's checkpoint key."),
+    _precision: _precision_option(_PRECISION_HELP + "; the clean-accuracy check stays fp32)."),
+    _n_test: _n_test_option("Test images each trained model's clean accuracy is measured on (default 1000); "
+                            "training and the checkpoint do not depend on it."),
+}
+
 _SHARED = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
     click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found and no data dir is named)."),
@@ -58,18 +86,15 @@ _SHARED = [
     click.option("--steps", type=int, help="Training batches per model; wins over --epochs (the paper used 15000)."),
     click.option("--batch-size", type=int, help="Training batch size (default 64; the paper used 256)."),
     click.option("--lr", type=float, help="Adam learning rate (default 1e-3; the paper used 2e-4 for 15000 steps)."),
-    click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Training precision: fp32 (default, the paper's) or bf16 "
-                 "(bfloat16 autocast in each training step: faster on CPUs with AMX/AVX512-BF16 and recent GPUs; "
-                 "its own checkpoints, recorded in the result; evaluation and attacks stay fp32: "
-                 "--param precision=bf16 runs the jsma, pgd and tgsm attacks in bf16 too)."),
+    _precision,
     click.option("--memory-format", type=click.Choice(MEMORY_FORMATS),
                  help="Layout of weights and batches while models train: contiguous (default) or channels_last "
                  "(NHWC: 1.25-1.29x faster first-order training steps and 1.0-1.07x double backprop on this "
                  "project's CPU, README 'Performance'; like the thread count it changes float rounding only, so it "
                  "is recorded with the device a model ran on, not in its checkpoint hash: a cached model is reused "
                  "either way)."),
-    click.option("--seed", type=int, help="Seed for initialisation, batching and random attack choices (default 0)."),
-    click.option("--n-test", type=int, help="Test images attacked and scored (default 1000)."),
+    _seed,
+    _n_test,
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
     _out_option,
@@ -98,10 +123,11 @@ def given(name: str) -> bool:
 
 
 def training_options(command):
-    """The shared options without those about attacks and result files (for a command that only trains)."""
+    """The shared options without those about attacks and result files, and with help that speaks of
+    training only (for a command that only trains)."""
     for option in reversed(_SHARED):
         if option not in (_attack_option, _eps_option, _out_option):
-            command = option(command)
+            command = _TRAINING_ONLY.get(option, option)(command)
     return command
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import click
 
@@ -16,7 +17,7 @@ import click
     multiple=True,
     help="Only these kinds (repeatable). Default: all.",
 )
-@click.option("--params/--no-params", default=False, help="Also show each plugin's parameters and defaults.")
+@click.option("--params/--no-params", default=False, show_default=True, help="Also show each plugin's parameters and defaults.")
 def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], params: bool) -> None:
     """List registered datasets, architectures, defenses and attacks, or describe one (NAME).
 
@@ -70,9 +71,7 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
 def _find(reg, name: str, kinds: list[str]) -> list:
     """The plugins called ``name`` among ``kinds`` (a name may exist in several kinds); a one-line
     error with the closest names when there is none."""
-    import difflib
-
-    from ..errors import UnknownPluginError, UsageError
+    from ..errors import UnknownPluginError, UsageError, did_you_mean
 
     found = []
     for k in kinds:
@@ -83,20 +82,16 @@ def _find(reg, name: str, kinds: list[str]) -> list:
     if found:
         return found
     names = sorted({n for k in kinds for n in reg.names(k)})
-    hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-    raise UsageError(f"no plugin called {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                     + "; `igbench plugins` lists them all")
+    raise UsageError(f"no plugin called {name!r}{did_you_mean(name, names, cutoff=0.5)}; "
+                     "`igbench plugins` lists them all")
 
 
 def _details(plugin) -> str:
     """A plugin's kind, package, summary, documentation and parameters, as plain text."""
-    import inspect
-
     from tabulate import tabulate
 
     lines = [f"{plugin.name} ({plugin.kind}, from {plugin.source or 'unknown package'})", plugin.summary]
-    # a provider-made plugin (art:<Name>) shares its adapter's class docstring: its summary is the one to show
-    doc = None if ":" in plugin.name else inspect.getdoc(type(plugin))
+    doc = _own_doc(plugin)
     if doc and doc.strip() != plugin.summary.strip():
         lines += ["", doc]
     if plugin.params:
@@ -109,6 +104,41 @@ def _details(plugin) -> str:
     else:
         lines += ["", "parameters: none"]
     return "\n".join(lines)
+
+
+def _own_doc(plugin) -> str | None:
+    """The docstring written for this plugin's own class, as plain text; ``None`` when it has none.
+
+    Not :func:`inspect.getdoc`, which falls back to a base class's docstring: a plugin without one would
+    be described by ``LossDefense`` or ``ArchitecturePlugin`` (how to write a plugin, not what this one
+    does). A provider-made plugin (``art:<Name>``) shares its adapter class's docstring, so it has none
+    of its own either: its summary describes it.
+    """
+    import inspect
+
+    if ":" in plugin.name:
+        return None
+    doc = type(plugin).__dict__.get("__doc__")
+    if not isinstance(doc, str) or not doc.strip():
+        return None
+    return plain_text(inspect.cleandoc(doc))
+
+
+_ROLE = re.compile(r":(?:[\w-]+:)?[\w-]+:`(~?)([^`<]*?)(?:\s*<([^`>]+)>)?`")
+
+
+def plain_text(doc: str) -> str:
+    """Docstring markup as a terminal shows it: Sphinx roles (``:func:`fd_terms```, ``:class:`~a.B```,
+    ``:func:`text <target>```) become `fd_terms`, `B` and `text`; double backquotes become single ones."""
+
+    def role(m: re.Match) -> str:
+        tilde, text, target = m.groups()
+        text = text.strip() or (target or "")
+        if tilde:
+            text = text.rsplit(".", 1)[-1]
+        return f"`{text}`"
+
+    return _ROLE.sub(role, doc).replace("``", "`")
 
 
 COMMANDS = [plugins_command]

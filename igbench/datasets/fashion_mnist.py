@@ -19,7 +19,13 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 
 
 class FashionMnistDataset(IdxDataset):
-    """Zalando's Fashion-MNIST; also found in Debian's dataset-fashion-mnist package, or downloaded."""
+    """Zalando's Fashion-MNIST: ten kinds of clothing, 60,000 training and 10,000 test images, 28x28 grey.
+
+    Not in the study: a drop-in replacement for MNIST (same size, layout and number of classes) that
+    is harder to classify; configs/paper-fashion-mnist.toml runs the MNIST grid on it unchanged.
+    ``validation`` holds out the last N training images. Read from the four IDX files in the data dir
+    or Debian's dataset-fashion-mnist package, md5-checked, downloaded with torchvision otherwise.
+    """
 
     name = "fashion-mnist"
     summary = "Fashion-MNIST clothing images, 60,000 train / 10,000 test, 28x28 grey (IDX, md5-verified)"

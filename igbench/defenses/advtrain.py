@@ -64,6 +64,16 @@ def _label_param() -> Param:
 
 
 class AdvTrain(LossDefense):
+    """FGSM adversarial training (Goodfellow et al. 2015), one of the defenses the study compared with.
+
+    Each step averages the cross-entropy on the clean batch and on FGSM examples made from it:
+    ``(CE(clean) + CE(FGSM)) / 2``. The examples are one signed-gradient step of ``eps`` (the study: 0.3)
+    against the model's own predicted labels (``label=predicted``, the study's; ``true`` uses the
+    labels), clipped to the data range and treated as constants. ``bn_stats`` says which forward passes
+    update BatchNorm's running statistics: ``clean`` (the default) the clean batch only, ``both`` the
+    FGSM batch too, as the study's code did and the paper configurations set.
+    """
+
     name = "advtrain"
     summary = "FGSM adversarial training: (CE(clean) + CE(FGSM from predicted labels)) / 2"
     params = (_eps_param(), _label_param(), _bn_stats_param())
@@ -74,6 +84,15 @@ class AdvTrain(LossDefense):
 
 
 class AdvTrainGradReg(PenaltyParams, LossDefense):
+    """FGSM adversarial training combined with double backprop, the combination the study found most robust.
+
+    Loss: ``(CE(clean) + lambda * penalty + CE(FGSM)) / 2``, the penalty being `gradreg`'s, taken on the
+    clean batch only. As in the study's code the penalty sits inside the average, so a given lambda
+    weighs half as much against the clean cross-entropy as it does in `gradreg`. The study used
+    ``eps`` 0.3 and its MNIST lambda 56,234 in paper scaling (the defaults); ``eps``, ``label`` and
+    ``bn_stats`` are `advtrain`'s, ``lambda`` and ``scaling`` `gradreg`'s.
+    """
+
     name = "advtrain+gradreg"
     summary = "FGSM adversarial training plus double backprop on the clean batch: (CE + lambda * penalty + CE(FGSM)) / 2"
     params = (_eps_param(), _label_param(), lambda_param(), scaling_param(), _bn_stats_param())

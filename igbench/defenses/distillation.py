@@ -16,6 +16,17 @@ def soft_labels(model, x, temperature: float, batch_size: int = 1024):
 
 
 class Distillation(DefensePlugin):
+    """Defensive distillation (Papernot et al. 2016), one of the defenses the study compared with.
+
+    A teacher is trained on the hard labels with its logits divided by the temperature ``T``; then a
+    fresh network, the student, is trained at the same ``T`` on the teacher's softened predictions for
+    the training set, and is attacked and scored at T = 1 (raw logits). The study used T = 50 and
+    trained the teacher 10,000 batches and the student 15,000. Here the student gets the run's steps and
+    the teacher ``teacher_fraction`` of them, at most ``teacher_max_steps``. At T = 1 the distilled
+    model's softmax saturates, which masks gradients: it looks robust to gradient attacks made on itself,
+    even PGD, but not to examples transferred from other models (REPLICATION.md).
+    """
+
     name = "distillation"
     summary = "Defensive distillation: teacher at temperature T on hard labels, student at T on its soft labels, used at T=1"
     params = (

@@ -10,6 +10,17 @@ from .common import (PenaltyParams, cross_entropy, frozen_bn_stats, gradreg_loss
 
 
 class GradReg(PenaltyParams, LossDefense):
+    """Input-gradient regularization by double backprop (Drucker & LeCun 1992): the study's defense.
+
+    Loss: ``CE + lambda * penalty``, the penalty being the squared L2 norm of the cross-entropy's
+    gradient with respect to the input, differentiated exactly (second-order autograd: about 2.4 times
+    a plain training step on this project's CPU, README "Performance"). ``scaling`` says which
+    convention ``lambda`` is in: ``paper`` (the default) is TensorFlow's ``l2_loss`` of the gradient of
+    the batch-mean CE, as in the study's code; ``per-example`` is the mean of the examples' squared
+    gradient norms, 2 * batch size times as large. The study used lambda 56,234 on MNIST (the default),
+    562 on notMNIST and 10,000 on SVHN, in paper scaling, chosen from a sweep over 100..100,000.
+    """
+
     name = "gradreg"
     summary = "Double backprop: CE + lambda * penalty on the input gradient of CE (exact, second-order autograd)"
     params = (lambda_param(), scaling_param())
@@ -147,8 +158,20 @@ DIRECTIONS = ("batch", "example")
 
 
 class GradRegFD(PenaltyParams, LossDefense):
-    """Input-gradient penalty by finite differences: ``direction=batch`` (default) is :func:`fd_batch_loss`,
-    ``direction=example`` is :func:`fd_terms`."""
+    """The `gradreg` penalty approximated by finite differences (Finlay & Oberman 2019); not in the study.
+
+    Instead of differentiating the input gradient (double backprop), it takes a second forward pass at
+    the input moved by ``h`` (L2, input units) along the normalized input gradient, and replaces the
+    squared gradient norm by the square of the loss's difference quotient. ``direction=batch`` (the
+    default) takes one difference along the whole batch's gradient and reuses the clean weight gradient;
+    ``direction=example`` takes one per example along its own gradient (a third backward pass).
+    ``lambda`` and ``scaling`` mean what they mean for `gradreg` (default: the paper's MNIST 56,234).
+
+    The error is first order in ``h``; with ReLU and max-pool the weight gradients are noisy, the more
+    so the smaller ``h``, hence the default 0.1. On this project's CPU it costs about 2.2 plain
+    training steps against `gradreg`'s 2.4 (README "Performance"); benchmarks/fd_effect.py compares
+    the input-gradient norms the two reach.
+    """
 
     name = "gradreg-fd"
     summary = "Input-gradient penalty by finite differences (Finlay & Oberman 2019): two forward passes, no double backprop"

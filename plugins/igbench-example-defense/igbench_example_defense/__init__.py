@@ -16,8 +16,10 @@ from igbench.plugin_types import LossDefense, Param, non_negative
 class NoiseAugment(LossDefense):
     """Train on inputs with Gaussian noise added (clipped to the data range).
 
-    A classic, weak but real defense: it smooths the decision function around training points
-    (randomized smoothing trains the same way). ``clean_weight`` mixes in the clean loss.
+    A classic, weak but real defense, not in the study: it smooths the decision function around
+    training points (randomized smoothing trains the same way). Loss: ``clean_weight * CE(clean) +
+    (1 - clean_weight) * CE(noisy)``, the noise having standard deviation ``sigma`` in pixel units. It
+    is also the template for a third-party defense: see CONTRIBUTING.md.
     """
 
     name = "noise-augment"
