@@ -172,6 +172,23 @@ def test_plot_writes_png_per_eps_attack(tmp_path):
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["mnist-fgsm-accuracy-vs-eps.png"]
 
 
+def test_cli_plot_default_is_beside_each_result(tmp_path, monkeypatch):
+    """Two results of one data set get their own folders beside them; nothing lands in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(FIXTURES / "mnist-paper-small.json", runs / f"{name}.json")
+        res = CliRunner().invoke(cli, ["plot", str(runs / f"{name}.json")])
+        assert res.exit_code == 0, res.output
+        assert res.output.strip() == str(runs / f"{name}-plots" / "mnist-fgsm-accuracy-vs-eps.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in runs.iterdir()) == ["a-plots", "a.json", "b-plots", "b.json"]
+    res = CliRunner().invoke(cli, ["plot", str(runs / "a.json"), "--out", "figs"])
+    assert res.exit_code == 0 and (tmp_path / "figs" / "mnist-fgsm-accuracy-vs-eps.png").is_file()
+    assert "<result stem>-plots/ next to RESULT" in " ".join(CliRunner().invoke(cli, ["plot", "--help"]).output.split())
+
+
 def test_cli_leaderboard_check_and_render(results_dir, monkeypatch):
     monkeypatch.chdir(results_dir.parent.parent)  # defaults: leaderboards/results -> leaderboards
     runner = CliRunner()

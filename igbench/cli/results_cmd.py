@@ -81,18 +81,23 @@ def validate_command(paths: tuple[str, ...]) -> None:
 @click.option(
     "--out",
     "out_dir",
-    default="leaderboards/plots",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Directory for the PNG files.",
+    help="Folder for the PNG files (default: <result stem>-plots/ next to RESULT, so each result has its own).",
 )
-def plot_command(result: str, out_dir: str) -> None:
-    """Plot accuracy versus eps (white-box and transfer panels) for each eps attack of RESULT."""
+def plot_command(result: str, out_dir: str | None) -> None:
+    """Plot accuracy versus eps (white-box and transfer panels) for each eps attack of RESULT.
+
+    Writes <dataset>-<attack>-accuracy-vs-eps.png per attack into <result stem>-plots/ beside RESULT
+    (runs/mnist-0123abcd.json -> runs/mnist-0123abcd-plots/), as `igbench explain` puts its figures in
+    <result stem>-explain/. Two results plotted into one --out folder overwrite each other's files when
+    they share a data set and an attack.
+    """
     from ..results.io import read_result
-    from ..results.plot import plot_accuracy_vs_eps
+    from ..results.plot import default_plot_dir, plot_accuracy_vs_eps
 
     data = read_result(result)
-    paths = plot_accuracy_vs_eps(data, out_dir)
+    paths = plot_accuracy_vs_eps(data, out_dir if out_dir else default_plot_dir(result))
     if not paths:
         click.echo(f"{result}: no attack with eps values; nothing to plot")
     for path in paths:
