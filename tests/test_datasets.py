@@ -153,9 +153,33 @@ def test_fashion_mnist(shared_data, mnist):
 
 
 def test_mnist_files_are_not_fashion(shared_data, tmp_path):
+    """Intact MNIST files where Fashion-MNIST's were expected are named as MNIST's, not called corrupted."""
     _copy_mnist(shared_data, tmp_path / "fashion-mnist")
-    with pytest.raises(DataError, match="checksum mismatch.*train-images-idx3-ubyte.gz"):
+    with pytest.raises(DataError) as err:
         load_dataset("fashion-mnist", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "delete" not in msg and "corrupted" not in msg
+    assert "train-images-idx3-ubyte.gz is MNIST's train-images-idx3-ubyte, not Fashion-MNIST's" in msg
+    assert "point --data-dir at the folder holding Fashion-MNIST (it looks in fashion-mnist/" in msg
+
+
+def test_renamed_idx_file_is_named(shared_data, tmp_path):
+    """MNIST's test images saved under the training images' name: named, not called corrupted."""
+    dest = _copy_mnist(shared_data, tmp_path / "mnist")
+    shutil.copy(dest / "t10k-images-idx3-ubyte.gz", dest / "train-images-idx3-ubyte.gz")
+    with pytest.raises(DataError, match="is MNIST's t10k-images-idx3-ubyte, not its train-images-idx3-ubyte") as err:
+        load_dataset("mnist", tmp_path)
+    assert "delete" not in str(err.value)
+
+
+def test_mnist_files_are_not_the_notmnist_sample(shared_data, tmp_path):
+    dest = tmp_path / "notmnist-sample"
+    dest.mkdir()
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(shared_data / "mnist" / f"{stem}.gz", dest / f"{stem}.gz")
+    with pytest.raises(DataError, match="is MNIST's t10k-images-idx3-ubyte, not the notMNIST sample's: "
+                                        "point --data-dir at the folder holding the notMNIST sample"):
+        load_dataset("notmnist", tmp_path)
 
 
 # --------------------------------------------------------------------------- notMNIST

@@ -172,6 +172,23 @@ def test_plot_writes_png_per_eps_attack(tmp_path):
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["mnist-fgsm-accuracy-vs-eps.png"]
 
 
+def test_cli_plot_default_is_beside_each_result(tmp_path, monkeypatch):
+    """Two results of one data set get their own folders beside them; nothing lands in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(FIXTURES / "mnist-paper-small.json", runs / f"{name}.json")
+        res = CliRunner().invoke(cli, ["plot", str(runs / f"{name}.json")])
+        assert res.exit_code == 0, res.output
+        assert res.output.strip() == str(runs / f"{name}-plots" / "mnist-fgsm-accuracy-vs-eps.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in runs.iterdir()) == ["a-plots", "a.json", "b-plots", "b.json"]
+    res = CliRunner().invoke(cli, ["plot", str(runs / "a.json"), "--out", "figs"])
+    assert res.exit_code == 0 and (tmp_path / "figs" / "mnist-fgsm-accuracy-vs-eps.png").is_file()
+    assert "<result stem>-plots/ next to RESULT" in " ".join(CliRunner().invoke(cli, ["plot", "--help"]).output.split())
+
+
 def test_cli_leaderboard_check_and_render(results_dir, monkeypatch):
     monkeypatch.chdir(results_dir.parent.parent)  # defaults: leaderboards/results -> leaderboards
     runner = CliRunner()
@@ -297,6 +314,77 @@ def test_compare_reports_the_differences_it_was_given(tmp_path):
     assert line.split()[-1] == "+3.00"
     bad = CliRunner().invoke(cli, ["compare", str(pa), str(tmp_path / "missing.json")])
     assert bad.exit_code == 1 and "missing.json: no such" in bad.output
+
+
+def _write_pair(tmp_path, a, b):
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    return str(pa), str(pb)
+
+
+def test_compare_warns_about_each_setting_the_grids_differ_in(tmp_path):
+    """Another data checksum, test-set size, seed and one model's step count: one warning line each,
+    before the tables; the same grid gives none."""
+    a = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    same = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, a)])
+    assert same.exit_code == 0 and "warning" not in same.output
+
+    b = json.loads(json.dumps(a))
+    b["dataset"]["checksum"] = "f" * 64
+    b["eval"]["n_test"] = 500
+    for cell in b["cells"]:
+        cell["count"] = 500
+    for model in b["models"]:
+        model["train"]["seed"] = 1
+    b["models"][1]["train"]["steps"] = 100
+    out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, b)])
+    assert out.exit_code == 0, out.output
+    warnings = [ln for ln in out.output.splitlines() if ln.startswith("warning: ")]
+    assert warnings == [
+        "warning: different data checksum: 407c35d78504 in A, ffffffffffff in B (other images under the same name)",
+        "warning: different n_test: 1000 in A, 500 in B (cells scored on other test images)",
+        "warning: different training steps: 235 in A, 100 in B (model gradreg)",
+        "warning: different seed: 0 in A, 1 in B (all 3 shared models)",
+    ]
+    lines = out.output.splitlines()
+    assert lines.index(warnings[-1]) < next(i for i, ln in enumerate(lines) if ln.startswith("model "))
+
+    # Same recorded settings but another config hash (e.g. another torch version): said once, for that model.
+    c = json.loads(json.dumps(a))
+    c["models"][0]["config_hash"] = "0" * len(a["models"][0]["config_hash"])
+    out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, c)])
+    assert [ln for ln in out.output.splitlines() if ln.startswith("warning: ")] == [
+        "warning: config hash differs with the same recorded settings (model none): trained by another igbench "
+        "or torch version, or with a plugin default changed"]
+
+
+def test_compare_without_shared_cells_says_why_and_fails(tmp_path):
+    a = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    b = json.loads(json.dumps(a))  # the same models, attacked with pgd instead of fgsm and jsma
+    b["attacks"] = [{**b["attacks"][0], "name": "pgd"}]
+    b["cells"] = [{**c, "attack": "pgd"} for c in b["cells"] if c["attack"] == "fgsm"]
+    b["attack_stats"] = [{**s, "attack": "pgd"} for s in b["attack_stats"] if s["attack"] == "fgsm"]
+    pa, pb = _write_pair(tmp_path, a, b)
+    out = CliRunner().invoke(cli, ["compare", pa, pb])
+    assert out.exit_code == 2
+    assert "attacked cells (eps > 0) in both files" not in out.output  # no empty table
+    assert out.output.splitlines()[-1] == (
+        f"Error: {pa} and {pb} have no attacked cell (eps > 0) in common: no attack is in both "
+        "(A: fgsm, jsma; B: pgd); compare two runs of the same grid")
+
+    ids = {m["id"]: f"{m['id']}2" for m in a["models"]}  # other model ids, the same attacks
+    c = json.loads(json.dumps(a))
+    for m in c["models"]:
+        m["id"] = ids[m["id"]]
+    for cell in c["cells"]:
+        cell["source"], cell["target"] = ids[cell["source"]], ids[cell["target"]]
+    for stat in c["attack_stats"]:
+        stat["source"] = ids[stat["source"]]
+    c["interpretability"] = [{**r, "model": ids[r["model"]]} for r in c.get("interpretability", [])]
+    out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, c)])
+    assert out.exit_code == 2
+    assert "no model id is in both (A: none, gradreg, distillation; B: none2, gradreg2, distillation2)" in out.output
 
 
 REPO = Path(__file__).resolve().parents[1]

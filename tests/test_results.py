@@ -72,6 +72,13 @@ TAMPERING = [
      ["models[2].id", "duplicate model id"]),
     ("duplicate cell", lambda d: d["cells"].append(dict(d["cells"][0])),
      ["cells[27]", "duplicate cell"]),
+    ("missing cell", lambda d: _delete(d, ["cells", 7]),
+     ['cells: no cell for attack "fgsm", eps 0.1, source "distillation", target "gradreg" (26 of the 27 cells',
+      "re-run the command recorded"]),
+    ("missing attack stats", lambda d: _delete(d, ["attack_stats", 8]),
+     ['attack_stats: no entry for attack "jsma", eps null, source "distillation"']),
+    ("duplicate attack stats", lambda d: d["attack_stats"].append(dict(d["attack_stats"][0])),
+     ["attack_stats[9]", "duplicate entry"]),
     ("wrong schema version", lambda d: _set(d, ["schema_version"], "2"),
      ["schema_version", '"2" should be "1"']),
     ("NaN accuracy", lambda d: _set(d, ["cells", 4, "accuracy"], float("nan")),
@@ -94,6 +101,37 @@ def test_tampered_result_fails_with_one_line_naming_file_and_field(what, edit, e
     assert message.startswith(f"{source}: ")
     for part in expected:
         assert part in message, message
+
+
+def test_incomplete_grid_is_refused_by_validate_and_report(tmp_path):
+    """A real result with one cell deleted: `validate` and `report` name the missing cell instead of
+    accepting it (report used to print "-" percentages for it)."""
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    data = _load()
+    gone = data["cells"].pop(13)
+    path = tmp_path / "incomplete.json"
+    path.write_text(json.dumps(data))
+    expected = (f"{path}: cells: no cell for attack \"{gone['attack']}\", eps {gone['eps']}, source \"{gone['source']}\", "
+                f"target \"{gone['target']}\"")
+    for command in ("validate", "report"):
+        out = CliRunner().invoke(cli, [command, str(path)])
+        assert out.exit_code == 1 and expected in out.output, out.output
+        assert "-%" not in out.output
+
+
+def test_white_box_grid_promises_only_the_diagonal():
+    """A white-box-only result (as `igbench sweep` writes) is complete with one cell per source; deleting
+    one of those is still an error."""
+    data = _load()
+    data["cells"] = [c for c in data["cells"] if c["source"] == c["target"]]
+    validate_result(data, "white-box.json")
+    del data["cells"][0]
+    with pytest.raises(ResultError, match=r'white-box\.json: cells: no cell for attack "fgsm", eps 0\.1, source "none", '
+                                          r'target "none" \(8 of the 9 cells'):
+        validate_result(data, "white-box.json")
 
 
 def test_tampered_file_on_disk_names_the_file(tmp_path):

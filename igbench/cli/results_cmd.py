@@ -81,18 +81,23 @@ def validate_command(paths: tuple[str, ...]) -> None:
 @click.option(
     "--out",
     "out_dir",
-    default="leaderboards/plots",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Directory for the PNG files.",
+    help="Folder for the PNG files (default: <result stem>-plots/ next to RESULT, so each result has its own).",
 )
-def plot_command(result: str, out_dir: str) -> None:
-    """Plot accuracy versus eps (white-box and transfer panels) for each eps attack of RESULT."""
+def plot_command(result: str, out_dir: str | None) -> None:
+    """Plot accuracy versus eps (white-box and transfer panels) for each eps attack of RESULT.
+
+    Writes <dataset>-<attack>-accuracy-vs-eps.png per attack into <result stem>-plots/ beside RESULT
+    (runs/mnist-0123abcd.json -> runs/mnist-0123abcd-plots/), as `igbench explain` puts its figures in
+    <result stem>-explain/. Two results plotted into one --out folder overwrite each other's files when
+    they share a data set and an attack.
+    """
     from ..results.io import read_result
-    from ..results.plot import plot_accuracy_vs_eps
+    from ..results.plot import default_plot_dir, plot_accuracy_vs_eps
 
     data = read_result(result)
-    paths = plot_accuracy_vs_eps(data, out_dir)
+    paths = plot_accuracy_vs_eps(data, out_dir if out_dir else default_plot_dir(result))
     if not paths:
         click.echo(f"{result}: no attack with eps values; nothing to plot")
     for path in paths:
@@ -124,16 +129,24 @@ def compare_command(result_a: str, result_b: str) -> None:
     Per model, both files' clean accuracy, input-gradient norm and training seconds; per attack, over the
     attacked cells both files hold, the mean absolute and mean signed accuracy difference and the
     largest one, white-box and transfer apart. For checking a change that should not move the numbers:
-    --precision bf16, another thread count or machine.
+    --precision bf16, another thread count or machine. Before the tables, a warning line names each
+    setting in which the two grids differ (data set, test images, a shared model's training); with no
+    attacked cell in both files it says why and exits with status 2.
 
     \b
     Example:
       igbench compare leaderboards/short/results/paper-notmnist.json leaderboards/precision/notmnist-bf16-short.json
     """
-    from ..results.compare import render_comparison
+    from ..errors import UsageError
+    from ..results.compare import no_shared_cells_reason, render_comparison
     from ..results.io import read_result
 
-    click.echo(render_comparison(read_result(result_a), read_result(result_b), result_a, result_b))
+    a, b = read_result(result_a), read_result(result_b)
+    click.echo(render_comparison(a, b, result_a, result_b))
+    reason = no_shared_cells_reason(a, b)
+    if reason:
+        raise UsageError(f"{result_a} and {result_b} have no attacked cell (eps > 0) in common: {reason}; "
+                         "compare two runs of the same grid")
 
 
 COMMANDS = [leaderboard_command, validate_command, plot_command, report_command, compare_command]

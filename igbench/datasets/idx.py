@@ -60,14 +60,24 @@ def parse_idx(data: bytes, path: Path, ndim: int, fix: str) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder == ">" else arr
 
 
-def read_idx(path: Path, ndim: int, fix: str, expected_md5: str | None = None) -> np.ndarray:
+def read_idx(path: Path, ndim: int, fix: str, expected_md5: str | None = None,
+             expected_as: tuple[str, str, str] | None = None) -> np.ndarray:
     """Read an IDX file (plain or .gz) with ``ndim`` dimensions; verify the md5 of its uncompressed content.
 
     Every problem (unreadable, bad gzip, bad header, truncated, checksum mismatch) is a one-line
-    :class:`DataError` naming ``path`` and ending with ``fix``.
+    :class:`DataError` naming ``path`` and ending with ``fix``. ``expected_as`` is ``(data set title, file
+    stem, where it is looked for)``: with it, a mismatching file that is another built-in data set's (MNIST
+    where Fashion-MNIST was expected) is named as such instead of being called corrupted.
     """
     data = read_raw(path, fix)
     arr = parse_idx(data, path, ndim, fix)
     if expected_md5 is not None:
-        verify_md5(path, md5_of_bytes(data), expected_md5, "uncompressed content", fix)
+        actual = md5_of_bytes(data)
+        if actual != expected_md5 and expected_as is not None:
+            from .idx_known import wrong_file_message
+
+            msg = wrong_file_message(path, actual, *expected_as)
+            if msg:
+                raise DataError(msg)
+        verify_md5(path, actual, expected_md5, "uncompressed content", fix)
     return arr

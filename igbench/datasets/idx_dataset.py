@@ -66,13 +66,16 @@ class IdxDataset(DatasetPlugin):
         """Read and verify the four files; hold out ``validation`` training images if asked."""
         from .build import build_splits
         from .idx import read_idx
+        from .idx_known import describe_folders
 
         found = self.locate(data_dir)
+        looks_in = describe_folders(self.folders, self.extra_dirs)
         arrays = {}
         for stem in STEMS:
             path = found.files[stem]
             fix = f"delete {path} and download it again from {self.download_hint}"
-            arrays[stem] = read_idx(path, 3 if "images" in stem else 1, fix, self.md5.get(stem))
+            arrays[stem] = read_idx(path, 3 if "images" in stem else 1, fix, self.md5.get(stem),
+                                    (self.title, stem, looks_in))
         n_val = int(params.get("validation", 0) or 0)
         tx, ty = arrays[TRAIN_IMAGES], arrays[TRAIN_LABELS]
         notes = self.base_notes

@@ -128,11 +128,15 @@ class NotMnistDataset(DatasetPlugin):
                     f"with notmnist-sample/t10k-*-idx*-ubyte.gz or notMNIST_small/A..J/*.png ({DOWNLOAD_HINT}; "
                     f"{failure or 'the downloaded archive held no notMNIST_small/A..J folders'})",
                 )
+            from .idx_known import NOTMNIST_SAMPLE_TITLE, describe_folders
+
+            looks_in = describe_folders(SAMPLE_FOLDERS)
             arrays = {}
             for stem, md5 in SAMPLE_MD5.items():
                 path = found.files[stem]
                 arrays[stem] = read_idx(path, 3 if "images" in stem else 1,
-                                        f"replace {path} with the project's notmnist-sample copy", md5)
+                                        f"replace {path} with the project's notmnist-sample copy", md5,
+                                        (NOTMNIST_SAMPLE_TITLE, stem, looks_in))
             x, y = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
             kind, source = f"sample-{len(y)}", found.folder
             what = f"the {len(y)}-letter sample of notMNIST_small (its train-* files are incomplete and unused)"

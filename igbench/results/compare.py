@@ -4,11 +4,13 @@ Made to check a change that should not move the numbers much: ``--precision bf16
 another thread count, machine or library version. Per model (matched by id): clean accuracy,
 input-gradient norm and training time of each file. Per attack, white-box and transfer cells apart: how
 many cells both files hold (eps > 0), the mean absolute and mean signed accuracy difference (B - A, in
-points) and the largest one.
+points) and the largest one. Before them, a warning per setting in which the grids differ, since their
+cells then measure different things; with no attacked cell in common, the reason.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import Any
 
@@ -31,8 +33,97 @@ def cell_differences(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any
             for (attack, kind), d in sorted(diffs.items())]
 
 
+_MODEL_SETTINGS = (  # (what the warning calls it, how to read it from a model record)
+    ("training steps", lambda m: m["train"]["steps"]),
+    ("seed", lambda m: m["train"]["seed"]),
+    ("epochs", lambda m: m["train"]["epochs"]),
+    ("max_steps", lambda m: m["train"]["max_steps"]),
+    ("training batch size", lambda m: m["train"]["batch_size"]),
+    ("learning rate", lambda m: m["train"]["lr"]),
+    ("adam_eps", lambda m: m["train"].get("adam_eps", "default")),
+    ("training precision", lambda m: m["train"].get("precision", "fp32")),
+    ("defense", lambda m: m["defense"]),
+    ("defense parameters", lambda m: m["defense_params"]),
+    ("architecture", lambda m: m["arch"]),
+    ("architecture parameters", lambda m: m["arch_params"]),
+)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+
+
+def _differ(what: str, va: Any, vb: Any, why: str = "") -> str:
+    return f"warning: different {what}: {_show(va)} in A, {_show(vb)} in B{why}"
+
+
+def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """One line per setting in which the two files' grids differ (so their cells are not the same
+    experiment): the data set's name, variant and checksum, the number of test images, and for the models
+    both hold (by id) each recorded training setting, then the config hash of models whose recorded settings
+    all match on the same data (another igbench or torch version, a plugin's changed default)."""
+    out: list[str] = []
+    da, db = a["dataset"], b["dataset"]
+    for what, key in (("data set", "name"), ("data set variant", "variant")):
+        if da[key] != db[key]:
+            out.append(_differ(what, da[key], db[key]))
+    same_data = (da["name"], da["variant"], da["checksum"]) == (db["name"], db["variant"], db["checksum"])
+    if (da["name"], da["variant"]) == (db["name"], db["variant"]) and not same_data:
+        out.append(_differ("data checksum", da["checksum"][:12], db["checksum"][:12], " (other images under the same name)"))
+    if a["eval"]["n_test"] != b["eval"]["n_test"]:
+        out.append(_differ("n_test", a["eval"]["n_test"], b["eval"]["n_test"], " (cells scored on other test images)"))
+    models_a = {m["id"]: m for m in a["models"]}
+    shared = [(models_a[m["id"]], m) for m in b["models"] if m["id"] in models_a]
+    explained: set[str] = set()
+    for what, read in _MODEL_SETTINGS:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for ma, mb in shared:
+            va, vb = _show(read(ma)), _show(read(mb))
+            if va != vb:
+                groups.setdefault((va, vb), []).append(ma["id"])
+                explained.add(ma["id"])
+        if groups:
+            out.append(f"warning: different {what}: " + "; ".join(
+                f"{va} in A, {vb} in B ({_models(ids, len(shared))})" for (va, vb), ids in groups.items()))
+    # The config hash covers the data set too: only with the same data is a differing hash unexplained.
+    other = [ma["id"] for ma, mb in shared
+             if same_data and ma["id"] not in explained and ma["config_hash"] != mb["config_hash"]]
+    if other:
+        out.append(f"warning: config hash differs with the same recorded settings ({_models(other, len(shared))}): "
+                   "trained by another igbench or torch version, or with a plugin default changed")
+    return out
+
+
+def _models(ids: list[str], n_shared: int) -> str:
+    """``all 5 shared models``, ``model gradreg`` or ``models none, gradreg``."""
+    if len(ids) == n_shared > 1:
+        return f"all {n_shared} shared models"
+    return ("model " if len(ids) == 1 else "models ") + ", ".join(ids)
+
+
+def no_shared_cells_reason(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """Why the two files have no attacked cell in common (one line), or ``None`` when they have some."""
+    if cell_differences(a, b):
+        return None
+    ids_a, ids_b = [m["id"] for m in a["models"]], [m["id"] for m in b["models"]]
+    if not set(ids_a) & set(ids_b):
+        return f"no model id is in both (A: {', '.join(ids_a)}; B: {', '.join(ids_b)})"
+    eps_a = {x["name"]: x["eps"] for x in a["attacks"]}
+    eps_b = {x["name"]: x["eps"] for x in b["attacks"]}
+    shared = [name for name in eps_a if name in eps_b]
+    if not shared:
+        return f"no attack is in both (A: {', '.join(eps_a) or 'none'}; B: {', '.join(eps_b) or 'none'})"
+
+    def attacked(eps: list[float] | None) -> str:
+        return "no eps" if eps is None else ", ".join(f"{e:g}" for e in eps if e > 0) or "only eps 0"
+
+    return "the shared attacks have no eps > 0 in both (" + "; ".join(
+        f"{name}: A {attacked(eps_a[name])}, B {attacked(eps_b[name])}" for name in shared) + ")"
+
+
 def render_comparison(a: dict[str, Any], b: dict[str, Any], label_a: str = "A", label_b: str = "B") -> str:
-    """Plain-text tables: the models side by side, then :func:`cell_differences`."""
+    """Plain-text tables: :func:`setting_warnings` first, the models side by side, then :func:`cell_differences`
+    (left out when there are none: see :func:`no_shared_cells_reason`)."""
     from tabulate import tabulate
 
     models_a = {m["id"]: m for m in a["models"]}
@@ -41,12 +132,14 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], label_a: str = "A", 
              f"{models_a[m['id']]['train_seconds']:.0f}", f"{m['train_seconds']:.0f}"]
             for m in b["models"] if m["id"] in models_a]
     only = sorted(set(models_a) ^ {m["id"] for m in b["models"]})
-    out = [f"A: {label_a}\nB: {label_b}\n",
+    out = [f"A: {label_a}\nB: {label_b}\n", *setting_warnings(a, b),
            tabulate(rows, headers=["model", "clean % A", "clean % B", "grad norm A", "grad norm B",
                                    "train s A", "train s B"], disable_numparse=True)]
     if only:
         out.append(f"models in one file only: {', '.join(only)}")
     diffs = cell_differences(a, b)
+    if not diffs:
+        return "\n".join(out)
     n_shared = sum(r["n"] for r in diffs)
     out.append(f"\n{n_shared} attacked cells (eps > 0) in both files (all cells, eps 0 included: {len(a['cells'])} "
                f"in A, {len(b['cells'])} in B); accuracy differences in points (B - A):")

@@ -151,15 +151,53 @@ def _semantic_problem(data: dict[str, Any]) -> tuple[list[Any], str] | None:
         seen[key] = i
         if cell["count"] > data["eval"]["n_test"]:
             return ["cells", i, "count"], f"{cell['count']} is more than eval.n_test ({data['eval']['n_test']})"
+    stats_seen: dict[tuple[Any, ...], int] = {}
     for i, stat in enumerate(data["attack_stats"]):
         problem = check_attack_eps("attack_stats", i, stat) or check_model("attack_stats", i, "source", stat["source"])
         if problem:
             return problem
+        key = (stat["attack"], stat["eps"], stat["source"])
+        if key in stats_seen:
+            return ["attack_stats", i], f"duplicate entry (same attack, eps and source as attack_stats[{stats_seen[key]}])"
+        stats_seen[key] = i
+    problem = _incomplete_grid(list(ids), attacks, set(seen), set(stats_seen))
+    if problem:
+        return problem
     for i, entry in enumerate(data.get("interpretability", [])):
         problem = check_model("interpretability", i, "model", entry["model"])
         if problem:
             return problem
     return None
+
+
+def _incomplete_grid(ids: list[str], attacks: dict[str, Any], cells: set[tuple[Any, ...]],
+                     stats: set[tuple[Any, ...]]) -> tuple[list[Any], str] | None:
+    """The first cell (or attack_stats entry) that the file's models and attacks promise but it lacks.
+
+    The grid writer (igbench.engine.grid) scores every attack, at each of its eps (one null eps for an
+    attack without eps), against every source model, on every target model; a white-box-only grid (as
+    sweeps write) on the source alone. Which of the two a file is shows in its cells: any cell with
+    source != target makes it a transfer grid.
+    """
+    transfer = any(key[2] != key[3] for key in cells)
+    fix = "the file is incomplete (entries deleted or lost); re-run the command recorded in its command field"
+    for name, eps_list in attacks.items():
+        for eps in eps_list if eps_list is not None else [None]:
+            for source in ids:
+                where = f"attack {_short(name)}, eps {_short(eps)}, source {_short(source)}"
+                for target in ids if transfer else [source]:
+                    if (name, eps, source, target) not in cells:
+                        promised = _n_promised(attacks, len(ids), transfer)
+                        return ["cells"], (f"no cell for {where}, target {_short(target)} ({len(cells)} of the "
+                                           f"{promised} cells its models and attacks promise are there); {fix}")
+                if (name, eps, source) not in stats:
+                    return ["attack_stats"], f"no entry for {where}; {fix}"
+    return None
+
+
+def _n_promised(attacks: dict[str, Any], n_models: int, transfer: bool) -> int:
+    units = sum(1 if eps is None else len(eps) for eps in attacks.values()) * n_models
+    return units * (n_models if transfer else 1)
 
 
 def _check_against(validator: Any, data: Any, where: str) -> None:

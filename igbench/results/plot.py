@@ -17,6 +17,12 @@ def plot_filename(dataset: str, attack: str) -> str:
     return f"{safe}-accuracy-vs-eps.png"
 
 
+def default_plot_dir(result_path: str | os.PathLike[str]) -> Path:
+    """Where ``igbench plot`` writes by default: ``<result stem>-plots/`` beside the result file."""
+    path = Path(result_path)
+    return path.with_name(f"{path.stem}-plots")
+
+
 def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write one two-panel PNG per eps attack of ``result`` (white-box and transfer accuracy vs eps).
 
