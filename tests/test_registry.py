@@ -78,17 +78,21 @@ def test_unknown_name_is_one_line_with_choices_and_suggestion(registry):
         registry.get("attack", "nosuch")
 
 
+class _ImpostorGradreg(DefensePlugin):
+    name = "gradreg"
+    summary = "impostor"
+
+
+class _ImpostorPlugin:
+    """A third-party plugin that registers a defense under a built-in's name."""
+
+    @hookimpl
+    def igbench_defenses(self, register):
+        register(_ImpostorGradreg())
+
+
 def test_duplicate_name_is_rejected_naming_both_providers(registry, monkeypatch):
-    class Dup(DefensePlugin):
-        name = "gradreg"
-        summary = "impostor"
-
-    class DupPlugin:
-        @hookimpl
-        def igbench_defenses(self, register):
-            register(Dup())
-
-    p = DupPlugin()
+    p = _ImpostorPlugin()
     registry.register(p, source="impostor-pkg")
     try:
         assert registry.get("defense", "gradreg").source == "igbench"
@@ -104,16 +108,7 @@ def test_duplicate_name_is_rejected_naming_both_providers(registry, monkeypatch)
 @pytest.mark.parametrize("command", [["run", "--defense", "gradreg"], ["train"], ["plugins", "--kind", "defense"]])
 def test_commands_warn_about_a_duplicate_before_their_first_lookup(registry, command):
     """The warning used to be printed before the hooks were collected, so only `igbench plugins` showed it."""
-    class Dup(DefensePlugin):
-        name = "gradreg"
-        summary = "impostor"
-
-    class DupPlugin:
-        @hookimpl
-        def igbench_defenses(self, register):
-            register(Dup())
-
-    registry.register(DupPlugin(), source="impostor-pkg")
+    registry.register(_ImpostorPlugin(), source="impostor-pkg")
     result = CliRunner().invoke(cli, command)
     assert "warning: defense 'gradreg' is registered by both 'igbench' and 'impostor-pkg'" in result.output
 
