@@ -227,10 +227,18 @@ class AttackPlugin(Plugin):
 
     kind: ClassVar[str] = "attack"
     targeted: bool = False
+    #: Whether ``eps`` bounds the L-inf size of the perturbation (every built-in attack that takes eps);
+    #: igbench then refuses an output that moves any input further. Set False for an eps of another norm.
+    eps_is_linf: ClassVar[bool] = True
 
     @property
     def uses_eps(self) -> bool:
         return self.param("eps") is not None
+
+    def linf_bound(self, params: dict[str, Any]) -> float | None:
+        """The largest L-inf move ``perturb`` may make with these (resolved) params, or ``None`` for no bound."""
+        eps = params.get("eps") if self.eps_is_linf and self.uses_eps else None
+        return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) else None
 
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
         raise NotImplementedError

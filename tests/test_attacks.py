@@ -298,3 +298,40 @@ def test_plugin_returning_bad_output_is_reported(trained_cnn, mnist_slice):
     with pytest.raises(IgbenchError, match=r"broken.*clip range"):
         run_attack(Broken(), {}, trained_cnn, mnist_slice.test_x[:4], mnist_slice.test_y[:4],
                    make_context(mnist_slice), progress=False)
+
+
+def test_an_attack_past_its_eps_is_refused_and_one_editing_its_inputs_cannot_corrupt_them(trained_cnn, mnist_slice):
+    """Both used to be silent: a perturbation twice eps was recorded as eps's, and an attack that edited x
+    (or y) in place changed the clean images every later attack and score used."""
+    from igbench.attacks.common import eps_param
+    from igbench.plugin_types import AttackPlugin
+
+    class TooFar(AttackPlugin):
+        name = "too-far"
+        params = (eps_param(0.1),)
+
+        def perturb(self, model, x, y, params, ctx):
+            return (x + 2 * params["eps"]).clamp(ctx.clip_min, ctx.clip_max)
+
+    class OtherNorm(TooFar):
+        name = "other-norm"
+        eps_is_linf = False
+
+    class InPlace(AttackPlugin):
+        name = "in-place"
+        params = (eps_param(0.1),)
+
+        def perturb(self, model, x, y, params, ctx):
+            y.fill_(0)
+            return x.add_(params["eps"]).clamp_(ctx.clip_min, ctx.clip_max)
+
+    x, y, ctx = mnist_slice.test_x[:8], mnist_slice.test_y[:8], make_context(mnist_slice)
+    with pytest.raises(IgbenchError, match=r"too-far' moved an input by 0\.2 in L-inf, more than its eps 0\.1") as info:
+        run_attack(TooFar(), {}, trained_cnn, x, y, ctx, progress=False)
+    assert "\n" not in str(info.value)
+    run_attack(OtherNorm(), {}, trained_cnn, x, y, ctx, progress=False)  # its eps is not an L-inf bound
+    x_before, y_before = x.clone(), y.clone()
+    run = run_attack(InPlace(), {}, trained_cnn, x, y, ctx, progress=False)
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)
+    assert torch.allclose(run.x_adv, (x_before + 0.1).clamp(0, 1))
+    assert run.stats["linf"] == pytest.approx(0.1, abs=1e-6)

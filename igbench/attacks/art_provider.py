@@ -170,6 +170,17 @@ class ArtAttack(AttackPlugin):
                 out[key] = coerce_value(key, value, self.kwargs[key], self.label)
         return out
 
+    def linf_bound(self, params: dict[str, Any]) -> float | None:
+        """ART's ``eps`` is an L-inf bound only where the class takes ``norm`` and it is infinity (its default
+        for FastGradientMethod and ProjectedGradientDescent); other classes' eps mean other things."""
+        if "eps" not in self.kwargs or "norm" not in self.kwargs:
+            return None
+        norm = params.get("norm", self.kwargs["norm"])
+        eps = params.get("eps")
+        if str(norm).strip().lower() not in {"inf", "np.inf", "infinity"} or isinstance(eps, bool):
+            return None
+        return float(eps) if isinstance(eps, (int, float)) else None
+
     def _is_targeted(self, params: dict[str, Any]) -> bool:
         return self.class_name in ALWAYS_TARGETED or bool(params.get("targeted", False))
 

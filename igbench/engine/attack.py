@@ -116,12 +116,14 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
                 xb, yb = x[i:i + batch_size], y[i:i + batch_size]
                 _sync(device)
                 t0 = time.perf_counter()
-                tb = attack.targets(model, xb, yb, params, ctx)
+                # copies: an attack that edits its inputs in place must not change the clean images and
+                # labels that every later attack and score uses
+                tb = attack.targets(model, xb.clone(), yb.clone(), params, ctx)
                 bctx = ctx if tb is None else dataclasses.replace(ctx, extra={**(ctx.extra or {}), TARGETS_KEY: tb})
-                xa = attack.perturb(model, xb, yb, params, bctx)
+                xa = attack.perturb(model, xb.clone(), yb.clone(), params, bctx)
                 _sync(device)
                 seconds += time.perf_counter() - t0
-                xa = _checked(attack, xa, xb, ctx)
+                xa = _checked(attack, xa, xb, ctx, attack.linf_bound(params))
                 with torch.no_grad():
                     preds.append(model(xa).argmax(1))
                 outs.append(xa)
@@ -145,8 +147,9 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _checked(attack, xa, xb, ctx: AttackContext):
-    """The attack's output, detached; a wrong shape or a value outside the clip range is a PluginError."""
+def _checked(attack, xa, xb, ctx: AttackContext, linf_bound: float | None = None):
+    """The attack's output, detached; a wrong shape, a value outside the clip range or a move larger than
+    ``linf_bound`` (the attack's eps, when that bounds the L-inf norm) is a PluginError."""
     import torch
 
     if not isinstance(xa, torch.Tensor) or tuple(xa.shape) != tuple(xb.shape):
@@ -160,4 +163,10 @@ def _checked(attack, xa, xb, ctx: AttackContext):
                           f"[{ctx.clip_min}, {ctx.clip_max}]; clamp its output")
     if not bool(torch.isfinite(xa).all()):
         raise PluginError(f"attack '{attack.name}' returned NaN or infinite values")
+    if linf_bound is not None and xa.numel():
+        moved = float((xa - xb).abs().max())
+        if moved > linf_bound * (1 + 1e-5) + tol:
+            raise PluginError(f"attack '{attack.name}' moved an input by {moved:.4g} in L-inf, more than its eps "
+                              f"{linf_bound:g}; keep x_adv within x +- eps (or, if its eps bounds another norm, "
+                              f"set eps_is_linf = False on the plugin class)")
     return xa
