@@ -6,6 +6,8 @@ methods import torch lazily.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
@@ -58,15 +60,23 @@ class Param:
                 if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
                     raise ValueError(value)
                 v = low in {"1", "true", "yes", "on"}
+            elif t in (int, float) and isinstance(value, bool):
+                raise ValueError(value)  # int(True) would pass silently as 1
             elif t is int and isinstance(value, str):
                 v = int(float(value)) if float(value).is_integer() else int(value)
-            elif t is int and isinstance(value, float) and value.is_integer():
+            elif t is int and isinstance(value, float):
+                if not value.is_integer():  # a TOML 0.3 was cut to 0 without a word
+                    raise ValueError(value)
                 v = int(value)
             else:
                 v = t(value)
         except (TypeError, ValueError):
+            hint = ""
+            if t is int and self.type is None and _is_fraction(value):
+                hint = (f" (the plugin declares it a whole number through its default {self.default!r}; if it means "
+                        f"any number, its Param needs a float default such as {float(self.default)!r} or type=float)")
             raise ParamError(
-                f"parameter '{self.name}' of {owner} must be {t.__name__}, got {value!r}"
+                f"parameter '{self.name}' of {owner} must be {t.__name__}, got {value!r}{hint}"
             ) from None
         if self.choices is not None and v not in self.choices:
             raise ParamError(
@@ -77,6 +87,15 @@ class Param:
             if problem:
                 raise ParamError(f"parameter '{self.name}' of {owner} {problem}; got {v!r}")
         return v
+
+
+def _is_fraction(value: Any) -> bool:
+    """Whether ``value`` (a CLI string or a TOML number) is a number with a fractional part."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool) and math.isfinite(number) and not number.is_integer()
 
 
 def non_negative(v) -> str | None:

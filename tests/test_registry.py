@@ -286,3 +286,20 @@ def test_every_builtin_plugin_class_has_its_own_docstring(registry, name):
     out = CliRunner().invoke(cli, ["plugins", name, "--kind", kind])
     assert out.exit_code == 0, out.output
     assert ":func:" not in out.output and ":class:" not in out.output and "``" not in out.output
+
+
+def test_param_coercion_never_cuts_a_fraction_or_takes_a_bool_as_a_number():
+    """A TOML 0.3 for a parameter declared int (default 0) used to become 0 silently, and true became 1."""
+    from igbench.errors import ParamError
+    from igbench.plugin_types import Param
+
+    whole = Param("smoothing", 0, "declared int by its default")
+    assert whole.coerce(2.0, "defense d") == 2 and whole.coerce("2", "defense d") == 2
+    for bad in (0.3, "0.3"):
+        with pytest.raises(ParamError, match=r"must be int, got .*0\.3.* needs a float default such as 0\.0"):
+            whole.coerce(bad, "defense d")
+    number = Param("lr", 0.1, "a float")
+    for param in (whole, number):
+        with pytest.raises(ParamError, match="got True"):
+            param.coerce(True, "defense d")
+    assert number.coerce(1, "defense d") == 1.0
