@@ -67,6 +67,33 @@ def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry)
     assert base == config_hash(model_config(explicit, mnist_slice, base_train))
 
 
+def test_a_third_party_architectures_package_version_is_in_the_key_and_built_ins_keep_theirs(
+        mnist_slice, registry, monkeypatch):
+    """A changed third-party `build` used to reuse the old weights (only a defense's package was keyed)."""
+    import igbench.engine.models as models_mod
+    from igbench import hookimpl
+    from igbench.architectures.mlp import MLP
+
+    class Theirs(MLP):
+        name = "their-mlp"
+
+    class Package:
+        @hookimpl
+        def igbench_architectures(self, register):
+            register(Theirs())
+
+    registry.register(Package(), source="their-package")
+    spec, train = ModelSpec("m", "none", arch="their-mlp"), TrainConfig(steps=5)
+    versions = {"their-package": "1.0"}
+    monkeypatch.setattr(models_mod, "package_version", lambda dist: versions.get(dist, "x"))
+    first = model_config(spec, mnist_slice, train)
+    assert first["arch_source"] == "their-package" and first["versions"]["arch_package"] == "1.0"
+    versions["their-package"] = "1.1"
+    assert config_hash(model_config(spec, mnist_slice, train)) != config_hash(first)
+    built_in = model_config(dataclasses.replace(spec, arch="mlp"), mnist_slice, train)
+    assert "arch_source" not in built_in and "arch_package" not in built_in["versions"]
+
+
 def test_grid_resumes_after_interruption_and_reuses_checkpoints(shared_data, tmp_path, monkeypatch):
     store = CheckpointStore(tmp_path / "cache")
     out = tmp_path / "r.json"

@@ -44,7 +44,7 @@ def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
     reg = get_registry()
     defense = reg.get("defense", spec.defense)
     arch = reg.get("architecture", spec.arch)
-    return {
+    config = {
         "dataset": {"name": data.name, "variant": data.variant, "checksum": data.checksum},
         "arch": spec.arch,
         "arch_params": arch.resolve_params(spec.arch_params),
@@ -55,6 +55,12 @@ def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
         "versions": {"igbench": __version__, "torch": package_version("torch"),
                      "defense_package": package_version(defense.source) if defense.source != "igbench" else None},
     }
+    if arch.source != "igbench":
+        # A third-party architecture's code is versioned by its package, as a defense's is: without this a
+        # changed `build` reused the old weights. Only then, so that built-in models keep their keys.
+        config["arch_source"] = arch.source
+        config["versions"]["arch_package"] = package_version(arch.source)
+    return config
 
 
 def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointStore, progress: bool = True):
