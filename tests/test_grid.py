@@ -94,6 +94,25 @@ def test_a_third_party_architectures_package_version_is_in_the_key_and_built_ins
     assert "arch_source" not in built_in and "arch_package" not in built_in["versions"]
 
 
+def test_a_result_names_the_third_party_packages_its_plugins_come_from(registry):
+    """A colleague reading a result of a third-party plugin could not tell which package to install."""
+    from importlib import metadata
+
+    from igbench.engine.grid import plugin_packages
+    from igbench.grid_config import build_grid_spec
+    from igbench.results.io import validate_result
+
+    assert plugin_packages(build_grid_spec({"defense": ("gradreg",), "attack": ("fgsm", "pgd")})) == {}
+    with_art = plugin_packages(build_grid_spec({"attack": ("art:FastGradientMethod",)}))
+    assert with_art == {"adversarial-robustness-toolbox": metadata.version("adversarial-robustness-toolbox")}
+    spec = build_grid_spec({"defense": ("noise-augment",), "attack": ("fgsm",)})
+    packages = plugin_packages(spec)
+    assert packages == {"igbench-example-defense": metadata.version("igbench-example-defense")}
+    result = json.loads(next(Path("tests/fixtures/results").glob("*.json")).read_text())
+    result["environment"]["plugin_packages"] = packages
+    validate_result(result)
+
+
 def test_grid_resumes_after_interruption_and_reuses_checkpoints(shared_data, tmp_path, monkeypatch):
     store = CheckpointStore(tmp_path / "cache")
     out = tmp_path / "r.json"

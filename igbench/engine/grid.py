@@ -94,6 +94,20 @@ def accuracy_gap_hints(records: list[dict[str, Any]], reference_id: str | None) 
     return lines
 
 
+def plugin_packages(spec: GridSpec) -> dict[str, str | None]:
+    """``{distribution: version}`` of the third-party packages that provide any plugin of the grid (its data
+    set, architectures, defenses and attacks), so that a reader knows what to install to repeat it."""
+    from ..environment import package_version
+
+    reg = get_registry()
+    used = [reg.get("dataset", spec.dataset)]
+    for m in spec.models:
+        used += [reg.get("defense", m.defense), reg.get("architecture", m.arch)]
+    used += [reg.get("attack", a.name) for a in spec.attacks]
+    sources = sorted({p.source for p in used if p.source and p.source != "igbench"})
+    return {source: package_version(source) for source in sources}
+
+
 def size_notes(spec: GridSpec, n_train: int, n_test: int, dataset: str) -> list[str]:
     """Notes for sizes the data set cannot give, so that nothing is cut down silently."""
     notes = []
@@ -159,6 +173,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     device = torch.device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
+    if packages := plugin_packages(spec):
+        environment["plugin_packages"] = packages
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
     preflight = make_context(data, device="cpu", seed=spec.train.seed)
     for plugin, params, _eps in units:  # and lets each attack judge its own parameters (ART's constructors)
