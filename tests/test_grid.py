@@ -94,9 +94,14 @@ def test_a_third_party_architectures_package_version_is_in_the_key_and_built_ins
     assert "arch_source" not in built_in and "arch_package" not in built_in["versions"]
 
 
-def test_a_result_names_the_third_party_packages_its_plugins_come_from(registry):
+def test_a_result_names_the_third_party_packages_its_plugins_come_from(registry, monkeypatch):
     """A colleague reading a result of a third-party plugin could not tell which package to install."""
     from importlib import metadata
+
+    from igbench.registry import reset_registry
+
+    monkeypatch.setenv("IGBENCH_PLUGINS", "example_defense")  # the tests load no third-party plugin otherwise
+    reset_registry()
 
     from igbench.engine.grid import plugin_packages
     from igbench.grid_config import build_grid_spec
