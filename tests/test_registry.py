@@ -125,10 +125,79 @@ def test_wrong_type_and_class_instead_of_instance_are_reported(registry):
     try:
         registry.plugins("attack")
         text = " | ".join(registry.problems)
-        assert "register an instance" in text and "not a AttackPlugin" in text
+        assert "register an instance" in text and "not an AttackPlugin" in text
         assert "fgsm" in registry.names("attack")  # the others still work
     finally:
         registry.unregister(b)
+
+
+def test_registry_messages_use_the_right_article_and_say_when_a_package_repeats_itself(registry):
+    """"registered the class TinyCNN as a architecture", and a package that registers one name twice
+    read "registered by both 'pkg' and 'pkg'"."""
+    from igbench.plugin_types import ArchitecturePlugin
+
+    class TinyCNN(ArchitecturePlugin):
+        name = "tiny-cnn"
+        summary = "test architecture"
+
+    class Twice:
+        @hookimpl
+        def igbench_architectures(self, register):
+            register(TinyCNN)
+            register(TinyCNN())
+            register(TinyCNN())
+
+    registry.register(Twice(), source="tiny-pkg")
+    registry.plugins("architecture")
+    text = " | ".join(registry.problems)
+    assert "registered the class TinyCNN as an architecture" in text, text
+    assert "tiny-pkg registers architecture 'tiny-cnn' twice" in text, text
+    assert "both 'tiny-pkg' and 'tiny-pkg'" not in text
+    assert registry.get("architecture", "tiny-cnn").source == "tiny-pkg"  # the first is kept
+
+
+def test_misspelled_hook_names_the_package_and_the_closest_hook(registry):
+    """pluggy's check_pending reported "plugin '<module ...>' implements an unknown hook"; only entry
+    points were checked at all, and a plugin registered directly was never checked."""
+
+    class Misspelled:
+        @hookimpl
+        def igbench_defense(self, register):
+            register(Shout())
+
+    registry.register(Misspelled(), source="typo-pkg", name="typo")
+    problems = [p for p in registry.problems if "igbench_defense," in p]
+    assert len(problems) == 1, registry.problems
+    assert "plugin 'typo' from package 'typo-pkg'" in problems[0]
+    assert "did you mean 'igbench_defenses'?" in problems[0] and "<" not in problems[0]
+
+
+def test_unmarked_hook_function_is_reported_not_silently_ignored(registry, monkeypatch):
+    """A hook function without @hookimpl is invisible to pluggy: the plugin registered nothing and
+    nobody said why."""
+    import types
+
+    module = types.ModuleType("igbench_unmarked")
+
+    def igbench_defenses(register):
+        register(Shout())
+
+    def igbench_helper():  # shares the prefix only: not reported
+        return None
+
+    module.igbench_defenses = igbench_defenses
+    module.igbench_helper = igbench_helper
+    registry.register(module, source="unmarked-pkg", name="unmarked")
+    text = " | ".join(registry.problems)
+    assert ("function igbench_defenses in plugin 'unmarked' from package 'unmarked-pkg' is not marked "
+            "@igbench.hookimpl; igbench ignores it") in text, text
+    assert "igbench_helper" not in text
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    other = types.ModuleType("igbench_unmarked2")
+    other.igbench_attacks = igbench_defenses
+    with pytest.raises(PluginError, match="igbench_attacks in plugin 'unmarked2'"):
+        registry.register(other, source="unmarked-pkg", name="unmarked2")
+    assert not registry.pm.has_plugin("unmarked2")  # nothing half-registered
 
 
 def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
