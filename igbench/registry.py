@@ -11,7 +11,7 @@ Environment variables:
     or a comma-separated list of entry-point or distribution names.
 ``IGBENCH_STRICT_PLUGINS``
     ``1`` turns every plugin problem (import error, duplicate name, wrong type, unknown or unmarked
-    hook) into an error.
+    hook, a parameter default its own check rejects) into an error.
 """
 
 from __future__ import annotations
@@ -221,6 +221,10 @@ class Registry:
                 f"{kind} '{obj.name}' is registered by both '{existing.source}' and '{source}'; "
                 f"keeping '{existing.source}'s; rename one of them"
             )
+            return
+        problem = obj.default_problem()
+        if problem:
+            self._problem(f"{kind} '{obj.name}' from package '{source}' is left out: {problem}")
             return
         obj.source = source
         collected[kind][obj.name] = obj

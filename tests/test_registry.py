@@ -200,6 +200,60 @@ def test_unmarked_hook_function_is_reported_not_silently_ignored(registry, monke
     assert not registry.pm.has_plugin("unmarked2")  # nothing half-registered
 
 
+def _below_one(v):
+    return None if v < 1 else "must be < 1"
+
+
+class _BadDefault(LossDefense):
+    name = "bad-default"
+    summary = "test defense with a default its own check rejects"
+    params = (Param("smoothing", 1.5, "label smoothing", check=_below_one), Param("volume", 1.0, "how loud"))
+
+
+class _BadChoice(LossDefense):
+    name = "bad-choice"
+    summary = "test defense with a default outside its choices"
+    params = (Param("mode", "fast", "how", choices=("slow", "careful")),)
+
+
+class _GoodDefaults(LossDefense):
+    name = "good-defaults"
+    summary = "test defense whose defaults pass"
+    params = (Param("smoothing", 0.1, "label smoothing", check=_below_one), Param("steps", None, "n", type=int))
+
+
+class _DefaultsPlugin:
+    @hookimpl
+    def igbench_defenses(self, register):
+        register(_BadDefault())
+        register(_BadChoice())
+        register(_GoodDefaults())
+
+
+def test_a_default_its_own_check_rejects_leaves_the_plugin_out(registry, monkeypatch):
+    """Defaults were never checked: smoothing=1.5 was listed by `igbench plugins` and used as is."""
+    registry.register(_DefaultsPlugin(), source="defaults-pkg")
+    assert "good-defaults" in registry.names("defense")
+    assert "bad-default" not in registry.names("defense") and "bad-choice" not in registry.names("defense")
+    text = " | ".join(registry.problems)
+    assert ("defense 'bad-default' from package 'defaults-pkg' is left out: the default of parameter "
+            "'smoothing'") in text and "must be < 1; got 1.5" in text, text
+    assert "defense 'bad-choice' from package 'defaults-pkg' is left out" in text and "'mode'" in text
+    out = CliRunner().invoke(cli, ["plugins", "--kind", "defense"])
+    assert "warning: defense 'bad-default'" in out.output
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    registry._collected = None
+    with pytest.raises(PluginError, match="smoothing"):
+        registry.plugins("defense")
+
+
+def test_every_builtin_default_passes_its_own_check(registry):
+    for kind in HOOK_FOR_KIND:
+        for plugin in registry.plugins(kind):
+            assert plugin.default_problem() is None, (kind, plugin.name)
+    assert registry.problems == []
+
+
 def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
     broken = md.EntryPoint(name="broken", value="igbench_no_such_module_xyz", group="igbench")
     monkeypatch.setattr(md, "entry_points", lambda group=None: [broken] if group == "igbench" else [])
