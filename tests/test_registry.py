@@ -274,6 +274,31 @@ def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
         reset_registry()
 
 
+@pytest.mark.parametrize("command", [["plugins", "ifgsm"], ["explain", "no-such-result.json", "--attack", "ifgsm"],
+                                     ["run", "--attack", "ifgsm"]])
+def test_unknown_name_points_at_the_package_that_failed_to_load(monkeypatch, command):
+    """`igbench plugins ifgsm` and `igbench explain` printed no load warnings, so the name of an attack
+    whose package failed to import was only "no plugin called 'ifgsm'"."""
+    broken = md.EntryPoint(name="ifgsm_pkg", value="igbench_no_such_module_xyz", group="igbench")
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [broken] if group == "igbench" else [])
+    monkeypatch.setenv("IGBENCH_PLUGINS", "all")
+    reset_registry()
+    try:
+        result = CliRunner().invoke(cli, command)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, result.output
+        assert lines[0].startswith("igbench: warning: plugin 'ifgsm_pkg'") and "failed to load" in lines[0]
+        assert lines[-1].startswith("Error: ") and "'ifgsm'" in lines[-1]
+        assert lines[-1].endswith("(1 plugin package failed to load: see the warnings above)"), lines[-1]
+    finally:
+        reset_registry()
+
+
+def test_unknown_name_without_load_failures_has_no_hint(registry):
+    result = CliRunner().invoke(cli, ["plugins", "ifgsm"])
+    assert result.exit_code == 2 and "failed to load" not in result.output, result.output
+
+
 def test_example_plugin_is_discovered_through_its_entry_point(monkeypatch):
     """CI installs plugins/igbench-example-defense; discovery must work through the entry point."""
     eps = [ep for ep in md.entry_points(group="igbench") if ep.name == "example_defense"]
