@@ -16,7 +16,9 @@ class DataSplits:
     ``*_x`` are float32, NCHW, values in ``[clip_min, clip_max]`` (``[0, 1]`` for every built-in);
     ``*_y`` are int64 class indices in ``range(num_classes)``. ``checksum`` identifies the exact
     content (sha256 hex) and is recorded in every result; ``variant`` says which form of the data
-    set this is (``full``, ``bundled-sample``, ``sample-split-seed0``...).
+    set this is (``full``, ``bundled-sample``, ``sample-split-seed0``...). ``name`` is the dataset
+    plugin's own name. ``load_dataset`` checks all of this right after a plugin's ``load`` returns
+    (:func:`igbench.datasets.contract.validate_splits`).
     """
 
     name: str

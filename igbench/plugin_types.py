@@ -153,6 +153,21 @@ class Plugin:
             out[p.name] = p.coerce(given[p.name], self.label) if p.name in given else p.default
         return out
 
+    def default_problem(self) -> str | None:
+        """What is wrong with the declared defaults, or ``None``: each default goes through its own
+        ``Param``'s type, choices and check, as a value given on the command line would. The registry
+        leaves out a plugin with a bad default, which would otherwise be shown and used as is and fail
+        later (inside torch, hours into a grid)."""
+        for p in self.params:
+            try:
+                p.coerce(p.default, self.label)
+            except ParamError as exc:
+                return f"the default of {exc}; change the Param's default (or its check)"
+            except Exception as exc:  # noqa: BLE001 - a check that cannot even judge its own default
+                return (f"checking the default {p.default!r} of parameter '{p.name}' raised "
+                        f"{type(exc).__name__}: {exc}; change the Param's default (or its check)")
+        return None
+
     def recorded_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Resolved ``params`` as a result records them: without the parameters declared
         ``recorded_at_default=False`` that have their default value."""

@@ -10,7 +10,8 @@ Environment variables:
     Which third-party plugins load: unset or ``all`` for every installed one, ``none`` for none,
     or a comma-separated list of entry-point or distribution names.
 ``IGBENCH_STRICT_PLUGINS``
-    ``1`` turns every plugin problem (import error, duplicate name, wrong type) into an error.
+    ``1`` turns every plugin problem (import error, duplicate name, wrong type, unknown or unmarked
+    hook, a parameter default its own check rejects) into an error.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ HOOK_FOR_KIND = {
 KIND_PLURAL = {"dataset": "datasets", "architecture": "architectures", "defense": "defenses", "attack": "attacks"}
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an architecture", "a defense"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _strict() -> bool:
     return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes"}
 
@@ -58,6 +64,7 @@ class Registry:
         self.pm = pluggy.PluginManager("igbench")
         self.pm.add_hookspecs(hookspecs)
         self._problems: list[str] = []
+        self._load_failures: list[str] = []
         self._source_of: dict[int, str] = {}
         self._collected: dict[str, dict[str, Plugin]] | None = None
         self._providers: list[AttackProvider] = []
@@ -84,15 +91,14 @@ class Registry:
                 module = ep.load()
                 self.register(module, source=dist, name=ep.name)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                if isinstance(exc, PluginError) and _strict():
+                    raise  # already a one-line problem of its own (an unknown hook under strict mode)
+                self._load_failures.append(ep.name)
                 self._problem(
                     f"plugin '{ep.name}' from package '{dist}' failed to load "
                     f"({type(exc).__name__}: {exc}); fix or uninstall it, or leave it out with "
                     f"{ENV_PLUGINS}=<names of the others>"
                 )
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            self._problem(f"plugin '{exc.plugin}' implements an unknown hook: {exc}")
 
     def register(self, plugin: Any, source: str | None = None, name: str | None = None) -> str:
         """Register a module or object implementing ``igbench_*`` hooks; returns its pluggy name."""
@@ -102,13 +108,50 @@ class Registry:
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from None
         self._source_of[id(plugin)] = source or getattr(plugin, "__name__", None) or type(plugin).__name__
         self._collected = None
+        try:
+            self._check_hook_names(plugin, self._source_of[id(plugin)], name)
+        except PluginError:  # strict mode: leave nothing half-registered behind
+            self.unregister(plugin)
+            raise
         return registered
+
+    def _check_hook_names(self, plugin: Any, source: str, name: str | None) -> None:
+        """Report what pluggy would ignore silently or only in ``check_pending``'s terms: a hook
+        implementation whose name is no igbench hook (a typo such as ``igbench_defense``), and an
+        ``igbench_*`` function that is not marked ``@hookimpl`` (pluggy skips it)."""
+        who = f"plugin '{name}' from package '{source}'" if name and name != source else f"package '{source}'"
+        hooks = list(HOOK_FOR_KIND.values())
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.name not in hooks:
+                self._problem(
+                    f"{who} implements {caller.name}, which is not an igbench hook"
+                    f"{did_you_mean(caller.name, hooks)}; rename it to one of {', '.join(hooks)}"
+                )
+        marked = {caller.name for caller in self.pm.get_hookcallers(plugin) or []}
+        for attr in dir(plugin):
+            if not attr.startswith("igbench_") or attr in marked:
+                continue
+            value = getattr(plugin, attr, None)
+            if not callable(value) or isinstance(value, type):
+                continue
+            if attr not in hooks and not did_you_mean(attr[len("igbench_"):], [h[len("igbench_"):] for h in hooks]):
+                continue  # a helper that merely shares the prefix
+            hint = "" if attr in hooks else did_you_mean(attr, hooks)
+            self._problem(
+                f"function {attr} in {who} is not marked @igbench.hookimpl; igbench ignores it{hint} "
+                f"(put `@hookimpl` from `from igbench import hookimpl` above it)"
+            )
 
     def unregister(self, plugin: Any = None, name: str | None = None) -> None:
         removed = self.pm.unregister(plugin=plugin, name=name)
         if removed is not None:
             self._source_of.pop(id(removed), None)
         self._collected = None
+
+    @property
+    def load_failures(self) -> list[str]:
+        """Entry-point names of the third-party plugins that failed to load (their problems say why)."""
+        return list(self._load_failures)
 
     @property
     def problems(self) -> list[str]:
@@ -151,7 +194,7 @@ class Registry:
 
     def _add(self, kind, base, obj, source, collected, providers) -> None:
         if isinstance(obj, type):
-            self._problem(f"{source} registered the class {obj.__name__} as a {kind}; register an instance: register({obj.__name__}())")
+            self._problem(f"{source} registered the class {obj.__name__} as {_a(kind)}; register an instance: register({obj.__name__}())")
             return
         if kind == "attack" and isinstance(obj, AttackProvider):
             if not obj.prefix:
@@ -161,17 +204,27 @@ class Registry:
             providers.append(obj)
             return
         if not isinstance(obj, base):
-            self._problem(f"{source} registered {obj!r} as a {kind}, but it is not a {base.__name__}")
+            self._problem(f"{source} registered {obj!r} as {_a(kind)}, but it is not {_a(base.__name__)}")
             return
         if not isinstance(obj.name, str) or not obj.name:
-            self._problem(f"{source} registered a {kind} ({type(obj).__name__}) without a name")
+            self._problem(f"{source} registered {_a(kind)} ({type(obj).__name__}) without a name")
             return
         existing = collected[kind].get(obj.name)
+        if existing is not None and existing.source == source:
+            self._problem(
+                f"{source} registers {kind} '{obj.name}' twice; keeping the first "
+                f"({type(existing).__name__}); remove one register() call or rename one of them"
+            )
+            return
         if existing is not None:
             self._problem(
                 f"{kind} '{obj.name}' is registered by both '{existing.source}' and '{source}'; "
                 f"keeping '{existing.source}'s; rename one of them"
             )
+            return
+        problem = obj.default_problem()
+        if problem:
+            self._problem(f"{kind} '{obj.name}' from package '{source}' is left out: {problem}")
             return
         obj.source = source
         collected[kind][obj.name] = obj

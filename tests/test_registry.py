@@ -125,10 +125,133 @@ def test_wrong_type_and_class_instead_of_instance_are_reported(registry):
     try:
         registry.plugins("attack")
         text = " | ".join(registry.problems)
-        assert "register an instance" in text and "not a AttackPlugin" in text
+        assert "register an instance" in text and "not an AttackPlugin" in text
         assert "fgsm" in registry.names("attack")  # the others still work
     finally:
         registry.unregister(b)
+
+
+def test_registry_messages_use_the_right_article_and_say_when_a_package_repeats_itself(registry):
+    """"registered the class TinyCNN as a architecture", and a package that registers one name twice
+    read "registered by both 'pkg' and 'pkg'"."""
+    from igbench.plugin_types import ArchitecturePlugin
+
+    class TinyCNN(ArchitecturePlugin):
+        name = "tiny-cnn"
+        summary = "test architecture"
+
+    class Twice:
+        @hookimpl
+        def igbench_architectures(self, register):
+            register(TinyCNN)
+            register(TinyCNN())
+            register(TinyCNN())
+
+    registry.register(Twice(), source="tiny-pkg")
+    registry.plugins("architecture")
+    text = " | ".join(registry.problems)
+    assert "registered the class TinyCNN as an architecture" in text, text
+    assert "tiny-pkg registers architecture 'tiny-cnn' twice" in text, text
+    assert "both 'tiny-pkg' and 'tiny-pkg'" not in text
+    assert registry.get("architecture", "tiny-cnn").source == "tiny-pkg"  # the first is kept
+
+
+def test_misspelled_hook_names_the_package_and_the_closest_hook(registry):
+    """pluggy's check_pending reported "plugin '<module ...>' implements an unknown hook"; only entry
+    points were checked at all, and a plugin registered directly was never checked."""
+
+    class Misspelled:
+        @hookimpl
+        def igbench_defense(self, register):
+            register(Shout())
+
+    registry.register(Misspelled(), source="typo-pkg", name="typo")
+    problems = [p for p in registry.problems if "igbench_defense," in p]
+    assert len(problems) == 1, registry.problems
+    assert "plugin 'typo' from package 'typo-pkg'" in problems[0]
+    assert "did you mean 'igbench_defenses'?" in problems[0] and "<" not in problems[0]
+
+
+def test_unmarked_hook_function_is_reported_not_silently_ignored(registry, monkeypatch):
+    """A hook function without @hookimpl is invisible to pluggy: the plugin registered nothing and
+    nobody said why."""
+    import types
+
+    module = types.ModuleType("igbench_unmarked")
+
+    def igbench_defenses(register):
+        register(Shout())
+
+    def igbench_helper():  # shares the prefix only: not reported
+        return None
+
+    module.igbench_defenses = igbench_defenses
+    module.igbench_helper = igbench_helper
+    registry.register(module, source="unmarked-pkg", name="unmarked")
+    text = " | ".join(registry.problems)
+    assert ("function igbench_defenses in plugin 'unmarked' from package 'unmarked-pkg' is not marked "
+            "@igbench.hookimpl; igbench ignores it") in text, text
+    assert "igbench_helper" not in text
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    other = types.ModuleType("igbench_unmarked2")
+    other.igbench_attacks = igbench_defenses
+    with pytest.raises(PluginError, match="igbench_attacks in plugin 'unmarked2'"):
+        registry.register(other, source="unmarked-pkg", name="unmarked2")
+    assert not registry.pm.has_plugin("unmarked2")  # nothing half-registered
+
+
+def _below_one(v):
+    return None if v < 1 else "must be < 1"
+
+
+class _BadDefault(LossDefense):
+    name = "bad-default"
+    summary = "test defense with a default its own check rejects"
+    params = (Param("smoothing", 1.5, "label smoothing", check=_below_one), Param("volume", 1.0, "how loud"))
+
+
+class _BadChoice(LossDefense):
+    name = "bad-choice"
+    summary = "test defense with a default outside its choices"
+    params = (Param("mode", "fast", "how", choices=("slow", "careful")),)
+
+
+class _GoodDefaults(LossDefense):
+    name = "good-defaults"
+    summary = "test defense whose defaults pass"
+    params = (Param("smoothing", 0.1, "label smoothing", check=_below_one), Param("steps", None, "n", type=int))
+
+
+class _DefaultsPlugin:
+    @hookimpl
+    def igbench_defenses(self, register):
+        register(_BadDefault())
+        register(_BadChoice())
+        register(_GoodDefaults())
+
+
+def test_a_default_its_own_check_rejects_leaves_the_plugin_out(registry, monkeypatch):
+    """Defaults were never checked: smoothing=1.5 was listed by `igbench plugins` and used as is."""
+    registry.register(_DefaultsPlugin(), source="defaults-pkg")
+    assert "good-defaults" in registry.names("defense")
+    assert "bad-default" not in registry.names("defense") and "bad-choice" not in registry.names("defense")
+    text = " | ".join(registry.problems)
+    assert ("defense 'bad-default' from package 'defaults-pkg' is left out: the default of parameter "
+            "'smoothing'") in text and "must be < 1; got 1.5" in text, text
+    assert "defense 'bad-choice' from package 'defaults-pkg' is left out" in text and "'mode'" in text
+    out = CliRunner().invoke(cli, ["plugins", "--kind", "defense"])
+    assert "warning: defense 'bad-default'" in out.output
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    registry._collected = None
+    with pytest.raises(PluginError, match="smoothing"):
+        registry.plugins("defense")
+
+
+def test_every_builtin_default_passes_its_own_check(registry):
+    for kind in HOOK_FOR_KIND:
+        for plugin in registry.plugins(kind):
+            assert plugin.default_problem() is None, (kind, plugin.name)
+    assert registry.problems == []
 
 
 def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
@@ -149,6 +272,31 @@ def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
             get_registry()
     finally:
         reset_registry()
+
+
+@pytest.mark.parametrize("command", [["plugins", "ifgsm"], ["explain", "no-such-result.json", "--attack", "ifgsm"],
+                                     ["run", "--attack", "ifgsm"]])
+def test_unknown_name_points_at_the_package_that_failed_to_load(monkeypatch, command):
+    """`igbench plugins ifgsm` and `igbench explain` printed no load warnings, so the name of an attack
+    whose package failed to import was only "no plugin called 'ifgsm'"."""
+    broken = md.EntryPoint(name="ifgsm_pkg", value="igbench_no_such_module_xyz", group="igbench")
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [broken] if group == "igbench" else [])
+    monkeypatch.setenv("IGBENCH_PLUGINS", "all")
+    reset_registry()
+    try:
+        result = CliRunner().invoke(cli, command)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, result.output
+        assert lines[0].startswith("igbench: warning: plugin 'ifgsm_pkg'") and "failed to load" in lines[0]
+        assert lines[-1].startswith("Error: ") and "'ifgsm'" in lines[-1]
+        assert lines[-1].endswith("(1 plugin package failed to load: see the warnings above)"), lines[-1]
+    finally:
+        reset_registry()
+
+
+def test_unknown_name_without_load_failures_has_no_hint(registry):
+    result = CliRunner().invoke(cli, ["plugins", "ifgsm"])
+    assert result.exit_code == 2 and "failed to load" not in result.output, result.output
 
 
 def test_example_plugin_is_discovered_through_its_entry_point(monkeypatch):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import IgbenchError
+from ..errors import IgbenchError, UnknownPluginError
+
+#: whether this invocation printed the plugin warnings (so an unknown-name error may point at them)
+_warned = False
 
 
 class _OneLineError(click.ClickException):
@@ -22,8 +25,12 @@ class IgbenchGroup(click.Group):
     """A group that turns igbench's own errors into one-line messages."""
 
     def invoke(self, ctx: click.Context):
+        global _warned
+        _warned = False
         try:
             return super().invoke(ctx)
+        except UnknownPluginError as exc:
+            raise _OneLineError(str(exc) + load_failure_hint(), exc.exit_code) from None
         except IgbenchError as exc:
             raise _OneLineError(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
@@ -58,8 +65,26 @@ def main() -> None:
 
 
 def echo_plugin_problems() -> None:
-    """Warn on stderr about plugins that failed to load (they are left out, the rest work)."""
+    """Warn on stderr about plugins that failed to load (they are left out, the rest work).
+
+    Every command that looks plugins up calls this first, so that an unknown name whose package is
+    broken is explained by the warning above the error."""
+    global _warned
     from ..registry import get_registry
 
     for problem in get_registry().problems:
         click.echo(f"igbench: warning: {problem}", err=True)
+    _warned = True
+
+
+def load_failure_hint() -> str:
+    """`` (N plugin package(s) failed to load: see the warnings above)`` for an unknown-name error, when
+    this invocation printed those warnings; ``""`` otherwise."""
+    from .. import registry
+
+    if not _warned or registry._REGISTRY is None:
+        return ""
+    n = len(registry._REGISTRY.load_failures)
+    if not n:
+        return ""
+    return f" ({n} plugin package{'s' if n > 1 else ''} failed to load: see the warnings above)"

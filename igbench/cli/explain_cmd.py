@@ -52,8 +52,10 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     from ..param_options import distribute_params
     from ..registry import get_registry
     from ..results.io import read_result
+    from . import echo_plugin_problems
 
     reg = get_registry()
+    echo_plugin_problems()
     plugin = reg.get("attack", attack)
     result_data = read_result(result)
     dataset_name = result_data["dataset"]["name"]

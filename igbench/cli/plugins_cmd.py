@@ -34,6 +34,7 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
     reg = get_registry()
     kinds = list(kind) or list(KIND_PLURAL)
     if name:
+        echo_plugin_problems()  # on stderr: a package that failed to load may be the one NAME is in
         found = _find(reg, name, kinds)
         if as_json:
             click.echo(json.dumps([p.describe() for p in found], indent=2, default=str))
@@ -71,7 +72,7 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
 def _find(reg, name: str, kinds: list[str]) -> list:
     """The plugins called ``name`` among ``kinds`` (a name may exist in several kinds); a one-line
     error with the closest names when there is none."""
-    from ..errors import UnknownPluginError, UsageError, did_you_mean
+    from ..errors import UnknownPluginError, did_you_mean
 
     found = []
     for k in kinds:
@@ -82,7 +83,7 @@ def _find(reg, name: str, kinds: list[str]) -> list:
     if found:
         return found
     names = sorted({n for k in kinds for n in reg.names(k)})
-    raise UsageError(f"no plugin called {name!r}{did_you_mean(name, names, cutoff=0.5)}; "
+    raise UnknownPluginError(f"no plugin called {name!r}{did_you_mean(name, names, cutoff=0.5)}; "
                      "`igbench plugins` lists them all")
 
 

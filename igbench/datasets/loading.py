@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetNotFound
+from .contract import validate_splits
 from .locate import ENV_DATA_DIR, search_roots
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +41,7 @@ def load_dataset(
     resolved = plugin.resolve_params(params)
     path = Path(data_dir).expanduser() if data_dir else None
     try:
-        return replace(plugin.load(path, resolved), params=dict(resolved))
+        splits = plugin.load(path, resolved)
     except DatasetNotFound as exc:
         substitute = FALLBACK.get(name)
         if not fallback or substitute is None:
@@ -66,5 +67,8 @@ def load_dataset(
         sample = registry.get("dataset", substitute)
         sample_params = sample.resolve_params({})
         splits = sample.load(None, sample_params)
+        validate_splits(splits, sample)
         return replace(splits, notes=f"Fallback: requested {name}, which was not found. {splits.notes}",
                        params=dict(sample_params))
+    validate_splits(splits, plugin)  # before anything trains on it: a one-line error naming plugin and fix
+    return replace(splits, params=dict(resolved))
