@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from .errors import ParamError, did_you_mean
+from .plugin_calls import is_third_party, plugin_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -198,7 +199,14 @@ class LossDefense(DefensePlugin):
 
     def train(self, trainer: "Trainer", params: dict[str, Any]):
         model = trainer.new_model()
-        return trainer.fit(model, lambda m, x, y: self.loss(m, x, y, params, trainer), desc=self.name)
+        if not is_third_party(self):
+            return trainer.fit(model, lambda m, x, y: self.loss(m, x, y, params, trainer), desc=self.name)
+
+        def loss(m, x, y):
+            with plugin_call(self, "loss"):
+                return self.loss(m, x, y, params, trainer)
+
+        return trainer.fit(model, loss, desc=self.name)
 
 
 @dataclass

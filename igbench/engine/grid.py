@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..errors import UsageError
+from ..plugin_calls import plugin_call
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal
@@ -162,7 +163,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
     preflight = make_context(data, device="cpu", seed=spec.train.seed)
     for plugin, params, _eps in units:  # and lets each attack judge its own parameters (ART's constructors)
-        plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
+        with plugin_call(plugin, "check"):
+            plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
 
     # ---- models: trained or loaded from the cache
     models: dict[str, Any] = {}

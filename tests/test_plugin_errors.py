@@ -1,0 +1,199 @@
+"""Third-party plugins that return the wrong thing or raise: one line naming the plugin, its package and
+the fix, instead of a traceback from inside torch or igbench.
+
+Throwaway plugins are registered from a fake package through the ``registry`` fixture; each training is
+a step or two of the `mlp` on 256 real MNIST digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from igbench import hookimpl
+from igbench.engine.attack import make_context, run_attack
+from igbench.engine.cache import CheckpointStore
+from igbench.engine.models import ModelSpec, obtain_model
+from igbench.engine.train import TrainConfig, Trainer, accuracy
+from igbench.errors import ParamError, PluginCrashed, PluginError, TrainingError
+from igbench.plugin_types import ArchitecturePlugin, AttackPlugin, DefensePlugin, LossDefense, Param
+
+PACKAGE = "igbench-broken"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_quiet_threads):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def small(mnist_slice):
+    return mnist_slice.subset(n_train=256, n_test=64)
+
+
+@pytest.fixture
+def five_classes(small):
+    """The same digits relabelled into 5 classes."""
+    return replace(small, train_y=small.train_y % 5, test_y=small.test_y % 5, num_classes=5)
+
+
+class Package:
+    """A fake third-party package: registers the given plugin objects through the hooks."""
+
+    def __init__(self, *plugins):
+        self.plugins = plugins
+
+    def _register(self, kind, register):
+        for p in self.plugins:
+            if p.kind == kind:
+                register(p)
+
+    @hookimpl
+    def igbench_defenses(self, register):
+        self._register("defense", register)
+
+    @hookimpl
+    def igbench_architectures(self, register):
+        self._register("architecture", register)
+
+    @hookimpl
+    def igbench_attacks(self, register):
+        self._register("attack", register)
+
+
+def install(registry, *plugins, source=PACKAGE):
+    registry.register(Package(*plugins), source=source)
+    return [registry.get(p.kind, p.name) for p in plugins]
+
+
+def trainer(data, arch="mlp", steps=2, **kw):
+    from igbench.registry import get_registry
+
+    plugin = get_registry().get("architecture", arch)
+    return Trainer(data, plugin, plugin.resolve_params({}), TrainConfig(steps=steps, batch_size=32, **kw),
+                   progress=False)
+
+
+def one_line(err) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+class ReturnsLoss(LossDefense):
+    """A LossDefense whose ``loss`` returns ``make(model, x, y)``."""
+
+    summary = "test defense"
+
+    def __init__(self, name, make):
+        self.name, self.make = name, make
+
+    def loss(self, model, x, y, params, trainer):
+        return self.make(model, x, y)
+
+
+def _ce(model, x, y):
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+class Builds(ArchitecturePlugin):
+    summary = "test architecture"
+
+    def __init__(self, name, make):
+        self.name, self.make = name, make
+
+    def build(self, input_shape, num_classes, params):
+        return self.make(input_shape, num_classes)
+
+
+def _mlp(input_shape, num_classes, dtype=torch.float32):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- exceptions inside plugins
+class Raises(LossDefense):
+    summary = "test defense"
+
+    def __init__(self, name, exc):
+        self.name, self.exc = name, exc
+
+    def loss(self, model, x, y, params, trainer):
+        raise self.exc
+
+
+class RaisingTrain(DefensePlugin):
+    name = "raising-train"
+    summary = "test defense"
+
+    def train(self, trainer, params):
+        raise RuntimeError("no GPU here\nsecond line")
+
+
+class RaisingAttack(AttackPlugin):
+    name = "raising-attack"
+    summary = "test attack"
+
+    def perturb(self, model, x, y, params, ctx):
+        raise ZeroDivisionError("division by zero")
+
+
+TAIL = " (a bug in that plugin; run with IGBENCH_DEBUG=1 for the traceback)"
+
+
+def test_an_exception_inside_a_third_party_loss_is_one_line_naming_plugin_package_and_method(registry, small):
+    (defense,) = install(registry, Raises("boom", ValueError("bad shape for lambda")))
+    with pytest.raises(PluginCrashed) as err:
+        defense.train(trainer(small), {})
+    assert one_line(err) == f"defense 'boom' from package '{PACKAGE}' failed in loss: ValueError: bad shape for lambda" + TAIL
+    assert isinstance(err.value.original, ValueError) and err.value.__cause__ is err.value.original
+
+
+def test_igbench_debug_lets_the_original_exception_through(registry, small, monkeypatch):
+    (defense,) = install(registry, Raises("boom", ValueError("bad shape for lambda")))
+    monkeypatch.setenv("IGBENCH_DEBUG", "1")
+    with pytest.raises(ValueError, match="bad shape for lambda"):
+        defense.train(trainer(small), {})
+
+
+def test_igbench_errors_and_builtin_plugins_are_not_wrapped(registry, small):
+    (param_error,) = install(registry, Raises("says-param", ParamError("parameter 'x' must be > 0")))
+    with pytest.raises(ParamError, match="^parameter 'x' must be > 0$"):
+        param_error.train(trainer(small), {})
+    (builtin,) = install(registry, Raises("builtin-boom", ValueError("an igbench bug")), source="igbench")
+    with pytest.raises(ValueError, match="an igbench bug"):
+        builtin.train(trainer(small), {})
+
+
+def test_exceptions_in_train_and_perturb_name_the_plugin(registry, small, tmp_path):
+    install(registry, RaisingTrain(), RaisingAttack())
+    spec = ModelSpec(id="raising-train", defense="raising-train", arch="mlp")
+    with pytest.raises(PluginCrashed) as err:
+        obtain_model(spec, small, TrainConfig(steps=1, batch_size=32), CheckpointStore(tmp_path), progress=False)
+    assert one_line(err) == f"defense 'raising-train' from package '{PACKAGE}' failed in train: RuntimeError: no GPU here" + TAIL
+
+    model = _mlp((1, 28, 28), 10).eval()
+    with pytest.raises(PluginCrashed) as err:
+        run_attack(registry.get("attack", "raising-attack"), {}, model, small.test_x[:4], small.test_y[:4],
+                   make_context(small), progress=False)
+    assert one_line(err) == (f"attack 'raising-attack' from package '{PACKAGE}' failed in perturb: "
+                             "ZeroDivisionError: division by zero" + TAIL)
+
+
+def test_a_third_party_loss_on_a_view_model_still_gets_the_channels_last_advice(registry, small):
+    class ViewFlatten(nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)
+
+    def view_cnn(s, k):
+        return nn.Sequential(nn.Conv2d(s[0], 4, 3, padding=1), ViewFlatten(), nn.Linear(4 * s[1] * s[2], k))
+
+    _, defense = install(registry, Builds("view-cnn", view_cnn), ReturnsLoss("plain-ce", _ce))
+    with pytest.raises(TrainingError) as err:
+        defense.train(trainer(small, "view-cnn", steps=1, memory_format="channels_last"), {})
+    assert "--memory-format contiguous" in one_line(err)
