@@ -197,3 +197,66 @@ def test_a_third_party_loss_on_a_view_model_still_gets_the_channels_last_advice(
     with pytest.raises(TrainingError) as err:
         defense.train(trainer(small, "view-cnn", steps=1, memory_format="channels_last"), {})
     assert "--memory-format contiguous" in one_line(err)
+
+
+# --------------------------------------------------------------------------- DefensePlugin.train
+class ReturnsFromTrain(DefensePlugin):
+    summary = "test defense"
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def train(self, trainer, params):
+        model = trainer.new_model()
+        return self.value(model)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (lambda m: None, "train returned None; return a torch.nn.Module"),
+    (lambda m: (m, {"acc": 1.0}), "train returned a tuple of 2; return a torch.nn.Module"),
+    (lambda m: m.forward, "train returned the function forward; return a torch.nn.Module"),
+])
+def test_a_defense_whose_train_returns_no_model_is_named(registry, small, tmp_path, value, expected):
+    install(registry, ReturnsFromTrain("no-model", value))
+    spec = ModelSpec(id="no-model", defense="no-model", arch="mlp")
+    with pytest.raises(PluginError) as err:
+        obtain_model(spec, small, TrainConfig(steps=1, batch_size=32), CheckpointStore(tmp_path), progress=False)
+    msg = one_line(err)
+    assert msg.startswith(f"defense 'no-model' from package '{PACKAGE}': {expected}"), msg
+    assert not list(tmp_path.glob("models/*.pt")), "nothing is cached"
+
+
+# --------------------------------------------------------------------------- ArchitecturePlugin.build
+class _NoParams(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda s, k: nn.Sequential, "build returned the class Sequential, not a model; return an instance: Sequential(...)"),
+    (lambda s, k: None, "build returned None; return a torch.nn.Module"),
+    (lambda s, k: _mlp, "build returned the function _mlp; return a torch.nn.Module"),
+    (lambda s, k: _NoParams(), "build returned a model without parameters"),
+    (lambda s, k: _mlp(s, k, torch.float64), "build returned a model with float64 parameters"),
+])
+def test_an_architecture_that_builds_no_usable_model_is_named(registry, small, make, expected):
+    install(registry, Builds("bad-build", make))
+    none = registry.get("defense", "none")
+    with pytest.raises(PluginError) as err:
+        none.train(trainer(small, "bad-build"), {})
+    msg = one_line(err)
+    assert msg.startswith(f"architecture 'bad-build' from package '{PACKAGE}': {expected}"), msg
+
+class RaisingBuild(ArchitecturePlugin):
+    name = "raising-build"
+    summary = "test architecture"
+
+    def build(self, input_shape, num_classes, params):
+        return {}["width"]
+
+
+def test_an_exception_inside_a_third_party_build_is_named(registry, small):
+    install(registry, RaisingBuild())
+    with pytest.raises(PluginCrashed) as err:
+        registry.get("defense", "none").train(trainer(small, "raising-build"), {})
+    assert one_line(err) == f"architecture 'raising-build' from package '{PACKAGE}' failed in build: KeyError: 'width'" + TAIL

@@ -13,6 +13,7 @@ from ..plugin_calls import plugin_call
 from ..plugin_types import LossDefense
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
+from .model_checks import build_model, trained_model
 from .snapshots import TrainingSnapshots
 from .train import TrainConfig, Trainer
 
@@ -95,6 +96,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         else:
             with plugin_call(defense, "train"):
                 model = defense.train(trainer, defense_params)
+        model = trained_model(defense, model)
         model.eval()
         meta = {"config": config, "steps": trainer.steps_done, "train_seconds": trainer.train_seconds,
                 "ran_on": trainer.ran_on}
@@ -107,7 +109,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
 def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, data, train: TrainConfig):
     import torch
 
-    model = arch.build(tuple(data.input_shape), data.num_classes, arch_params)
+    model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
     model.to(torch.device(train.device)).eval()
     return model, _record(model, config, key, meta, cached=True)
@@ -157,7 +159,7 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         key = rec["config_hash"]
         if not store.has(key):
             raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))
-        model = reg.get("architecture", rec["arch"]).build(shape, num_classes, rec["arch_params"])
+        model = build_model(reg.get("architecture", rec["arch"]), shape, num_classes, rec["arch_params"])
         store.load(key, model)
         if weights_sha256(model) != rec["checkpoint_sha256"]:
             raise IgbenchError(

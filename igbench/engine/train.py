@@ -19,6 +19,7 @@ from ..errors import TrainingError, UsageError
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
+from .model_checks import build_model
 from .snapshots import rng_state, set_rng_state
 
 
@@ -142,7 +143,7 @@ class Trainer:
         import torch
 
         torch.manual_seed(self.config.seed + offset)
-        model = self.arch.build(tuple(self.data.input_shape), self.data.num_classes, self.arch_params)
+        model = build_model(self.arch, tuple(self.data.input_shape), self.data.num_classes, self.arch_params)
         return model.to(self.device)
 
     # ------------------------------------------------------------------ loop
