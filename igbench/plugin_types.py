@@ -198,6 +198,8 @@ class LossDefense(DefensePlugin):
         raise NotImplementedError
 
     def train(self, trainer: "Trainer", params: dict[str, Any]):
+        if getattr(trainer, "defense", None) is None:  # errors about the loss name this defense
+            trainer.defense = self
         model = trainer.new_model()
         if not is_third_party(self):
             return trainer.fit(model, lambda m, x, y: self.loss(m, x, y, params, trainer), desc=self.name)

@@ -260,3 +260,59 @@ def test_an_exception_inside_a_third_party_build_is_named(registry, small):
     with pytest.raises(PluginCrashed) as err:
         registry.get("defense", "none").train(trainer(small, "raising-build"), {})
     assert one_line(err) == f"architecture 'raising-build' from package '{PACKAGE}' failed in build: KeyError: 'width'" + TAIL
+
+
+# --------------------------------------------------------------------------- what a loss returns, model outputs
+BAD_LOSSES = {
+    "scalar-only": (lambda m, x, y: _ce(m, x, y)[0], "got a tensor of shape ()"),
+    "swapped": (lambda m, x, y: _ce(m, x, y)[::-1], "are loss and logits swapped?"),
+    "per-example": (lambda m, x, y: (F.cross_entropy(m(x), y, reduction="none"), m(x)),
+                    "got a loss of shape (32,); reduce it with .mean()"),
+    "python-float": (lambda m, x, y: (_ce(m, x, y)[0].item(), m(x)), "got a float as the loss"),
+    "detached": (lambda m, x, y: (_ce(m, x, y)[0].detach(), m(x)), "does not require grad"),
+    "sliced-logits": (lambda m, x, y: (_ce(m, x, y)[0], m(x)[:, :5]), "got logits of shape (32, 5)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LOSSES))
+def test_a_loss_that_returns_the_wrong_thing_names_the_defense_and_what_to_return(registry, small, case):
+    make, expected = BAD_LOSSES[case]
+    (defense,) = install(registry, ReturnsLoss(f"bad-{case}", make))
+    with pytest.raises(PluginError) as err:
+        defense.train(trainer(small), {})
+    msg = one_line(err)
+    assert msg.startswith(f"defense 'bad-{case}' from package '{PACKAGE}': loss must return "
+                          "(scalar loss tensor, logits of shape (batch, num_classes) = (32, 10))"), msg
+    assert expected in msg, msg
+
+
+def test_a_one_element_loss_still_trains_as_before(registry, small):
+    """A loss of shape (1,) always worked (backward and float() accept it): the check lets it through."""
+    (defense,) = install(registry, ReturnsLoss("one-element", lambda m, x, y: (_ce(m, x, y)[0].reshape(1), m(x))))
+    model = defense.train(trainer(small), {})
+    assert isinstance(model, nn.Module)
+
+
+def test_a_model_with_the_wrong_number_of_outputs_is_caught_on_the_first_step_and_in_evaluation(
+        registry, five_classes):
+    (arch,) = install(registry, Builds("ten-out", lambda s, k: _mlp(s, 10)))
+    none = registry.get("defense", "none")
+    with pytest.raises(PluginError) as err:  # cross-entropy accepts 10 logits for labels 0..4: it trained
+        none.train(trainer(five_classes, "ten-out"), {})
+    msg = one_line(err)
+    assert msg.startswith(f"architecture 'ten-out' from package '{PACKAGE}' built a model with 10 outputs for "
+                          "5 classes; its model must output logits of shape (batch, num_classes)"), msg
+    model = _mlp((1, 28, 28), 10)
+    with pytest.raises(PluginError, match="built a model with 10 outputs for 5 classes"):
+        accuracy(model, five_classes.test_x, five_classes.test_y, arch=arch, num_classes=5)
+    assert 0 <= accuracy(model, five_classes.test_x, five_classes.test_y) <= 1  # unchecked, as before
+
+
+def test_a_model_with_one_dimensional_output_is_named_although_the_loss_fails_first(registry, small):
+    install(registry, Builds("flat-out", lambda s, k: nn.Sequential(_mlp(s, k), nn.Flatten(0))))
+    none = registry.get("defense", "none")
+    with pytest.raises(PluginError) as err:  # the built-in loss's cross_entropy fails on it first
+        none.train(trainer(small, "flat-out"), {})
+    msg = one_line(err)
+    assert msg.startswith(f"architecture 'flat-out' from package '{PACKAGE}' built a model whose output has shape "
+                          "(320,) for a batch of 32 and 10 classes"), msg

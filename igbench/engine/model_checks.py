@@ -1,9 +1,11 @@
-"""Checks of what plugins hand the engine: the model an architecture builds, the model a defense trains.
+"""Checks of what plugins hand the engine: the model an architecture builds, the model a defense trains,
+the ``(loss, logits)`` pair a loss returns and the shape of a model's output.
 
 Each turns what would be a traceback from deep inside torch (``'NoneType' object has no attribute
 'eval'``, ``iteration over a 0-d tensor``...) into one line naming the plugin, its package and the fix.
-They look only at values the engine already has (types, parameters, dtypes): no forward pass, no
-random draw, so a valid training is bit-for-bit what it was.
+They look only at values the engine already has (types, shapes, dtypes, ``requires_grad``): no forward
+pass, no random draw, so a valid training is bit-for-bit what it was. The one forward pass here,
+:func:`output_problem_of`, runs only once a training step has already failed, to say whose fault it was.
 """
 
 from __future__ import annotations
@@ -70,3 +72,72 @@ def trained_model(defense, model):
         raise PluginError(f"{named(defense)}: {_not_a_module(model, 'train')} (the trained model "
                           "trainer.fit returns)")
     return model
+
+
+def output_problem(logits, batch: int, num_classes: int) -> str | None:
+    """What is wrong with a model output that should be ``(batch, num_classes)`` logits, or ``None``."""
+    import torch
+
+    if not isinstance(logits, torch.Tensor):
+        return f"a model whose output is {describe_value(logits)}, not a tensor of logits"
+    shape = tuple(logits.shape)
+    if len(shape) == 2 and shape[0] == batch and shape[1] != num_classes:
+        return f"a model with {shape[1]} outputs for {num_classes} classes"
+    if shape != (batch, num_classes):
+        return f"a model whose output has shape {shape} for a batch of {batch} and {num_classes} classes"
+    return None
+
+
+def output_error(arch, problem: str) -> PluginError:
+    """The one-line error for an architecture whose model's output is wrong (``problem`` from
+    :func:`output_problem`)."""
+    return PluginError(f"{named(arch)} built {problem}; its model must output logits of shape "
+                       "(batch, num_classes): size the last layer by build's num_classes argument")
+
+
+def check_output(arch, logits, batch: int, num_classes: int) -> None:
+    """Raise :func:`output_error` when ``logits`` (already computed) are not ``(batch, num_classes)``."""
+    problem = output_problem(logits, batch, num_classes)
+    if problem:
+        raise output_error(arch, problem)
+
+
+def output_problem_of(model, x, num_classes: int) -> str | None:
+    """:func:`output_problem` of ``model`` on the batch ``x`` (eval mode, no gradients), or ``None`` when
+    the output is right or the model cannot run at all. Only for explaining a training step that has
+    already failed: it changes the model's mode."""
+    import torch
+
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    except Exception:  # noqa: BLE001 - the step's own error is the better message then
+        return None
+    return output_problem(out, int(x.shape[0]), num_classes)
+
+
+def loss_pair_problem(out, batch: int, num_classes: int) -> str | None:
+    """What is wrong with a loss function's return value, which should be ``(loss, logits)``: a scalar
+    tensor attached to the graph and ``(batch, num_classes)`` logits; ``None`` when it is right.
+    The logits' shape is left to the caller when only it is wrong (``"logits"``), so that it can tell
+    a defense's mistake from its architecture's."""
+    import torch
+
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        return f"got {describe_value(out)}"
+    loss, logits = out
+    if not isinstance(loss, torch.Tensor):
+        return f"got {describe_value(loss)} as the loss (a Python number has no gradient: keep the tensor)"
+    if loss.numel() != 1:
+        hint = "; are loss and logits swapped?" if isinstance(logits, torch.Tensor) and logits.numel() == 1 \
+            else "; reduce it with .mean()"
+        return f"got a loss of shape {tuple(loss.shape)}{hint}"
+    if not loss.requires_grad:
+        return ("got a loss that does not require grad (detached from the model's weights: computed under "
+                "torch.no_grad, or through .detach() or .item()?)")
+    if not isinstance(logits, torch.Tensor):
+        return f"got {describe_value(logits)} as the logits"
+    if tuple(logits.shape) != (batch, num_classes):
+        return "logits"
+    return None

@@ -90,7 +90,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         if store.has(key):
             return _load_cached(store, key, config, arch, arch_params, data, train)
         snapshots = TrainingSnapshots(store.path(key).parent, key)
-        trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots)
+        trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots,
+                          defense=defense)
         if type(defense).train is LossDefense.train:  # igbench's code: its loss is wrapped inside
             model = defense.train(trainer, defense_params)
         else:
@@ -209,5 +210,7 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
         records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
                         "train_seconds": info["train_seconds"], "cached": info["cached"],
                         "checkpoint": str(store.path(info["config_hash"])),
-                        "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size)})
+                        "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
+                                                   arch=get_registry().get("architecture", m.arch),
+                                                   num_classes=data.num_classes)})
     return records
