@@ -316,3 +316,41 @@ def test_a_model_with_one_dimensional_output_is_named_although_the_loss_fails_fi
     msg = one_line(err)
     assert msg.startswith(f"architecture 'flat-out' from package '{PACKAGE}' built a model whose output has shape "
                           "(320,) for a batch of 32 and 10 classes"), msg
+
+
+# --------------------------------------------------------------------------- NaN
+class Lambda(LossDefense):
+    name = "with-lambda"
+    summary = "test defense"
+    params = (Param("lambda", 1.0, "penalty weight"),)
+
+    def loss(self, model, x, y, params, trainer):
+        loss, logits = _ce(model, x, y)
+        return loss * float("inf"), logits
+
+
+class NoParams(Lambda):
+    name = "no-params"
+    params = ()
+
+
+def test_a_nan_loss_mentions_lambda_only_for_a_defense_that_has_one(registry, small):
+    with_lambda, no_params = install(registry, Lambda(), NoParams())
+    with pytest.raises(TrainingError) as err:
+        no_params.train(trainer(small), {})
+    msg = one_line(err)
+    assert msg.startswith("no-params: loss became inf at step 1/2; lower the learning rate (--lr)") and "lambda" not in msg, msg
+    with pytest.raises(TrainingError) as err:
+        with_lambda.train(trainer(small), with_lambda.resolve_params({}))
+    assert f"or the penalty weight of defense 'with-lambda' from package '{PACKAGE}' (--param lambda=...)" in one_line(err)
+
+
+def test_a_nan_loss_from_nan_in_the_data_blames_the_data_set(registry, small):
+    x = small.train_x.clone()
+    x[:, :, 0, 0] = float("nan")
+    with pytest.raises(TrainingError) as err:
+        registry.get("defense", "none").train(trainer(replace(small, train_x=x)), {})
+    msg = one_line(err)
+    assert msg.startswith("none: loss became nan at step 1/2 because the training batch contains NaN or infinite "
+                          "values: dataset 'mnist' produced them"), msg
+    assert "lambda" not in msg and "--lr" not in msg, msg

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..environment import torch_threads
-from ..errors import PluginError, TrainingError, UsageError
+from ..errors import IgbenchError, PluginError, TrainingError, UsageError
 from ..plugin_calls import named
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
@@ -149,6 +149,33 @@ class Trainer:
         return PluginError(f"{owner}: loss must return (scalar loss tensor, logits of shape (batch, num_classes) = "
                            f"({batch}, {classes})), {problem}")
 
+    def _not_finite(self, loss, x, desc: str, step: int, total: int) -> str:
+        """Why the loss is NaN or infinite, and what to change: the data set when the batch itself is not
+        finite, else the learning rate and (when the defense has one) its penalty weight."""
+        import torch
+
+        where = f"{desc}: loss became {loss.item()} at step {step}/{total}"
+        if not bool(torch.isfinite(x).all()):
+            return (f"{where} because the training batch contains NaN or infinite values: {self._dataset_named()} "
+                    "produced them; its load must return finite images in [clip_min, clip_max]")
+        defense = self.defense
+        if defense is None:
+            return f"{where}; lower the learning rate (--lr) or the defense's strength"
+        if defense.param("lambda") is not None:
+            return f"{where}; lower the learning rate (--lr) or the penalty weight of {named(defense)} (--param lambda=...)"
+        if defense.params:
+            return (f"{where}; lower the learning rate (--lr) or change the parameters of {named(defense)} "
+                    f"(`igbench plugins {defense.name}` lists them)")
+        return f"{where}; lower the learning rate (--lr)"
+
+    def _dataset_named(self) -> str:
+        from ..registry import get_registry
+
+        try:
+            return named(get_registry().get("dataset", self.data.name))
+        except IgbenchError:
+            return f"the data set '{self.data.name}'"
+
     def _setup(self) -> dict[str, Any]:
         setup = {"device": str(self.device), "torch_threads": torch_threads()}
         if self.config.memory_format != "contiguous":  # absent = contiguous, as before the option existed
@@ -258,10 +285,7 @@ class Trainer:
                         raise self._bad_loss(problem, out, model, x, desc)
                     loss, logits = out
                     if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"{desc}: loss became {loss.item()} at step {step}/{total}; lower the learning rate "
-                            f"(--lr) or the defense's strength (e.g. --param lambda=...)"
-                        )
+                        raise TrainingError(self._not_finite(loss, x, desc, step, total))
                     opt.zero_grad(set_to_none=True)
                     backward_to_weights(loss, model)
                     opt.step()
