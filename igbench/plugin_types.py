@@ -194,7 +194,9 @@ class LossDefense(DefensePlugin):
     """A defense that is just a per-batch training loss on the standard training loop."""
 
     def loss(self, model, x, y, params: dict[str, Any], trainer: "Trainer"):
-        """Return ``(loss, logits)`` for one batch; ``logits`` feed the progress bar's accuracy."""
+        """Return ``(loss, logits)`` for one batch: a scalar tensor computed from the model's weights (not
+        detached, not a Python float) and ``(batch, num_classes)`` logits, which feed the progress bar's
+        accuracy. The training checks both on every step."""
         raise NotImplementedError
 
     def train(self, trainer: "Trainer", params: dict[str, Any]):
