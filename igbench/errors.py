@@ -41,6 +41,15 @@ class PluginError(IgbenchError):
     """A plugin that is broken: fails to import, registers a duplicate name, returns the wrong type."""
 
 
+class PluginCrashed(PluginError):
+    """An unexpected exception inside a third-party plugin's own code (:mod:`igbench.plugin_calls`);
+    ``original`` is that exception."""
+
+    def __init__(self, message: str, original: BaseException) -> None:
+        super().__init__(message)
+        self.original = original
+
+
 class DataError(IgbenchError):
     """A data set that is missing, corrupted (checksum mismatch) or malformed."""
 

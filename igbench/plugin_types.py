@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from .errors import ParamError, did_you_mean
+from .plugin_calls import is_third_party, plugin_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -227,12 +228,23 @@ class LossDefense(DefensePlugin):
     """A defense that is just a per-batch training loss on the standard training loop."""
 
     def loss(self, model, x, y, params: dict[str, Any], trainer: "Trainer"):
-        """Return ``(loss, logits)`` for one batch; ``logits`` feed the progress bar's accuracy."""
+        """Return ``(loss, logits)`` for one batch: a scalar tensor computed from the model's weights (not
+        detached, not a Python float) and ``(batch, num_classes)`` logits, which feed the progress bar's
+        accuracy. The training checks both on every step."""
         raise NotImplementedError
 
     def train(self, trainer: "Trainer", params: dict[str, Any]):
+        if getattr(trainer, "defense", None) is None:  # errors about the loss name this defense
+            trainer.defense = self
         model = trainer.new_model()
-        return trainer.fit(model, lambda m, x, y: self.loss(m, x, y, params, trainer), desc=self.name)
+        if not is_third_party(self):
+            return trainer.fit(model, lambda m, x, y: self.loss(m, x, y, params, trainer), desc=self.name)
+
+        def loss(m, x, y):
+            with plugin_call(self, "loss"):
+                return self.loss(m, x, y, params, trainer)
+
+        return trainer.fit(model, loss, desc=self.name)
 
 
 @dataclass

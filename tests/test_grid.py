@@ -164,9 +164,9 @@ def test_attacks_that_change_nothing_score_each_model_on_the_clean_images_once(s
     calls = []
     real_accuracy = grid_mod.accuracy
 
-    def counting(model, x, y, batch_size=1024):
+    def counting(model, x, y, batch_size=1024, **output_check):
         calls.append(x.shape[0])
-        return real_accuracy(model, x, y, batch_size)
+        return real_accuracy(model, x, y, batch_size, **output_check)
 
     monkeypatch.setattr(grid_mod, "accuracy", counting)
     spec = tiny_spec(shared_data, attacks=[AttackSpec("fgsm"), AttackSpec("tgsm")], eps=[0.0, 0.3])

@@ -7,6 +7,7 @@ import time
 from typing import Any, NamedTuple
 
 from ..errors import PluginError
+from ..plugin_calls import plugin_call
 from ..plugin_types import AttackContext
 
 L0_TOL = 1e-6  # a feature counts as changed when |x_adv - x| > L0_TOL
@@ -118,9 +119,11 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
                 t0 = time.perf_counter()
                 # copies: an attack that edits its inputs in place must not change the clean images and
                 # labels that every later attack and score uses
-                tb = attack.targets(model, xb.clone(), yb.clone(), params, ctx)
+                with plugin_call(attack, "targets"):
+                    tb = attack.targets(model, xb.clone(), yb.clone(), params, ctx)
                 bctx = ctx if tb is None else dataclasses.replace(ctx, extra={**(ctx.extra or {}), TARGETS_KEY: tb})
-                xa = attack.perturb(model, xb.clone(), yb.clone(), params, bctx)
+                with plugin_call(attack, "perturb"):
+                    xa = attack.perturb(model, xb.clone(), yb.clone(), params, bctx)
                 _sync(device)
                 seconds += time.perf_counter() - t0
                 xa = _checked(attack, xa, xb, ctx, attack.linf_bound(params))

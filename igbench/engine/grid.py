@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..errors import UsageError
+from ..plugin_calls import plugin_call
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal
@@ -178,7 +179,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
     preflight = make_context(data, device="cpu", seed=spec.train.seed)
     for plugin, params, _eps in units:  # and lets each attack judge its own parameters (ART's constructors)
-        plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
+        with plugin_call(plugin, "check"):
+            plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
 
     # ---- models: trained or loaded from the cache
     models: dict[str, Any] = {}
@@ -208,7 +210,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                       **({"ran_on": info["ran_on"]} if info.get("ran_on") else {})},
             "config_hash": info["config_hash"],
             "checkpoint_sha256": info["checkpoint_sha256"],
-            "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size),
+            "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
+                                       arch=get_registry().get("architecture", m.arch), num_classes=data.num_classes),
             "input_grad_norm": mean_input_grad_norm(model, x_eval[: spec.grad_norm_images],
                                                     y_eval[: spec.grad_norm_images], spec.eval_batch_size),
             "train_seconds": info["train_seconds"],

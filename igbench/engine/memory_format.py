@@ -49,10 +49,13 @@ def training_layout(model, memory_format: str):
 def layout_errors_explained(desc: str, memory_format: str):
     """A model that calls ``.view`` on a channels-last activation fails deep inside torch; say what to do
     instead, in one line."""
+    from ..errors import PluginCrashed
+
     try:
         yield
-    except RuntimeError as err:
-        if memory_format != "channels_last" or "view size is not compatible" not in str(err):
+    except (RuntimeError, PluginCrashed) as err:
+        cause = err.original if isinstance(err, PluginCrashed) else err  # a third-party loss's, wrapped
+        if memory_format != "channels_last" or "view size is not compatible" not in str(cause):
             raise
         from ..errors import TrainingError
 

@@ -9,8 +9,11 @@ from typing import Any
 from .. import __version__
 from ..environment import package_version
 from ..locks import exclusive_lock
+from ..plugin_calls import plugin_call
+from ..plugin_types import LossDefense
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
+from .model_checks import build_model, trained_model
 from .snapshots import TrainingSnapshots
 from .train import TrainConfig, Trainer
 
@@ -93,8 +96,14 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         if store.has(key):
             return _load_cached(store, key, config, arch, arch_params, data, train)
         snapshots = TrainingSnapshots(store.path(key).parent, key)
-        trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots)
-        model = defense.train(trainer, defense_params)
+        trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots,
+                          defense=defense)
+        if type(defense).train is LossDefense.train:  # igbench's code: its loss is wrapped inside
+            model = defense.train(trainer, defense_params)
+        else:
+            with plugin_call(defense, "train"):
+                model = defense.train(trainer, defense_params)
+        model = trained_model(defense, model)
         model.eval()
         meta = {"config": config, "steps": trainer.steps_done, "train_seconds": trainer.train_seconds,
                 "ran_on": trainer.ran_on}
@@ -107,7 +116,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
 def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, data, train: TrainConfig):
     import torch
 
-    model = arch.build(tuple(data.input_shape), data.num_classes, arch_params)
+    model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
     model.to(torch.device(train.device)).eval()
     return model, _record(model, config, key, meta, cached=True)
@@ -157,7 +166,7 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         key = rec["config_hash"]
         if not store.has(key):
             raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))
-        model = reg.get("architecture", rec["arch"]).build(shape, num_classes, rec["arch_params"])
+        model = build_model(reg.get("architecture", rec["arch"]), shape, num_classes, rec["arch_params"])
         store.load(key, model)
         if weights_sha256(model) != rec["checkpoint_sha256"]:
             raise IgbenchError(
@@ -207,5 +216,7 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
         records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
                         "train_seconds": info["train_seconds"], "cached": info["cached"],
                         "checkpoint": str(store.path(info["config_hash"])),
-                        "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size)})
+                        "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
+                                                   arch=get_registry().get("architecture", m.arch),
+                                                   num_classes=data.num_classes)})
     return records

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..environment import torch_threads
-from ..errors import TrainingError, UsageError
+from ..errors import IgbenchError, PluginError, TrainingError, UsageError
+from ..plugin_calls import named
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
+from .model_checks import build_model, check_output, loss_pair_problem, output_error, output_problem_of
 from .snapshots import rng_state, set_rng_state
 
 
@@ -100,9 +102,11 @@ class Trainer:
     """Trains models of one architecture on one data set with one :class:`TrainConfig`."""
 
     def __init__(self, data, arch, arch_params: dict[str, Any], config: TrainConfig, label: str = "model",
-                 progress: bool = True, snapshots=None) -> None:
+                 progress: bool = True, snapshots=None, defense=None) -> None:
         """``snapshots`` (a :class:`~igbench.engine.snapshots.TrainingSnapshots`) makes every ``fit``
-        resumable: an interrupted one continues from its last snapshot, a finished one is not repeated."""
+        resumable: an interrupted one continues from its last snapshot, a finished one is not repeated.
+        ``defense``: the defense plugin being trained, named by the errors about what its loss returns
+        (:meth:`LossDefense.train <igbench.plugin_types.LossDefense.train>` sets it when it is unset)."""
         import torch
 
         self.data = data
@@ -111,6 +115,7 @@ class Trainer:
         self.config = config
         self.label = label
         self.progress = progress
+        self.defense = defense
         self.device = torch.device(config.device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -124,6 +129,52 @@ class Trainer:
         #: earlier interrupted attempts: on a CPU the thread count changes float rounding, so a training
         #: resumed with another count ends with slightly different weights.
         self.ran_on: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ errors
+    def _blame_architecture(self, model, x, exc: Exception) -> None:
+        """Raise the architecture's error, from ``exc``, when its model's output is not logits."""
+        problem = output_problem_of(model, x, self.data.num_classes)
+        if problem:
+            raise output_error(self.arch, problem) from exc
+
+    def _bad_loss(self, problem: str, out, model, x, desc: str) -> PluginError:
+        """The one-line error for a loss function's wrong return value (``problem``: loss_pair_problem's)."""
+        batch, classes = int(x.shape[0]), self.data.num_classes
+        if problem == "logits":
+            arch_problem = output_problem_of(model, x, classes)
+            if arch_problem:
+                return output_error(self.arch, arch_problem)
+            problem = f"got logits of shape {tuple(out[1].shape)}"
+        owner = named(self.defense) if self.defense is not None else desc
+        return PluginError(f"{owner}: loss must return (scalar loss tensor, logits of shape (batch, num_classes) = "
+                           f"({batch}, {classes})), {problem}")
+
+    def _not_finite(self, loss, x, desc: str, step: int, total: int) -> str:
+        """Why the loss is NaN or infinite, and what to change: the data set when the batch itself is not
+        finite, else the learning rate and (when the defense has one) its penalty weight."""
+        import torch
+
+        where = f"{desc}: loss became {loss.item()} at step {step}/{total}"
+        if not bool(torch.isfinite(x).all()):
+            return (f"{where} because the training batch contains NaN or infinite values: {self._dataset_named()} "
+                    "produced them; its load must return finite images in [clip_min, clip_max]")
+        defense = self.defense
+        if defense is None:
+            return f"{where}; lower the learning rate (--lr) or the defense's strength"
+        if defense.param("lambda") is not None:
+            return f"{where}; lower the learning rate (--lr) or the penalty weight of {named(defense)} (--param lambda=...)"
+        if defense.params:
+            return (f"{where}; lower the learning rate (--lr) or change the parameters of {named(defense)} "
+                    f"(`igbench plugins {defense.name}` lists them)")
+        return f"{where}; lower the learning rate (--lr)"
+
+    def _dataset_named(self) -> str:
+        from ..registry import get_registry
+
+        try:
+            return named(get_registry().get("dataset", self.data.name))
+        except IgbenchError:
+            return f"the data set '{self.data.name}'"
 
     def _setup(self) -> dict[str, Any]:
         setup = {"device": str(self.device), "torch_threads": torch_threads()}
@@ -142,7 +193,7 @@ class Trainer:
         import torch
 
         torch.manual_seed(self.config.seed + offset)
-        model = self.arch.build(tuple(self.data.input_shape), self.data.num_classes, self.arch_params)
+        model = build_model(self.arch, tuple(self.data.input_shape), self.data.num_classes, self.arch_params)
         return model.to(self.device)
 
     # ------------------------------------------------------------------ loop
@@ -151,8 +202,10 @@ class Trainer:
 
         ``targets`` (a tensor aligned with the training images, e.g. soft labels) replaces the labels
         passed to ``loss_fn``; the progress bar always reports accuracy against the true labels.
-        Raises :class:`TrainingError` naming the run and step when the loss is not finite. With
-        ``snapshots`` the fit resumes from its last snapshot, or returns at once when it had finished.
+        Raises :class:`TrainingError` naming the run and step when the loss is not finite, and
+        :class:`PluginError` when ``loss_fn`` returns anything but a scalar loss attached to the graph and
+        ``(batch, num_classes)`` logits (naming the architecture when its model's output is the problem).
+        With ``snapshots`` the fit resumes from its last snapshot, or returns at once when it had finished.
         """
         import torch
 
@@ -221,12 +274,18 @@ class Trainer:
                     pos += cfg.batch_size
                     x, y = as_layout(self.train_x[idx], cfg.memory_format), self.train_y[idx]
                     with cfg.autocast(self.device):
-                        loss, logits = loss_fn(model, x, targets[idx] if targets is not None else y)
+                        try:
+                            out = loss_fn(model, x, targets[idx] if targets is not None else y)
+                        except Exception as exc:
+                            if step == first:  # a model whose output cannot be logits fails inside the loss
+                                self._blame_architecture(model, x, exc)
+                            raise
+                    problem = loss_pair_problem(out, x.shape[0], self.data.num_classes)
+                    if problem:
+                        raise self._bad_loss(problem, out, model, x, desc)
+                    loss, logits = out
                     if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"{desc}: loss became {loss.item()} at step {step}/{total}; lower the learning rate "
-                            f"(--lr) or the defense's strength (e.g. --param lambda=...)"
-                        )
+                        raise TrainingError(self._not_finite(loss, x, desc, step, total))
                     opt.zero_grad(set_to_none=True)
                     backward_to_weights(loss, model)
                     opt.step()
@@ -286,9 +345,13 @@ def predict_logits(model, x, batch_size: int = 1024):
     return torch.cat(out) if out else torch.empty(0)
 
 
-def accuracy(model, x, y, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``."""
+def accuracy(model, x, y, batch_size: int = 1024, arch=None, num_classes: int | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``. With ``arch`` and ``num_classes``, logits that are not
+    ``(len(x), num_classes)`` are a :class:`PluginError` naming the architecture."""
     if x.shape[0] == 0:
         return float("nan")
-    pred = predict_logits(model, x, batch_size).argmax(1).cpu()
+    logits = predict_logits(model, x, batch_size)
+    if arch is not None and num_classes is not None:
+        check_output(arch, logits, int(x.shape[0]), num_classes)
+    pred = logits.argmax(1).cpu()
     return float((pred == y.cpu()).float().mean())

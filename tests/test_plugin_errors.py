@@ -1,0 +1,356 @@
+"""Third-party plugins that return the wrong thing or raise: one line naming the plugin, its package and
+the fix, instead of a traceback from inside torch or igbench.
+
+Throwaway plugins are registered from a fake package through the ``registry`` fixture; each training is
+a step or two of the `mlp` on 256 real MNIST digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from igbench import hookimpl
+from igbench.engine.attack import make_context, run_attack
+from igbench.engine.cache import CheckpointStore
+from igbench.engine.models import ModelSpec, obtain_model
+from igbench.engine.train import TrainConfig, Trainer, accuracy
+from igbench.errors import ParamError, PluginCrashed, PluginError, TrainingError
+from igbench.plugin_types import ArchitecturePlugin, AttackPlugin, DefensePlugin, LossDefense, Param
+
+PACKAGE = "igbench-broken"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_quiet_threads):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def small(mnist_slice):
+    return mnist_slice.subset(n_train=256, n_test=64)
+
+
+@pytest.fixture
+def five_classes(small):
+    """The same digits relabelled into 5 classes."""
+    return replace(small, train_y=small.train_y % 5, test_y=small.test_y % 5, num_classes=5)
+
+
+class Package:
+    """A fake third-party package: registers the given plugin objects through the hooks."""
+
+    def __init__(self, *plugins):
+        self.plugins = plugins
+
+    def _register(self, kind, register):
+        for p in self.plugins:
+            if p.kind == kind:
+                register(p)
+
+    @hookimpl
+    def igbench_defenses(self, register):
+        self._register("defense", register)
+
+    @hookimpl
+    def igbench_architectures(self, register):
+        self._register("architecture", register)
+
+    @hookimpl
+    def igbench_attacks(self, register):
+        self._register("attack", register)
+
+
+def install(registry, *plugins, source=PACKAGE):
+    registry.register(Package(*plugins), source=source)
+    return [registry.get(p.kind, p.name) for p in plugins]
+
+
+def trainer(data, arch="mlp", steps=2, **kw):
+    from igbench.registry import get_registry
+
+    plugin = get_registry().get("architecture", arch)
+    return Trainer(data, plugin, plugin.resolve_params({}), TrainConfig(steps=steps, batch_size=32, **kw),
+                   progress=False)
+
+
+def one_line(err) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+class ReturnsLoss(LossDefense):
+    """A LossDefense whose ``loss`` returns ``make(model, x, y)``."""
+
+    summary = "test defense"
+
+    def __init__(self, name, make):
+        self.name, self.make = name, make
+
+    def loss(self, model, x, y, params, trainer):
+        return self.make(model, x, y)
+
+
+def _ce(model, x, y):
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+class Builds(ArchitecturePlugin):
+    summary = "test architecture"
+
+    def __init__(self, name, make):
+        self.name, self.make = name, make
+
+    def build(self, input_shape, num_classes, params):
+        return self.make(input_shape, num_classes)
+
+
+def _mlp(input_shape, num_classes, dtype=torch.float32):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- exceptions inside plugins
+class Raises(LossDefense):
+    summary = "test defense"
+
+    def __init__(self, name, exc):
+        self.name, self.exc = name, exc
+
+    def loss(self, model, x, y, params, trainer):
+        raise self.exc
+
+
+class RaisingTrain(DefensePlugin):
+    name = "raising-train"
+    summary = "test defense"
+
+    def train(self, trainer, params):
+        raise RuntimeError("no GPU here\nsecond line")
+
+
+class RaisingAttack(AttackPlugin):
+    name = "raising-attack"
+    summary = "test attack"
+
+    def perturb(self, model, x, y, params, ctx):
+        raise ZeroDivisionError("division by zero")
+
+
+TAIL = " (a bug in that plugin; run with IGBENCH_DEBUG=1 for the traceback)"
+
+
+def test_an_exception_inside_a_third_party_loss_is_one_line_naming_plugin_package_and_method(registry, small):
+    (defense,) = install(registry, Raises("boom", ValueError("bad shape for lambda")))
+    with pytest.raises(PluginCrashed) as err:
+        defense.train(trainer(small), {})
+    assert one_line(err) == f"defense 'boom' from package '{PACKAGE}' failed in loss: ValueError: bad shape for lambda" + TAIL
+    assert isinstance(err.value.original, ValueError) and err.value.__cause__ is err.value.original
+
+
+def test_igbench_debug_lets_the_original_exception_through(registry, small, monkeypatch):
+    (defense,) = install(registry, Raises("boom", ValueError("bad shape for lambda")))
+    monkeypatch.setenv("IGBENCH_DEBUG", "1")
+    with pytest.raises(ValueError, match="bad shape for lambda"):
+        defense.train(trainer(small), {})
+
+
+def test_igbench_errors_and_builtin_plugins_are_not_wrapped(registry, small):
+    (param_error,) = install(registry, Raises("says-param", ParamError("parameter 'x' must be > 0")))
+    with pytest.raises(ParamError, match="^parameter 'x' must be > 0$"):
+        param_error.train(trainer(small), {})
+    (builtin,) = install(registry, Raises("builtin-boom", ValueError("an igbench bug")), source="igbench")
+    with pytest.raises(ValueError, match="an igbench bug"):
+        builtin.train(trainer(small), {})
+
+
+def test_exceptions_in_train_and_perturb_name_the_plugin(registry, small, tmp_path):
+    install(registry, RaisingTrain(), RaisingAttack())
+    spec = ModelSpec(id="raising-train", defense="raising-train", arch="mlp")
+    with pytest.raises(PluginCrashed) as err:
+        obtain_model(spec, small, TrainConfig(steps=1, batch_size=32), CheckpointStore(tmp_path), progress=False)
+    assert one_line(err) == f"defense 'raising-train' from package '{PACKAGE}' failed in train: RuntimeError: no GPU here" + TAIL
+
+    model = _mlp((1, 28, 28), 10).eval()
+    with pytest.raises(PluginCrashed) as err:
+        run_attack(registry.get("attack", "raising-attack"), {}, model, small.test_x[:4], small.test_y[:4],
+                   make_context(small), progress=False)
+    assert one_line(err) == (f"attack 'raising-attack' from package '{PACKAGE}' failed in perturb: "
+                             "ZeroDivisionError: division by zero" + TAIL)
+
+
+def test_a_third_party_loss_on_a_view_model_still_gets_the_channels_last_advice(registry, small):
+    class ViewFlatten(nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)
+
+    def view_cnn(s, k):
+        return nn.Sequential(nn.Conv2d(s[0], 4, 3, padding=1), ViewFlatten(), nn.Linear(4 * s[1] * s[2], k))
+
+    _, defense = install(registry, Builds("view-cnn", view_cnn), ReturnsLoss("plain-ce", _ce))
+    with pytest.raises(TrainingError) as err:
+        defense.train(trainer(small, "view-cnn", steps=1, memory_format="channels_last"), {})
+    assert "--memory-format contiguous" in one_line(err)
+
+
+# --------------------------------------------------------------------------- DefensePlugin.train
+class ReturnsFromTrain(DefensePlugin):
+    summary = "test defense"
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def train(self, trainer, params):
+        model = trainer.new_model()
+        return self.value(model)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (lambda m: None, "train returned None; return a torch.nn.Module"),
+    (lambda m: (m, {"acc": 1.0}), "train returned a tuple of 2; return a torch.nn.Module"),
+    (lambda m: m.forward, "train returned the function forward; return a torch.nn.Module"),
+])
+def test_a_defense_whose_train_returns_no_model_is_named(registry, small, tmp_path, value, expected):
+    install(registry, ReturnsFromTrain("no-model", value))
+    spec = ModelSpec(id="no-model", defense="no-model", arch="mlp")
+    with pytest.raises(PluginError) as err:
+        obtain_model(spec, small, TrainConfig(steps=1, batch_size=32), CheckpointStore(tmp_path), progress=False)
+    msg = one_line(err)
+    assert msg.startswith(f"defense 'no-model' from package '{PACKAGE}': {expected}"), msg
+    assert not list(tmp_path.glob("models/*.pt")), "nothing is cached"
+
+
+# --------------------------------------------------------------------------- ArchitecturePlugin.build
+class _NoParams(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda s, k: nn.Sequential, "build returned the class Sequential, not a model; return an instance: Sequential(...)"),
+    (lambda s, k: None, "build returned None; return a torch.nn.Module"),
+    (lambda s, k: _mlp, "build returned the function _mlp; return a torch.nn.Module"),
+    (lambda s, k: _NoParams(), "build returned a model without parameters"),
+    (lambda s, k: _mlp(s, k, torch.float64), "build returned a model with float64 parameters"),
+])
+def test_an_architecture_that_builds_no_usable_model_is_named(registry, small, make, expected):
+    install(registry, Builds("bad-build", make))
+    none = registry.get("defense", "none")
+    with pytest.raises(PluginError) as err:
+        none.train(trainer(small, "bad-build"), {})
+    msg = one_line(err)
+    assert msg.startswith(f"architecture 'bad-build' from package '{PACKAGE}': {expected}"), msg
+
+class RaisingBuild(ArchitecturePlugin):
+    name = "raising-build"
+    summary = "test architecture"
+
+    def build(self, input_shape, num_classes, params):
+        return {}["width"]
+
+
+def test_an_exception_inside_a_third_party_build_is_named(registry, small):
+    install(registry, RaisingBuild())
+    with pytest.raises(PluginCrashed) as err:
+        registry.get("defense", "none").train(trainer(small, "raising-build"), {})
+    assert one_line(err) == f"architecture 'raising-build' from package '{PACKAGE}' failed in build: KeyError: 'width'" + TAIL
+
+
+# --------------------------------------------------------------------------- what a loss returns, model outputs
+BAD_LOSSES = {
+    "scalar-only": (lambda m, x, y: _ce(m, x, y)[0], "got a tensor of shape ()"),
+    "swapped": (lambda m, x, y: _ce(m, x, y)[::-1], "are loss and logits swapped?"),
+    "per-example": (lambda m, x, y: (F.cross_entropy(m(x), y, reduction="none"), m(x)),
+                    "got a loss of shape (32,); reduce it with .mean()"),
+    "python-float": (lambda m, x, y: (_ce(m, x, y)[0].item(), m(x)), "got a float as the loss"),
+    "detached": (lambda m, x, y: (_ce(m, x, y)[0].detach(), m(x)), "does not require grad"),
+    "sliced-logits": (lambda m, x, y: (_ce(m, x, y)[0], m(x)[:, :5]), "got logits of shape (32, 5)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LOSSES))
+def test_a_loss_that_returns_the_wrong_thing_names_the_defense_and_what_to_return(registry, small, case):
+    make, expected = BAD_LOSSES[case]
+    (defense,) = install(registry, ReturnsLoss(f"bad-{case}", make))
+    with pytest.raises(PluginError) as err:
+        defense.train(trainer(small), {})
+    msg = one_line(err)
+    assert msg.startswith(f"defense 'bad-{case}' from package '{PACKAGE}': loss must return "
+                          "(scalar loss tensor, logits of shape (batch, num_classes) = (32, 10))"), msg
+    assert expected in msg, msg
+
+
+def test_a_one_element_loss_still_trains_as_before(registry, small):
+    """A loss of shape (1,) always worked (backward and float() accept it): the check lets it through."""
+    (defense,) = install(registry, ReturnsLoss("one-element", lambda m, x, y: (_ce(m, x, y)[0].reshape(1), m(x))))
+    model = defense.train(trainer(small), {})
+    assert isinstance(model, nn.Module)
+
+
+def test_a_model_with_the_wrong_number_of_outputs_is_caught_on_the_first_step_and_in_evaluation(
+        registry, five_classes):
+    (arch,) = install(registry, Builds("ten-out", lambda s, k: _mlp(s, 10)))
+    none = registry.get("defense", "none")
+    with pytest.raises(PluginError) as err:  # cross-entropy accepts 10 logits for labels 0..4: it trained
+        none.train(trainer(five_classes, "ten-out"), {})
+    msg = one_line(err)
+    assert msg.startswith(f"architecture 'ten-out' from package '{PACKAGE}' built a model with 10 outputs for "
+                          "5 classes; its model must output logits of shape (batch, num_classes)"), msg
+    model = _mlp((1, 28, 28), 10)
+    with pytest.raises(PluginError, match="built a model with 10 outputs for 5 classes"):
+        accuracy(model, five_classes.test_x, five_classes.test_y, arch=arch, num_classes=5)
+    assert 0 <= accuracy(model, five_classes.test_x, five_classes.test_y) <= 1  # unchecked, as before
+
+
+def test_a_model_with_one_dimensional_output_is_named_although_the_loss_fails_first(registry, small):
+    install(registry, Builds("flat-out", lambda s, k: nn.Sequential(_mlp(s, k), nn.Flatten(0))))
+    none = registry.get("defense", "none")
+    with pytest.raises(PluginError) as err:  # the built-in loss's cross_entropy fails on it first
+        none.train(trainer(small, "flat-out"), {})
+    msg = one_line(err)
+    assert msg.startswith(f"architecture 'flat-out' from package '{PACKAGE}' built a model whose output has shape "
+                          "(320,) for a batch of 32 and 10 classes"), msg
+
+
+# --------------------------------------------------------------------------- NaN
+class Lambda(LossDefense):
+    name = "with-lambda"
+    summary = "test defense"
+    params = (Param("lambda", 1.0, "penalty weight"),)
+
+    def loss(self, model, x, y, params, trainer):
+        loss, logits = _ce(model, x, y)
+        return loss * float("inf"), logits
+
+
+class NoParams(Lambda):
+    name = "no-params"
+    params = ()
+
+
+def test_a_nan_loss_mentions_lambda_only_for_a_defense_that_has_one(registry, small):
+    with_lambda, no_params = install(registry, Lambda(), NoParams())
+    with pytest.raises(TrainingError) as err:
+        no_params.train(trainer(small), {})
+    msg = one_line(err)
+    assert msg.startswith("no-params: loss became inf at step 1/2; lower the learning rate (--lr)") and "lambda" not in msg, msg
+    with pytest.raises(TrainingError) as err:
+        with_lambda.train(trainer(small), with_lambda.resolve_params({}))
+    assert f"or the penalty weight of defense 'with-lambda' from package '{PACKAGE}' (--param lambda=...)" in one_line(err)
+
+
+def test_a_nan_loss_from_nan_in_the_data_blames_the_data_set(registry, small):
+    x = small.train_x.clone()
+    x[:, :, 0, 0] = float("nan")
+    with pytest.raises(TrainingError) as err:
+        registry.get("defense", "none").train(trainer(replace(small, train_x=x)), {})
+    msg = one_line(err)
+    assert msg.startswith("none: loss became nan at step 1/2 because the training batch contains NaN or infinite "
+                          "values: dataset 'mnist' produced them"), msg
+    assert "lambda" not in msg and "--lr" not in msg, msg
