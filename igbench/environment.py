@@ -80,7 +80,7 @@ def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | 
     so a reader can tell uncommitted result files (harmless) from uncommitted code (not reproducible
     from the commit).
     """
-    where = Path(cwd) if cwd is not None else Path.cwd()
+    where = Path(cwd) if cwd is not None else SOURCE_DIR
     status = _git(["status", "--porcelain", "-z", "--untracked-files=no"], where)
     if status is None:
         return None
@@ -99,10 +99,16 @@ def git_changed_paths(cwd: str | os.PathLike[str] | None = None) -> list[str] | 
     return sorted(paths)
 
 
+#: Where the running igbench's code lies: records name the git state of its repository (an editable
+#: install, a checkout) and make no git claim for an installed copy. Not the working directory, which may
+#: be another repository altogether.
+SOURCE_DIR = Path(__file__).resolve().parent
+
+
 def git_commit_and_changes(cwd: str | os.PathLike[str] | None = None) -> tuple[str | None, list[str] | None]:
     """``(commit, changed paths)`` of the repository holding ``cwd``: one ``git status`` serves both
     the dirty flag and the list. ``(None, None)`` as for :func:`git_provenance`."""
-    where = Path(cwd) if cwd is not None else Path.cwd()
+    where = Path(cwd) if cwd is not None else SOURCE_DIR
     head = _git(["rev-parse", "HEAD"], where)
     if head is None or not head.strip():
         return None, None
@@ -112,7 +118,7 @@ def git_commit_and_changes(cwd: str | os.PathLike[str] | None = None) -> tuple[s
 def git_provenance(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The ``git_commit`` and ``git_dirty`` fields of a record (a result's ``environment``, an ``explain``
     block), plus ``git_dirty_paths`` when the tree is dirty, for the repository holding ``cwd`` (default:
-    the working directory). Commit and dirty flag are ``None`` when ``cwd`` is not inside a repository,
+    :data:`SOURCE_DIR`, igbench's own code). Commit and dirty flag are ``None`` when ``cwd`` is not inside a repository,
     the repository has no commit yet, or git is not installed. Dirty means tracked files have uncommitted
     changes; the paths let a reader tell uncommitted outputs from uncommitted code."""
     commit, changed = git_commit_and_changes(cwd)

@@ -339,7 +339,7 @@ def test_an_explain_record_names_the_files_that_made_the_tree_dirty(tmp_path, mo
     (tmp_path / "result.json").write_text("{}")
     git("add", "result.json")
     git("commit", "-q", "-m", "first")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("igbench.environment.SOURCE_DIR", tmp_path)  # as if igbench's code lay there
     clean = explain_record("tgsm", {"eps": 0.3}, "logprob_sum", 10)
     assert clean["git_dirty"] is False and "git_dirty_paths" not in clean
     (tmp_path / "result.json").write_text('{"new": 1}')

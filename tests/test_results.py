@@ -213,7 +213,7 @@ def test_atomic_writes(tmp_path):
 
 
 def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # not a git repository
+    monkeypatch.setattr("igbench.environment.SOURCE_DIR", tmp_path)  # an installed copy: not a git repository
     env = capture_environment("cpu", 7)
     assert env["git_commit"] is None and env["git_dirty"] is None
     assert env["seed"] == 7 and env["device"] == "cpu" and env["gpu"] is None
@@ -225,6 +225,20 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_provenance_is_igbench_code_not_the_working_directory(tmp_path, git, monkeypatch):
+    """Run from another repository, results used to claim that repository's commit as their code's."""
+    import igbench
+    from igbench.environment import git_commit_and_changes
+
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("a")
+    git("add", "f.txt")
+    git("commit", "-q", "-m", "elsewhere")
+    monkeypatch.chdir(tmp_path)
+    ours = git_commit_and_changes(Path(igbench.__file__).parent)[0]
+    assert git_provenance()["git_commit"] == ours != git_provenance(tmp_path)["git_commit"]
+
+
 def test_git_provenance_of_a_real_repository(tmp_path, git):
     git("init", "-q")
     assert git_provenance(tmp_path) == {"git_commit": None, "git_dirty": None}  # no commit yet
