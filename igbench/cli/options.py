@@ -131,6 +131,13 @@ def training_options(command):
     return command
 
 
+def exact_number(value: float) -> str:
+    """``value`` as short as ``:g`` writes it when that reads back exactly (0.1, 0.25), else in full
+    (0.1234567, which ``:g`` rounded to 0.123457: the recorded command then ran another grid)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def reproducible_command(ctx: click.Context) -> str:
     """The command line that reproduces this invocation, rebuilt from the parsed options.
 
@@ -154,7 +161,7 @@ def reproducible_command(ctx: click.Context) -> str:
             words.append(flag if value else (param.secondary_opts or [flag])[0])
         elif param.multiple:
             if param.name == "eps":
-                words += [flag, ",".join(f"{v:g}" for v in value)]
+                words += [flag, ",".join(exact_number(v) for v in value)]
             else:
                 for v in value:
                     words += [flag, str(v)]
