@@ -675,3 +675,33 @@ def test_train_command_caches_models_a_later_run_loads(shared_data, tmp_path):
     assert "no model 'gradreg-typo' in this grid; its models are none, gradreg" in unknown.output
     assert "Traceback" not in unknown.output
     assert "--attack" not in CliRunner().invoke(cli, ["train", "--help"]).output
+
+
+def test_the_recorded_command_writes_eps_so_that_it_reads_back_exactly():
+    """--eps 0.1234567 was recorded as 0.123457 (:g), so the recorded command ran another grid."""
+    from igbench.cli.options import exact_number, reproducible_command
+    from igbench.cli.run_cmd import run_command
+
+    assert [exact_number(v) for v in (0.1, 0.25, 0.0, 1.0, 0.1234567)] == ["0.1", "0.25", "0", "1", "0.1234567"]
+    ctx = run_command.make_context("run", ["--attack", "fgsm", "--eps", "0.1234567,0.3"])
+    with ctx:
+        command = reproducible_command(ctx)
+    assert "--eps 0.1234567,0.3" in command
+
+
+def test_replacing_another_grids_journal_or_result_at_the_same_out_is_said(tmp_path):
+    """A different run with the same --out used to drop the other grid's finished units and overwrite its
+    result silently."""
+    from igbench.engine.grid import replacement_notes
+    from igbench.engine.journal import Journal
+
+    out = tmp_path / "r.json"
+    old = Journal(out.with_name(out.name + ".partial.jsonl"), "a" * 64)
+    old.start()
+    old.append({"attack": "fgsm", "eps": 0.1, "source": "none"})
+    out.write_text(json.dumps({"run_id": "a" * 64}))
+    notes = replacement_notes(out, Journal(old.path, "b" * 64), "b" * 64)
+    assert len(notes) == 2
+    assert "held 1 finished unit(s) of another grid (run aaaaaaaaaaaa)" in notes[0]
+    assert "holds another grid's result (run aaaaaaaaaaaa); this run replaces it" in notes[1]
+    assert replacement_notes(out, Journal(old.path, "a" * 64), "a" * 64) == []  # its own: resumed, reused

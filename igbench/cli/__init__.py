@@ -34,7 +34,9 @@ class IgbenchGroup(click.Group):
         except IgbenchError as exc:
             raise _OneLineError(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise _OneLineError("interrupted; finished work is saved, re-run the same command to resume", 130) from None
+            raise _OneLineError("interrupted; trained models, finished attack units and the last training snapshot "
+                               "(taken every two minutes, and at a single Ctrl-C, not a second one) are kept: re-run "
+                               "the same command to resume", 130) from None
 
 
 @click.group(cls=IgbenchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -233,6 +233,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it")
         return previous, out_path
     journal = Journal(out_path.with_name(out_path.name + ".partial.jsonl"), run_id)
+    for line in replacement_notes(out_path, journal, run_id):
+        echo(line)
     with journal.locked():  # a second process on the same result stops with a one-line error
         done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
         if done:
@@ -307,6 +309,26 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         write_result(out_path, result)
         journal.remove()
     return result, out_path
+
+
+def replacement_notes(out_path: Path, journal: Journal, run_id: str) -> list[str]:
+    """Say what of another grid this run replaces at ``out_path``: its unfinished journal (now) and its
+    result (when this run writes its own). Both used to go without a word."""
+    import json
+
+    notes = []
+    other = journal.other_run()
+    if other is not None:
+        notes.append(f"note: {journal.path} held {other[1]} finished unit(s) of another grid (run {other[0][:12]}); "
+                     f"they are dropped for this one (pass another --out to keep that grid resumable)")
+    try:
+        previous = json.loads(out_path.read_text()).get("run_id") if out_path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous and previous != run_id:
+        notes.append(f"note: {out_path} holds another grid's result (run {str(previous)[:12]}); this run replaces "
+                     f"it when it finishes (pass another --out to keep it)")
+    return notes
 
 
 def _complete_result(path: Path, run_id: str) -> dict[str, Any] | None:

@@ -30,6 +30,16 @@ class Journal:
             return []
         return entries[1:]
 
+    def other_run(self) -> tuple[str, int] | None:
+        """``(run id, finished units)`` of a journal at this path that belongs to another run (which
+        :meth:`start` replaces), or ``None``."""
+        if not self.path.exists():
+            return None
+        entries = list(self._lines())
+        if not entries or entries[0].get("run_id") == self.run_id:
+            return None
+        return str(entries[0].get("run_id") or "?"), len(entries) - 1
+
     def _lines(self) -> Iterator[dict[str, Any]]:
         with open(self.path, encoding="utf-8") as fh:
             for line in fh:
