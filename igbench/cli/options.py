@@ -114,11 +114,12 @@ def grid_options(command=None, *, out_help: str | None = None):
     return command
 
 
-def given(name: str) -> bool:
-    """Whether the current command's option ``name`` was set on the command line or by its env var."""
+def given(name: str, ctx: click.Context | None = None) -> bool:
+    """Whether the option ``name`` of ``ctx``'s command (default: the current one) was set on the command
+    line or by its env var."""
     from click.core import ParameterSource
 
-    source = click.get_current_context().get_parameter_source(name)
+    source = (ctx or click.get_current_context()).get_parameter_source(name)
     return source not in (ParameterSource.DEFAULT, None)
 
 
@@ -147,13 +148,11 @@ def reproducible_command(ctx: click.Context) -> str:
     """
     import shlex
 
-    from click.core import ParameterSource
-
     words = ["igbench", ctx.info_name or ctx.command.name]
     for param in ctx.command.params:
         if not isinstance(param, click.Option) or param.name in {"progress", "cache_dir", "rerun"}:
             continue
-        if ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+        if not given(param.name, ctx):
             continue
         value = ctx.params[param.name]
         flag = max(param.opts, key=len)

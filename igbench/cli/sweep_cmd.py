@@ -54,6 +54,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
 
     from ..errors import UsageError
     from ..grid_config import build_grid_spec
+    from ..param_options import parse_param_option
     from ..registry import get_registry
     from . import echo_plugin_problems
 
@@ -63,7 +64,8 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
                          f"run one sweep per defense")
     defense = defense[0]
     name, values = parse_sweep(sweep_text)
-    clashing = [p for p in options.get("param") or () if p.partition("=")[0].strip() in (name, f"{defense}.{name}")]
+    clashing = [text for text in options.get("param") or ()
+                if parse_param_option(text)[:2] in ((None, name), (defense, name))]
     if clashing:
         raise UsageError(f"--param {clashing[0]} and --sweep {sweep_text} both set {defense}'s {name}; "
                          f"drop the --param (the sweep sets it)")
