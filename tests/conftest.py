@@ -1,4 +1,5 @@
-"""Shared test fixtures: real data slices from ../shared/data, a throwaway-plugin fixture, a git runner."""
+"""Shared test fixtures: real data slices from ../shared/data, a fresh registry and throwaway plugins
+registered from a fake package (``install``), a git runner."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 # Tests must not pick up whatever third-party plugins happen to be installed, except the example
 # plugin that CI installs on purpose (its own test asks for it explicitly).
 os.environ.setdefault("IGBENCH_PLUGINS", "none")
+
+from igbench import hookimpl  # noqa: E402 - after the environment default above
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +47,47 @@ def registry():
     reg = get_registry()
     yield reg
     reset_registry()
+
+
+class FakePackage:
+    """A throwaway third-party package: registers the given plugin objects, each through its kind's hook."""
+
+    def __init__(self, *plugins):
+        self.plugins = plugins
+
+    def _register(self, kind, register):
+        for p in self.plugins:
+            if p.kind == kind:
+                register(p)
+
+    @hookimpl
+    def igbench_datasets(self, register):
+        self._register("dataset", register)
+
+    @hookimpl
+    def igbench_architectures(self, register):
+        self._register("architecture", register)
+
+    @hookimpl
+    def igbench_defenses(self, register):
+        self._register("defense", register)
+
+    @hookimpl
+    def igbench_attacks(self, register):
+        self._register("attack", register)
+
+
+@pytest.fixture
+def install(registry):
+    """``install(*plugin_objects, source="test-suite")``: register them from a fake package in the fresh
+    registry; returns the registered objects as the registry gives them back. ``look_up=False`` returns
+    nothing and leaves the hooks uncollected, for a test of what a command's first lookup reports."""
+
+    def _install(*plugins, source="test-suite", look_up=True):
+        registry.register(FakePackage(*plugins), source=source)
+        return [registry.get(p.kind, p.name) for p in plugins] if look_up else None
+
+    return _install
 
 
 @pytest.fixture(autouse=True)

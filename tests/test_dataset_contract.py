@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from igbench import hookimpl
 from igbench.data import DataSplits
 from igbench.datasets.build import build_splits
 from igbench.datasets.loading import load_dataset
@@ -68,24 +67,13 @@ class _Toy(DatasetPlugin):
 
 
 @pytest.fixture
-def toy(registry):
+def toy(install):
     """Register a throwaway dataset plugin 'toy' whose load returns ``make(valid DataSplits)``."""
-    plugins = []
 
     def add(make):
-        class Provider:
-            @hookimpl
-            def igbench_datasets(self, register):
-                register(_Toy(make))
+        install(_Toy(make), source="toy-pkg")
 
-        plugins.append(Provider())
-        registry.register(plugins[-1], source="toy-pkg")
-
-    try:
-        yield add
-    finally:
-        for p in plugins:
-            registry.unregister(p)
+    return add
 
 
 def test_a_valid_toy_data_set_loads(toy):

@@ -443,12 +443,11 @@ def test_a_channels_last_training_records_its_layout_and_returns_a_contiguous_mo
     assert trainer.ran_on == [{"device": "cpu", "torch_threads": 1, "memory_format": "channels_last"}]
 
 
-def test_a_model_that_cannot_run_channels_last_is_a_one_line_error_naming_the_fix(registry, mnist_slice):
+def test_a_model_that_cannot_run_channels_last_is_a_one_line_error_naming_the_fix(registry, install, mnist_slice):
     """A third-party architecture that flattens with ``.view`` fails on a channels-last activation; the
     training stops with one line naming both ways out, not torch's traceback."""
     import torch.nn as nn
 
-    from igbench import hookimpl
     from igbench.plugin_types import ArchitecturePlugin
 
     class ViewFlatten(nn.Module):
@@ -463,12 +462,7 @@ def test_a_model_that_cannot_run_channels_last_is_a_one_line_error_naming_the_fi
             return nn.Sequential(nn.Conv2d(input_shape[0], 4, 3, padding=1), ViewFlatten(),
                                  nn.Linear(4 * input_shape[1] * input_shape[2], num_classes))
 
-    class Plugin:
-        @hookimpl
-        def igbench_architectures(self, register):
-            register(ViewCNN())
-
-    registry.register(Plugin(), source="test-suite")
+    install(ViewCNN())
     plugin = registry.get("defense", "none")
     with pytest.raises(TrainingError) as err:
         plugin.train(make_trainer(mnist_slice, "view-cnn", steps=1, memory_format="channels_last"), {})

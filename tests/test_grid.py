@@ -68,21 +68,15 @@ def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry)
 
 
 def test_a_third_party_architectures_package_version_is_in_the_key_and_built_ins_keep_theirs(
-        mnist_slice, registry, monkeypatch):
+        mnist_slice, install, monkeypatch):
     """A changed third-party `build` used to reuse the old weights (only a defense's package was keyed)."""
     import igbench.engine.models as models_mod
-    from igbench import hookimpl
     from igbench.architectures.mlp import MLP
 
     class Theirs(MLP):
         name = "their-mlp"
 
-    class Package:
-        @hookimpl
-        def igbench_architectures(self, register):
-            register(Theirs())
-
-    registry.register(Package(), source="their-package")
+    install(Theirs(), source="their-package")
     spec, train = ModelSpec("m", "none", arch="their-mlp"), TrainConfig(steps=5)
     versions = {"their-package": "1.0"}
     monkeypatch.setattr(models_mod, "package_version", lambda dist: versions.get(dist, "x"))

@@ -7,6 +7,7 @@ a step or two of the `mlp` on 256 real MNIST digits.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import pytest
@@ -14,7 +15,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from igbench import hookimpl
 from igbench.engine.attack import make_context, run_attack
 from igbench.engine.cache import CheckpointStore
 from igbench.engine.models import ModelSpec, obtain_model
@@ -41,33 +41,10 @@ def five_classes(small):
     return replace(small, train_y=small.train_y % 5, test_y=small.test_y % 5, num_classes=5)
 
 
-class Package:
-    """A fake third-party package: registers the given plugin objects through the hooks."""
-
-    def __init__(self, *plugins):
-        self.plugins = plugins
-
-    def _register(self, kind, register):
-        for p in self.plugins:
-            if p.kind == kind:
-                register(p)
-
-    @hookimpl
-    def igbench_defenses(self, register):
-        self._register("defense", register)
-
-    @hookimpl
-    def igbench_architectures(self, register):
-        self._register("architecture", register)
-
-    @hookimpl
-    def igbench_attacks(self, register):
-        self._register("attack", register)
-
-
-def install(registry, *plugins, source=PACKAGE):
-    registry.register(Package(*plugins), source=source)
-    return [registry.get(p.kind, p.name) for p in plugins]
+@pytest.fixture
+def install(install):
+    """The shared ``install``, with this module's fake package as the default source."""
+    return functools.partial(install, source=PACKAGE)
 
 
 def trainer(data, arch="mlp", steps=2, **kw):
@@ -146,32 +123,32 @@ class RaisingAttack(AttackPlugin):
 TAIL = " (a bug in that plugin; run with IGBENCH_DEBUG=1 for the traceback)"
 
 
-def test_an_exception_inside_a_third_party_loss_is_one_line_naming_plugin_package_and_method(registry, small):
-    (defense,) = install(registry, Raises("boom", ValueError("bad shape for lambda")))
+def test_an_exception_inside_a_third_party_loss_is_one_line_naming_plugin_package_and_method(install, small):
+    (defense,) = install(Raises("boom", ValueError("bad shape for lambda")))
     with pytest.raises(PluginCrashed) as err:
         defense.train(trainer(small), {})
     assert one_line(err) == f"defense 'boom' from package '{PACKAGE}' failed in loss: ValueError: bad shape for lambda" + TAIL
     assert isinstance(err.value.original, ValueError) and err.value.__cause__ is err.value.original
 
 
-def test_igbench_debug_lets_the_original_exception_through(registry, small, monkeypatch):
-    (defense,) = install(registry, Raises("boom", ValueError("bad shape for lambda")))
+def test_igbench_debug_lets_the_original_exception_through(install, small, monkeypatch):
+    (defense,) = install(Raises("boom", ValueError("bad shape for lambda")))
     monkeypatch.setenv("IGBENCH_DEBUG", "1")
     with pytest.raises(ValueError, match="bad shape for lambda"):
         defense.train(trainer(small), {})
 
 
-def test_igbench_errors_and_builtin_plugins_are_not_wrapped(registry, small):
-    (param_error,) = install(registry, Raises("says-param", ParamError("parameter 'x' must be > 0")))
+def test_igbench_errors_and_builtin_plugins_are_not_wrapped(install, small):
+    (param_error,) = install(Raises("says-param", ParamError("parameter 'x' must be > 0")))
     with pytest.raises(ParamError, match="^parameter 'x' must be > 0$"):
         param_error.train(trainer(small), {})
-    (builtin,) = install(registry, Raises("builtin-boom", ValueError("an igbench bug")), source="igbench")
+    (builtin,) = install(Raises("builtin-boom", ValueError("an igbench bug")), source="igbench")
     with pytest.raises(ValueError, match="an igbench bug"):
         builtin.train(trainer(small), {})
 
 
-def test_exceptions_in_train_and_perturb_name_the_plugin(registry, small, tmp_path):
-    install(registry, RaisingTrain(), RaisingAttack())
+def test_exceptions_in_train_and_perturb_name_the_plugin(install, registry, small, tmp_path):
+    install(RaisingTrain(), RaisingAttack())
     spec = ModelSpec(id="raising-train", defense="raising-train", arch="mlp")
     with pytest.raises(PluginCrashed) as err:
         obtain_model(spec, small, TrainConfig(steps=1, batch_size=32), CheckpointStore(tmp_path), progress=False)
@@ -185,7 +162,7 @@ def test_exceptions_in_train_and_perturb_name_the_plugin(registry, small, tmp_pa
                              "ZeroDivisionError: division by zero" + TAIL)
 
 
-def test_a_third_party_loss_on_a_view_model_still_gets_the_channels_last_advice(registry, small):
+def test_a_third_party_loss_on_a_view_model_still_gets_the_channels_last_advice(install, small):
     class ViewFlatten(nn.Module):
         def forward(self, x):
             return x.view(x.shape[0], -1)
@@ -193,7 +170,7 @@ def test_a_third_party_loss_on_a_view_model_still_gets_the_channels_last_advice(
     def view_cnn(s, k):
         return nn.Sequential(nn.Conv2d(s[0], 4, 3, padding=1), ViewFlatten(), nn.Linear(4 * s[1] * s[2], k))
 
-    _, defense = install(registry, Builds("view-cnn", view_cnn), ReturnsLoss("plain-ce", _ce))
+    _, defense = install(Builds("view-cnn", view_cnn), ReturnsLoss("plain-ce", _ce))
     with pytest.raises(TrainingError) as err:
         defense.train(trainer(small, "view-cnn", steps=1, memory_format="channels_last"), {})
     assert "--memory-format contiguous" in one_line(err)
@@ -216,8 +193,8 @@ class ReturnsFromTrain(DefensePlugin):
     (lambda m: (m, {"acc": 1.0}), "train returned a tuple of 2; return a torch.nn.Module"),
     (lambda m: m.forward, "train returned the function forward; return a torch.nn.Module"),
 ])
-def test_a_defense_whose_train_returns_no_model_is_named(registry, small, tmp_path, value, expected):
-    install(registry, ReturnsFromTrain("no-model", value))
+def test_a_defense_whose_train_returns_no_model_is_named(install, small, tmp_path, value, expected):
+    install(ReturnsFromTrain("no-model", value))
     spec = ModelSpec(id="no-model", defense="no-model", arch="mlp")
     with pytest.raises(PluginError) as err:
         obtain_model(spec, small, TrainConfig(steps=1, batch_size=32), CheckpointStore(tmp_path), progress=False)
@@ -239,8 +216,8 @@ class _NoParams(nn.Module):
     (lambda s, k: _NoParams(), "build returned a model without parameters"),
     (lambda s, k: _mlp(s, k, torch.float64), "build returned a model with float64 parameters"),
 ])
-def test_an_architecture_that_builds_no_usable_model_is_named(registry, small, make, expected):
-    install(registry, Builds("bad-build", make))
+def test_an_architecture_that_builds_no_usable_model_is_named(install, registry, small, make, expected):
+    install(Builds("bad-build", make))
     none = registry.get("defense", "none")
     with pytest.raises(PluginError) as err:
         none.train(trainer(small, "bad-build"), {})
@@ -255,8 +232,8 @@ class RaisingBuild(ArchitecturePlugin):
         return {}["width"]
 
 
-def test_an_exception_inside_a_third_party_build_is_named(registry, small):
-    install(registry, RaisingBuild())
+def test_an_exception_inside_a_third_party_build_is_named(install, registry, small):
+    install(RaisingBuild())
     with pytest.raises(PluginCrashed) as err:
         registry.get("defense", "none").train(trainer(small, "raising-build"), {})
     assert one_line(err) == f"architecture 'raising-build' from package '{PACKAGE}' failed in build: KeyError: 'width'" + TAIL
@@ -275,9 +252,9 @@ BAD_LOSSES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_LOSSES))
-def test_a_loss_that_returns_the_wrong_thing_names_the_defense_and_what_to_return(registry, small, case):
+def test_a_loss_that_returns_the_wrong_thing_names_the_defense_and_what_to_return(install, small, case):
     make, expected = BAD_LOSSES[case]
-    (defense,) = install(registry, ReturnsLoss(f"bad-{case}", make))
+    (defense,) = install(ReturnsLoss(f"bad-{case}", make))
     with pytest.raises(PluginError) as err:
         defense.train(trainer(small), {})
     msg = one_line(err)
@@ -286,16 +263,16 @@ def test_a_loss_that_returns_the_wrong_thing_names_the_defense_and_what_to_retur
     assert expected in msg, msg
 
 
-def test_a_one_element_loss_still_trains_as_before(registry, small):
+def test_a_one_element_loss_still_trains_as_before(install, small):
     """A loss of shape (1,) always worked (backward and float() accept it): the check lets it through."""
-    (defense,) = install(registry, ReturnsLoss("one-element", lambda m, x, y: (_ce(m, x, y)[0].reshape(1), m(x))))
+    (defense,) = install(ReturnsLoss("one-element", lambda m, x, y: (_ce(m, x, y)[0].reshape(1), m(x))))
     model = defense.train(trainer(small), {})
     assert isinstance(model, nn.Module)
 
 
 def test_a_model_with_the_wrong_number_of_outputs_is_caught_on_the_first_step_and_in_evaluation(
-        registry, five_classes):
-    (arch,) = install(registry, Builds("ten-out", lambda s, k: _mlp(s, 10)))
+        install, registry, five_classes):
+    (arch,) = install(Builds("ten-out", lambda s, k: _mlp(s, 10)))
     none = registry.get("defense", "none")
     with pytest.raises(PluginError) as err:  # cross-entropy accepts 10 logits for labels 0..4: it trained
         none.train(trainer(five_classes, "ten-out"), {})
@@ -308,8 +285,8 @@ def test_a_model_with_the_wrong_number_of_outputs_is_caught_on_the_first_step_an
     assert 0 <= accuracy(model, five_classes.test_x, five_classes.test_y) <= 1  # unchecked, as before
 
 
-def test_a_model_with_one_dimensional_output_is_named_although_the_loss_fails_first(registry, small):
-    install(registry, Builds("flat-out", lambda s, k: nn.Sequential(_mlp(s, k), nn.Flatten(0))))
+def test_a_model_with_one_dimensional_output_is_named_although_the_loss_fails_first(install, registry, small):
+    install(Builds("flat-out", lambda s, k: nn.Sequential(_mlp(s, k), nn.Flatten(0))))
     none = registry.get("defense", "none")
     with pytest.raises(PluginError) as err:  # the built-in loss's cross_entropy fails on it first
         none.train(trainer(small, "flat-out"), {})
@@ -334,8 +311,8 @@ class NoParams(Lambda):
     params = ()
 
 
-def test_a_nan_loss_mentions_lambda_only_for_a_defense_that_has_one(registry, small):
-    with_lambda, no_params = install(registry, Lambda(), NoParams())
+def test_a_nan_loss_mentions_lambda_only_for_a_defense_that_has_one(install, small):
+    with_lambda, no_params = install(Lambda(), NoParams())
     with pytest.raises(TrainingError) as err:
         no_params.train(trainer(small), {})
     msg = one_line(err)

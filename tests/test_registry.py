@@ -83,32 +83,20 @@ class _ImpostorGradreg(DefensePlugin):
     summary = "impostor"
 
 
-class _ImpostorPlugin:
-    """A third-party plugin that registers a defense under a built-in's name."""
-
-    @hookimpl
-    def igbench_defenses(self, register):
-        register(_ImpostorGradreg())
-
-
-def test_duplicate_name_is_rejected_naming_both_providers(registry, monkeypatch):
-    p = _ImpostorPlugin()
-    registry.register(p, source="impostor-pkg")
-    try:
-        assert registry.get("defense", "gradreg").source == "igbench"
-        assert any("impostor-pkg" in x and "'igbench'" in x for x in registry.problems)
-        monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
-        registry._collected = None
-        with pytest.raises(PluginError, match="impostor-pkg"):
-            registry.plugins("defense")
-    finally:
-        registry.unregister(p)
+def test_duplicate_name_is_rejected_naming_both_providers(registry, install, monkeypatch):
+    (kept,) = install(_ImpostorGradreg(), source="impostor-pkg")
+    assert kept.source == "igbench" and registry.get("defense", "gradreg").source == "igbench"
+    assert any("impostor-pkg" in x and "'igbench'" in x for x in registry.problems)
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    registry._collected = None
+    with pytest.raises(PluginError, match="impostor-pkg"):
+        registry.plugins("defense")
 
 
 @pytest.mark.parametrize("command", [["run", "--defense", "gradreg"], ["train"], ["plugins", "--kind", "defense"]])
-def test_commands_warn_about_a_duplicate_before_their_first_lookup(registry, command):
+def test_commands_warn_about_a_duplicate_before_their_first_lookup(registry, install, command):
     """The warning used to be printed before the hooks were collected, so only `igbench plugins` showed it."""
-    registry.register(_ImpostorPlugin(), source="impostor-pkg")
+    install(_ImpostorGradreg(), source="impostor-pkg", look_up=False)  # the command's lookup must find it
     result = CliRunner().invoke(cli, command)
     assert "warning: defense 'gradreg' is registered by both 'igbench' and 'impostor-pkg'" in result.output
 
@@ -387,7 +375,7 @@ def test_plugins_name_describes_one_plugin_and_its_parameters(registry):
     assert [d["kind"] for d in data] == ["defense"] and "lambda" in data[0]["params"]
 
 
-def test_plugins_name_shows_the_plugin_classes_own_docstring_only(registry):
+def test_plugins_name_shows_the_plugin_classes_own_docstring_only(install):
     """inspect.getdoc fell back to a base class's docstring, so a defense without one of its own was
     described by LossDefense ("A defense that is just a per-batch training loss...") and a mixin's
     docstring stood in for gradreg's. A class without a docstring shows its summary alone; its own
@@ -406,13 +394,7 @@ def test_plugins_name_shows_the_plugin_classes_own_docstring_only(registry):
         name = "documented"
         summary = "one-line summary of the documented defense"
 
-    class Both:
-        @hookimpl
-        def igbench_defenses(self, register):
-            register(Undocumented())
-            register(Documented())
-
-    registry.register(Both(), source="test-suite")
+    install(Undocumented(), Documented())
     out = CliRunner().invoke(cli, ["plugins", "undocumented"])
     assert out.exit_code == 0, out.output
     assert "one-line summary of the undocumented defense" in out.output
