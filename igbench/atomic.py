@@ -1,13 +1,20 @@
 """Atomic file writes: write a temporary file in the target's directory, then ``os.replace`` it.
 
 A reader (or a run that is interrupted half-way) therefore sees either the old file or the complete
-new one, never a truncated file. Parent directories are created as needed.
+new one, never a truncated file. The temporary file is flushed to disk (``fsync``) before the rename,
+and the directory after it, so a power loss does not leave an empty file under the final name either.
+Parent directories are created as needed.
+
+A process killed in the middle of a write (SIGKILL, power loss) leaves its temporary file,
+``.<name>.<random>.tmp``, behind; :func:`remove_orphan_temps` removes those of one target, for a writer
+that holds the lock under which that target is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +31,54 @@ def _temp_in(directory: Path, name: str) -> Path:
     return Path(tmp)
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: not every platform opens directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_orphan_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed writers of ``path`` left beside it; return them.
+
+    Call it only while holding the lock that every writer of ``path`` holds (a grid's journal lock, a
+    model's training lock): a temporary file of a writer that is still running would be removed too.
+    """
+    target = Path(path)
+    return remove_orphan_temps_matching(target.parent, re.escape(target.name))
+
+
+def remove_orphan_temps_matching(folder: str | os.PathLike[str], name_regex: str) -> list[Path]:
+    """:func:`remove_orphan_temps` for every target in ``folder`` whose name matches ``name_regex``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    # mkstemp's random part: 8 characters of tempfile's alphabet, so another target's name cannot match.
+    own = re.compile(rf"\.(?:{name_regex})\.[a-z0-9_]{{8}}\.tmp")
+    removed = []
+    for tmp in folder.iterdir():
+        if own.fullmatch(tmp.name):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
@@ -36,7 +91,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
+        _fsync_file(tmp)
         os.replace(tmp, target)
+        _fsync_directory(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -44,13 +101,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (flushed to disk before the rename); return the path."""
+    """Write ``data`` to ``path`` atomically; return the path."""
     target = Path(path)
     with atomic_path(target) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.write_bytes(data)
     return target
 
 

@@ -160,6 +160,14 @@ def test_export_then_import_carries_the_exact_checkpoints_to_another_cache(share
                                        "--cache-dir", str(elsewhere.root), "--no-update-result"])
     assert missing.exit_code != 0 and "igbench cache import" in missing.output
 
+    from igbench.locks import exclusive_lock
+
+    busy_key = result["models"][1]["config_hash"]
+    with exclusive_lock(elsewhere.lock_path(busy_key)):  # as a process training that model holds it
+        busy = CliRunner().invoke(cli, ["cache", "import", str(archive), "--cache-dir", str(elsewhere.root)])
+    assert busy.exit_code != 0 and "another igbench process is training model" in busy.output
+    assert "import again once it has finished" in busy.output and not elsewhere.path(busy_key).exists()
+
     imported = CliRunner().invoke(cli, ["cache", "import", str(archive), "--cache-dir", str(elsewhere.root)])
     assert imported.exit_code == 0, imported.output
     assert "2 checkpoint(s) written, 0 already cached" in imported.output

@@ -133,10 +133,16 @@ def test_grid_resumes_after_interruption_and_reuses_checkpoints(shared_data, tmp
     journal = out.with_name(out.name + ".partial.jsonl")
     assert journal.exists() and not out.exists()
     assert len(journal.read_text().strip().splitlines()) == 1 + 2  # header + two finished units
+    # A run killed (SIGKILL) while writing its result leaves the temporary file; the next run removes it.
+    orphan, neighbour = tmp_path / ".r.json.k1ll3d_x.tmp", tmp_path / ".r.json.other.json.k1ll3d_x.tmp"
+    orphan.write_text("{half"), neighbour.write_text("{another result's")
 
     calls.clear()
-    result, path = run_grid(tiny_spec(shared_data), out, store, progress=False, echo=lambda s: None)
+    said: list[str] = []
+    result, path = run_grid(tiny_spec(shared_data), out, store, progress=False, echo=said.append)
     assert len(calls) == 2, "the two finished units must not be redone"
+    assert not orphan.exists() and f"removed {orphan}, a half-written result that a killed run left" in said
+    assert neighbour.exists(), "another result's temporary file is not this run's to remove"
     assert all(m["cached"] for m in result["models"]), "the models must come from the checkpoint cache"
     assert not journal.exists()
     assert len(result["cells"]) == 2 * 2 * 2  # eps x source x target

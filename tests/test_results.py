@@ -212,6 +212,15 @@ def test_atomic_writes(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
 
 
+def test_orphan_temporary_files_of_one_target_are_removed_and_no_others(tmp_path):
+    killed = [atomic._temp_in(tmp_path, "r.json") for _ in range(2)]  # as a writer killed mid-write leaves them
+    others = [atomic._temp_in(tmp_path, name) for name in ("r.json.x.json", "other.json", "r_json")]
+    atomic_write_text(tmp_path / "r.json", "{}")
+    assert sorted(atomic.remove_orphan_temps(tmp_path / "r.json")) == sorted(killed)
+    assert sorted(tmp_path.iterdir()) == sorted([*others, tmp_path / "r.json"])
+    assert atomic.remove_orphan_temps(tmp_path / "missing" / "r.json") == []
+
+
 def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     monkeypatch.setattr("igbench.environment.SOURCE_DIR", tmp_path)  # an installed copy: not a git repository
     env = capture_environment("cpu", 7)

@@ -65,6 +65,10 @@ def test_interrupted_training_resumes_to_the_same_weights(small_mnist, tmp_path,
     folder = store.root / "models"
     assert not [p for p in folder.glob("*.pt") if ".fit" not in p.name], "no finished checkpoint yet"
     assert list(folder.glob("*.partial.pt")), "a snapshot of the interrupted fit"
+    key = info["config_hash"]
+    # What a process killed (SIGKILL) mid-write leaves: the resuming trainer, holding the lock, removes it.
+    for name in (f".{key}.fit0.partial.pt.k1ll3d_x.tmp", f".{key}.pt.k1ll3d_x.tmp"):
+        (folder / name).write_bytes(b"half-written")
 
     adam_steps["calls"], adam_steps["interrupt_at"] = 0, None
     model, info = obtain_model(spec, small_mnist, CONFIG, store, progress=False)

@@ -14,6 +14,7 @@ then ``models/<config hash>.pt`` per model, byte for byte the cache's file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path, atomic_write_bytes
+from ..locks import exclusive_lock
 from ..errors import IgbenchError
 from .cache import CheckpointStore, config_hash, state_dict_sha256
 from .models import missing_checkpoint
@@ -181,8 +183,19 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
             raise IgbenchError(f"the cache {store.root} already holds model '{m.id}' ({m.config_hash[:12]}) with "
                                "other weights; pass --replace to overwrite it with the archive's (results made "
                                "from the cached one then no longer match it)")
-    for m, status in outcome:
-        if status != "already cached":
+    writes = [m for m, status in outcome if status != "already cached"]
+    with contextlib.ExitStack() as locks:
+        # Each model's training lock, all taken before anything is written: a training that starts
+        # meanwhile would clear half-written files of its model, and a refusal must leave the cache as it was.
+        for m in writes:
+            def busy(lock_path, m=m):
+                raise IgbenchError(f"another igbench process is training model '{m.id}' ({m.config_hash[:12]}, lock "
+                                   f"{lock_path}); import again once it has finished")
+
+            locks.enter_context(exclusive_lock(store.lock_path(m.config_hash), on_busy=busy))
+        for m in writes:
             atomic_write_bytes(store.path(m.config_hash), payload[m.config_hash])
+            store.lock_path(m.config_hash).unlink(missing_ok=True)  # as a trainer does once its checkpoint exists
+    for m, status in outcome:
         echo(f"  {m.id}: {m.config_hash[:12]} {status}")
     return outcome

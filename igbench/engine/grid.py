@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..atomic import remove_orphan_temps
 from ..errors import UsageError
 from ..plugin_calls import plugin_call
 from ..registry import get_registry
@@ -236,6 +237,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     for line in replacement_notes(out_path, journal, run_id):
         echo(line)
     with journal.locked():  # a second process on the same result stops with a one-line error
+        for tmp in remove_orphan_temps(out_path):  # only the lock holder writes out_path
+            echo(f"removed {tmp}, a half-written result that a killed run left")
         done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}
         if done:
             echo(f"resuming: {len(done)} of {len(units) * len(models)} attack units already done ({journal.path})")

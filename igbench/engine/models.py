@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
+from ..atomic import remove_orphan_temps
 from ..environment import package_version
 from ..locks import exclusive_lock
 from ..plugin_calls import plugin_call
@@ -96,6 +97,10 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         if store.has(key):
             return _load_cached(store, key, config, arch, arch_params, data, train)
         snapshots = TrainingSnapshots(store.path(key).parent, key)
+        # A training killed mid-write (SIGKILL, power loss) left temporary files; only their writer's lock
+        # holder may remove them, and that is this process now.
+        snapshots.remove_orphan_temps()
+        remove_orphan_temps(store.path(key))
         trainer = Trainer(data, arch, arch_params, train, label=spec.id, progress=progress, snapshots=snapshots,
                           defense=defense)
         if type(defense).train is LossDefense.train:  # igbench's code: its loss is wrapped inside

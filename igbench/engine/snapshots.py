@@ -20,12 +20,13 @@ All tensors are plain, so the files load with ``torch.load(..., weights_only=Tru
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import IgbenchError
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_orphan_temps_matching
 
 #: Seconds between two snapshots of one training (a snapshot of the paper CNN takes well under a second).
 DEFAULT_EVERY_SECONDS = 120.0
@@ -73,6 +74,13 @@ class TrainingSnapshots:
     def clear(self) -> None:
         for p in self.folder.glob(f"{self.key}.fit*.pt"):
             p.unlink(missing_ok=True)
+
+    def remove_orphan_temps(self) -> list[Path]:
+        """Remove the half-written snapshots of a training that was killed mid-write (SIGKILL, power loss).
+
+        Only for the process that holds this model's training lock, as :func:`obtain_model` does.
+        """
+        return remove_orphan_temps_matching(self.folder, rf"{re.escape(self.key)}\.fit\d+\.(?:partial|done)\.pt")
 
 
 def rng_state(device) -> dict[str, Any]:
