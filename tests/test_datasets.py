@@ -136,7 +136,9 @@ def test_missing_dataset_names_places(tmp_path, cache_dir):
     with pytest.raises(DatasetNotFound) as info:
         load_dataset("notmnist", tmp_path)
     msg = str(info.value)
-    assert str(tmp_path / "notmnist-sample") in msg and str(cache_dir / "data") in msg
+    assert f"looked in {tmp_path} and {cache_dir / 'data'}, each itself and its subfolders notmnist-sample, " \
+        "notmnist;" in msg
+    assert info.value.searched[0] == tmp_path / "notmnist-sample"
     assert "--data-dir" in msg and "IGBENCH_DATA_DIR" in msg and "notMNIST_small" in msg
     with pytest.raises(DatasetNotFound, match="MNIST not found.*IGBENCH_OFFLINE"):
         load_dataset("mnist", tmp_path, fallback=False)
@@ -429,10 +431,14 @@ def test_mnist_falls_back_to_sample(tmp_path, cache_dir, monkeypatch, capsys):
     assert "igbench: MNIST not found" in err and "mnist-sample" in err and "--data-dir" in err
     assert len(err.strip().splitlines()) == 1
     # A named data folder means full MNIST was wanted: an error naming the sample, not a smaller data set.
-    with pytest.raises(DatasetNotFound, match=r"automatic download .* into .*mnist failed.*data folder .* was named.*"
+    with pytest.raises(DatasetNotFound, match=r"automatic download .* into .*mnist failed.*a data folder was named.*"
                                               r"--dataset mnist-sample") as info:
         load_dataset("mnist", data_dir=tmp_path)
     assert "\n" not in str(info.value)
+    # Every folder searched is named, each search root once (the message used to list all eight in full).
+    assert f"looked in {tmp_path} and {cache_dir / 'data'}, each itself and its subfolders mnist, " \
+        "mnist/MNIST/raw, MNIST/raw;" in str(info.value)
+    assert str(info.value).count(str(tmp_path)) == 3  # searched, downloaded into, named
     assert Path(calls[-1]) == tmp_path / "mnist"
     assert list(tmp_path.iterdir()) == []  # the failed download left no empty folders
     monkeypatch.setenv("IGBENCH_DATA_DIR", str(tmp_path))

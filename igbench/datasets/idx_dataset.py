@@ -57,7 +57,7 @@ class IdxDataset(DatasetPlugin):
                 if found is not None:
                     return found
                 failure = "torchvision reported success but the files are not where expected"
-            fix += f" ({failure})"
+            fix += f"; {failure}"
         err = not_found_error(self.title, dirs, partial, fix)
         err.download_failure = failure if self.torchvision_class else None  # type: ignore[attr-defined]
         raise err

@@ -52,9 +52,9 @@ def load_dataset(
             raise DatasetNotFound(f"{exc} (igbench does not fall back to the bundled 5,000-digit sample here: it "
                                   f"cannot honour {given}; pass --data-dir with full MNIST)") from None
         if named:
-            raise DatasetNotFound(f"{exc} (the data folder {named} was named, so igbench does not fall back to "
-                                  f"the bundled 5,000-digit sample; to use that sample, name no data folder or "
-                                  f"pass --dataset mnist-sample)") from None
+            raise DatasetNotFound(f"{exc}; a data folder was named ({named}), so igbench does not fall back to "
+                                  f"the bundled 5,000-digit sample: to use it, name none or pass --dataset "
+                                  f"mnist-sample") from None
         roots = [str(root) for root, _how in search_roots(path)]
         reason = f"not in {' or '.join(roots)}"
         if getattr(exc, "download_failure", None):

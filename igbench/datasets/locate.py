@@ -135,9 +135,35 @@ def find_file_set(dirs: Sequence[Path], wanted: dict[str, Sequence[str]]) -> tup
     return None, partial
 
 
+def describe_searched(dirs: Sequence[Path]) -> str:
+    """The searched folders, short: each search root once with the subfolders tried in it
+    (``A and B, each itself and its subfolders x, y``), then any folder outside a root."""
+    parents = [d for d in dirs if any(o != d and o.is_relative_to(d) for o in dirs)]
+    roots = [d for d in parents if not any(o != d and d.is_relative_to(o) for o in parents)]  # the outermost
+    subs: dict[Path, list[str]] = {r: [] for r in roots}
+    alone: list[str] = []
+    for d in dirs:
+        root = next((r for r in roots if d.is_relative_to(r)), None)
+        if root is None:
+            alone.append(str(d))
+        else:
+            subs[root].append("." if d == root else d.relative_to(root).as_posix())
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for root, names in subs.items():  # roots searched in the same way are named together
+        groups.setdefault(tuple(names), []).append(str(root))
+    parts = []
+    for names, group in groups.items():
+        inner = [n for n in names if n != "."]
+        what = "itself and its subfolders" if "." in names else "its subfolders"
+        parts.append(f"{' and '.join(group)}, {'each ' if len(group) > 1 else ''}{what} {', '.join(inner)}")
+    if alone:
+        parts.append(", ".join(alone))
+    return "; ".join(parts)
+
+
 def not_found_error(title: str, dirs: Sequence[Path], partial: Sequence[str], fix: str) -> DatasetNotFound:
-    """A one-line :class:`DatasetNotFound` listing the folders searched and how to fix it."""
-    msg = f"{title} not found; looked in: {', '.join(str(d) for d in dirs)}"
+    """A one-line :class:`DatasetNotFound` naming the folders searched (:func:`describe_searched`) and the fix."""
+    msg = f"{title} not found; looked in {describe_searched(dirs)}"
     if partial:
         msg += f" (incomplete: {'; '.join(partial)})"
     msg += f"; pass --data-dir DIR or set {ENV_DATA_DIR}=DIR, {fix}"
