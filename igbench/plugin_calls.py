@@ -60,5 +60,6 @@ def plugin_call(plugin: Any, method: str) -> Iterator[None]:
     except Exception as exc:
         if not is_third_party(plugin) or debugging():
             raise
-        raise PluginCrashed(f"{named(plugin)} failed in {method}: {one_line(exc)} (a bug in that plugin; "
-                            f"run with {DEBUG_ENV}=1 for the traceback)", exc) from exc
+        raise PluginCrashed(f"{named(plugin)} failed in {method}: {one_line(exc)} (raised in that "
+                            f"package's code, not igbench's: check the plugin's parameters, or report it to its "
+                            f"authors; run with {DEBUG_ENV}=1 for the traceback)", exc) from exc

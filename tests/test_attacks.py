@@ -270,6 +270,13 @@ def test_art_unknown_kwarg_lists_accepted():
         _attack("art:FastGradientMethod").resolve_params({"epsilon": "0.1"})
 
 
+def test_art_target_without_targeted_is_refused_rather_than_recorded_and_ignored():
+    fgm = _attack("art:FastGradientMethod")
+    with pytest.raises(ParamError, match=r"'target' of .*art:FastGradientMethod.* no effect on an untargeted attack"):
+        fgm.resolve_params({"target": "random"})
+    assert fgm.resolve_params({"target": "random", "targeted": "true"})["target"] == "random"
+
+
 def test_art_rejecting_a_value_is_a_param_error(trained_cnn, mnist_slice):
     with pytest.raises(ParamError, match=r"art:FastGradientMethod .*eps") as info:
         _run("art:FastGradientMethod", {"eps": "-1"}, trained_cnn, mnist_slice, 4)

@@ -120,7 +120,8 @@ class RaisingAttack(AttackPlugin):
         raise ZeroDivisionError("division by zero")
 
 
-TAIL = " (a bug in that plugin; run with IGBENCH_DEBUG=1 for the traceback)"
+TAIL = (" (raised in that package's code, not igbench's: check the plugin's parameters, or report it to its "
+        "authors; run with IGBENCH_DEBUG=1 for the traceback)")
 
 
 def test_an_exception_inside_a_third_party_loss_is_one_line_naming_plugin_package_and_method(install, small):

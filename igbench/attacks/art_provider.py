@@ -168,6 +168,9 @@ class ArtAttack(AttackPlugin):
                 out[key] = value
             else:
                 out[key] = coerce_value(key, value, self.kwargs[key], self.label)
+        if "target" in given and "target" not in self.kwargs and not self._is_targeted(out):
+            raise ParamError(f"parameter 'target' of {self.label} has no effect on an untargeted attack (it would be "
+                             "recorded, and ignored); add targeted=true, or drop target")
         return out
 
     def linf_bound(self, params: dict[str, Any]) -> float | None:
