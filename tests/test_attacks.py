@@ -216,6 +216,65 @@ def test_precision_is_recorded_only_when_not_the_default():
         _attack("jsma").resolve_params({"precision": "fp16"})
 
 
+def _study_jsma_one_image(model, x, target: int, theta: float, gamma: float, lo: float, hi: float):
+    """The JSMA the study ran, one image at a time: its ``generate_jsma_examples`` called CleverHans 2.0's
+    ``jsma_batch`` with ``jacobian_graph(self.logits, ...)``, i.e. the per-image ``jsma`` loop on the
+    *logit* Jacobian with the pair rule ``(A > 0) * (B < 0) * (-A * B)``, B summed over the other classes,
+    features outside the search domain pushed out of the mask. Returns ``(x_adv, fallbacks)``, the
+    number of iterations where no pair scored above 0 (CleverHans then modifies feature 0; igbench
+    takes the two largest target derivatives instead)."""
+    shape = tuple(x.shape)
+    adv = x.detach().flatten().clone()
+    nf = adv.numel()
+    domain = {i for i in range(nf) if adv[i] < hi}  # theta > 0: features that can still increase
+    fallbacks = 0
+
+    def logits(v):
+        return model(v.view(1, *shape))[0]
+
+    for _ in range(int(math.floor(nf * gamma / 2))):
+        if int(logits(adv).argmax()) == target or len(domain) < 2:
+            break
+        jac = torch.autograd.functional.jacobian(logits, adv)  # (classes, features)
+        g_t, g_o = jac[target].clone(), jac.sum(0) - jac[target]
+        invalid = torch.tensor([i not in domain for i in range(nf)])
+        t_max, o_max = g_t.abs().max(), g_o.abs().max()
+        g_t[invalid], g_o[invalid] = -t_max, o_max
+        t_sum, o_sum = g_t[None, :] + g_t[:, None], g_o[None, :] + g_o[:, None]
+        scores = ((t_sum > 0) & (o_sum < 0)) * (-t_sum * o_sum)
+        scores.fill_diagonal_(0)
+        best = int(scores.flatten().argmax())
+        fallbacks += int(scores.flatten()[best] <= 0)
+        for f in (best % nf, best // nf):
+            adv[f] = min(hi, float(adv[f]) + theta)
+            domain.discard(f)
+    return adv.view(shape), fallbacks
+
+
+def test_jsma_logit_pairs_is_the_studys_cleverhans_jsma():
+    """``jacobian=logits saliency=pairs`` makes the same examples as the study's JSMA (CleverHans 2.0's
+    per-image ``jsma`` on the logit Jacobian, see ``_study_jsma_one_image``), batched; the paper configs'
+    default ``jacobian=probs`` is CleverHans' later ``jsma_symbolic`` rule, which the study did not call."""
+    from igbench.attacks.jsma import jsma
+    from igbench.plugin_types import AttackContext
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.Tanh(),
+                                torch.nn.Linear(16, 5)).eval()
+    x = torch.rand(12, 1, 8, 8) * 0.6
+    with torch.no_grad():
+        targets = (model(x).argmax(1) + 1) % 5
+    ctx = AttackContext(clip_min=0.0, clip_max=1.0, num_classes=5)
+    ours = jsma(model, x, targets, 1.0, 0.25, ctx, jacobian="logits", saliency="pairs")  # the study's theta, gamma
+    total_fallbacks = 0
+    for i in range(x.shape[0]):
+        ref, fallbacks = _study_jsma_one_image(model, x[i], int(targets[i]), 1.0, 0.25, 0.0, 1.0)
+        total_fallbacks += fallbacks
+        assert torch.equal(ours[i], ref), i
+    assert total_fallbacks == 0  # the one documented difference (no admissible pair) is not exercised
+    assert not torch.equal(ours, x)
+
+
 def test_skyline_pair_search_is_exact():
     """The Pareto-candidate pair search finds the best score of the brute-force n x n search."""
     from igbench.attacks.jsma import best_pairs
