@@ -125,8 +125,9 @@ def test_jsma_matches_art_saliency_map_method(trained_cnn, mnist_slice):
     """Native JSMA against ART's SaliencyMapMethod, theta 1, gamma 0.25, targets (y+1) mod 10.
 
     With ART's own rule (logit Jacobian, two largest target derivatives) both implementations make the
-    same choices, so their success rates agree closely; the default (CleverHans' probability-Jacobian rule,
-    the study's) is a different saliency and must just be a working attack of similar strength.
+    same choices, so their success rates agree closely; the default (CleverHans' probability-Jacobian rule of
+    jsma_symbolic; the study's code used the logit rule) is a different saliency and must just be a working
+    attack of similar strength.
     L0 budget: native JSMA changes at most floor(gamma*784) = 196 features (98 pairs). ART keeps attacking
     while changed/784 <= gamma, i.e. it still runs its pair when exactly 196 are changed and can reach 198,
     so its bound is floor(gamma*784) + 2.

@@ -5,16 +5,20 @@ Each iteration raises (``theta > 0``) or lowers (``theta < 0``) two features of 
 target, when fewer than two domain features remain, or after ``floor(gamma * n_features / 2)`` pairs, so
 at most ``floor(gamma * n_features)`` features ever change. Which pair:
 
-* ``jacobian=probs, saliency=pairs`` (default): CleverHans' ``jsma_symbolic``, the implementation the study
-  used. With ``a = d p_target / dx`` and ``b = sum over the other classes of d p_j / dx`` it takes the pair
-  ``p != q`` maximizing ``(A > 0) * (B < 0) * (-A * B)`` with ``A = a_p + a_q``, ``B = b_p + b_q``. Because
-  the probabilities sum to 1, ``b = -a`` and this is the two features with the largest ``a`` (one backward
-  pass per iteration).
-* ``jacobian=logits, saliency=pairs``: the same pair rule on the logits (Papernot et al.'s choice); here
-  ``b`` is a separate quantity (a second backward pass) and the pair search is exact without scoring all
-  ``n^2`` pairs: the score ``relu(A) * relu(-B)`` is non-decreasing in ``a_q`` and ``-b_q``, so an optimal
-  pair lies in the first two Pareto layers ("skylines") of the points ``(a_i, -b_i)``, found per image with
-  a sort and a cumulative max; only pairs among those few candidates are scored.
+* ``jacobian=probs, saliency=pairs`` (default): the rule of CleverHans 2.0's ``jsma_symbolic`` (and its
+  ``SaliencyMapMethod``). With ``a = d p_target / dx`` and ``b = sum over the other classes of d p_j / dx``
+  it takes the pair ``p != q`` maximizing ``(A > 0) * (B < 0) * (-A * B)`` with ``A = a_p + a_q``,
+  ``B = b_p + b_q``. Because the probabilities sum to 1, ``b = -a`` and this is the two features with the
+  largest ``a`` (one backward pass per iteration).
+* ``jacobian=logits, saliency=pairs``: the same pair rule on the logits (Papernot et al.'s choice), and the
+  JSMA the study actually ran: its ``generate_jsma_examples`` passed ``jacobian_graph(self.logits, ...)``
+  to CleverHans 2.0's per-image ``jsma_batch`` (``tests/test_attacks.py`` checks that this rule makes the
+  same examples). The paper configurations keep the default ``probs`` (their committed results were made
+  with it). Here ``b`` is a separate quantity (a second backward pass) and the pair search is exact
+  without scoring all ``n^2`` pairs: the score ``relu(A) * relu(-B)`` is non-decreasing in ``a_q`` and
+  ``-b_q``, so an optimal pair lies in the first two Pareto layers ("skylines") of the points
+  ``(a_i, -b_i)``, found per image with a sort and a cumulative max; only pairs among those few
+  candidates are scored.
 * ``jacobian=logits, saliency=target``: ART's ``SaliencyMapMethod`` rule, the two features with the
   largest ``d z_target / dx``.
 
@@ -170,8 +174,10 @@ class JSMA(AttackPlugin):
     map of the model's Jacobian, and moves both by ``theta`` (clipped); an image stops once it is
     classified as its target, or after at most ``floor(gamma * n_features)`` changed features. The study
     used CleverHans' implementation with theta 1 and gamma 0.25 and the next class as target (the
-    defaults), and reported the number of pixels changed: a defense that makes more of them necessary
-    is more robust. ``jacobian`` and ``saliency`` switch to Papernot et al.'s logit rule or ART's.
+    defaults), on the logit Jacobian with the pair rule (``jacobian=logits``; the default ``probs`` is
+    CleverHans' later symbolic rule, which the paper configurations use), and reported the number of
+    pixels changed: a defense that makes more of them necessary is more robust. ``jacobian`` and
+    ``saliency`` switch to Papernot et al.'s logit rule (the study's) or ART's.
     """
 
     name = "jsma"
@@ -182,8 +188,9 @@ class JSMA(AttackPlugin):
               check=_nonzero),
         Param("gamma", 0.25, "largest fraction of the features that may change, in (0, 1]", check=in_unit_interval),
         target_param("next"),
-        Param("jacobian", "probs", "differentiate the softmax probabilities (probs: CleverHans, the study's "
-              "implementation) or the logits (logits: ART's SaliencyMapMethod, Papernot et al.)",
+        Param("jacobian", "probs", "differentiate the softmax probabilities (probs: CleverHans 2.0's jsma_symbolic) "
+              "or the logits (logits: Papernot et al., ART's SaliencyMapMethod, and with saliency=pairs the "
+              "CleverHans jsma_batch call the study's code made)",
               choices=("probs", "logits")),
         Param("saliency", "pairs", "pairs: CleverHans' pair rule (target and other-class terms); target: the two "
               "features with the largest target derivative (ART's rule); identical when jacobian=probs",
