@@ -20,7 +20,8 @@ def validation_param(n_train: int) -> Param:
     return Param(
         "validation",
         0,
-        "hold out the last N training images as validation (not returned); the paper used 5000",
+        "hold out the last N training images as validation (not returned); the paper used 5000 (its "
+        "TensorFlow loader held out the first 5000)",
         check=lambda v: None if 0 <= v < n_train else f"must be between 0 and {n_train - 1}",
     )
 

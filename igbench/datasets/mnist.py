@@ -15,8 +15,9 @@ MNIST_MD5 = dict(zip(STEMS, (
 class MnistDataset(IdxDataset):
     """MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28 grey, pixels in [0, 1].
 
-    The study's main data set: it trained on 55,000 images (``validation=5000`` holds out the last 5,000
-    as it did) and tested on all 10,000. Read from the four IDX files (gzipped or not) in the data dir
+    The study's main data set: it trained on 55,000 images and tested on all 10,000. ``validation=5000``
+    holds out the *last* 5,000 training images; the study's loader (TensorFlow's ``read_data_sets``) held
+    out the *first* 5,000, so the two 55,000-image training sets share 50,000 images (REPLICATION.md). Read from the four IDX files (gzipped or not) in the data dir
     and checked against their md5s; downloaded with torchvision into the data dir (or the cache) when no
     searched folder holds them. `--dataset mnist`, the default, falls back to the bundled
     `mnist-sample` when MNIST is neither found nor downloadable and no data dir was named.
