@@ -62,7 +62,8 @@ class SvhnDataset(DatasetPlugin):
     The study's third data set, which it used in greyscale (``grayscale=true``) with local contrast
     normalization in the network (`paper-cnn` with ``lcn=true``) and `gradreg` lambda 10,000:
     configs/paper-svhn.toml. Pixels are in [0, 1] here (the study standardized each image), so eps is on
-    the [0, 1] scale. Read from torchvision's train_32x32.mat and test_32x32.mat (label 10 is digit 0),
+    the [0, 1] scale, and the training set is train_32x32.mat alone (the study's code trained on 200,000
+    digits of train and extra together). Read from torchvision's train_32x32.mat and test_32x32.mat (label 10 is digit 0),
     md5-checked unless ``verify_md5=false``, downloaded with torchvision when missing.
     """
 
