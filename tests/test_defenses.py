@@ -275,6 +275,42 @@ def test_fd_batch_loss_accepts_a_model_with_unused_weights(mnist_slice):
     assert all(p.grad is not None for p in model[0].parameters())
 
 
+class _Recording(torch.nn.Module):
+    """Wraps a model and keeps every input batch it is called on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.inputs = inner, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("direction", ["batch", "example"])
+def test_fd_second_pass_moves_each_example_h_up_its_gradient(mnist_slice, direction):
+    """The second forward pass is at the input moved *up* the loss's gradient, by h per example (batch: one
+    direction for the whole batch, scaled so that the moves' root-mean-square L2 length is h)."""
+    from igbench.defenses.common import cross_entropy
+
+    model = _Recording(build("mlp").double().eval())
+    x, y = mnist_slice.test_x[:16].double(), mnist_slice.test_y[:16]
+    h = 0.05
+    _fd_penalty(direction, model, x, y, h, "paper")
+    assert len(model.inputs) == 2 and torch.equal(model.inputs[0], x)
+    move = (model.inputs[1] - x).flatten(1)
+    xr = x.clone().requires_grad_(True)
+    if direction == "batch":
+        (g,) = torch.autograd.grad(cross_entropy(model.inner(xr), y), xr)
+        g = g.flatten()
+        assert float(move.norm(dim=1).pow(2).mean().sqrt()) == pytest.approx(h, rel=1e-6)
+        assert float(torch.nn.functional.cosine_similarity(move.flatten(), g, dim=0)) > 1 - 1e-9
+    else:
+        (g,) = torch.autograd.grad(cross_entropy(model.inner(xr), y, reduction="sum"), xr)
+        assert torch.allclose(move.norm(dim=1), torch.full((16,), h, dtype=move.dtype))
+        assert bool((torch.nn.functional.cosine_similarity(move, g.flatten(1), dim=1) > 1 - 1e-9).all())
+
+
 # --------------------------------------------------------------------------- BatchNorm statistics
 def _bn_layers(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -327,6 +363,41 @@ def test_advtrain_gradreg_averages_the_penalised_loss_with_the_fgsm_loss(mnist_s
     _, penalty, _ = gradreg_terms(model, x, y, "paper", create_graph=False)
     assert float(penalty) > 0
     assert float((combined - plain).detach()) == pytest.approx(1000.0 * float(penalty) / 2, rel=1e-4)
+
+
+@pytest.mark.parametrize("label", ["predicted", "true"])
+def test_advtrain_loss_is_the_mean_of_clean_and_fgsm_cross_entropy_at_its_eps(mnist_slice, plain_mlp, label):
+    """advtrain's loss, written out with torch: (CE(x) + CE(clip(x + eps * sign(grad CE(x, labels))))) / 2,
+    the FGSM labels being the model's own predictions (the paper) or the true ones, at the eps it is given."""
+    plugin = get_registry().get("defense", "advtrain")
+    trainer = make_trainer(mnist_slice)
+    model = plain_mlp.eval()
+    with torch.no_grad():
+        wrong = predict_logits(model, mnist_slice.test_x).argmax(1) != mnist_slice.test_y
+    # half the batch misclassified, so that the two label rules make different examples
+    pick = torch.cat([wrong.nonzero().flatten()[:24], (~wrong).nonzero().flatten()[:24]])
+    assert pick.numel() == 48
+    x, y = mnist_slice.test_x[pick], mnist_slice.test_y[pick]
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+
+    def written_out(eps, labels):
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), labels, reduction="sum"), xr)
+        x_adv = (x + eps * g.sign()).clamp(0, 1)
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy
+            return float((ce(model(x), y) + ce(model(x_adv), y)) / 2)
+
+    losses = {}
+    for eps in (0.05, 0.2):
+        loss, logits = plugin.loss(model, x, y, plugin.resolve_params({"eps": eps, "label": label}), trainer)
+        assert torch.equal(logits.detach(), model(x).detach())
+        losses[eps] = float(loss.detach())
+        assert losses[eps] == pytest.approx(written_out(eps, predicted if label == "predicted" else y), rel=1e-5)
+    assert losses[0.2] > 1.2 * losses[0.05]  # a bigger step, a larger adversarial loss
+    other = written_out(0.2, y if label == "predicted" else predicted)
+    assert losses[0.2] != pytest.approx(other, rel=1e-3)  # the two label rules give different examples
 
 
 def test_fgsm_for_training_helper(mnist_slice):
