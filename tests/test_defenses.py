@@ -574,6 +574,11 @@ class RecordingTrainer(Trainer):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.calls = []
+        self.offsets = []
+
+    def new_model(self, offset=0):
+        self.offsets.append(offset)
+        return super().new_model(offset)
 
     def fit(self, model, loss_fn, desc=None, targets=None, steps=None):
         self.calls.append({"desc": desc, "targets": targets, "steps": steps})
@@ -598,6 +603,7 @@ def test_distillation(mnist_slice, plain_mlp, tmp_path):
     teacher_call, student_call = trainer.calls
     assert teacher_call["steps"] == min(100, round(0.5 * total)) and teacher_call["targets"] is None
     assert "teacher" in teacher_call["desc"] and "student" in student_call["desc"]
+    assert trainer.offsets == [0, 1]  # the student is a fresh network, not the teacher's initial weights
 
     soft = student_call["targets"]
     assert soft.shape == (data.train_x.shape[0], 10)
@@ -626,6 +632,40 @@ def test_distillation(mnist_slice, plain_mlp, tmp_path):
     fresh = build("mlp", seed=5)
     fresh.load_state_dict(torch.load(path, weights_only=True))
     assert torch.equal(predict_logits(fresh, data.test_x[:50]), predict_logits(student, data.test_x[:50]))
+
+
+@pytest.mark.parametrize("fraction, cap, expected", [(0.25, 10000, 0.25), (1.0, 10000, 1.0), (0.5, 7, None)])
+def test_distillation_teacher_steps_are_its_fraction_of_the_run_at_most_the_cap(mnist_slice, fraction, cap, expected):
+    plugin = get_registry().get("defense", "distillation")
+    trainer = make_trainer(mnist_slice, steps=200)
+    steps = plugin.teacher_steps(trainer, plugin.resolve_params({"teacher_fraction": fraction,
+                                                                 "teacher_max_steps": cap}))
+    assert steps == (cap if expected is None else round(expected * 200))
+
+
+def test_the_seed_decides_the_initial_weights_and_the_batch_order(mnist_slice):
+    """Same seed: the same initial weights and batches; another seed (or a second model's offset): others."""
+    def first_weights(trainer, offset=0):
+        return next(trainer.new_model(offset).parameters()).detach().clone()
+
+    def labels_seen(trainer):
+        seen = []
+
+        def loss(model, x, y):
+            seen.append(y.clone())
+            logits = model(x)
+            return torch.nn.functional.cross_entropy(logits, y), logits
+
+        trainer.fit(build("mlp"), loss, steps=3)
+        return torch.cat(seen)
+
+    a, b, c = (make_trainer(mnist_slice, seed=s, steps=3) for s in (0, 0, 1))
+    assert torch.equal(first_weights(a), first_weights(b))
+    assert not torch.equal(first_weights(a), first_weights(c))
+    assert not torch.equal(first_weights(a), first_weights(a, offset=1))
+    assert torch.equal(first_weights(a, offset=1), first_weights(b, offset=1))
+    assert torch.equal(labels_seen(a), labels_seen(b))
+    assert not torch.equal(labels_seen(a), labels_seen(c))
 
 
 def test_paper_cnn_state_dict_loads_weights_only(mnist_slice, tmp_path):
