@@ -418,6 +418,24 @@ def test_fgsm_for_training_helper(mnist_slice):
     assert model.training
 
 
+def test_mean_input_grad_norm_is_the_mean_of_each_examples_l2_norm_in_eval_mode(mnist_slice):
+    """The recorded input_grad_norm: mean over images of ||dCE_i/dx_i||_2 (not squared, not summed), with
+    BatchNorm and dropout in eval mode whatever mode the model is in, over batches of any size."""
+    from igbench.defenses.common import cross_entropy
+
+    model = build("paper-cnn").double().train()
+    x, y = mnist_slice.test_x[:20].double(), mnist_slice.test_y[:20]
+    norms = []
+    model.eval()
+    for i in range(20):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(cross_entropy(model(xi), y[i:i + 1]), xi)
+        norms.append(float(g.norm()))
+    model.train()
+    assert mean_input_grad_norm(model, x, y, batch_size=7) == pytest.approx(sum(norms) / 20, rel=1e-9)
+    assert model.training and all(m.training for m in model.modules())
+
+
 # --------------------------------------------------------------------------- training effects
 @pytest.fixture(scope="module")
 def gradreg_models(mnist_slice):
