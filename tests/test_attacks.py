@@ -120,6 +120,57 @@ def test_random_targets_are_seeded_and_never_the_label(trained_cnn, mnist_slice)
     assert len(set(((t1 - y) % 10).tolist())) >= 5  # offsets spread over the other classes
 
 
+def _perturb(name, params, model, x, y, data, seed=0):
+    from igbench.engine.attack import make_context
+
+    attack = _attack(name)
+    return attack.perturb(model, x, y, attack.resolve_params(params), make_context(data, "cpu", seed))
+
+
+def test_iterated_attacks_default_step_sizes(trained_cnn, mnist_slice):
+    """TGSM's default move is eps / steps, PGD's 2.5 * eps / steps: the same examples as those step sizes
+    given explicitly, and not those of another step size."""
+    x, y = mnist_slice.test_x[:20], mnist_slice.test_y[:20]
+    tgsm = _perturb("tgsm", {"eps": 0.3, "steps": 3}, trained_cnn, x, y, mnist_slice)
+    assert torch.equal(tgsm, _perturb("tgsm", {"eps": 0.3, "steps": 3, "step_size": 0.1}, trained_cnn, x, y, mnist_slice))
+    assert not torch.equal(tgsm, _perturb("tgsm", {"eps": 0.3, "steps": 3, "step_size": 0.3}, trained_cnn, x, y,
+                                          mnist_slice))
+    common = {"eps": 0.2, "steps": 4, "random_start": False}
+    pgd = _perturb("pgd", common, trained_cnn, x, y, mnist_slice)
+    assert torch.equal(pgd, _perturb("pgd", {**common, "step_size": 0.125}, trained_cnn, x, y, mnist_slice))
+    assert not torch.equal(pgd, _perturb("pgd", {**common, "step_size": 0.05}, trained_cnn, x, y, mnist_slice))
+
+
+def test_pgd_random_start_is_a_seeded_point_of_the_eps_ball(trained_cnn, mnist_slice):
+    """One tiny step from a random start lands anywhere in the eps ball (within the clip range); without
+    the random start it stays next to the image."""
+    x, y = mnist_slice.test_x[:20], mnist_slice.test_y[:20]
+    tiny = {"eps": 0.3, "steps": 1, "step_size": 1e-3}
+    started = _perturb("pgd", tiny, trained_cnn, x, y, mnist_slice, seed=3)
+    assert float((started - x).abs().max()) <= 0.3 + 1e-6
+    assert float((started - x).abs().mean()) > 0.05  # uniform in the ball, half of it clipped on the background
+    assert started.min() >= 0 and started.max() <= 1
+    assert torch.equal(started, _perturb("pgd", tiny, trained_cnn, x, y, mnist_slice, seed=3))
+    assert not torch.equal(started, _perturb("pgd", tiny, trained_cnn, x, y, mnist_slice, seed=4))
+    plain = _perturb("pgd", {**tiny, "random_start": False}, trained_cnn, x, y, mnist_slice)
+    assert float((plain - x).abs().max()) <= 1e-3 + 1e-6
+
+
+def test_least_likely_target_is_the_lowest_other_logit(trained_cnn, mnist_slice):
+    from igbench.attacks.common import choose_targets
+    from igbench.engine.attack import make_context
+
+    x, y = mnist_slice.test_x[:100], mnist_slice.test_y[:100]
+    targets = choose_targets(trained_cnn, x, y, "least-likely", make_context(mnist_slice))
+    with torch.no_grad():
+        logits = trained_cnn(x)
+    others = logits.clone()
+    others[torch.arange(100), y] = float("inf")
+    assert torch.equal(targets, others.argmin(1))
+    assert not bool((targets == y).any())
+    assert float((targets == logits.argmin(1)).float().mean()) > 0.9  # mostly the least likely class outright
+
+
 # ----------------------------------------------------------------------------- JSMA
 def test_jsma_matches_art_saliency_map_method(trained_cnn, mnist_slice):
     """Native JSMA against ART's SaliencyMapMethod, theta 1, gamma 0.25, targets (y+1) mod 10.
@@ -149,6 +200,36 @@ def test_jsma_matches_art_saliency_map_method(trained_cnn, mnist_slice):
         changed = ((x_adv - x).abs() > 1e-6).flatten(1).sum(1)
         assert int(changed.max()) <= bound
         assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_jsma_logit_pair_rule_takes_papernots_best_pair(trained_cnn, mnist_slice):
+    """jacobian=logits, saliency=pairs: the first pair changed is the one maximizing
+    (A > 0) * (B < 0) * (-A * B), A and B the summed target and other-class logit derivatives of the pair
+    (Papernot et al.), found here by brute force over all pairs of features that can still grow."""
+    from igbench.attacks.jsma import jsma
+    from igbench.engine.attack import make_context
+
+    n = 6
+    x, y = mnist_slice.test_x[:n], mnist_slice.test_y[:n]
+    t = (y + 1) % 10
+    # gamma allowing exactly one pair: the changed features are the first pair chosen
+    x_adv = jsma(trained_cnn, x, t, 1.0, 3 / 784, make_context(mnist_slice), jacobian="logits", saliency="pairs")
+    xr = x.clone().requires_grad_(True)
+    logits = trained_cnn(xr)
+    (a,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), xr, retain_graph=True)
+    (total,) = torch.autograd.grad(logits.sum(), xr)
+    a, b = a.flatten(1), (total - a.reshape(total.shape)).flatten(1)
+    A, B = a[:, :, None] + a[:, None, :], b[:, :, None] + b[:, None, :]
+    score = (A > 0) * (B < 0) * (-A * B)
+    grow = x.flatten(1) < 1.0
+    score = score * (grow[:, :, None] & grow[:, None, :])
+    score.diagonal(dim1=1, dim2=2).zero_()
+    best = score.flatten(1).max(1).values
+    assert bool((best > 0).all())
+    changed = ((x_adv - x).abs() > 1e-6).flatten(1)
+    for i in range(n):
+        p, q = changed[i].nonzero().flatten().tolist()
+        assert float(score[i, p, q]) == pytest.approx(float(best[i]), rel=1e-4), i
 
 
 def test_bf16_precision_keeps_each_iterative_attack_as_strong(trained_cnn, mnist_slice):

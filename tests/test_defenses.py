@@ -275,6 +275,42 @@ def test_fd_batch_loss_accepts_a_model_with_unused_weights(mnist_slice):
     assert all(p.grad is not None for p in model[0].parameters())
 
 
+class _Recording(torch.nn.Module):
+    """Wraps a model and keeps every input batch it is called on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.inputs = inner, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("direction", ["batch", "example"])
+def test_fd_second_pass_moves_each_example_h_up_its_gradient(mnist_slice, direction):
+    """The second forward pass is at the input moved *up* the loss's gradient, by h per example (batch: one
+    direction for the whole batch, scaled so that the moves' root-mean-square L2 length is h)."""
+    from igbench.defenses.common import cross_entropy
+
+    model = _Recording(build("mlp").double().eval())
+    x, y = mnist_slice.test_x[:16].double(), mnist_slice.test_y[:16]
+    h = 0.05
+    _fd_penalty(direction, model, x, y, h, "paper")
+    assert len(model.inputs) == 2 and torch.equal(model.inputs[0], x)
+    move = (model.inputs[1] - x).flatten(1)
+    xr = x.clone().requires_grad_(True)
+    if direction == "batch":
+        (g,) = torch.autograd.grad(cross_entropy(model.inner(xr), y), xr)
+        g = g.flatten()
+        assert float(move.norm(dim=1).pow(2).mean().sqrt()) == pytest.approx(h, rel=1e-6)
+        assert float(torch.nn.functional.cosine_similarity(move.flatten(), g, dim=0)) > 1 - 1e-9
+    else:
+        (g,) = torch.autograd.grad(cross_entropy(model.inner(xr), y, reduction="sum"), xr)
+        assert torch.allclose(move.norm(dim=1), torch.full((16,), h, dtype=move.dtype))
+        assert bool((torch.nn.functional.cosine_similarity(move, g.flatten(1), dim=1) > 1 - 1e-9).all())
+
+
 # --------------------------------------------------------------------------- BatchNorm statistics
 def _bn_layers(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -329,6 +365,41 @@ def test_advtrain_gradreg_averages_the_penalised_loss_with_the_fgsm_loss(mnist_s
     assert float((combined - plain).detach()) == pytest.approx(1000.0 * float(penalty) / 2, rel=1e-4)
 
 
+@pytest.mark.parametrize("label", ["predicted", "true"])
+def test_advtrain_loss_is_the_mean_of_clean_and_fgsm_cross_entropy_at_its_eps(mnist_slice, plain_mlp, label):
+    """advtrain's loss, written out with torch: (CE(x) + CE(clip(x + eps * sign(grad CE(x, labels))))) / 2,
+    the FGSM labels being the model's own predictions (the paper) or the true ones, at the eps it is given."""
+    plugin = get_registry().get("defense", "advtrain")
+    trainer = make_trainer(mnist_slice)
+    model = plain_mlp.eval()
+    with torch.no_grad():
+        wrong = predict_logits(model, mnist_slice.test_x).argmax(1) != mnist_slice.test_y
+    # half the batch misclassified, so that the two label rules make different examples
+    pick = torch.cat([wrong.nonzero().flatten()[:24], (~wrong).nonzero().flatten()[:24]])
+    assert pick.numel() == 48
+    x, y = mnist_slice.test_x[pick], mnist_slice.test_y[pick]
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+
+    def written_out(eps, labels):
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), labels, reduction="sum"), xr)
+        x_adv = (x + eps * g.sign()).clamp(0, 1)
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy
+            return float((ce(model(x), y) + ce(model(x_adv), y)) / 2)
+
+    losses = {}
+    for eps in (0.05, 0.2):
+        loss, logits = plugin.loss(model, x, y, plugin.resolve_params({"eps": eps, "label": label}), trainer)
+        assert torch.equal(logits.detach(), model(x).detach())
+        losses[eps] = float(loss.detach())
+        assert losses[eps] == pytest.approx(written_out(eps, predicted if label == "predicted" else y), rel=1e-5)
+    assert losses[0.2] > 1.2 * losses[0.05]  # a bigger step, a larger adversarial loss
+    other = written_out(0.2, y if label == "predicted" else predicted)
+    assert losses[0.2] != pytest.approx(other, rel=1e-3)  # the two label rules give different examples
+
+
 def test_fgsm_for_training_helper(mnist_slice):
     from igbench.defenses.common import fgsm_for_training
 
@@ -345,6 +416,24 @@ def test_fgsm_for_training_helper(mnist_slice):
     assert torch.allclose(moved[inner], torch.full_like(moved[inner], 0.3), atol=1e-6)
     assert all(torch.equal(a, b.running_mean) for a, b in zip(before, _bn_layers(model)))
     assert model.training
+
+
+def test_mean_input_grad_norm_is_the_mean_of_each_examples_l2_norm_in_eval_mode(mnist_slice):
+    """The recorded input_grad_norm: mean over images of ||dCE_i/dx_i||_2 (not squared, not summed), with
+    BatchNorm and dropout in eval mode whatever mode the model is in, over batches of any size."""
+    from igbench.defenses.common import cross_entropy
+
+    model = build("paper-cnn").double().train()
+    x, y = mnist_slice.test_x[:20].double(), mnist_slice.test_y[:20]
+    norms = []
+    model.eval()
+    for i in range(20):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(cross_entropy(model(xi), y[i:i + 1]), xi)
+        norms.append(float(g.norm()))
+    model.train()
+    assert mean_input_grad_norm(model, x, y, batch_size=7) == pytest.approx(sum(norms) / 20, rel=1e-9)
+    assert model.training and all(m.training for m in model.modules())
 
 
 # --------------------------------------------------------------------------- training effects
@@ -503,6 +592,11 @@ class RecordingTrainer(Trainer):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.calls = []
+        self.offsets = []
+
+    def new_model(self, offset=0):
+        self.offsets.append(offset)
+        return super().new_model(offset)
 
     def fit(self, model, loss_fn, desc=None, targets=None, steps=None):
         self.calls.append({"desc": desc, "targets": targets, "steps": steps})
@@ -527,6 +621,7 @@ def test_distillation(mnist_slice, plain_mlp, tmp_path):
     teacher_call, student_call = trainer.calls
     assert teacher_call["steps"] == min(100, round(0.5 * total)) and teacher_call["targets"] is None
     assert "teacher" in teacher_call["desc"] and "student" in student_call["desc"]
+    assert trainer.offsets == [0, 1]  # the student is a fresh network, not the teacher's initial weights
 
     soft = student_call["targets"]
     assert soft.shape == (data.train_x.shape[0], 10)
@@ -555,6 +650,40 @@ def test_distillation(mnist_slice, plain_mlp, tmp_path):
     fresh = build("mlp", seed=5)
     fresh.load_state_dict(torch.load(path, weights_only=True))
     assert torch.equal(predict_logits(fresh, data.test_x[:50]), predict_logits(student, data.test_x[:50]))
+
+
+@pytest.mark.parametrize("fraction, cap, expected", [(0.25, 10000, 0.25), (1.0, 10000, 1.0), (0.5, 7, None)])
+def test_distillation_teacher_steps_are_its_fraction_of_the_run_at_most_the_cap(mnist_slice, fraction, cap, expected):
+    plugin = get_registry().get("defense", "distillation")
+    trainer = make_trainer(mnist_slice, steps=200)
+    steps = plugin.teacher_steps(trainer, plugin.resolve_params({"teacher_fraction": fraction,
+                                                                 "teacher_max_steps": cap}))
+    assert steps == (cap if expected is None else round(expected * 200))
+
+
+def test_the_seed_decides_the_initial_weights_and_the_batch_order(mnist_slice):
+    """Same seed: the same initial weights and batches; another seed (or a second model's offset): others."""
+    def first_weights(trainer, offset=0):
+        return next(trainer.new_model(offset).parameters()).detach().clone()
+
+    def labels_seen(trainer):
+        seen = []
+
+        def loss(model, x, y):
+            seen.append(y.clone())
+            logits = model(x)
+            return torch.nn.functional.cross_entropy(logits, y), logits
+
+        trainer.fit(build("mlp"), loss, steps=3)
+        return torch.cat(seen)
+
+    a, b, c = (make_trainer(mnist_slice, seed=s, steps=3) for s in (0, 0, 1))
+    assert torch.equal(first_weights(a), first_weights(b))
+    assert not torch.equal(first_weights(a), first_weights(c))
+    assert not torch.equal(first_weights(a), first_weights(a, offset=1))
+    assert torch.equal(first_weights(a, offset=1), first_weights(b, offset=1))
+    assert torch.equal(labels_seen(a), labels_seen(b))
+    assert not torch.equal(labels_seen(a), labels_seen(c))
 
 
 def test_paper_cnn_state_dict_loads_weights_only(mnist_slice, tmp_path):

@@ -153,6 +153,35 @@ def test_measures_known_values_and_undefined_cases(digits):
     assert M.summarize(M.all_measures(zero, x)) == {k: None for k in M.MEASURES}
 
 
+def test_measures_against_values_written_out(digits):
+    """Each measure on inputs whose value is known independently: TV counts both directions, the
+    correlation is Pearson's (numpy's), the object mask is relative to each image's range, and the
+    magnitude sums the channels' absolute values."""
+    import numpy as np
+
+    x, _ = digits
+    row, col = torch.zeros(1, 1, 28, 28), torch.zeros(1, 1, 28, 28)
+    row[0, 0, 14, :] = 1.0
+    col[0, 0, :, 14] = 1.0
+    # a full line of mass 1/28 per pixel: two borders of 28 pixels each, across the line only
+    assert float(M.total_variation(row)[0]) == pytest.approx(2.0)
+    assert float(M.total_variation(col)[0]) == pytest.approx(2.0)
+
+    g = torch.randn(x[:8].shape, generator=torch.Generator().manual_seed(2)) + 3 * x[:8]
+    corr = M.image_correlation(g, x[:8])
+    for i in range(8):
+        expected = np.corrcoef(g[i].abs().flatten().numpy(), x[i].flatten().numpy())[0, 1]
+        assert float(corr[i]) == pytest.approx(float(expected), abs=1e-5)
+
+    shifted = 0.5 * x[:8] - 0.25  # notMNIST-like range: the same strokes are the object
+    assert torch.equal(M.object_mask(shifted), M.object_mask(x[:8]))
+    assert 0.05 < float(M.object_mask(x[:8]).float().mean()) < 0.3
+
+    three = torch.zeros(2, 3, 4, 4)
+    three[:, 0], three[:, 1] = 1.0, -1.0  # channels of opposite sign do not cancel
+    assert torch.equal(M.gradient_magnitude(three), torch.full((2, 4, 4), 2.0))
+
+
 def test_summary_of_a_model_uses_the_logprob_sum_gradient(digits):
     from igbench.engine.gradients import logprob_sum_gradient, loss_input_gradient
 

@@ -184,11 +184,40 @@ def test_attacks_that_change_nothing_score_each_model_on_the_clean_images_once(s
     assert cells[("fgsm", 0.0, "none", "gradreg")] == cells[("tgsm", 0.0, "none", "gradreg")]
 
 
-def test_grid_numbers_make_sense(shared_data, tmp_path):
-    result, _ = run_grid(tiny_spec(shared_data, eps=[0.0, 0.3]), tmp_path / "r.json", CheckpointStore(tmp_path / "c"),
-                         progress=False, echo=lambda s: None)
+def test_grid_numbers_make_sense(shared_data, tmp_path, monkeypatch):
+    import igbench.engine.grid as grid_mod
+    from igbench.engine import attack as attack_mod
+
+    models, crafted = {}, []
+    real_obtain, real_run_attack = grid_mod.obtain_model, attack_mod.run_attack
+
+    def keep_model(spec, *a, **kw):
+        models[spec.id] = out = real_obtain(spec, *a, **kw)
+        return out
+
+    def keep_examples(plugin, params, model, x, y, ctx, **kw):
+        crafted.append(out := real_run_attack(plugin, params, model, x, y, ctx, **kw))
+        return out
+
+    monkeypatch.setattr(grid_mod, "obtain_model", keep_model)
+    monkeypatch.setattr(attack_mod, "run_attack", keep_examples)
+    # eps 0.1: where the two models' examples and accuracies differ (at 0.3 every accuracy is about 0)
+    result, _ = run_grid(tiny_spec(shared_data, eps=[0.0, 0.1, 0.3]), tmp_path / "r.json",
+                         CheckpointStore(tmp_path / "c"), progress=False, echo=lambda s: None)
     clean = {m["id"]: m["clean_accuracy"] for m in result["models"]}
     cells = {(c["eps"], c["source"], c["target"]): c["accuracy"] for c in result["cells"]}
+    # every cell is its target model's accuracy on the examples crafted against its source (in grid order:
+    # eps, then source), against the true labels; transfer cells are not the white-box ones
+    from igbench.datasets.loading import load_dataset
+
+    y_eval = load_dataset("mnist", shared_data).test_y[:200]
+    units = [(eps, source) for eps in (0.0, 0.1, 0.3) for source in ("none", "gradreg")]
+    assert len(crafted) == len(units)
+    for (eps, source), run in zip(units, crafted):
+        for target, (model, _) in models.items():
+            with torch.no_grad():
+                acc = float((model(run.x_adv).argmax(1) == y_eval).float().mean())
+            assert cells[(eps, source, target)] == pytest.approx(acc, abs=0.006), (eps, source, target)
     for mid in clean:
         assert clean[mid] > 0.7
         assert cells[(0.0, mid, mid)] == pytest.approx(clean[mid])  # eps 0 changes nothing
@@ -463,6 +492,12 @@ def test_journal_survives_a_torn_line_and_refuses_a_second_writer(tmp_path):
     with again.locked():
         again.append({"unit": 3})
     assert again.read() == [{"unit": 1}, {"unit": 3}]  # the torn unit is redone, the next one kept
+    # another grid at the same path resumes nothing of this one's and replaces its journal
+    other = Journal(path, "run-2")
+    assert other.read() == [] and other.other_run() == ("run-1", 2)
+    with other.locked():
+        other.append({"unit": 9})
+    assert other.read() == [{"unit": 9}] and Journal(path, "run-1").read() == []
     again.remove()
     assert not path.exists()
 

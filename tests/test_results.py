@@ -85,6 +85,14 @@ TAMPERING = [
      ["cells[4].accuracy", "non-finite"]),
     ("boolean is not a number", lambda d: _set(d, ["timings", "total_seconds"], True),
      ["timings.total_seconds", "not of type number"]),
+    ("cell scoring more images than were scored", lambda d: _set(d, ["cells", 6, "count"], 1001),
+     ["cells[6].count", "1001 is more than eval.n_test (1000)"]),
+    ("more images scored than the test set has", lambda d: _set(d, ["eval", "n_test"], 10001),
+     ["eval.n_test", "10001 is more than the dataset's n_test (10000)"]),
+    ("empty clip range", lambda d: _set(d, ["dataset", "clip"], [1.0, 0.0]),
+     ["dataset.clip", "the minimum must be below the maximum"]),
+    ("interpretability of an unknown model", lambda d: _set(d, ["interpretability", 1, "model"], "madry"),
+     ["interpretability[1].model", '"madry" is not a model id in this file']),
 ]
 
 
@@ -215,6 +223,8 @@ def test_atomic_writes(tmp_path):
 def test_orphan_temporary_files_of_one_target_are_removed_and_no_others(tmp_path):
     killed = [atomic._temp_in(tmp_path, "r.json") for _ in range(2)]  # as a writer killed mid-write leaves them
     others = [atomic._temp_in(tmp_path, name) for name in ("r.json.x.json", "other.json", "r_json")]
+    others.append(tmp_path / f"{killed[0].name}.bak")  # a copy someone made is not a temporary file
+    others[-1].write_text("kept")
     atomic_write_text(tmp_path / "r.json", "{}")
     assert sorted(atomic.remove_orphan_temps(tmp_path / "r.json")) == sorted(killed)
     assert sorted(tmp_path.iterdir()) == sorted([*others, tmp_path / "r.json"])
