@@ -43,9 +43,11 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
             continue
         takers = [sel for sel, plugin in plugins.items() if _takes(plugin, name)]
         if not takers:
+            # Plugins without parameters are left out: "none takes nothing" read as a riddle.
             listing = "; ".join(
-                f"{sel} takes {', '.join(p.name for p in plugin.params) or 'nothing'}" for sel, plugin in plugins.items()
-            )
+                f"'{sel}' takes {', '.join(p.name for p in plugin.params)}" for sel, plugin in plugins.items()
+                if plugin.params
+            ) or "no selected plugin takes any parameter"
             taken = [p.name for plugin in plugins.values() for p in getattr(plugin, "params", ())]
             raise ParamError(f"--param {text}: no selected plugin takes '{name}'{did_you_mean(name, taken)} ({listing})")
         for sel in takers:

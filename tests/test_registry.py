@@ -343,7 +343,8 @@ def test_unqualified_param_typo_suggests_the_closest_name_of_the_selected_plugin
         distribute_params(["esp=0.3"], selected)
     with pytest.raises(ParamError) as far_off:
         distribute_params(["zzz=1"], selected)
-    assert "did you mean" not in str(far_off.value) and "gradreg takes lambda, scaling" in str(far_off.value)
+    assert "did you mean" not in str(far_off.value) and "'gradreg' takes lambda, scaling" in str(far_off.value)
+    assert "'none' takes" not in str(far_off.value)  # a plugin without parameters is not listed
     result = CliRunner().invoke(cli, ["run", "--defense", "gradreg", "--attack", "fgsm", "--param", "lamda=10"])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output
