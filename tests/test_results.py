@@ -279,3 +279,50 @@ def test_git_provenance_of_a_real_repository(tmp_path, git):
     git("add", "sub dir/g.txt")
     git("mv", "f.txt", "renamed.txt")  # staged changes count too; a rename names both paths
     assert git_changed_paths(tmp_path) == ["f.txt", "renamed.txt", "sub dir/g.txt"]
+
+
+def test_commands_that_write_check_their_destination_before_the_work(tmp_path, monkeypatch):
+    """plot, leaderboard, explain, cache export/import and train wrote into an unusable path only after
+    their work, and failed with a FileNotFoundError traceback; now each is one line naming the option."""
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    result = tmp_path / "r.json"
+    shutil.copy(FIXTURES / "mnist-paper-small.json", result)
+    (tmp_path / "results").mkdir()
+    shutil.copy(FIXTURES / "mnist-paper-small.json", tmp_path / "results" / "r.json")
+    monkeypatch.setenv("IGBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    runs = {  # /proc takes no new folders, even from root
+        "--out /proc/igb": ["plot", str(result), "--out", "/proc/igb"],
+        "--out /proc/igb ": ["leaderboard", "--results", str(tmp_path / "results"), "--out", "/proc/igb"],
+        "--out /proc/igb  ": ["explain", str(result), "--out", "/proc/igb", "--no-update-result"],
+        "--out /proc/igb/a.tar": ["cache", "export", str(result), "--out", "/proc/igb/a.tar"],
+        "cache folder (--cache-dir or IGBENCH_CACHE_DIR) /proc/igb": ["train", "--steps", "1", "--cache-dir", "/proc/igb"],
+    }
+    for expected, args in runs.items():
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert res.output.strip().splitlines()[-1].startswith(f"Error: {expected.strip()}: cannot write in /proc/igb")
+        assert "Traceback" not in res.output
+    assert not (tmp_path / "cache" / "models").exists(), "train stopped before training"
+
+
+def test_an_os_error_no_check_caught_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+    from igbench.results import leaderboard_files
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "mnist.md"))
+
+    shutil.copy(FIXTURES / "mnist-paper-small.json", tmp_path / "r.json")
+    monkeypatch.setattr(leaderboard_files, "atomic_write_text", refuse)
+    args = ["leaderboard", "--results", str(tmp_path), "--out", str(tmp_path / "boards")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'mnist.md'}: Permission denied; check the path and its permissions "
+        "(IGBENCH_DEBUG=1 shows the traceback)")
+    monkeypatch.setenv("IGBENCH_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(cli, args).exception, PermissionError)

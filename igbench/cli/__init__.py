@@ -2,7 +2,8 @@
 
 Each command lives in its own module and imports torch/ART only inside its function body, so that
 ``igbench --help`` stays fast. Every :class:`igbench.errors.IgbenchError` becomes one line,
-``Error: <what went wrong and how to fix it>``, with a non-zero exit status.
+``Error: <what went wrong and how to fix it>``, with a non-zero exit status; so does an ``OSError``
+(a path that could not be read or written) that no check before the work caught.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ class IgbenchGroup(click.Group):
             raise _OneLineError(str(exc) + load_failure_hint(), exc.exit_code) from None
         except IgbenchError as exc:
             raise _OneLineError(str(exc), exc.exit_code) from None
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a path igbench could not read or write that no check before the work caught
+            from ..plugin_calls import DEBUG_ENV, debugging
+
+            if debugging():
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise _OneLineError(f"{where}{exc.strerror or exc}; check the path and its permissions ({DEBUG_ENV}=1 "
+                                "shows the traceback)", 1) from None
         except KeyboardInterrupt:
             raise _OneLineError("interrupted; trained models, finished attack units and the last training snapshot "
                                "(taken every two minutes, and at a single Ctrl-C, not a second one) are kept: re-run "

@@ -9,7 +9,7 @@ import re
 import click
 
 from ..progress import format_duration
-from .options import cache_dir_option
+from .options import CACHE_FOLDER, cache_dir_option, check_writable, check_writable_folder
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -144,6 +144,7 @@ def export_command(result: str, out: str | None, cache_dir) -> None:
 
     data = read_result(result)
     target = Path(out) if out else Path(result).with_name(f"{Path(result).stem}-checkpoints.tar")
+    check_writable(target, "--out" if out else "archive")
     click.echo(f"packing {len(data['models'])} checkpoint(s) of {result}:")
     export_checkpoints(data, Path(result).name, CheckpointStore(cache_dir), target, echo=click.echo)
     click.echo(f"archive: {target} ({_size(target.stat().st_size)}); "
@@ -170,6 +171,7 @@ def import_command(archive: str, replace: bool, cache_dir) -> None:
     if not Path(archive).is_file():
         raise click.ClickException(f"{archive}: no such archive; check the path")
     store = CheckpointStore(cache_dir)
+    check_writable_folder(store.root, CACHE_FOLDER)
     click.echo(f"importing {archive} into {store.root}:")
     outcome = import_checkpoints(archive, store, replace=replace, echo=click.echo)
     written = sum(status != "already cached" for _, status in outcome)

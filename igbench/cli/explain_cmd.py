@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import cache_dir_option
+from .options import cache_dir_option, check_writable_folder
 
 
 @click.command("explain")
@@ -66,6 +66,8 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
         if eps is not None and "eps" in attack_params:
             raise UsageError("eps given twice (--eps and --param eps=...); give it once")
         attack_params.setdefault("eps", 0.3 if eps is None else eps)
+    if out_dir:
+        check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
     out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
                          dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
                          device=resolve_device(device), max_images=max_images, gradient=gradient,

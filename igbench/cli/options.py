@@ -169,23 +169,35 @@ def reproducible_command(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+#: How a check of the cache folder names it (it comes from --cache-dir, IGBENCH_CACHE_DIR or the default).
+CACHE_FOLDER = "cache folder (--cache-dir or IGBENCH_CACHE_DIR)"
+
+
 def check_writable(path: Path, option: str) -> None:
     """Before any work: ``path``'s folder can be created and written (a one-line error otherwise, not a
     traceback from the journal's lock file after the models have trained)."""
+    _check_folder(Path(path).parent, f"{option} {path}")
+
+
+def check_writable_folder(folder: str | Path, option: str) -> None:
+    """Before any work: the folder ``folder`` (an ``--out`` folder, the cache) can be created and written."""
+    _check_folder(Path(folder).expanduser(), f"{option} {folder}")
+
+
+def _check_folder(folder: Path, what: str) -> None:
     import tempfile
 
     from ..errors import UsageError
 
-    folder = path.parent
     blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise UsageError(f"{option} {path}: {blocking} is a file, not a folder; choose another path")
+        raise UsageError(f"{what}: {blocking} is a file, not a folder; choose another path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".igbench-write-check-"):
             pass
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
+        raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
 
 
 def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False):
@@ -197,8 +209,10 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
 
     if out:
         check_writable(Path(out), "--out")
+    store = CheckpointStore(cache_dir)
+    check_writable_folder(store.root, CACHE_FOLDER)  # checkpoints are written there after training
     command = reproducible_command(click.get_current_context())
-    result, path = run_grid(spec, out_path=out, store=CheckpointStore(cache_dir), progress=progress,
+    result, path = run_grid(spec, out_path=out, store=store, progress=progress,
                             command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse)
     click.echo((render or render_grid_tables)(result))
     click.echo(f"\nresult in {path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ResultError
+from .options import check_writable_folder
 
 
 @click.command("leaderboard")
@@ -46,6 +47,7 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
         return
     if not result_files(results_dir):
         click.echo(f"no result files in {results_dir}; nothing to render (run `igbench run` first)")
+    check_writable_folder(out_dir, "--out")
     for path in render_all(results_dir, out_dir):
         click.echo(f"wrote {path}")
 
@@ -97,7 +99,9 @@ def plot_command(result: str, out_dir: str | None) -> None:
     from ..results.plot import default_plot_dir, plot_accuracy_vs_eps
 
     data = read_result(result)
-    paths = plot_accuracy_vs_eps(data, out_dir if out_dir else default_plot_dir(result))
+    folder = out_dir if out_dir else default_plot_dir(result)
+    check_writable_folder(folder, "--out" if out_dir else "plot folder")
+    paths = plot_accuracy_vs_eps(data, folder)
     if not paths:
         click.echo(f"{result}: no attack with eps values; nothing to plot")
     for path in paths:

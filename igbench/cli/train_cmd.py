@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import training_options
+from .options import CACHE_FOLDER, check_writable_folder, training_options
 
 
 @click.command("train")
@@ -38,7 +38,9 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
 
     echo_plugin_problems()
     spec = build_grid_spec(options, config_file)
-    records = train_models(spec, CheckpointStore(cache_dir), model_ids, progress=progress,
+    store = CheckpointStore(cache_dir)
+    check_writable_folder(store.root, CACHE_FOLDER)  # before training, not when the checkpoint is saved
+    records = train_models(spec, store, model_ids, progress=progress,
                            echo=lambda s: click.echo(s, err=True))
     rows = [[r["id"], r["config_hash"][:12], r["steps"], f"{100 * r['clean_accuracy']:.2f}",
              format_duration(r["train_seconds"] or 0.0), "cached" if r["cached"] else "trained now"]

@@ -146,8 +146,9 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
         raise IgbenchError(f"{path}: no such archive; check the path")
     try:
         tar = tarfile.open(path, "r")
-    except (tarfile.TarError, OSError) as exc:
-        raise IgbenchError(f"{path} is not a checkpoint archive ({exc}); make one with "
+    except (tarfile.TarError, OSError) as exc:  # tarfile's message lists every compression it tried, one a line
+        reason = "not a tar archive" if isinstance(exc, tarfile.ReadError) else (exc.strerror or type(exc).__name__)
+        raise IgbenchError(f"{path} is not a checkpoint archive ({reason}); make one with "
                            "`igbench cache export RESULT.json`") from None
     with tar:
         manifest, models = _manifest(tar, str(path))
