@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 from .engine.grid import AttackSpec, GridSpec
 from .grid_values import check_run_values, eps_list_problem
 from .engine.models import ModelSpec
@@ -60,6 +60,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _closest(unknown, known) -> str:
+    """``did_you_mean`` for the first of several unknown names that has a close known one."""
+    return next((hint for word in sorted(unknown) if (hint := did_you_mean(word, sorted(known)))), "")
+
+
 def read_grid_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -71,10 +76,15 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
     unknown = set(doc) - {"run", "models", "attacks"}
     if unknown:
-        raise UsageError(f"--config {path}: unknown table(s) {', '.join(sorted(unknown))}; use [run], [[models]], [[attacks]]")
+        raise UsageError(f"--config {path}: unknown table(s) {', '.join(sorted(unknown))}"
+                         f"{_closest(unknown, ('run', 'models', 'attacks'))}; use [run], [[models]], [[attacks]]")
     bad = set(doc.get("run", {})) - RUN_KEYS
     if bad:
-        raise UsageError(f"--config {path}: unknown [run] key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(RUN_KEYS))}")
+        tables = {"models": "[[models]]", "attacks": "[[attacks]]", "model": "[[models]]", "attack": "[[attacks]]"}
+        misplaced = sorted(tables[k] for k in bad if k in tables)
+        hint = f" ({' and '.join(misplaced)} is a table of its own, not a [run] key)" if misplaced else _closest(bad, RUN_KEYS)
+        raise UsageError(f"--config {path}: unknown [run] key(s) {', '.join(sorted(bad))}{hint}; "
+                         f"known: {', '.join(sorted(RUN_KEYS))}")
     problem = check_run_values(doc.get("run", {}), f"--config {path}")
     if problem:
         raise UsageError(problem)
@@ -85,7 +95,8 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
             where = f"--config {path}: [[{table}]] number {i}"
             bad = set(entry) - known
             if bad:
-                raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+                raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(bad))}{_closest(bad, known)}; "
+                                 f"known: {', '.join(sorted(known))}")
             if required not in entry:
                 raise UsageError(f"{where} has no {required} = ...; every [[{table}]] entry needs one")
             eps = entry.get("eps")  # only [[attacks]] can have one: the key check above

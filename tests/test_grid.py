@@ -329,7 +329,7 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
     for attack, expected in (
         ('name = "jsma"\neps = [0.1]', "attack jsma takes no eps"),
         ('name = "pgd"\neps = 0.1', "eps must be a non-empty list of numbers"),
-        ('name = "pgd"\nesp = [0.1]', "unknown key(s) esp; known: eps, name, params"),
+        ('name = "pgd"\nesp = [0.1]', "unknown key(s) esp (did you mean 'eps'?); known: eps, name, params"),
         ('params = { steps = 5 }', "[[attacks]] number 1 has no name"),
         ('name = "pgd"\neps = [-0.1]', "eps must hold numbers >= 0, found -0.1"),
         ('name = "pgd"\neps = [0.1, 0.1]', "eps lists 0.1 more than once"),
@@ -338,6 +338,15 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
         with pytest.raises(UsageError) as err:
             build_grid_spec({}, bad)
         assert expected in str(err.value), (attack, str(err.value))
+    for text, expected in (  # misspelled keys and tables get the closest name, a table put in [run] its place
+        ("[run]\nstepz = 3\n", "unknown [run] key(s) stepz (did you mean 'steps'?); known: adam_eps"),
+        ('[run]\nattacks = "fgsm"\n', "unknown [run] key(s) attacks ([[attacks]] is a table of its own, not a [run] key)"),
+        ('[[model]]\ndefense = "none"\n', "unknown table(s) model (did you mean 'models'?); use [run], [[models]]"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(UsageError) as err:
+            build_grid_spec({}, bad)
+        assert expected in str(err.value), (text, str(err.value))
     bad.write_text('[run]\ndataset = "mnist"\n\n[[models]]\nid = "g"\ndefence = "gradreg"\n')
     with pytest.raises(UsageError, match=r"\[\[models\]\] number 1: unknown key\(s\) defence"):
         build_grid_spec({}, bad)
