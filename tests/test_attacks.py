@@ -416,6 +416,8 @@ def test_art_target_without_targeted_is_refused_rather_than_recorded_and_ignored
     with pytest.raises(ParamError, match=r"'target' of .*art:FastGradientMethod.* no effect on an untargeted attack"):
         fgm.resolve_params({"target": "random"})
     assert fgm.resolve_params({"target": "random", "targeted": "true"})["target"] == "random"
+    resolved = fgm.resolve_params({"norm": "2"})
+    assert fgm.resolve_params(resolved) == resolved  # a grid resolves resolved parameters again: no error
 
 
 def test_art_rejecting_a_value_is_a_param_error(trained_cnn, mnist_slice):

@@ -247,6 +247,16 @@ def test_run_command_end_to_end(shared_data, tmp_path):
     assert data["command"].startswith("igbench run")
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "loaded from cache" in second.output
+    # An ART attack in a grid (its parameters are resolved twice there): ART's FGM gives native FGSM's cells.
+    art_out = tmp_path / "art.json"
+    art_args = [a if a != "fgsm" else "art:FastGradientMethod" for a in args[:-5]] + [
+        "--out", str(art_out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    third = CliRunner().invoke(cli, art_args)
+    assert third.exit_code == 0, third.output
+    art = json.loads(art_out.read_text())
+    assert art["attacks"][0]["name"] == "art:FastGradientMethod" and art["attacks"][0]["eps"] == [0.2]
+    assert [(c["source"], c["target"], c["accuracy"]) for c in art["cells"]] == \
+        [(c["source"], c["target"], c["accuracy"]) for c in data["cells"]]
 
 
 def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):

@@ -168,7 +168,8 @@ class ArtAttack(AttackPlugin):
                 out[key] = value
             else:
                 out[key] = coerce_value(key, value, self.kwargs[key], self.label)
-        if "target" in given and "target" not in self.kwargs and not self._is_targeted(out):
+        # Only a target other than the default: a grid resolves its resolved parameters again.
+        if given.get("target", "next") != "next" and "target" not in self.kwargs and not self._is_targeted(out):
             raise ParamError(f"parameter 'target' of {self.label} has no effect on an untargeted attack (it would be "
                              "recorded, and ignored); add targeted=true, or drop target")
         return out
