@@ -100,7 +100,8 @@ def plot_command(result: str, out_dir: str | None) -> None:
 
     data = read_result(result)
     folder = out_dir if out_dir else default_plot_dir(result)
-    check_writable_folder(folder, "--out" if out_dir else "plot folder")
+    if any(attack["eps"] for attack in data["attacks"]):  # else nothing is written, and no folder made
+        check_writable_folder(folder, "--out" if out_dir else "plot folder")
     paths = plot_accuracy_vs_eps(data, folder)
     if not paths:
         click.echo(f"{result}: no attack with eps values; nothing to plot")
