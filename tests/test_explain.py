@@ -338,6 +338,8 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
         return lines[0]
 
     assert "no such result file" in error_of([str(tmp_path / "missing.json"), *common])
+    assert "attack 'jsma' takes no eps (it would be ignored); drop --eps" in error_of(
+        [str(result_path), "--attack", "jsma", "--eps", "0.3", *common])
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema_version": "1"}')
     assert "bad.json" in error_of([str(bad), *common])

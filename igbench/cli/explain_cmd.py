@@ -62,6 +62,8 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
     given = distribute_params(param, selected)
     attack_params = dict(given.get(attack, {}))
+    if eps is not None and not plugin.uses_eps:
+        raise UsageError(f"--eps {eps:g}: attack '{attack}' takes no eps (it would be ignored); drop --eps")
     if plugin.uses_eps:
         if eps is not None and "eps" in attack_params:
             raise UsageError("eps given twice (--eps and --param eps=...); give it once")
