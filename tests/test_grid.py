@@ -569,6 +569,13 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
     text = refused("--results-dir", "t/results", "--figures", "figs")
     assert "figs/tiny holds the figures of leaderboards/short/results/tiny.json" in text and "--figures DIR" in text
 
+    # The figure attack is checked before training too (these errors came after the whole grid).
+    dest = ["--results-dir", "t/results", "--leaderboards", "t/boards", "--figures", "t/figs"]
+    assert "unknown attack 'nosuch'" in refused(*dest, "--explain-attack", "nosuch")
+    assert "--explain-eps 0.2: attack 'jsma' takes no eps" in refused(*dest, "--explain-attack", "jsma",
+                                                                       "--explain-eps", "0.2")
+    assert "parameter 'eps' of attack 'tgsm' must be >= 0" in refused(*dest, "--explain-eps", "-1")
+
 
 def test_replicate_publishes_and_a_rerun_reuses_the_finished_grid(shared_data, tmp_path):
     config = tmp_path / "tiny.toml"

@@ -58,11 +58,11 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"
     figures = Path(figure_dir)
     check_destinations(config_file, options, out, Path(results_dir), figures / out.stem)
+    attack_params = explain_attack_params(explain_attack, explain_eps) if explain else {}
     result, path = execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
     if explain:
         from ..interpret.explain import explain_result
 
-        attack_params = {"eps": explain_eps}
         explained = explain_result(path, out_dir=figures / path.stem, attack=explain_attack,
                                    attack_params=attack_params, dataset_params=spec.dataset_params,
                                    data_dir=spec.data_dir, cache_dir=cache_dir, device=spec.train.device,
@@ -76,6 +76,23 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
 
 # Options that make a run a trial of the config rather than the config itself.
 TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps")
+
+
+def explain_attack_params(attack: str, eps: float) -> dict:
+    """The figure attack's parameters, checked before the grid runs: an unknown --explain-attack, or an
+    --explain-eps for an attack without eps, used to stop replicate only after hours of training."""
+    from ..errors import UsageError
+    from ..registry import get_registry
+    from .options import given
+
+    plugin = get_registry().get("attack", attack)
+    if not plugin.uses_eps:
+        if given("explain_eps"):
+            raise UsageError(f"--explain-eps {eps:g}: attack '{attack}' takes no eps (it would be ignored); drop it")
+        return {}
+    params = {"eps": eps}
+    plugin.resolve_params(params)  # a value the attack refuses stops here
+    return params
 
 
 def check_destinations(config_file, options, out: Path, results_dir: Path, figure_folder: Path) -> None:
