@@ -437,6 +437,8 @@ def test_what_used_to_be_dropped_silently_is_said(registry):
     assert two.exit_code == 2 and "sweeps one defense, got --defense gradreg --defense advtrain" in two.output
     clash = CliRunner().invoke(cli, base + ["--defense", "gradreg", "--param", "lambda=5"])
     assert clash.exit_code == 2 and "--param lambda=5 and --sweep lambda=1,2 both set gradreg's lambda" in clash.output
+    twice = CliRunner().invoke(cli, ["sweep", "--sweep", "lambda=1,1.0,2", "--defense", "gradreg"])
+    assert twice.exit_code == 2 and "--sweep 'lambda=1,1.0,2' lists 1 more than once" in twice.output
 
 
 def test_an_unwritable_out_is_a_usage_error_before_any_work(registry, tmp_path):

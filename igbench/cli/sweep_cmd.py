@@ -26,9 +26,14 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
             raise UsageError(f"--sweep {text!r}: logspace needs NUM >= 2")
         return name, [10 ** (start + i * (stop - start) / (num - 1)) for i in range(num)]
     try:
-        return name, [float(v) for v in values.split(",") if v.strip()]
+        numbers = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--sweep {text!r}: values must be numbers separated by commas") from None
+    repeated = sorted({v for v in numbers if numbers.count(v) > 1})
+    if repeated:
+        raise UsageError(f"--sweep {text!r} lists {', '.join(f'{v:g}' for v in repeated)} more than once; "
+                         "give each value once")
+    return name, numbers
 
 
 @click.command("sweep")
