@@ -251,3 +251,22 @@ def test_export_refuses_a_checkpoint_that_is_not_the_results(shared_data, tmp_pa
     path.unlink()
     res = CliRunner().invoke(cli, ["cache", "export", str(result_path), "--out", str(out), "--cache-dir", str(cache)])
     assert res.exit_code != 0 and "not in the cache" in res.output and "igbench run" in res.output
+
+
+def test_import_of_two_model_ids_that_share_a_configuration(tmp_path, mnist_slice):
+    # A grid may list one configuration under two ids (gradreg and gradreg with its default lambda):
+    # they share one checkpoint and one training lock, which import must not take twice and then call busy.
+    from igbench.engine.checkpoint_archive import export_checkpoints, import_checkpoints
+
+    store = CheckpointStore(tmp_path / "cache")
+    model, info = obtain_model(ModelSpec("none", "none", arch="mlp"), mnist_slice.subset(n_train=200, n_test=10),
+                               TrainConfig(steps=3, batch_size=32), store, progress=False)
+    entry = {"config_hash": info["config_hash"], "checkpoint_sha256": info["checkpoint_sha256"]}
+    result = {"command": "igbench run", "dataset": {"name": "mnist"},
+              "models": [{"id": "a", **entry}, {"id": "b", **entry}]}
+    archive = tmp_path / "two.tar"
+    export_checkpoints(result, "two.json", store, archive, echo=lambda *_: None)
+    other = CheckpointStore(tmp_path / "other")
+    outcome = import_checkpoints(archive, other, echo=lambda *_: None)
+    assert [status for _, status in outcome] == ["imported", "imported"]
+    assert other.path(info["config_hash"]).read_bytes() == store.path(info["config_hash"]).read_bytes()

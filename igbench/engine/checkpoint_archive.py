@@ -184,17 +184,20 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
             raise IgbenchError(f"the cache {store.root} already holds model '{m.id}' ({m.config_hash[:12]}) with "
                                "other weights; pass --replace to overwrite it with the archive's (results made "
                                "from the cached one then no longer match it)")
-    writes = [m for m, status in outcome if status != "already cached"]
+    writes = {}  # config hash -> model: two model ids of one configuration share one checkpoint, and one lock
+    for m, status in outcome:
+        if status != "already cached":
+            writes.setdefault(m.config_hash, m)
     with contextlib.ExitStack() as locks:
         # Each model's training lock, all taken before anything is written: a training that starts
         # meanwhile would clear half-written files of its model, and a refusal must leave the cache as it was.
-        for m in writes:
+        for m in writes.values():
             def busy(lock_path, m=m):
                 raise IgbenchError(f"another igbench process is training model '{m.id}' ({m.config_hash[:12]}, lock "
                                    f"{lock_path}); import again once it has finished")
 
             locks.enter_context(exclusive_lock(store.lock_path(m.config_hash), on_busy=busy))
-        for m in writes:
+        for m in writes.values():
             atomic_write_bytes(store.path(m.config_hash), payload[m.config_hash])
             store.lock_path(m.config_hash).unlink(missing_ok=True)  # as a trainer does once its checkpoint exists
     for m, status in outcome:
