@@ -326,3 +326,15 @@ def test_an_os_error_no_check_caught_is_one_line_and_debug_shows_the_traceback(t
         "(IGBENCH_DEBUG=1 shows the traceback)")
     monkeypatch.setenv("IGBENCH_DEBUG", "1")
     assert isinstance(CliRunner().invoke(cli, args).exception, PermissionError)
+
+
+def test_leaderboard_without_result_files_makes_no_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    (tmp_path / "results").mkdir()
+    res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "results"),
+                                   "--out", str(tmp_path / "boards")])
+    assert res.exit_code == 0 and "nothing to render" in res.output, res.output
+    assert not (tmp_path / "boards").exists()

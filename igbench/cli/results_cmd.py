@@ -47,7 +47,8 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
         return
     if not result_files(results_dir):
         click.echo(f"no result files in {results_dir}; nothing to render (run `igbench run` first)")
-    check_writable_folder(out_dir, "--out")
+    else:  # nothing is written without results, and no folder made
+        check_writable_folder(out_dir, "--out")
     for path in render_all(results_dir, out_dir):
         click.echo(f"wrote {path}")
 
