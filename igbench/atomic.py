@@ -32,7 +32,8 @@ def _temp_in(directory: Path, name: str) -> Path:
 
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    # Opened for writing: Windows' fsync (FlushFileBuffers) refuses a read-only handle.
+    fd = os.open(path, os.O_RDWR)
     try:
         os.fsync(fd)
     finally:
@@ -90,8 +91,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = _temp_in(target.parent, target.name)
     try:
         yield tmp
+        _fsync_file(tmp)  # while the file is still mkstemp's 0600, so writable whatever the umask
         os.chmod(tmp, _FILE_MODE)
-        _fsync_file(tmp)
         os.replace(tmp, target)
         _fsync_directory(target.parent)
     except BaseException:

@@ -220,6 +220,25 @@ def test_atomic_writes(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
 
 
+def test_atomic_writes_fsync_through_a_handle_open_for_writing(tmp_path, monkeypatch):
+    """Windows' fsync (FlushFileBuffers) refuses a read-only handle, where Linux accepts one: as Windows."""
+    import errno
+    import fcntl
+    import os
+
+    real_fsync = os.fsync
+
+    def windows_fsync(fd):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", windows_fsync)
+    target = tmp_path / "file.txt"
+    atomic_write_text(target, "one\n")
+    assert target.read_text() == "one\n" and [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
 def test_orphan_temporary_files_of_one_target_are_removed_and_no_others(tmp_path):
     killed = [atomic._temp_in(tmp_path, "r.json") for _ in range(2)]  # as a writer killed mid-write leaves them
     others = [atomic._temp_in(tmp_path, name) for name in ("r.json.x.json", "other.json", "r_json")]
