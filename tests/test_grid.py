@@ -451,6 +451,28 @@ def test_an_unwritable_out_is_a_usage_error_before_any_work(registry, tmp_path):
     assert ro.exit_code == 2 and "--out /proc/r.json: cannot write in /proc" in ro.output
 
 
+def test_run_loads_every_model_from_a_read_only_cache(shared_data, tmp_path, monkeypatch):
+    """A shared cache that this user cannot write still serves the models it holds (as before the cache
+    folder was checked up front); only a model that needs training needs a writable cache."""
+    import tempfile
+
+    cache = tmp_path / "cache"
+    args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--attack", "fgsm",
+            "--eps", "0.2", "--steps", "5", "--n-test", "20", "--cache-dir", str(cache), "--no-progress"]
+    first = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "a.json")])
+    assert first.exit_code == 0, first.output
+    real = tempfile.NamedTemporaryFile
+
+    def read_only_cache(*a, dir=None, **kw):  # what writing into a read-only cache folder meets
+        if dir is not None and Path(dir).resolve().is_relative_to(cache.resolve()):
+            raise PermissionError(30, "Read-only file system", str(dir))
+        return real(*a, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only_cache)
+    second = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "b.json")])
+    assert second.exit_code == 0 and "loaded from cache" in second.output, second.output
+
+
 def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):
     """`igbench sweep` trains one model per lambda next to `none` and records clean accuracy and the
     input-gradient norm per lambda; with --config it takes the file's settings, not its other models."""

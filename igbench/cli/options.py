@@ -210,7 +210,10 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
     if out:
         check_writable(Path(out), "--out")
     store = CheckpointStore(cache_dir)
-    check_writable_folder(store.root, CACHE_FOLDER)  # checkpoints are written there after training
+    # Checkpoints are written there after training. A cache that already holds models may be read-only (a
+    # shared one): its models load, and a model that needs training stops at its lock file, before training.
+    if not (store.root / "models").is_dir():
+        check_writable_folder(store.root, CACHE_FOLDER)
     command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=store, progress=progress,
                             command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse)
