@@ -360,6 +360,53 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
                                                            "--param", "lamda=1", *common])
 
 
+def test_explain_does_not_overwrite_a_result_a_grid_is_writing_or_has_replaced(shared_data, tiny_result, tmp_path,
+                                                                               monkeypatch):
+    """explain reads the result, computes for a while, then writes it back with its scores: a grid run
+    into the same file meanwhile used to be overwritten (and, since a grid removes a killed writer's
+    temporary files under its lock, could remove explain's)."""
+    import shutil
+
+    from igbench.engine import journal
+    from igbench.interpret import measures
+    from igbench.locks import exclusive_lock
+    from igbench.results.io import write_result
+
+    source, cache = tiny_result
+    result_path = tmp_path / "r.json"
+    shutil.copy(source, result_path)
+    args = ["explain", str(result_path), "--data-dir", str(shared_data), "--cache-dir", str(cache), "--device", "cpu",
+            "--n-images", "4", "--max-images", "8", "--out", str(tmp_path / "figs"), "--no-progress"]
+    before = result_path.read_bytes()
+    with exclusive_lock(journal.Journal(journal.journal_path(result_path), "").lock_path):  # as a running grid
+        busy = CliRunner().invoke(cli, args)
+    assert busy.exit_code == 2 and "a grid is being run into this result now" in busy.output, busy.output
+    assert result_path.read_bytes() == before and (tmp_path / "figs" / "explain-scores.json").is_file()
+    journal.Journal(journal.journal_path(result_path), "").lock_path.unlink()  # the "grid" is gone
+
+    real = measures.interpretability_summary
+
+    written = {}
+
+    def replaced_meanwhile(*a, **kw):  # another run finishes into the same file while explain computes
+        other = json.loads(before)
+        other["run_id"] = "f" * 64
+        write_result(result_path, other)
+        written["bytes"] = result_path.read_bytes()
+        return real(*a, **kw)
+
+    monkeypatch.setattr(measures, "interpretability_summary", replaced_meanwhile)
+    gone = CliRunner().invoke(cli, args)
+    assert gone.exit_code == 2 and "was replaced by another run while explain ran" in gone.output, gone.output
+    assert result_path.read_bytes() == written["bytes"], "the other run's result is left as it wrote it"
+    assert not list(tmp_path.glob("*.lock")), "no lock file left behind"
+    monkeypatch.setattr(measures, "interpretability_summary", real)
+    shutil.copy(source, result_path)
+    done = CliRunner().invoke(cli, args)  # nothing in the way: the scores go into the result
+    assert done.exit_code == 0 and "interpretability" in json.loads(result_path.read_text()), done.output
+    assert not list(tmp_path.glob("*.lock"))
+
+
 def test_an_explain_record_names_the_files_that_made_the_tree_dirty(tmp_path, monkeypatch, git):
     """`igbench replicate` scores right after writing its result, so the tree is dirty then; the record
     says which files, as a result's environment does, so a reader can tell outputs from code."""

@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..plugin_calls import plugin_call
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
-from .journal import Journal
+from .journal import Journal, journal_path
 from .models import ModelSpec, obtain_model
 from .train import TrainConfig, accuracy
 
@@ -233,7 +233,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     if reuse and (previous := _complete_result(out_path, run_id)) is not None:
         echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it")
         return previous, out_path
-    journal = Journal(out_path.with_name(out_path.name + ".partial.jsonl"), run_id)
+    journal = Journal(journal_path(out_path), run_id)
     for line in replacement_notes(out_path, journal, run_id):
         echo(line)
     with journal.locked():  # a second process on the same result stops with a one-line error

@@ -16,10 +16,35 @@ from ..errors import UsageError
 from ..locks import exclusive_lock
 
 
+def journal_path(result_path: str | os.PathLike[str]) -> Path:
+    """The journal of the grid that writes ``result_path``: ``<result>.partial.jsonl`` beside it."""
+    result_path = Path(result_path)
+    return result_path.with_name(result_path.name + ".partial.jsonl")
+
+
+@contextlib.contextmanager
+def result_write_lock(result_path: str | os.PathLike[str], on_busy) -> Iterator[Path]:
+    """Hold the lock a grid holds while it writes ``result_path`` (its journal's), for another writer of the
+    result (``explain`` adding its scores); ``on_busy(lock_path)`` runs when a grid holds it now."""
+    lock_path = Journal(journal_path(result_path), "").lock_path
+    existed = lock_path.exists()
+    with exclusive_lock(lock_path, on_busy=on_busy):
+        try:
+            yield lock_path
+        finally:
+            if not existed and not journal_path(result_path).exists():
+                lock_path.unlink(missing_ok=True)  # leave no lock file that was not there
+
+
 class Journal:
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = Path(path)
         self.run_id = run_id
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file held while the grid runs (:meth:`locked`)."""
+        return self.path.with_name(self.path.name + ".lock")
 
     def read(self) -> list[dict[str, Any]]:
         """Finished units of *this* run (an old journal of a different run is ignored)."""
@@ -55,7 +80,7 @@ class Journal:
         Another process running the same grid into the same result gets a one-line error instead of
         interleaving its units; the operating system drops the lock when a process dies.
         """
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self.lock_path
 
         def refuse(path):
             raise UsageError(f"another igbench process is running this grid (it holds {path}); "

@@ -172,8 +172,22 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
                                [{"model": mid, **scores[mid]} for mid in scores])
     updated = False
     if update_result:
-        result["interpretability"] = merge_interpretability(result, scores)
-        result["explain"] = record
-        write_result(result_path, result)
+        from ..engine.journal import result_write_lock
+        from ..errors import UsageError
+
+        kept = f"the scores are in {scores_json}; run explain again to add them to the result"
+
+        def grid_running(lock_path):
+            raise UsageError(f"{result_path}: a grid is being run into this result now (it holds {lock_path}), so "
+                             f"it was not updated; {kept}")
+
+        with result_write_lock(result_path, on_busy=grid_running):  # a grid run meanwhile is not overwritten
+            current = read_result(result_path) if Path(result_path).is_file() else None
+            if current is None or current.get("run_id") != result.get("run_id"):
+                raise UsageError(f"{result_path} was replaced by another run while explain ran, so it was not "
+                                 f"updated; {kept}")
+            current["interpretability"] = merge_interpretability(current, scores)  # another explain's kept
+            current["explain"] = record
+            write_result(result_path, current)
         updated = True
     return ExplainOutput(Path(saliency), Path(adversarial), scores, n_score, updated, baseline, scores_json)
