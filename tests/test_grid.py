@@ -437,6 +437,11 @@ def test_what_used_to_be_dropped_silently_is_said(registry):
     assert two.exit_code == 2 and "sweeps one defense, got --defense gradreg --defense advtrain" in two.output
     clash = CliRunner().invoke(cli, base + ["--defense", "gradreg", "--param", "lambda=5"])
     assert clash.exit_code == 2 and "--param lambda=5 and --sweep lambda=1,2 both set gradreg's lambda" in clash.output
+    from igbench.cli.sweep_cmd import swept_ids
+
+    assert swept_ids("gradreg", "lambda", [100.0, 56234.0]) == ["gradreg[lambda=100]", "gradreg[lambda=56234]"]
+    assert swept_ids("gradreg", "lambda", [1e-7, 1.0000001e-7]) == ["gradreg[lambda=1e-07]",
+                                                                   "gradreg[lambda=1.0000001e-07]"]
     twice = CliRunner().invoke(cli, ["sweep", "--sweep", "lambda=1,1.0,2", "--defense", "gradreg"])
     assert twice.exit_code == 2 and "--sweep 'lambda=1,1.0,2' lists 1 more than once" in twice.output
 

@@ -36,6 +36,14 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
     return name, numbers
 
 
+def swept_ids(defense: str, name: str, values: list[float]) -> list[str]:
+    """``gradreg[lambda=1000]`` per value: ``:g`` (six significant digits), or every digit when two values
+    would otherwise share an id (1e-07 and 1.0000001e-07)."""
+    short = [f"{v:g}" for v in values]
+    labels = short if len(set(short)) == len(short) else [repr(float(v)) for v in values]
+    return [f"{defense}[{name}={label}]" for label in labels]
+
+
 @click.command("sweep")
 @click.option("--defense", required=True, multiple=True, help="The defense to sweep, e.g. gradreg (one per sweep).")
 @click.option("--sweep", "sweep_text", required=True, metavar="NAME=VALUES",
@@ -80,8 +88,8 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
                          f"{', '.join(p.name for p in plugin.params) or 'nothing'}")
     spec = build_grid_spec({**options, "defense": (defense,)}, config_file)
     base = next(m for m in spec.models if m.id == defense)
-    swept = [dataclasses.replace(base, id=f"{defense}[{name}={v:g}]", defense_params={**base.defense_params, name: v})
-             for v in values]
+    swept = [dataclasses.replace(base, id=model_id, defense_params={**base.defense_params, name: v})
+             for model_id, v in zip(swept_ids(defense, name, values), values)]
     for m in swept:
         plugin.resolve_params(m.defense_params)
     # a sweep is the reference model plus the swept ones: a --config lends its [run] settings and the
