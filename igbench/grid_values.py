@@ -36,6 +36,11 @@ def eps_list_problem(values: Any) -> str | None:
             return f"must hold finite numbers only, found {e!r}"
         if e < 0:
             return f"must hold numbers >= 0, found {e:g}"
+    return repeated_values_problem(values)
+
+
+def repeated_values_problem(values) -> str | None:
+    """``lists 0.1 more than once`` for numbers that a sweep (eps, ``--sweep``) names twice, or None."""
     repeated = sorted({float(e) for e in values if sum(float(f) == float(e) for f in values) > 1})
     if repeated:
         return f"lists {', '.join(f'{e:g}' for e in repeated)} more than once"

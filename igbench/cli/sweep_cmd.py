@@ -14,6 +14,7 @@ _LOGSPACE = re.compile(r"^logspace\(\s*([-\d.eE+]+)\s*,\s*([-\d.eE+]+)\s*,\s*(\d
 def parse_sweep(text: str) -> tuple[str, list[float]]:
     """``lambda=1,10,100`` or ``lambda=logspace(2,5,13)`` (numpy's logspace) -> (name, values)."""
     from ..errors import UsageError
+    from ..grid_values import repeated_values_problem
 
     name, sep, values = text.partition("=")
     name, values = name.strip(), values.strip()
@@ -29,10 +30,8 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
         numbers = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--sweep {text!r}: values must be numbers separated by commas") from None
-    repeated = sorted({v for v in numbers if numbers.count(v) > 1})
-    if repeated:
-        raise UsageError(f"--sweep {text!r} lists {', '.join(f'{v:g}' for v in repeated)} more than once; "
-                         "give each value once")
+    if problem := repeated_values_problem(numbers):
+        raise UsageError(f"--sweep {text!r} {problem}; give each value once")
     return name, numbers
 
 
