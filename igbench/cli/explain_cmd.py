@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import cache_dir_option, check_writable_folder
+from .options import FIGURE_EPS, cache_dir_option, check_writable_folder, figure_attack_params
 
 
 @click.command("explain")
@@ -13,7 +13,7 @@ from .options import cache_dir_option, check_writable_folder
 @click.option("--n-images", type=int, default=8, show_default=True, help="Test images (columns) in each figure.")
 @click.option("--max-images", type=int, default=1000, show_default=True, help="Scored test images used for the measures (at most the result's eval.n_test).")
 @click.option("--attack", default="tgsm", show_default=True, help="Attack of the adversarial figure (tgsm: next-class target, as in the paper).")
-@click.option("--eps", type=float, default=None, help="Perturbation size of the attack (default 0.3; ignored by attacks without eps).")
+@click.option("--eps", type=float, default=None, help=f"Perturbation size of the attack (default {FIGURE_EPS:g}; an error for attacks without eps).")
 @click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Attack or dataset parameter, e.g. steps=3 or notmnist.split_seed=1 (repeatable).")
 @click.option("--gradient", type=click.Choice(["logprob_sum", "loss"]), default="logprob_sum", show_default=True, help="Gradient scored: of the sum of log-probabilities (the paper's figures) or of the loss at the true label.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
@@ -46,7 +46,6 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
       igbench explain runs/mnist-0123abcd.json --param steps=3 --param step_size=0.1 --out runs/iterated --no-update-result
       igbench explain runs/mnist-0123abcd.json --param steps=30 --param step_size=0.01 --param stop_at_target=true --out runs/stopped --no-update-result
     """
-    from ..errors import UsageError
     from ..grid_config import resolve_device
     from ..interpret.explain import explain_result
     from ..param_options import distribute_params
@@ -61,13 +60,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     dataset_name = result_data["dataset"]["name"]
     selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
     given = distribute_params(param, selected)
-    attack_params = dict(given.get(attack, {}))
-    if eps is not None and not plugin.uses_eps:
-        raise UsageError(f"--eps {eps:g}: attack '{attack}' takes no eps (it would be ignored); drop --eps")
-    if plugin.uses_eps:
-        if eps is not None and "eps" in attack_params:
-            raise UsageError("eps given twice (--eps and --param eps=...); give it once")
-        attack_params.setdefault("eps", 0.3 if eps is None else eps)
+    attack_params = figure_attack_params(plugin, eps, given.get(attack, {}), "--eps")
     if out_dir:
         check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
     out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import grid_options
+from .options import FIGURE_EPS, grid_options
 
 
 @click.command("replicate")
@@ -20,7 +20,7 @@ from .options import grid_options
 @click.option("--explain/--no-explain", default=True, help="Also draw input-gradient and adversarial figures and "
               "score gradient interpretability into the result (default on).")
 @click.option("--explain-attack", default="tgsm", show_default=True, help="Attack for the adversarial-example figure.")
-@click.option("--explain-eps", default=0.3, show_default=True, type=float, help="Its eps.")
+@click.option("--explain-eps", default=FIGURE_EPS, show_default=True, type=float, help="Its eps.")
 @click.option("--rerun", is_flag=True, help="Attack again even when the result file already holds this exact grid "
               "(by default such a result is reused, so a re-run after an interrupted explain or plot step "
               "only redoes those).")
@@ -81,16 +81,11 @@ TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps")
 def explain_attack_params(attack: str, eps: float) -> dict:
     """The figure attack's parameters, checked before the grid runs: an unknown --explain-attack, or an
     --explain-eps for an attack without eps, used to stop replicate only after hours of training."""
-    from ..errors import UsageError
     from ..registry import get_registry
-    from .options import given
+    from .options import figure_attack_params, given
 
     plugin = get_registry().get("attack", attack)
-    if not plugin.uses_eps:
-        if given("explain_eps"):
-            raise UsageError(f"--explain-eps {eps:g}: attack '{attack}' takes no eps (it would be ignored); drop it")
-        return {}
-    params = {"eps": eps}
+    params = figure_attack_params(plugin, eps if given("explain_eps") else None, {}, "--explain-eps")
     plugin.resolve_params(params)  # a value the attack refuses stops here
     return params
 
