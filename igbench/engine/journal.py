@@ -22,18 +22,10 @@ def journal_path(result_path: str | os.PathLike[str]) -> Path:
     return result_path.with_name(result_path.name + ".partial.jsonl")
 
 
-@contextlib.contextmanager
-def result_write_lock(result_path: str | os.PathLike[str], on_busy) -> Iterator[Path]:
+def result_write_lock(result_path: str | os.PathLike[str], on_busy):
     """Hold the lock a grid holds while it writes ``result_path`` (its journal's), for another writer of the
     result (``explain`` adding its scores); ``on_busy(lock_path)`` runs when a grid holds it now."""
-    lock_path = Journal(journal_path(result_path), "").lock_path
-    existed = lock_path.exists()
-    with exclusive_lock(lock_path, on_busy=on_busy):
-        try:
-            yield lock_path
-        finally:
-            if not existed and not journal_path(result_path).exists():
-                lock_path.unlink(missing_ok=True)  # leave no lock file that was not there
+    return Journal(journal_path(result_path), "").holding_lock(on_busy)
 
 
 class Journal:
@@ -80,19 +72,24 @@ class Journal:
         Another process running the same grid into the same result gets a one-line error instead of
         interleaving its units; the operating system drops the lock when a process dies.
         """
-        lock_path = self.lock_path
-
         def refuse(path):
             raise UsageError(f"another igbench process is running this grid (it holds {path}); "
                              "wait for it to finish, or pass a different --out")
 
-        with exclusive_lock(lock_path, on_busy=refuse):
+        with self.holding_lock(on_busy=refuse):
+            self.start()
+            yield self
+
+    @contextlib.contextmanager
+    def holding_lock(self, on_busy) -> Iterator[Path]:
+        """Hold ``<journal>.lock`` for the block (``on_busy(lock_path)`` when another process holds it); the
+        lock file goes when no journal is left to resume, so a finished grid leaves neither behind."""
+        with exclusive_lock(self.lock_path, on_busy=on_busy):
             try:
-                self.start()
-                yield self
+                yield self.lock_path
             finally:
                 if not self.path.exists():
-                    lock_path.unlink(missing_ok=True)
+                    self.lock_path.unlink(missing_ok=True)
 
     def start(self) -> None:
         """Begin (or continue) the journal of this run; a stale journal of another run is replaced."""
