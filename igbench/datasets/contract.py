@@ -118,8 +118,8 @@ def _layout_hint(*xs) -> str:
     """``"; that looks channels-last ..."`` when any of ``xs`` is (N, H, W, C) with C in 1..4 and H, W larger."""
     for x in xs:
         if x.dim() == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] > 4 and x.shape[2] > 4:
-            return (f"; that looks channels-last (N, H, W, C): igbench wants (N, C, H, W), "
-                    f"x.permute(0, 3, 1, 2).contiguous()")
+            return ("; that looks channels-last (N, H, W, C): igbench wants (N, C, H, W), "
+                    "x.permute(0, 3, 1, 2).contiguous()")
     return ""
 
 
