@@ -146,9 +146,27 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
             **git_provenance(cwd),
             "seed": int(seed),
             "torch_threads": torch_threads(),
+            "working_dir": os.getcwd(),
         }
     )
+    if variables := recorded_env_vars():
+        env["env_vars"] = variables
     return env
+
+
+#: Environment variables that change what a run computes or where its inputs come from (thread counts
+#: change float rounding; the IGBENCH_ ones pick data, models and plugins). A result records those that
+#: are set, so its ``command`` can be re-run as it ran.
+RECORDED_ENV_VARS = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG",
+    "IGBENCH_DATA_DIR", "IGBENCH_CACHE_DIR", "IGBENCH_OFFLINE", "IGBENCH_PLUGINS", "IGBENCH_STRICT_PLUGINS",
+    "IGBENCH_MALLOC_TUNING",
+)
+
+
+def recorded_env_vars() -> dict[str, str]:
+    """The variables of :data:`RECORDED_ENV_VARS` that are set in this process, by name."""
+    return {name: os.environ[name] for name in RECORDED_ENV_VARS if name in os.environ}
 
 
 def torch_threads() -> int | None:

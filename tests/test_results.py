@@ -252,7 +252,17 @@ def test_orphan_temporary_files_of_one_target_are_removed_and_no_others(tmp_path
 
 def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     monkeypatch.setattr("igbench.environment.SOURCE_DIR", tmp_path)  # an installed copy: not a git repository
+    from igbench.environment import RECORDED_ENV_VARS
+
+    for name in RECORDED_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("IGBENCH_DATA_DIR", "../shared/data")
+    monkeypatch.setenv("IGBENCH_PROGRESS_INTERVAL", "5")  # changes nothing a result holds: not recorded
+    monkeypatch.chdir(tmp_path)
     env = capture_environment("cpu", 7)
+    assert env["working_dir"] == str(tmp_path), "the command's relative paths are relative to it"
+    assert env["env_vars"] == {"OMP_NUM_THREADS": "3", "IGBENCH_DATA_DIR": "../shared/data"}
     assert env["git_commit"] is None and env["git_dirty"] is None
     assert env["seed"] == 7 and env["device"] == "cpu" and env["gpu"] is None
     assert env["torch_threads"] == torch.get_num_threads()
@@ -260,6 +270,9 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     data = _load()
     data["environment"] = env
     validate_result(data, "env-check")
+    for name in ("OMP_NUM_THREADS", "IGBENCH_DATA_DIR"):
+        monkeypatch.delenv(name)
+    assert "env_vars" not in capture_environment("cpu", 7), "none set: the field is left out"
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
