@@ -344,6 +344,10 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
     bad.write_text('{"schema_version": "1"}')
     assert "bad.json" in error_of([str(bad), *common])
     assert "not in the cache" in error_of([str(result_path), "--cache-dir", str(tmp_path / "empty"), *common])
+    # ART's own parameter checks run before any model loads (an empty cache would be the error otherwise)
+    text = error_of([str(result_path), "--cache-dir", str(tmp_path / "empty"), "--attack",
+                     "art:AutoProjectedGradientDescent", "--eps", "0", *common])
+    assert "art:AutoProjectedGradientDescent rejected its parameters" in text and "larger than zero" in text
     other = json.loads(result_path.read_text())
     other["dataset"]["variant"] = "some-other-variant"
     moved = tmp_path / "other.json"

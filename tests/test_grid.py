@@ -604,6 +604,14 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
     assert "--explain-eps 0.2: attack 'jsma' takes no eps" in refused(*dest, "--explain-attack", "jsma",
                                                                        "--explain-eps", "0.2")
     assert "parameter 'eps' of attack 'tgsm' must be >= 0" in refused(*dest, "--explain-eps", "-1")
+    # ART's own checks need the data's input shape: the grid runs them with its attacks', before training
+    result = CliRunner().invoke(cli, base + dest + ["--explain-attack", "art:AutoProjectedGradientDescent",
+                                                   "--explain-eps", "0"])
+    assert result.exit_code == 2, result.output
+    assert "art:AutoProjectedGradientDescent rejected its parameters" in result.output
+    assert "larger than zero" in result.output
+    assert not (tmp_path / "c" / "models").exists(), "it trained before refusing"
+    assert not list((tmp_path / "t").rglob("*.json")), "it wrote a result"
 
 
 def test_replicate_publishes_and_a_rerun_reuses_the_finished_grid(shared_data, tmp_path):

@@ -222,9 +222,9 @@ def _check_folder(folder: Path, what: str) -> None:
         raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
 
 
-def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False):
+def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False, also_check=()):
     """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path;
-    returns ``(result, path)``. ``reuse``: see :func:`~igbench.engine.grid.run_grid`."""
+    returns ``(result, path)``. ``reuse`` and ``also_check``: see :func:`~igbench.engine.grid.run_grid`."""
     from ..engine.cache import CheckpointStore
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
@@ -238,7 +238,8 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
         check_writable_folder(store.root, CACHE_FOLDER)
     command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=store, progress=progress,
-                            command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse)
+                            command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse,
+                            also_check=also_check)
     click.echo((render or render_grid_tables)(result))
     click.echo(f"\nresult in {path}")
     return result, path

@@ -58,8 +58,13 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"
     figures = Path(figure_dir)
     check_destinations(config_file, options, out, Path(results_dir), figures / out.stem)
-    attack_params = explain_attack_params(explain_attack, explain_eps) if explain else {}
-    result, path = execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
+    also_check, attack_params = [], {}
+    if explain:
+        plugin, attack_params = explain_attack_params(explain_attack, explain_eps)
+        # a value the attack refuses stops here; its own check (ART's constructor) needs the data's input
+        # shape, so the grid runs it with its attacks' checks, before training
+        also_check.append((plugin, plugin.resolve_params(attack_params)))
+    result, path = execute_grid(spec, out, cache_dir, progress, reuse=not rerun, also_check=also_check)
     if explain:
         from ..interpret.explain import explain_result
 
@@ -78,16 +83,16 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
 TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps")
 
 
-def explain_attack_params(attack: str, eps: float) -> dict:
-    """The figure attack's parameters, checked before the grid runs: an unknown --explain-attack, or an
-    --explain-eps for an attack without eps, used to stop replicate only after hours of training."""
+def explain_attack_params(attack: str, eps: float) -> tuple:
+    """``(plugin, params)`` of the figure attack (``params`` as given, unresolved), checked before the grid
+    runs: an unknown --explain-attack, or an --explain-eps for an attack without eps, used to stop
+    replicate only after hours of training."""
     from ..registry import get_registry
     from .options import figure_attack_params, given
 
     plugin = get_registry().get("attack", attack)
     params = figure_attack_params(plugin, eps if given("explain_eps") else None, {}, "--explain-eps")
-    plugin.resolve_params(params)  # a value the attack refuses stops here
-    return params
+    return plugin, params
 
 
 def check_destinations(config_file, options, out: Path, results_dir: Path, figure_folder: Path) -> None:

@@ -24,6 +24,16 @@ def make_context(data, device="cpu", seed: int = 0) -> AttackContext:
                          num_classes=int(data.num_classes), generator=gen)
 
 
+def check_attacks(attacks, data, seed: int = 0) -> None:
+    """Let each ``(plugin, resolved params)`` of ``attacks`` judge its parameters for ``data``'s inputs
+    (:meth:`~igbench.plugin_types.AttackPlugin.check`: ART's constructors), before any model trains or
+    loads. A value the attack refuses stops here, as a one-line error."""
+    preflight = make_context(data, device="cpu", seed=seed)
+    for plugin, params in attacks:
+        with plugin_call(plugin, "check"):
+            plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
+
+
 def success_mask(pred_adv, y, targets=None):
     """Per input, did the attack succeed: predicted as its target (targeted, ``targets`` given), or as
     anything but ``y`` (untargeted; inputs already misclassified count). On ``pred_adv``'s device."""

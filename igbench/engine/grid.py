@@ -13,12 +13,11 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .. import __version__
 from ..atomic import remove_orphan_temps
 from ..errors import UsageError
-from ..plugin_calls import plugin_call
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
@@ -150,18 +149,21 @@ def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None
 def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStore | None = None,
              progress: bool = True, command: str | None = None,
              echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-             reuse: bool = False) -> tuple[dict[str, Any], Path]:
+             reuse: bool = False, also_check: Sequence[tuple[Any, dict[str, Any]]] = ()) -> tuple[dict[str, Any], Path]:
     """Run (or resume) the grid and write the result file; returns ``(result, path)``.
 
     With ``reuse``, a valid result already at ``out_path`` with this grid's run id (same data, models,
     attacks, test images and seed) is returned as it is, without attacking again.
+
+    ``also_check``: ``(attack plugin, resolved params)`` pairs a later step will run on this grid's data
+    (``replicate``'s figure attack); they are checked with the grid's own attacks, before any training.
     """
     import torch
 
     from ..datasets.loading import load_dataset
     from ..environment import capture_environment, utc_timestamp
     from ..results.io import write_result
-    from .attack import make_context, run_attack
+    from .attack import check_attacks, make_context, run_attack
     from .inference import inference_copy
     from .gradients import mean_input_grad_norm
 
@@ -178,10 +180,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     if packages := plugin_packages(spec):
         environment["plugin_packages"] = packages
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
-    preflight = make_context(data, device="cpu", seed=spec.train.seed)
-    for plugin, params, _eps in units:  # and lets each attack judge its own parameters (ART's constructors)
-        with plugin_call(plugin, "check"):
-            plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
+    # and lets each attack judge its own parameters (ART's constructors), a later step's too
+    check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)
 
     # ---- models: trained or loaded from the cache
     models: dict[str, Any] = {}

@@ -118,7 +118,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     scored image once per model, so an expensive attack (``art:CarliniL2Method``) takes its time here;
     ``progress`` shows it. ``result`` is the file's content when the caller has already read it.
     """
-    from ..engine.attack import make_context
+    from ..engine.attack import check_attacks, make_context
     from ..engine.cache import CheckpointStore
     from ..engine.models import load_result_models
     from ..errors import UsageError
@@ -138,6 +138,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     plugin = get_registry().get("attack", attack)
     params = plugin.resolve_params(attack_params or {})
     data = load_result_data(result, data_dir, dataset_params)
+    check_attacks([(plugin, params)], data, int(result["environment"]["seed"]))  # ART's checks, before the work
     models = load_result_models(result, CheckpointStore(cache_dir), device)
 
     n_eval = int(result["eval"]["n_test"])
