@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from .errors import UsageError
+
 
 @dataclass
 class DataSplits:
@@ -37,10 +39,27 @@ class DataSplits:
     #: the plugin parameters it was loaded with (resolved); results record them so that ``explain``
     #: and other later steps can load the same data without being told them again
     params: dict[str, Any] = field(default_factory=dict)
+    #: images held out of training for choosing settings (a defense's strength) without looking at the
+    #: test set; ``None`` when the data set holds none out. Not in ``checksum``: they come from the same
+    #: files, and leaving them out keeps a model's checkpoint key the same whichever split scores it.
+    validation_x: torch.Tensor | None = None
+    validation_y: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def scored(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of the split a run scores: ``test`` or ``validation``."""
+        if split == "test":
+            return self.test_x, self.test_y
+        if split != "validation":
+            raise UsageError(f"unknown split {split!r} to score on; choose test or validation")
+        if self.validation_x is None or self.validation_y is None:
+            raise UsageError(f"data set '{self.name}' (variant {self.variant}) holds no validation images out of "
+                             f"training; hold some out (--param {self.name}.validation=5000, where its plugin "
+                             f"takes that parameter: see igbench plugins) or score on the test set")
+        return self.validation_x, self.validation_y
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplits":
         """The first ``n_train`` / ``n_test`` examples (``None`` keeps a split whole)."""

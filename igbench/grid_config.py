@@ -48,7 +48,7 @@ else:  # pragma: no cover
 
 RUN_KEYS = {"dataset", "dataset_params", "arch", "arch_params", "epochs", "steps", "batch_size", "lr",
             "adam_eps", "seed", "eps", "n_test", "device", "data_dir", "eval_batch_size", "precision",
-            "memory_format"}
+            "memory_format", "score_on"}
 
 MODEL_KEYS = {"id", "defense", "params", "arch", "arch_params"}
 ATTACK_KEYS = {"name", "params", "eps"}
@@ -56,7 +56,7 @@ ATTACK_KEYS = {"name", "params", "eps"}
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "arch": "paper-cnn", "epochs": 1.0, "steps": None, "batch_size": 64, "lr": 1e-3,
     "adam_eps": 1e-4, "seed": 0, "eps": [0.1, 0.2, 0.3], "n_test": 1000, "device": None, "data_dir": None,
-    "eval_batch_size": 500, "precision": "fp32", "memory_format": "contiguous",
+    "eval_batch_size": 500, "precision": "fp32", "memory_format": "contiguous", "score_on": "test",
 }
 
 
@@ -189,6 +189,6 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
                         memory_format=str(run["memory_format"]))
     spec = GridSpec(dataset=run["dataset"], dataset_params=dataset_params, data_dir=run["data_dir"],
                     models=models, attacks=attacks, eps=[float(e) for e in run["eps"]], train=train,
-                    n_test=run["n_test"], eval_batch_size=int(run["eval_batch_size"]))
+                    n_test=run["n_test"], eval_batch_size=int(run["eval_batch_size"]), score_on=str(run["score_on"]))
     spec.validate()
     return spec

@@ -51,6 +51,12 @@ BROKEN = {
     "num-classes": (lambda d: replace(d, num_classes=0), "num_classes=0"),
     "checksum": (lambda d: replace(d, checksum="abc"), "checksum 'abc'; it must be a 64-character lowercase hex"),
     "checksum-upper": (lambda d: replace(d, checksum=d.checksum.upper()), "igbench.data.array_checksum"),
+    # the optional validation split (images held out of training) is checked like the others
+    "validation-x-only": (lambda d: replace(d, validation_x=d.test_x), "validation_x and validation_y are given together"),
+    "validation-labels": (lambda d: replace(d, validation_x=d.test_x, validation_y=d.test_y + 1),
+                          "validation_y with labels 1..3"),
+    "validation-shape": (lambda d: replace(d, validation_x=d.test_x[:, :, :7, :7], validation_y=d.test_y),
+                         "but validation images of (1, 7, 7)"),
 }
 
 

@@ -15,7 +15,7 @@ import torch
 from igbench.datasets.idx_dataset import STEMS
 from igbench.datasets.loading import load_dataset
 from igbench.datasets.split import stratified_split
-from igbench.errors import DataError, DatasetNotFound, ParamError
+from igbench.errors import DataError, DatasetNotFound, ParamError, UsageError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -85,6 +85,11 @@ def test_mnist_validation_holdout(mnist, shared_data):
     assert d.variant == "train-55000" and d.train_x.shape[0] == 55000
     assert torch.equal(d.train_x, mnist.train_x[:55000]) and torch.equal(d.test_y, mnist.test_y)
     assert d.checksum != mnist.checksum
+    # the held-out images are kept apart for --score-on validation: the last 5,000 of the training file
+    assert torch.equal(d.validation_x, mnist.train_x[55000:]) and torch.equal(d.validation_y, mnist.train_y[55000:])
+    assert d.scored("validation")[0] is d.validation_x and d.scored("test")[0] is d.test_x
+    with pytest.raises(UsageError, match=r"holds no validation images .*--param mnist.validation=5000"):
+        mnist.scored("validation")
     with pytest.raises(ParamError):
         load_dataset("mnist", shared_data, {"validation": 60000})
 

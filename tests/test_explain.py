@@ -453,3 +453,23 @@ def test_a_broken_scores_record_is_refused_in_one_line(tmp_path):
     scores.write_text(good.read_text().replace('"logprob_sum"', '"hessian"'))
     bad = CliRunner().invoke(cli, ["validate", str(scores)])
     assert bad.exit_code != 0 and f"{scores}: explain.gradient:" in bad.output, bad.output
+
+
+def test_explain_scores_the_images_the_grid_scored(shared_data, tmp_path):
+    """A grid scored on validation images (--score-on validation) is explained on those images too, not
+    on the test set: the same models give other scores on the two."""
+    cache = tmp_path / "cache"
+    scores = {}
+    for split in ("validation", "test"):
+        out = tmp_path / f"{split}.json"
+        run = CliRunner().invoke(cli, ["run", "--dataset", "mnist", "--param", "mnist.validation=300", "--arch", "mlp",
+                                       "--attack", "fgsm", "--eps", "0.1", "--steps", "5", "--n-test", "40",
+                                       "--score-on", split, "--data-dir", str(shared_data), "--out", str(out),
+                                       "--cache-dir", str(cache), "--no-progress"])
+        assert run.exit_code == 0, run.output
+        done = CliRunner().invoke(cli, ["explain", str(out), "--data-dir", str(shared_data), "--cache-dir", str(cache),
+                                        "--device", "cpu", "--n-images", "2", "--out", str(tmp_path / split)])
+        assert done.exit_code == 0, done.output
+        scores[split] = json.loads(out.read_text())["interpretability"]
+    assert scores["validation"][0]["n_images"] == scores["test"][0]["n_images"] == 40
+    assert scores["validation"] != scores["test"]

@@ -803,3 +803,60 @@ def test_replacing_another_grids_journal_or_result_at_the_same_out_is_said(tmp_p
     assert "held 1 finished unit(s) of another grid (run aaaaaaaaaaaa)" in notes[0]
     assert "holds another grid's result (run aaaaaaaaaaaa); this run replaces it" in notes[1]
     assert replacement_notes(out, Journal(old.path, "a" * 64), "a" * 64) == []  # its own: resumed, reused
+
+
+def test_score_on_validation_attacks_the_held_out_images_with_the_same_models(shared_data, tmp_path):
+    """The paper chose lambda by validation on adversarial examples; a grid scored only the test set, so a
+    lambda picked from it was tuned on the test set. --score-on validation scores the images the data set
+    held out of training, with the very models (same checkpoint keys) a test-set grid uses."""
+    from igbench.datasets.loading import load_dataset
+    from igbench.engine.models import load_result_models
+    from igbench.engine.train import accuracy
+    from igbench.results.io import validate_result
+
+    cache = tmp_path / "cache"
+    base = ["run", "--dataset", "mnist", "--param", "mnist.validation=500", "--arch", "mlp", "--defense", "gradreg",
+            "--param", "lambda=10", "--attack", "fgsm", "--eps", "0.05", "--steps", "20", "--n-test", "200",
+            "--data-dir", str(shared_data), "--cache-dir", str(cache), "--no-progress"]
+    on_val = CliRunner().invoke(cli, base + ["--score-on", "validation", "--out", str(tmp_path / "val.json")])
+    assert on_val.exit_code == 0, on_val.output
+    assert "clean accuracy on 200 validation images" in on_val.output
+    on_test = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "test.json")])
+    assert on_test.exit_code == 0, on_test.output
+    assert on_test.output.count("loaded from cache") == 2, "the same models: scoring is not part of their key"
+    val, test = read_result(tmp_path / "val.json"), read_result(tmp_path / "test.json")
+    assert val["eval"]["split"] == "validation" and test["eval"]["split"] == "test"
+    assert val["dataset"]["n_validation"] == 500 and "--score-on validation" in val["command"]
+    assert val["run_id"] != test["run_id"], "a journal must not mix validation and test units"
+    assert [(m["config_hash"], m["checkpoint_sha256"]) for m in val["models"]] == \
+        [(m["config_hash"], m["checkpoint_sha256"]) for m in test["models"]]
+
+    # the numbers are those of the held-out images (the last 500 of the training file), not the test set's
+    data = load_dataset("mnist", shared_data, {"validation": 500})
+    models = load_result_models(val, CheckpointStore(cache))
+    for rec, other in zip(val["models"], test["models"]):
+        model = models[rec["id"]]
+        assert rec["clean_accuracy"] == pytest.approx(accuracy(model, data.validation_x[:200], data.validation_y[:200]))
+        assert other["clean_accuracy"] == pytest.approx(accuracy(model, data.test_x[:200], data.test_y[:200]))
+    assert [c["accuracy"] for c in val["cells"]] != [c["accuracy"] for c in test["cells"]]
+
+    broken = json.loads(json.dumps(val))
+    broken["eval"]["n_test"] = 600
+    with pytest.raises(Exception, match=r"600 is more than the dataset's n_validation \(500\)"):
+        validate_result(broken, "broken")
+
+    # more images than were held out: a note, and the result records what was scored
+    more_images = ["1000" if arg == "200" else arg for arg in base]  # --n-test 1000
+    more = CliRunner().invoke(cli, more_images + ["--score-on", "validation", "--out", str(tmp_path / "more.json")])
+    assert more.exit_code == 0, more.output
+    assert "--n-test 1000 is more than the 500 validation images of mnist" in more.output
+    assert read_result(tmp_path / "more.json")["eval"]["n_test"] == 500
+
+    # no images held out: one line naming the fix, before anything trains
+    fresh = tmp_path / "fresh"
+    refused = CliRunner().invoke(cli, ["run", "--dataset", "mnist", "--arch", "mlp", "--attack", "fgsm", "--steps", "5",
+                                       "--data-dir", str(shared_data), "--cache-dir", str(fresh), "--no-progress",
+                                       "--score-on", "validation", "--out", str(tmp_path / "none.json")])
+    assert refused.exit_code == 2, refused.output
+    assert "holds no validation images out of training" in refused.output
+    assert "--param mnist.validation=5000" in refused.output and not (fresh / "models").exists()

@@ -421,6 +421,26 @@ def test_mixed_test_sets_are_flagged():
     different test sets."""
     text = render_leaderboard(load_results(FIXTURES), "mnist")
     assert "Caution: these files score different test sets (512, 1000 images" in text
+    assert "validation" not in text
+
+
+def test_a_result_scored_on_validation_images_is_marked_as_such(tmp_path):
+    """A grid scored on images held out of training (--score-on validation) is no test-set score: the
+    leaderboard, the report and `compare` say so wherever its numbers appear."""
+    from igbench.results.report import render_report
+
+    a = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    b = json.loads(json.dumps(a))
+    b["eval"]["split"] = "validation"
+    b["dataset"]["n_validation"] = 5000
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "val.json").write_text(dumps_result(b))
+    text = render_leaderboard(load_results(tmp_path / "results"), "mnist")
+    assert "1000 validation images scored" in text and "Caution: some of these files score validation images" in text
+    assert {row[-1] for row in _rows(_section(text, "### fgsm, eps = 0.1"))} == {"1000 validation"}
+    assert "1000 validation images scored" in render_report(b, "val.json")
+    out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, b)])
+    assert "warning: different scored images: test in A, validation in B" in out.output
 
 
 def test_results_of_another_igbench_version_say_how_to_reproduce_them():

@@ -95,6 +95,10 @@ _SHARED = [
                  "either way)."),
     _seed,
     _n_test,
+    click.option("--score-on", type=click.Choice(["test", "validation"]),
+                 help="Images attacked and scored: test (default) or validation, the images the data set holds out "
+                 "of training (--param mnist.validation=5000; the paper configs do). Choose a setting such as "
+                 "lambda on validation, then report the chosen one on test."),
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
     _out_option,

@@ -104,7 +104,7 @@ def render_sweep_table(result) -> str:
     """One row per model: clean accuracy, input-gradient norm, white-box accuracy per attack and eps."""
     from tabulate import tabulate
 
-    from ..results.grid import Grid, format_eps, format_pct
+    from ..results.grid import Grid, format_eps, format_pct, scored_images
 
     grid = Grid(result)
     columns = [(a["name"], e) for a in result["attacks"] for e in (a["eps"] if a["eps"] is not None else [None])]
@@ -116,7 +116,7 @@ def render_sweep_table(result) -> str:
         rows.append(row)
     headers = ["model", "clean %", "mean |dCE/dx|"] + [
         f"{a}" + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]
-    return tabulate(rows, headers=headers, tablefmt="simple")
+    return f"scored on {scored_images(result)}\n" + tabulate(rows, headers=headers, tablefmt="simple")
 
 
 COMMANDS = [sweep_command]

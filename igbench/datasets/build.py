@@ -40,12 +40,15 @@ def build_splits(
     source: str,
     notes: str = "",
     checksum: str | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> "DataSplits":
-    """DataSplits from uint8 images and integer labels; the checksum defaults to the raw arrays' sha256."""
+    """DataSplits from uint8 images and integer labels; the checksum defaults to the raw arrays' sha256
+    (train and test: ``validation``, images held out of training, is left out of it, see DataSplits)."""
     from ..data import DataSplits, array_checksum
 
     (tx, ty), (vx, vy) = train, test
-    for what, x, y in (("train", tx, ty), ("test", vx, vy)):
+    splits = [("train", tx, ty), ("test", vx, vy)] + ([("validation", *validation)] if validation is not None else [])
+    for what, x, y in splits:
         if len(x) != len(y):
             raise DataError(f"{name}: {what} has {len(x)} images but {len(y)} labels; the data files do not belong together")
         if len(y) and (int(np.min(y)) < 0 or int(np.max(y)) >= len(class_names)):
@@ -64,4 +67,6 @@ def build_splits(
         source=source,
         class_names=list(class_names),
         notes=notes,
+        validation_x=images_to_tensor(validation[0]) if validation is not None else None,
+        validation_y=labels_to_tensor(validation[1]) if validation is not None else None,
     )

@@ -47,8 +47,12 @@ def splits_problems(splits: Any, name: str) -> list[str]:
         problems.append(f"DataSplits.name {splits.name!r}, not the plugin's name {name!r}; results and leaderboards "
                         f"would file it under {splits.name!r}: set name=self.name (dataclasses.replace(splits, "
                         f"name=self.name) when wrapping another data set)")
-    tensors = {k: getattr(splits, k) for k in ("train_x", "train_y", "test_x", "test_y")}
+    split_names = ["train", "test"]
+    if splits.validation_x is not None or splits.validation_y is not None:
+        split_names.append("validation")  # optional: images held out of training
+    tensors = {f"{split}_{k}": getattr(splits, f"{split}_{k}") for split in split_names for k in "xy"}
     not_tensors = [f"{key} as a {type(value).__name__}, not a torch.Tensor; convert it (torch.from_numpy)"
+                   + ("; validation_x and validation_y are given together or not at all" if value is None else "")
                    for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         return problems + not_tensors  # the checks below need tensors
@@ -58,12 +62,14 @@ def splits_problems(splits: Any, name: str) -> list[str]:
     if not clip_ok:
         problems.append(f"clip range [{splits.clip_min!r}, {splits.clip_max!r}]; clip_min and clip_max must be "
                         f"finite numbers with clip_min < clip_max")
-    for split in ("train", "test"):
+    for split in split_names:
         problems += _split_problems(split, tensors[f"{split}_x"], tensors[f"{split}_y"], splits, clip_ok)
-    tx, vx = tensors["train_x"], tensors["test_x"]
-    if tx.dim() == 4 and vx.dim() == 4 and tx.shape[1:] != vx.shape[1:]:
-        problems.append(f"train images of (C, H, W) {tuple(tx.shape[1:])} but test images of "
-                        f"{tuple(vx.shape[1:])}; both splits must hold images of one shape{_layout_hint(tx, vx)}")
+    tx = tensors["train_x"]
+    for split in split_names[1:]:
+        vx = tensors[f"{split}_x"]
+        if tx.dim() == 4 and vx.dim() == 4 and tx.shape[1:] != vx.shape[1:]:
+            problems.append(f"train images of (C, H, W) {tuple(tx.shape[1:])} but {split} images of "
+                            f"{tuple(vx.shape[1:])}; all splits must hold images of one shape{_layout_hint(tx, vx)}")
     if not isinstance(splits.checksum, str) or not _HEX64.fullmatch(splits.checksum):
         problems.append(f"checksum {splits.checksum!r}; it must be a 64-character lowercase hex sha256: "
                         f"checksum=igbench.data.array_checksum(train_x, train_y, test_x, test_y)")
@@ -88,7 +94,7 @@ def _split_problems(split: str, x, y, splits, clip_ok: bool) -> list[str]:
     if y.dim() == 1 and x.dim() >= 1 and y.shape[0] != n:
         out.append(f"{y.shape[0]} {split} labels for {n} {split} images; {split}_y must have one label per image")
     if n == 0:
-        out.append(f"an empty {split} split; both splits need at least one example")
+        out.append(f"an empty {split} split; every split needs at least one example")
         return out
     if y.numel() and y.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         lo, hi = int(y.min()), int(y.max())

@@ -20,8 +20,9 @@ def validation_param(n_train: int) -> Param:
     return Param(
         "validation",
         0,
-        "hold out the last N training images as validation (not returned); the paper used 5000 (its "
-        "TensorFlow loader held out the first 5000)",
+        "hold out the last N training images as validation: not trained on, scored with --score-on "
+        "validation (to choose e.g. a lambda without the test set); the paper used 5000 (its TensorFlow "
+        "loader held out the first 5000)",
         check=lambda v: None if 0 <= v < n_train else f"must be between 0 and {n_train - 1}",
     )
 
@@ -81,9 +82,13 @@ class IdxDataset(DatasetPlugin):
         tx, ty = arrays[TRAIN_IMAGES], arrays[TRAIN_LABELS]
         notes = self.base_notes
         variant = "full"
+        held_out = None
         if n_val:
+            held_out = (tx[len(tx) - n_val:], ty[len(ty) - n_val:])  # scored with --score-on validation
             tx, ty = tx[: len(tx) - n_val], ty[: len(ty) - n_val]
             variant = f"train-{len(tx)}"
+            # "(not returned)": not in the training or test split. The words stay as they were because
+            # the notes are part of a grid's run id, which lets a finished result be reused.
             notes = f"last {n_val} training images held out as validation (not returned). " + notes
         return build_splits(
             name=self.name,
@@ -93,4 +98,5 @@ class IdxDataset(DatasetPlugin):
             class_names=self.class_names,
             source=str(found.folder.resolve()),
             notes=notes.strip(),
+            validation=held_out,
         )

@@ -47,6 +47,7 @@ class GridSpec:
     eval_batch_size: int = 500
     grad_norm_images: int = 1000
     transfer: bool = True  # False: score each model only on its own examples (white-box), as sweeps do
+    score_on: str = "test"  # or "validation": the images the data set held out of training
 
     def validate(self) -> None:
         ids = [m.id for m in self.models]
@@ -62,8 +63,15 @@ class GridSpec:
                 raise UsageError(f"the eps of attack {a.name} {problem}")
         if self.n_test is not None and self.n_test < 1:
             raise UsageError(f"--n-test must be >= 1, got {self.n_test}")
+        if self.score_on not in SCORED_SPLITS:
+            raise UsageError(f"--score-on {self.score_on!r}: choose {' or '.join(SCORED_SPLITS)}")
         if self.eval_batch_size < 1:
             raise UsageError(f"the evaluation batch size must be >= 1, got {self.eval_batch_size}")
+
+
+#: The splits a grid can attack and score: the test set, or the images held out of training for choosing
+#: settings (a lambda) without looking at the test set.
+SCORED_SPLITS = ("test", "validation")
 
 
 #: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.
@@ -110,10 +118,11 @@ def plugin_packages(spec: GridSpec) -> dict[str, str | None]:
 
 
 def size_notes(spec: GridSpec, n_train: int, n_test: int, dataset: str) -> list[str]:
-    """Notes for sizes the data set cannot give, so that nothing is cut down silently."""
+    """Notes for sizes the data set cannot give, so that nothing is cut down silently. ``n_test``: the
+    images of the split the grid scores (``spec.score_on``)."""
     notes = []
     if spec.n_test is not None and spec.n_test > n_test:
-        notes.append(f"note: --n-test {spec.n_test} is more than the {n_test} test images of {dataset}; "
+        notes.append(f"note: --n-test {spec.n_test} is more than the {n_test} {spec.score_on} images of {dataset}; "
                      f"scoring all {n_test} (the result records {n_test})")
     if spec.train.batch_size > n_train:
         notes.append(f"note: --batch-size {spec.train.batch_size} is more than the {n_train} training images of "
@@ -171,9 +180,10 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     started = time.perf_counter()
     store = store or CheckpointStore()
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
-    for line in size_notes(spec, len(data.train_y), len(data.test_y), data.name):
+    x_scored, y_scored = data.scored(spec.score_on)
+    for line in size_notes(spec, len(data.train_y), len(y_scored), data.name):
         echo(line)
-    x_eval, y_eval = data.test_x[: spec.n_test], data.test_y[: spec.n_test]
+    x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
     device = torch.device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
@@ -228,6 +238,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         "dataset": data.describe(), "models": [[r["config_hash"], r["checkpoint_sha256"]] for r in records],
         "attacks": attack_records, "n_test": int(x_eval.shape[0]), "seed": spec.train.seed,
         "transfer": spec.transfer,
+        # only when not the test set, so that the run ids of test-set grids stay what they were
+        **({"scored_on": spec.score_on} if spec.score_on != "test" else {}),
     })
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
     if reuse and (previous := _complete_result(out_path, run_id)) is not None:
@@ -292,8 +304,9 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             "created": utc_timestamp(),
             "command": command or "igbench " + " ".join(sys.argv[1:]),
             "run_id": run_id,
-            "dataset": {**data.describe(), "params": dict(data.params)},
-            "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size},
+            "dataset": {**data.describe(), "params": dict(data.params),
+                        **({"n_validation": len(data.validation_y)} if data.validation_y is not None else {})},
+            "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size, "split": spec.score_on},
             "models": records,
             "attacks": attack_records,
             "cells": [

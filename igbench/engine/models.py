@@ -213,7 +213,8 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     chosen = select_models(spec, ids)
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
     device = torch.device(spec.train.device)
-    x_eval, y_eval = data.test_x[: spec.n_test].to(device), data.test_y[: spec.n_test].to(device)
+    x_scored, y_scored = data.scored(spec.score_on)
+    x_eval, y_eval = x_scored[: spec.n_test].to(device), y_scored[: spec.n_test].to(device)
     records = []
     for k, m in enumerate(chosen, 1):
         echo(m.heading(k, len(chosen)))

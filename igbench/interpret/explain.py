@@ -123,6 +123,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     from ..engine.models import load_result_models
     from ..errors import UsageError
     from ..registry import get_registry
+    from ..results.grid import scored_split
     from ..results.io import read_result, write_result
     from .figures import adversarial_grid, saliency_grid
     from .measures import interpretability_summary
@@ -142,7 +143,8 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     models = load_result_models(result, CheckpointStore(cache_dir), device)
 
     n_eval = int(result["eval"]["n_test"])
-    x_eval, y_eval = data.test_x[:n_eval], data.test_y[:n_eval]
+    x_scored, y_scored = data.scored(scored_split(result))  # the images the grid attacked and scored
+    x_eval, y_eval = x_scored[:n_eval], y_scored[:n_eval]
     out = Path(out_dir) if out_dir else default_out_dir(result_path)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -70,6 +70,9 @@ def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     same_data = (da["name"], da["variant"], da["checksum"]) == (db["name"], db["variant"], db["checksum"])
     if (da["name"], da["variant"]) == (db["name"], db["variant"]) and not same_data:
         out.append(_differ("data checksum", da["checksum"][:12], db["checksum"][:12], " (other images under the same name)"))
+    split_a, split_b = (r["eval"].get("split", "test") for r in (a, b))
+    if split_a != split_b:
+        out.append(_differ("scored images", split_a, split_b, " (one file scored images held out of training)"))
     if a["eval"]["n_test"] != b["eval"]["n_test"]:
         out.append(_differ("n_test", a["eval"]["n_test"], b["eval"]["n_test"], " (cells scored on other test images)"))
     models_a = {m["id"]: m for m in a["models"]}

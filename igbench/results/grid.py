@@ -21,6 +21,17 @@ def format_eps(eps: float | None) -> str:
     return "-" if eps is None else f"{float(eps):g}"
 
 
+def scored_split(result: dict[str, Any]) -> str:
+    """The images a result scored: ``test``, or ``validation`` (held out of training); older files, which
+    lack ``eval.split``, scored the test set."""
+    return result["eval"].get("split", "test")
+
+
+def scored_images(result: dict[str, Any]) -> str:
+    """``2000 test images`` or ``5000 validation images``."""
+    return f"{result['eval']['n_test']} {scored_split(result)} images"
+
+
 class Grid:
     """The cells of one result, indexed by (attack, eps, source, target)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .grid import Grid, format_eps, format_pct
+from .grid import Grid, format_eps, format_pct, scored_images
 
 
 def render_grid_tables(result: dict[str, Any]) -> str:
@@ -14,7 +14,7 @@ def render_grid_tables(result: dict[str, Any]) -> str:
     grid = Grid(result)
     ids = grid.model_ids
     parts = [
-        "clean accuracy: " + ", ".join(f"{m['id']} {100 * m['clean_accuracy']:.1f}%" for m in result["models"]),
+        f"clean accuracy on {scored_images(result)}: " + ", ".join(f"{m['id']} {100 * m['clean_accuracy']:.1f}%" for m in result["models"]),
     ]
     for attack in result["attacks"]:
         for eps in attack["eps"] if attack["eps"] is not None else [None]:

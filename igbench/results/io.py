@@ -116,7 +116,13 @@ def _semantic_problem(data: dict[str, Any]) -> tuple[list[Any], str] | None:
     lo, hi = data["dataset"]["clip"]
     if not lo < hi:
         return ["dataset", "clip"], f"{_short([lo, hi])}: the minimum must be below the maximum"
-    if data["eval"]["n_test"] > data["dataset"]["n_test"]:
+    if data["eval"].get("split", "test") == "validation":
+        n_validation = data["dataset"].get("n_validation")
+        if n_validation is None:
+            return ["eval", "split"], "validation, but dataset.n_validation is absent: the data set held no images out"
+        if data["eval"]["n_test"] > n_validation:
+            return ["eval", "n_test"], f"{data['eval']['n_test']} is more than the dataset's n_validation ({n_validation})"
+    elif data["eval"]["n_test"] > data["dataset"]["n_test"]:
         return ["eval", "n_test"], f"{data['eval']['n_test']} is more than the dataset's n_test ({data['dataset']['n_test']})"
 
     def check_attack_eps(section: str, i: int, entry: dict[str, Any]) -> tuple[list[Any], str] | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from .grid import Grid
+from .grid import Grid, scored_images
 
 
 def plot_filename(dataset: str, attack: str) -> str:
@@ -69,7 +69,7 @@ def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]
         handles, labels = ax_wb.get_legend_handles_labels()
         if handles:
             ax_wb.legend(handles, labels, fontsize=8, loc="best")
-        fig.suptitle(f"{dataset}: {name} ({result['eval']['n_test']} test images)", fontsize=11)
+        fig.suptitle(f"{dataset}: {name} ({scored_images(result)})", fontsize=11)
         fig.tight_layout()
         target = Path(out_dir) / plot_filename(dataset, name)
         with atomic_path(target) as tmp:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .grid import Grid, format_eps
+from .grid import Grid, format_eps, scored_images
 from .grid import format_pct as _pct
 
 REFERENCE = "none"
@@ -143,7 +143,7 @@ def render_report(result: dict[str, Any], label: str) -> str:
     """All sections for one result; ``label`` names its file in the heading."""
     parts = [f"## {label}", f"Command: `{result['command']}`",
              f"Data: {result['dataset']['name']} ({result['dataset']['variant']}), "
-             f"{result['eval']['n_test']} test images scored; git {result['environment'].get('git_commit') or '-'}",
+             f"{scored_images(result)} scored; git {result['environment'].get('git_commit') or '-'}",
              model_table(result)]
     for attack in result["attacks"]:
         if attack["eps"]:
