@@ -79,8 +79,9 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
         click.echo(f"leaderboard: {md}")
 
 
-# Options that make a run a trial of the config rather than the config itself.
-TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps")
+# Options that make a run a trial of the config rather than the config itself (a validation-scored grid
+# is no test-set score either).
+TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps", "score_on")
 
 
 def explain_attack_params(attack: str, eps: float) -> tuple:
