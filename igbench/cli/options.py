@@ -65,7 +65,13 @@ def _precision_option(help: str = _PRECISION_HELP + ", recorded in the result; e
     return click.option("--precision", type=click.Choice(["fp32", "bf16"]), help=help)
 
 
-_seed, _n_test, _precision = _seed_option(), _n_test_option(), _precision_option()
+def _score_on_option(help: str = "Images attacked and scored: test (default) or validation, the images the data set "
+                     "holds out of training (--param mnist.validation=5000; the paper configs do). Choose a setting "
+                     "such as lambda on validation, then report the chosen one on test."):
+    return click.option("--score-on", type=click.Choice(["test", "validation"]), help=help)
+
+
+_seed, _n_test, _precision, _score_on = _seed_option(), _n_test_option(), _precision_option(), _score_on_option()
 
 #: The shared options whose help would be wrong for a command that trains without attacking.
 _TRAINING_ONLY = {
@@ -73,6 +79,9 @@ _TRAINING_ONLY = {
     _precision: _precision_option(_PRECISION_HELP + "; the clean-accuracy check stays fp32)."),
     _n_test: _n_test_option("Test images each trained model's clean accuracy is measured on (default 1000); "
                             "training and the checkpoint do not depend on it."),
+    _score_on: _score_on_option("Images the clean accuracy is measured on: test (default) or validation, the images "
+                                "the data set holds out of training (--param mnist.validation=5000); training and "
+                                "the checkpoint do not depend on it."),
 }
 
 _SHARED = [
@@ -95,10 +104,7 @@ _SHARED = [
                  "either way)."),
     _seed,
     _n_test,
-    click.option("--score-on", type=click.Choice(["test", "validation"]),
-                 help="Images attacked and scored: test (default) or validation, the images the data set holds out "
-                 "of training (--param mnist.validation=5000; the paper configs do). Choose a setting such as "
-                 "lambda on validation, then report the chosen one on test."),
+    _score_on,
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
     _out_option,
