@@ -57,8 +57,9 @@ class DataSplits:
             raise UsageError(f"unknown split {split!r} to score on; choose test or validation")
         if self.validation_x is None or self.validation_y is None:
             raise UsageError(f"data set '{self.name}' (variant {self.variant}) holds no validation images out of "
-                             f"training; hold some out (--param {self.name}.validation=5000, where its plugin "
-                             f"takes that parameter: see igbench plugins) or score on the test set")
+                             f"training; hold some out if its plugin can (`igbench plugins {self.name}` lists its "
+                             f"parameters; mnist and fashion-mnist take e.g. --param mnist.validation=5000), or "
+                             f"score on the test set")
         return self.validation_x, self.validation_y
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplits":
