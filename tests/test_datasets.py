@@ -204,6 +204,15 @@ def test_notmnist_sample_split(shared_data, mnist):
     other = load_dataset("notmnist", shared_data, {"split_seed": 1, "test_fraction": 0.1})
     assert other.variant == "sample-10000-split0.1-seed1" and other.test_x.shape[0] == 1000
     assert other.checksum not in {d.checksum, mnist.checksum}
+    # validation=N holds the last N letters of the shuffled training split out (--score-on validation)
+    held = load_dataset("notmnist", shared_data, {"validation": 800})
+    assert held.variant == "sample-10000-split0.2-seed0-val800" and "last 800 training letters" in held.notes
+    assert torch.equal(held.train_x, d.train_x[:7200]) and torch.equal(held.validation_x, d.train_x[7200:])
+    assert torch.equal(held.validation_y, d.train_y[7200:]) and torch.equal(held.test_x, d.test_x)
+    assert len(held.validation_y.unique()) == 10 and held.checksum != d.checksum
+    assert d.validation_x is None, "none held out by default: the committed models keep their keys"
+    with pytest.raises(DataError, match="validation=8000 would hold out all 8000 training examples"):
+        load_dataset("notmnist", shared_data, {"validation": 8000})
 
 
 def test_stratified_split_properties():
@@ -269,6 +278,8 @@ def test_notmnist_paper_protocol_trains_on_large_and_tests_on_small(tmp_path, mo
         m.setattr(PIL.Image, "open", no_decoding)
         again = load_dataset("notmnist", tmp_path, {"train_size": 30, "test_size": 20})
     assert again.checksum == d.checksum
+    held = load_dataset("notmnist", tmp_path, {"train_size": 30, "test_size": 20, "validation": 10})
+    assert held.variant == "paper-large20-small20-seed0-val10" and torch.equal(held.validation_x, d.train_x[20:])
     assert load_dataset("notmnist", tmp_path, {"train_size": 0, "test_size": 0}).train_x.shape[0] == 40
     split = load_dataset("notmnist", tmp_path, {"protocol": "split", "test_fraction": 0.34})
     assert split.variant == "small-png-30-split0.34-seed0"

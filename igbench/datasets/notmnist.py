@@ -11,7 +11,7 @@ from ..plugin_types import DatasetPlugin, Param
 from .download import archive_download
 from .locate import candidate_dirs, download_root, find_file_set, not_found_error
 from .notmnist_png import LETTERS, find_png_root, load_png_folder
-from .split import split_params
+from .split import hold_out, split_params
 
 SAMPLE_MD5 = {
     "t10k-images-idx3-ubyte": "1e78b07d677d6e4de2c8857bafff012e",
@@ -67,6 +67,9 @@ class NotMnistDataset(DatasetPlugin):
               "the letters (the paper's 200,000; 0 = all readable ones)", check=_count),
         Param("test_size", 10_000, "paper protocol: test letters drawn from notMNIST_small, balanced (the paper's "
               "10,000; 0 = all readable ones)", check=_count),
+        Param("validation", 0, "training letters held out as validation (the last N of the shuffled training "
+              "split): not trained on, scored with --score-on validation, to choose e.g. a lambda without the test "
+              "set", check=lambda v: None if v >= 0 else "must be >= 0"),
     )
 
     def load(self, data_dir: Path | None, params: dict[str, Any]):
@@ -92,15 +95,18 @@ class NotMnistDataset(DatasetPlugin):
         xs, ys, small_skipped = load_png_folder(small)
         train = balanced_sample(yl, int(params.get("train_size", 200_000)), seed, f"notMNIST_large ({large})")
         test = balanced_sample(ys, int(params.get("test_size", 10_000)), seed, f"notMNIST_small ({small})")
+        train, held_out = hold_out(train, int(params.get("validation", 0)), f"notMNIST_large ({large})")
         return build_splits(
             name=self.name,
-            variant=f"paper-large{len(train)}-small{len(test)}-seed{seed}",
+            variant=f"paper-large{len(train)}-small{len(test)}-seed{seed}" + _validation_tag(held_out),
             train=(xl[train], yl[train]),
             test=(xs[test], ys[test]),
+            validation=None if held_out is None else (xl[held_out], yl[held_out]),
             class_names=LETTERS,
             source=f"{large.resolve()} + {small.resolve()}",
-            notes=PAPER_PROTOCOL_NOTE.format(n_train=len(train), n_test=len(test), seed=seed,
-                                             large_skipped=large_skipped, small_skipped=small_skipped),
+            notes=_validation_note(held_out) + PAPER_PROTOCOL_NOTE.format(
+                n_train=len(train), n_test=len(test), seed=seed, large_skipped=large_skipped,
+                small_skipped=small_skipped),
         )
 
     def _split_one_set(self, data_dir: Path | None, png_root: Path | None, params: dict[str, Any]):
@@ -141,12 +147,24 @@ class NotMnistDataset(DatasetPlugin):
             kind, source = f"sample-{len(y)}", found.folder
             what = f"the {len(y)}-letter sample of notMNIST_small (its train-* files are incomplete and unused)"
         train, test = stratified_split(y, tf, seed)
+        train, held_out = hold_out(train, int(params.get("validation", 0)), f"the training split of {what}")
         return build_splits(
             name=self.name,
-            variant=f"{kind}-split{tf:g}-seed{seed}",
+            variant=f"{kind}-split{tf:g}-seed{seed}" + _validation_tag(held_out),
             train=(x[train], y[train]),
             test=(x[test], y[test]),
+            validation=None if held_out is None else (x[held_out], y[held_out]),
             class_names=LETTERS,
             source=str(Path(source).resolve()),
-            notes=f"Stratified split, test_fraction={tf:g}, seed={seed}. " + PAPER_NOTE.format(what=what),
+            notes=f"Stratified split, test_fraction={tf:g}, seed={seed}. " + _validation_note(held_out)
+            + PAPER_NOTE.format(what=what),
         )
+
+
+def _validation_tag(held_out) -> str:
+    """The variant's suffix for held-out letters (none without, so that those keys stay as they were)."""
+    return "" if held_out is None else f"-val{len(held_out)}"
+
+
+def _validation_note(held_out) -> str:
+    return "" if held_out is None else f"The last {len(held_out)} training letters are held out as validation. "

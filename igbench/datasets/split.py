@@ -61,6 +61,17 @@ def balanced_sample(labels: "np.ndarray", n: int, seed: int, what: str = "the da
     return chosen[rng.permutation(len(chosen))]
 
 
+def hold_out(train: "np.ndarray", n: int, what: str) -> "tuple[np.ndarray, np.ndarray | None]":
+    """``(train, validation)``: the last ``n`` of the (already shuffled) training indices held out as
+    validation images, ``None`` when ``n`` is 0; holding out every training example is a DataError."""
+    if n == 0:
+        return train, None
+    if n >= len(train):
+        raise DataError(f"validation={n} would hold out all {len(train)} training examples of {what}; "
+                        f"hold out fewer (e.g. validation={len(train) // 10})")
+    return train[: len(train) - n], train[len(train) - n:]
+
+
 def _fraction(v: float) -> str | None:
     return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
 
