@@ -14,6 +14,10 @@ from typing import Any, Callable
 from .engine.memory_format import MEMORY_FORMATS
 from .engine.train import PRECISIONS
 
+#: The splits a grid can attack and score: the test set, or the images held out of training for choosing
+#: settings (a lambda) without looking at the test set.
+SCORED_SPLITS = ("test", "validation")
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -65,6 +69,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_dir": (_text, 'a folder, e.g. "../shared/data" (relative to the grid file\'s folder)'),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, f"one of {', '.join(MEMORY_FORMATS)}"),
+    "score_on": (lambda v: v in SCORED_SPLITS, f"one of {', '.join(SCORED_SPLITS)}"),
 }
 
 

@@ -861,3 +861,16 @@ def test_score_on_validation_attacks_the_held_out_images_with_the_same_models(sh
     assert refused.exit_code == 2, refused.output
     assert "holds no validation images out of training" in refused.output
     assert "--param mnist.validation=5000" in refused.output and not (fresh / "models").exists()
+
+
+def test_score_on_comes_from_the_grid_file_or_the_command_line(tmp_path):
+    from igbench.grid_config import build_grid_spec
+
+    config = tmp_path / "g.toml"
+    config.write_text('[run]\nscore_on = "validation"\n')
+    assert build_grid_spec({}).score_on == "test"
+    assert build_grid_spec({}, config).score_on == "validation"
+    assert build_grid_spec({"score_on": "test"}, config).score_on == "test", "the command line wins"
+    config.write_text('[run]\nscore_on = "train"\n')
+    with pytest.raises(UsageError, match=r"\[run\] score_on must be one of test, validation, got 'train'"):
+        build_grid_spec({}, config)

@@ -68,7 +68,9 @@ def _precision_option(help: str = _PRECISION_HELP + ", recorded in the result; e
 def _score_on_option(help: str = "Images attacked and scored: test (default) or validation, the images the data set "
                      "holds out of training (--param mnist.validation=5000; the paper configs do). Choose a setting "
                      "such as lambda on validation, then report the chosen one on test."):
-    return click.option("--score-on", type=click.Choice(["test", "validation"]), help=help)
+    from ..grid_values import SCORED_SPLITS
+
+    return click.option("--score-on", type=click.Choice(SCORED_SPLITS), help=help)
 
 
 _seed, _n_test, _precision, _score_on = _seed_option(), _n_test_option(), _precision_option(), _score_on_option()

@@ -54,7 +54,7 @@ class GridSpec:
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise UsageError(f"model id(s) {', '.join(dupes)} appear twice; give each model of the grid its own id")
-        from ..grid_values import eps_list_problem
+        from ..grid_values import SCORED_SPLITS, eps_list_problem
 
         if problem := eps_list_problem(self.eps):
             raise UsageError(f"--eps {problem}")
@@ -67,11 +67,6 @@ class GridSpec:
             raise UsageError(f"--score-on {self.score_on!r}: choose {' or '.join(SCORED_SPLITS)}")
         if self.eval_batch_size < 1:
             raise UsageError(f"the evaluation batch size must be >= 1, got {self.eval_batch_size}")
-
-
-#: The splits a grid can attack and score: the test set, or the images held out of training for choosing
-#: settings (a lambda) without looking at the test set.
-SCORED_SPLITS = ("test", "validation")
 
 
 #: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.
