@@ -874,3 +874,12 @@ def test_score_on_comes_from_the_grid_file_or_the_command_line(tmp_path):
     config.write_text('[run]\nscore_on = "train"\n')
     with pytest.raises(UsageError, match=r"\[run\] score_on must be one of test, validation, got 'train'"):
         build_grid_spec({}, config)
+
+
+def test_every_run_key_of_a_grid_file_has_a_value_rule():
+    """A [run] key without a rule failed with a KeyError instead of being checked (score_on did)."""
+    from igbench.grid_config import DEFAULTS, RUN_KEYS
+    from igbench.grid_values import RULES
+
+    assert set(RULES) | {"eps"} == RUN_KEYS
+    assert set(DEFAULTS) <= RUN_KEYS
