@@ -33,6 +33,7 @@ def test_train_help_speaks_of_training_not_of_attacks():
     assert "clean accuracy" in _option_help(train, "--n-test")
     assert "attack" not in _option_help(train, "--seed")
     assert "attacks" not in _option_help(train, "--precision")
+    assert "attacked" not in _option_help(train, "--score-on") and "clean accuracy" in _option_help(train, "--score-on")
     run = _help("run")
     assert "attacked and scored" in _option_help(run, "--n-test")  # run keeps its own wording
     assert "attack choices" in _option_help(run, "--seed")
@@ -41,6 +42,9 @@ def test_train_help_speaks_of_training_not_of_attacks():
 @pytest.mark.parametrize("command, example", [
     (("sweep",), ['igbench sweep --config configs/paper-mnist.toml --defense gradreg --sweep '
                   '"lambda=100,1000,10000" \\', "--attack fgsm --data-dir ../shared/data"]),
+    (("sweep",), ['igbench sweep --config configs/paper-mnist.toml --defense gradreg --sweep '
+                  '"lambda=logspace(2,5,13)" \\', "--attack fgsm --score-on validation --n-test 5000 --data-dir "
+                  "../shared/data"]),
     (("cache", "export"), ["igbench cache export leaderboards/results/paper-mnist-full.json --out "
                            "paper-mnist-full-checkpoints.tar"]),
 ])

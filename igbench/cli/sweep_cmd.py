@@ -57,10 +57,13 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     its parameters for DEFENSE are used, but not its other models; --attack replaces its attacks.
 
     \b
-    Examples (the first is the paper's lambda sweep, short training):
+    Examples (the first is the paper's lambda sweep, short training; the third scores the config's 5,000
+    held-out training images, to choose lambda without the test set):
       igbench sweep --defense gradreg --sweep "lambda=logspace(2,5,13)" --attack fgsm --eps 0.1,0.3
       igbench sweep --config configs/paper-mnist.toml --defense gradreg --sweep "lambda=100,1000,10000" \\
           --attack fgsm --data-dir ../shared/data
+      igbench sweep --config configs/paper-mnist.toml --defense gradreg --sweep "lambda=logspace(2,5,13)" \\
+          --attack fgsm --score-on validation --n-test 5000 --data-dir ../shared/data
     """
     import dataclasses
 
