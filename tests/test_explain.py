@@ -470,6 +470,7 @@ def test_explain_scores_the_images_the_grid_scored(shared_data, tmp_path):
         done = CliRunner().invoke(cli, ["explain", str(out), "--data-dir", str(shared_data), "--cache-dir", str(cache),
                                         "--device", "cpu", "--n-images", "2", "--out", str(tmp_path / split)])
         assert done.exit_code == 0, done.output
+        assert f"the attack's examples on 40 {split} images" in done.output
         scores[split] = json.loads(out.read_text())["interpretability"]
     assert scores["validation"][0]["n_images"] == scores["test"][0]["n_images"] == 40
     assert scores["validation"] != scores["test"]

@@ -50,6 +50,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     from ..interpret.explain import explain_result
     from ..param_options import distribute_params
     from ..registry import get_registry
+    from ..results.grid import scored_split
     from ..results.io import read_result
     from . import echo_plugin_problems
 
@@ -67,7 +68,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
                          dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
                          device=resolve_device(device), max_images=max_images, gradient=gradient,
                          update_result=update_result, progress=progress, result=result_data)
-    click.echo(render_scores(out.scores, out.n_images, gradient))
+    click.echo(render_scores(out.scores, out.n_images, gradient, scored_split(result_data)))
     if out.random_sign_alignment is not None:
         click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")
     click.echo(f"\nsaliency figure:    {out.saliency_png}")
@@ -77,7 +78,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
         click.echo(f"scores written to {result} (interpretability)")
 
 
-def render_scores(scores: dict, n_images: int, gradient: str) -> str:
+def render_scores(scores: dict, n_images: int, gradient: str, split: str = "test") -> str:
     """A plain-text table of the scores (one row per model) with a line saying which direction is better."""
     from tabulate import tabulate
 
@@ -90,7 +91,7 @@ def render_scores(scores: dict, n_images: int, gradient: str) -> str:
     table = tabulate(rows, headers=["model"] + keys, tablefmt="simple", disable_numparse=True)
     lower = ", ".join(k for k, d in MEASURES.items() if d < 0)
     higher = ", ".join([k for k, d in MEASURES.items() if d > 0] + [ALIGNMENT_KEY])
-    return (f"input gradients ({gradient}) and the attack's examples on {n_images} test images\n{table}\n"
+    return (f"input gradients ({gradient}) and the attack's examples on {n_images} {split} images\n{table}\n"
             f"more interpretable: lower {lower}; higher {higher}\n"
             f"{ALIGNMENT_KEY}: cosine of each adversarial perturbation with the (target - true) class-mean image; "
             f"{REACHED_KEY}: share of examples the model classifies as their target; "
