@@ -54,7 +54,9 @@ class DataSplits:
         if split == "test":
             return self.test_x, self.test_y
         if split != "validation":
-            raise UsageError(f"unknown split {split!r} to score on; choose test or validation")
+            from .results.grid import SCORED_SPLITS
+
+            raise UsageError(f"unknown split {split!r} to score on; choose {' or '.join(SCORED_SPLITS)}")
         if self.validation_x is None or self.validation_y is None:
             raise UsageError(f"data set '{self.name}' (variant {self.variant}) holds no validation images out of "
                              f"training; hold some out if its plugin can (`igbench plugins {self.name}` lists its "

@@ -13,10 +13,7 @@ from typing import Any, Callable
 
 from .engine.memory_format import MEMORY_FORMATS
 from .engine.train import PRECISIONS
-
-#: The splits a grid can attack and score: the test set, or the images held out of training for choosing
-#: settings (a lambda) without looking at the test set.
-SCORED_SPLITS = ("test", "validation")
+from .results.grid import SCORED_SPLITS
 
 
 def _is_number(v: Any) -> bool:

@@ -68,7 +68,7 @@ def _precision_option(help: str = _PRECISION_HELP + ", recorded in the result; e
 def _score_on_option(help: str = "Images attacked and scored: test (default) or validation, the images the data set "
                      "holds out of training (--param mnist.validation=5000; the paper configs do). Choose a setting "
                      "such as lambda on validation, then report the chosen one on test."):
-    from ..grid_values import SCORED_SPLITS
+    from ..results.grid import SCORED_SPLITS
 
     return click.option("--score-on", type=click.Choice(SCORED_SPLITS), help=help)
 

@@ -54,7 +54,8 @@ class GridSpec:
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise UsageError(f"model id(s) {', '.join(dupes)} appear twice; give each model of the grid its own id")
-        from ..grid_values import SCORED_SPLITS, eps_list_problem
+        from ..grid_values import eps_list_problem
+        from ..results.grid import SCORED_SPLITS
 
         if problem := eps_list_problem(self.eps):
             raise UsageError(f"--eps {problem}")

@@ -14,6 +14,8 @@ import json
 import statistics
 from typing import Any
 
+from .grid import scored_split
+
 
 def cell_differences(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (attack, white-box or transfer) over the attacked cells (eps > 0 or no eps) both hold:
@@ -70,7 +72,7 @@ def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     same_data = (da["name"], da["variant"], da["checksum"]) == (db["name"], db["variant"], db["checksum"])
     if (da["name"], da["variant"]) == (db["name"], db["variant"]) and not same_data:
         out.append(_differ("data checksum", da["checksum"][:12], db["checksum"][:12], " (other images under the same name)"))
-    split_a, split_b = (r["eval"].get("split", "test") for r in (a, b))
+    split_a, split_b = scored_split(a), scored_split(b)
     if split_a != split_b:
         out.append(_differ("scored images", split_a, split_b, " (one file scored images held out of training)"))
     if a["eval"]["n_test"] != b["eval"]["n_test"]:

@@ -21,10 +21,15 @@ def format_eps(eps: float | None) -> str:
     return "-" if eps is None else f"{float(eps):g}"
 
 
+#: The splits a grid can attack and score: the test set, or the images held out of training for choosing
+#: settings (a lambda) without looking at the test set. A result without ``eval.split`` scored the first.
+SCORED_SPLITS = ("test", "validation")
+
+
 def scored_split(result: dict[str, Any]) -> str:
     """The images a result scored: ``test``, or ``validation`` (held out of training); older files, which
     lack ``eval.split``, scored the test set."""
-    return result["eval"].get("split", "test")
+    return result["eval"].get("split", SCORED_SPLITS[0])
 
 
 def scored_images(result: dict[str, Any]) -> str:

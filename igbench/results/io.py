@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from ..atomic import atomic_write_text
 from ..errors import ResultError
+from .grid import scored_split
 
 SCHEMA_VERSION = "1"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -116,7 +117,7 @@ def _semantic_problem(data: dict[str, Any]) -> tuple[list[Any], str] | None:
     lo, hi = data["dataset"]["clip"]
     if not lo < hi:
         return ["dataset", "clip"], f"{_short([lo, hi])}: the minimum must be below the maximum"
-    if data["eval"].get("split", "test") == "validation":
+    if scored_split(data) == "validation":
         n_validation = data["dataset"].get("n_validation")
         if n_validation is None:
             return ["eval", "split"], "validation, but dataset.n_validation is absent: the data set held no images out"
