@@ -139,11 +139,12 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     plugin = get_registry().get("attack", attack)
     params = plugin.resolve_params(attack_params or {})
     data = load_result_data(result, data_dir, dataset_params)
-    check_attacks([(plugin, params)], data, int(result["environment"]["seed"]))  # ART's checks, before the work
+    seed = int(result["environment"]["seed"])
+    check_attacks([(plugin, params)], data, seed)  # ART's checks, before the work
+    x_scored, y_scored = data.scored(scored_split(result))  # the images the grid attacked and scored
     models = load_result_models(result, CheckpointStore(cache_dir), device)
 
     n_eval = int(result["eval"]["n_test"])
-    x_scored, y_scored = data.scored(scored_split(result))  # the images the grid attacked and scored
     x_eval, y_eval = x_scored[:n_eval], y_scored[:n_eval]
     out = Path(out_dir) if out_dir else default_out_dir(result_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +154,6 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     saliency = saliency_grid(models, x_fig, out / "saliency.png", n_images=n_images,
                              titles=[names[int(k)] if names else str(int(k)) for k in y_fig], batch_size=batch_size)
     eps_tag = f"-eps{params['eps']:g}" if plugin.uses_eps else ""
-    seed = int(result["environment"]["seed"])
     ctx = make_context(data, device, seed)
     adversarial = adversarial_grid(models, x_fig, y_fig, plugin, params, ctx,
                                    out / f"adversarial-{_safe(plugin.name)}{eps_tag}.png",
