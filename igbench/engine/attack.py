@@ -31,7 +31,7 @@ def check_attacks(attacks, data, seed: int = 0) -> None:
     preflight = make_context(data, device="cpu", seed=seed)
     for plugin, params in attacks:
         with plugin_call(plugin, "check"):
-            plugin.check(params, tuple(data.test_x.shape[1:]), preflight)
+            plugin.check(params, data.input_shape, preflight)
 
 
 def success_mask(pred_adv, y, targets=None):
