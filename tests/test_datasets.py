@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from igbench.data import array_checksum
 from igbench.datasets.idx_dataset import STEMS
 from igbench.datasets.loading import load_dataset
 from igbench.datasets.split import stratified_split
@@ -306,6 +307,40 @@ def test_svhn_from_mat(tmp_path, write_svhn):
     expected = 0.2989 * d.train_x[:, 0] + 0.587 * d.train_x[:, 1] + 0.114 * d.train_x[:, 2]
     assert torch.allclose(grey.train_x[:, 0], expected, atol=1e-6)
     assert grey.checksum != d.checksum
+
+
+def test_svhn_validation_is_a_seeded_random_draw_of_the_training_digits(tmp_path, write_svhn, registry):
+    written = write_svhn(tmp_path / "svhn", n_train=40)
+    x, y = written["train"]
+    images = x.transpose(3, 2, 0, 1)  # (N, 3, 32, 32) as the loader lays them out
+    full = load_dataset("svhn", tmp_path, {"verify_md5": False})
+    d = load_dataset("svhn", tmp_path, {"verify_md5": False, "validation": 6})
+    assert d.variant == "full-val6-seed0" and full.variant == "full" and full.validation_x is None
+    assert d.train_x.shape == (34, 3, 32, 32) and d.validation_x.shape == (6, 3, 32, 32)
+    assert torch.equal(d.test_x, full.test_x)
+
+    def positions(part):  # where each image of a split sits in the file
+        return [int(np.flatnonzero((images == (part[i] * 255).round().to(torch.uint8).numpy()).all(axis=(1, 2, 3)))[0])
+                for i in range(len(part))]
+
+    kept, held = positions(d.train_x), positions(d.validation_x)
+    assert sorted(kept + held) == list(range(40))  # a partition of the training file
+    assert kept == sorted(kept)  # the digits trained on keep the file's order
+    assert held != list(range(34, 40))  # not the file's last six
+    assert d.validation_y.tolist() == [int(y.ravel()[i]) % 10 for i in held]
+    again = load_dataset("svhn", tmp_path, {"verify_md5": False, "validation": 6})
+    other = load_dataset("svhn", tmp_path, {"verify_md5": False, "validation": 6, "validation_seed": 1})
+    assert positions(again.validation_x) == held and positions(other.validation_x) != held
+    assert other.variant == "full-val6-seed1" and "6 training digits drawn at random (seed 1)" in other.notes
+
+    grey = load_dataset("svhn", tmp_path, {"verify_md5": False, "validation": 6, "grayscale": True})
+    grey_full = load_dataset("svhn", tmp_path, {"verify_md5": False, "grayscale": True})
+    assert torch.equal(grey.validation_x, grey_full.train_x[held]) and torch.equal(grey.train_x, grey_full.train_x[kept])
+    assert grey.checksum != grey_full.checksum and grey.checksum == array_checksum(grey.train_x, grey.train_y, grey.test_x, grey.test_y)
+    svhn = registry.get("dataset", "svhn")
+    assert svhn.recorded_params(svhn.resolve_params({})) == {"grayscale": False, "verify_md5": True}
+    with pytest.raises(DataError, match=r"validation=40 would hold out all 40 training examples of SVHN.*validation=4"):
+        load_dataset("svhn", tmp_path, {"verify_md5": False, "validation": 40})
 
 
 def test_svhn_checksum_and_missing(tmp_path, write_svhn):

@@ -72,6 +72,24 @@ def hold_out(train: "np.ndarray", n: int, what: str) -> "tuple[np.ndarray, np.nd
     return train[: len(train) - n], train[len(train) - n:]
 
 
+def random_hold_out(n_total: int, n: int, seed: int, what: str) -> "tuple[np.ndarray, np.ndarray | None]":
+    """``(train, validation)`` indices into ``n_total`` examples kept in file order: ``n`` of them drawn at
+    random with ``seed`` are held out (in the order drawn), the rest stay in file order; ``validation`` is
+    ``None`` when ``n`` is 0. For files whose order is not random, where the last ``n`` could be a biased
+    sample. Holding out every example is a DataError."""
+    import numpy as np
+
+    if n == 0:
+        return np.arange(n_total), None
+    if n >= n_total:
+        raise DataError(f"validation={n} would hold out all {n_total} training examples of {what}; "
+                        f"hold out fewer (e.g. validation={n_total // 10})")
+    held = np.random.default_rng(seed).permutation(n_total)[:n]
+    keep = np.ones(n_total, dtype=bool)
+    keep[held] = False
+    return np.flatnonzero(keep), held
+
+
 def _fraction(v: float) -> str | None:
     return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
 

@@ -56,6 +56,18 @@ def _download(data_dir: Path | None) -> str | None:
     return None
 
 
+def _grey(images):
+    """Colour ``(N, 3, H, W)`` in [0, 1] -> one grey channel, ``GREY_WEIGHTS`` (the paper's)."""
+    import torch
+
+    w = torch.tensor(GREY_WEIGHTS, dtype=torch.float32).reshape(1, 3, 1, 1)
+    return (images * w).sum(1, keepdim=True).clamp_(0.0, 1.0)
+
+
+def _count(v: int) -> str | None:
+    return None if v >= 0 else "must be >= 0 (0 holds nothing out)"
+
+
 class SvhnDataset(DatasetPlugin):
     """Street View House Numbers (cropped digits), 73,257 train / 26,032 test, 32x32 colour.
 
@@ -64,7 +76,9 @@ class SvhnDataset(DatasetPlugin):
     configs/paper-svhn.toml. Pixels are in [0, 1] here (the study standardized each image), so eps is on
     the [0, 1] scale, and the training set is train_32x32.mat alone (the study's code trained on 200,000
     digits of train and extra together). Read from torchvision's train_32x32.mat and test_32x32.mat (label 10 is digit 0),
-    md5-checked unless ``verify_md5=false``, downloaded with torchvision when missing.
+    md5-checked unless ``verify_md5=false``, downloaded with torchvision when missing. ``validation=N``
+    holds out N training digits drawn at random (the file is not in random order, so its last N could be
+    a biased sample) for ``--score-on validation``.
     """
 
     name = "svhn"
@@ -72,14 +86,17 @@ class SvhnDataset(DatasetPlugin):
     params = (
         Param("grayscale", False, "convert to one grey channel, 0.2989 R + 0.587 G + 0.114 B (as the paper)"),
         Param("verify_md5", True, "check the canonical md5 of the .mat files (turn off for custom files)"),
+        Param("validation", 0, "hold out N training digits as validation, drawn at random (validation_seed) from "
+              "train_32x32.mat, whose file order is not random: not trained on, scored with --score-on validation "
+              "(to choose e.g. a lambda without the test set)", check=_count, recorded_at_default=False),
+        Param("validation_seed", 0, "seed of the random draw of the validation digits", recorded_at_default=False),
     )
 
     def load(self, data_dir: Path | None, params: dict[str, Any]):
-        """Read, optionally verify, and convert both .mat files."""
-        import numpy as np
-
+        """Read, optionally verify, and convert both .mat files; hold out ``validation`` digits if asked."""
         from ..data import array_checksum
         from .build import build_splits
+        from .split import random_hold_out
         from .verify import md5_of_file, verify_md5
 
         dirs = candidate_dirs(data_dir, ("svhn", "SVHN", "."))
@@ -100,25 +117,26 @@ class SvhnDataset(DatasetPlugin):
                 verify_md5(path, md5_of_file(path), SVHN_MD5[split], "content", fix)
             arrays[split] = read_svhn_mat(path)
         grey = bool(params.get("grayscale", False))
+        (x, y), n_val, val_seed = arrays["train"], int(params.get("validation", 0)), int(params.get("validation_seed", 0))
+        train, held_out = random_hold_out(len(y), n_val, val_seed, f"SVHN ({found.files['train']})")
         result = build_splits(
             name=self.name,
-            variant="grayscale" if grey else "full",
-            train=arrays["train"],
+            variant=("grayscale" if grey else "full") + ("" if held_out is None else f"-val{n_val}-seed{val_seed}"),
+            train=arrays["train"] if held_out is None else (x[train], y[train]),
             test=arrays["test"],
+            validation=None if held_out is None else (x[held_out], y[held_out]),
             class_names=tuple(str(d) for d in range(10)),
             source=str(found.folder.resolve()),
-            notes=(
+            notes=("" if held_out is None else f"{n_val} training digits drawn at random (seed {val_seed}) are "
+                   "held out as validation. ") + (
                 "Labels 10 -> 0. The paper used greyscale (grayscale=true), per-image standardization and local "
                 "contrast normalization inside the network, and clipped attacks to the test set's min and max; "
                 "here pixels are in [0, 1], so eps values are on the [0, 1] scale."
             ),
         )
         if grey:
-            w = np.asarray(GREY_WEIGHTS, dtype=np.float32).reshape(1, 3, 1, 1)
-            import torch
-
-            wt = torch.from_numpy(w)
-            result.train_x = (result.train_x * wt).sum(1, keepdim=True).clamp_(0.0, 1.0)
-            result.test_x = (result.test_x * wt).sum(1, keepdim=True).clamp_(0.0, 1.0)
+            result.train_x, result.test_x = _grey(result.train_x), _grey(result.test_x)
+            if result.validation_x is not None:
+                result.validation_x = _grey(result.validation_x)
             result.checksum = array_checksum(result.train_x, result.train_y, result.test_x, result.test_y)
         return result
