@@ -117,6 +117,13 @@ def resolve_device(requested: str | None) -> str:
         raise UsageError(f"--device {requested!r} is not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {requested}: no CUDA GPU is available here; use --device cpu")
+    if device.type != "cpu":  # mps, xpu, cuda:N beyond the last GPU, meta: fail here, not inside the work
+        try:
+            (torch.ones(1, device=device) + 1).cpu()
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+            raise UsageError(f"--device {requested}: PyTorch cannot compute on it here ({why}); use --device cpu"
+                             + (" or cuda" if torch.cuda.is_available() else "")) from None
     return requested
 
 

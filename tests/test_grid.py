@@ -267,6 +267,8 @@ def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):
         (["--attack", "fgsm", "--param", "fgsm.eps=-1"], "parameter 'eps' of attack 'fgsm'"),
         (["--attack", "fgsm", "--eps", "-0.1"], "--eps must hold numbers >= 0, found -0.1"),
         (["--attack", "fgsm", "--device", "cuda:7"], "--device"),
+        # a device torch knows but cannot compute on (meta everywhere; mps or xpu on most builds)
+        (["--attack", "fgsm", "--device", "meta"], "--device meta: PyTorch cannot compute on it here"),
         (["--defense", "gradreg"], "no attack selected"),
         (["--attack", "fgsm", "--config", str(tmp_path / "missing.toml")], "no such file"),
         # ART judges its own parameters in its constructor: checked on a stand-in before any training
