@@ -506,6 +506,35 @@ def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared
     assert all(m["clean_accuracy"] > 0.5 for m in models.values())
 
 
+def test_a_sweep_takes_any_parameter_in_its_own_type(shared_data, tmp_path):
+    """Not only numbers: a choice (gradreg's scaling) is swept by naming its values, typed and checked as
+    --param would; per-example scaling is 2 * batch size times paper's, so it flattens the model more."""
+    out = tmp_path / "scaling.json"
+    args = ["sweep", "--defense", "gradreg", "--param", "lambda=10", "--sweep", "scaling=paper,per-example",
+            "--arch", "mlp", "--steps", "40", "--n-test", "200", "--data-dir", str(shared_data), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    models = {m["id"]: m for m in read_result(out)["models"]}
+    assert set(models) == {"none", "gradreg[scaling=paper]", "gradreg[scaling=per-example]"}
+    assert models["gradreg[scaling=per-example]"]["defense_params"] == {"lambda": 10.0, "scaling": "per-example"}
+    grad = {k: m["input_grad_norm"] for k, m in models.items()}
+    assert grad["gradreg[scaling=per-example]"] < 0.5 * grad["gradreg[scaling=paper]"]
+
+    from igbench.cli.sweep_cmd import swept_ids
+
+    assert swept_ids("d", "flag", [True, False]) == ["d[flag=true]", "d[flag=false]"]
+    assert swept_ids("d", "n", [3, 30]) == ["d[n=3]", "d[n=30]"]
+    for sweep, expected in [
+        ("scaling=paper,nope", "--sweep 'scaling=paper,nope': parameter 'scaling' of defense 'gradreg' must be one of"),
+        ("scaling=logspace(1,2,3)", "logspace needs a numeric parameter, and scaling takes str values"),
+        ("scaling=paper,paper", "--sweep 'scaling=paper,paper' lists paper more than once"),
+        ("lambda=1,x", "--sweep 'lambda=1,x': parameter 'lambda' of defense 'gradreg' must be float, got 'x'"),
+    ]:
+        bad = CliRunner().invoke(cli, ["sweep", "--defense", "gradreg", "--sweep", sweep, "--attack", "fgsm"])
+        assert bad.exit_code == 2 and expected in bad.output, (sweep, bad.output)
+
+
 def test_cli_attack_replaces_the_config_attacks_and_defense_adds(registry):
     from igbench.grid_config import build_grid_spec
 

@@ -11,10 +11,10 @@ from .options import execute_grid, grid_options
 _LOGSPACE = re.compile(r"^logspace\(\s*([-\d.eE+]+)\s*,\s*([-\d.eE+]+)\s*,\s*(\d+)\s*\)$")
 
 
-def parse_sweep(text: str) -> tuple[str, list[float]]:
-    """``lambda=1,10,100`` or ``lambda=logspace(2,5,13)`` (numpy's logspace) -> (name, values)."""
+def parse_sweep(text: str) -> tuple[str, list]:
+    """``lambda=1,10,100``, ``lambda=logspace(2,5,13)`` (numpy's logspace) or ``direction=batch,example`` ->
+    ``(name, values)``: floats for logspace, else the texts, which :func:`sweep_values` types."""
     from ..errors import UsageError
-    from ..grid_values import repeated_values_problem
 
     name, sep, values = text.partition("=")
     name, values = name.strip(), values.strip()
@@ -26,27 +26,51 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
         if num < 2:
             raise UsageError(f"--sweep {text!r}: logspace needs NUM >= 2")
         return name, [10 ** (start + i * (stop - start) / (num - 1)) for i in range(num)]
+    return name, [v.strip() for v in values.split(",") if v.strip()]
+
+
+def sweep_values(text: str, values: list, param, owner: str) -> list:
+    """The swept values in the parameter's own type (``Param.coerce``: its choices and checks apply);
+    a value named twice is a UsageError."""
+    from ..errors import ParamError, UsageError
+    from ..grid_values import repeated_values_problem
+
+    numeric = param.value_type in (int, float)
+    if not numeric and any(isinstance(v, float) for v in values):
+        raise UsageError(f"--sweep {text!r}: logspace needs a numeric parameter, and {param.name} takes "
+                         f"{param.value_type.__name__} values; list them: {param.name}=A,B")
     try:
-        numbers = [float(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--sweep {text!r}: values must be numbers separated by commas") from None
-    if problem := repeated_values_problem(numbers):
+        typed = [param.coerce(v, owner) for v in values]
+    except ParamError as exc:
+        raise UsageError(f"--sweep {text!r}: {exc}") from None
+    problem = repeated_values_problem(typed) if numeric else (
+        f"lists {', '.join(sorted({str(v) for v in typed if typed.count(v) > 1}))} more than once"
+        if len(set(typed)) < len(typed) else None)
+    if problem:
         raise UsageError(f"--sweep {text!r} {problem}; give each value once")
-    return name, numbers
+    return typed
 
 
-def swept_ids(defense: str, name: str, values: list[float]) -> list[str]:
-    """``gradreg[lambda=1000]`` per value: ``:g`` (six significant digits), or every digit when two values
-    would otherwise share an id (1e-07 and 1.0000001e-07)."""
-    short = [f"{v:g}" for v in values]
-    labels = short if len(set(short)) == len(short) else [repr(float(v)) for v in values]
+def swept_ids(defense: str, name: str, values: list) -> list[str]:
+    """``gradreg[lambda=1000]`` per value: numbers ``:g`` (six significant digits), or every digit when two
+    values would otherwise share an id (1e-07 and 1.0000001e-07); booleans ``true``/``false``; text as is."""
+    def label(v, exact: bool) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, (int, float)):
+            return repr(float(v)) if exact else f"{v:g}"
+        return str(v)
+
+    short = [label(v, False) for v in values]
+    labels = short if len(set(short)) == len(short) else [label(v, True) for v in values]
     return [f"{defense}[{name}={label}]" for label in labels]
 
 
 @click.command("sweep")
 @click.option("--defense", required=True, multiple=True, help="The defense to sweep, e.g. gradreg (one per sweep).")
 @click.option("--sweep", "sweep_text", required=True, metavar="NAME=VALUES",
-              help="Parameter and values: lambda=1,10,100 or lambda=logspace(2,5,13).")
+              help="Parameter and values: lambda=1,10,100, lambda=logspace(2,5,13), or any parameter's values "
+                   "in its own type, e.g. direction=batch,example.")
 @grid_options
 def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **options) -> None:
     """Train DEFENSE once per value of one parameter and report clean accuracy, input-gradient norm
@@ -88,6 +112,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     if plugin.param(name) is None:
         raise UsageError(f"defense '{defense}' has no parameter '{name}'; it takes: "
                          f"{', '.join(p.name for p in plugin.params) or 'nothing'}")
+    values = sweep_values(sweep_text, values, plugin.param(name), f"defense '{defense}'")
     spec = build_grid_spec({**options, "defense": (defense,)}, config_file)
     base = next(m for m in spec.models if m.id == defense)
     swept = [dataclasses.replace(base, id=model_id, defense_params={**base.defense_params, name: v})
