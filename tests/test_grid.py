@@ -535,6 +535,30 @@ def test_a_sweep_takes_any_parameter_in_its_own_type(shared_data, tmp_path):
         assert bad.exit_code == 2 and expected in bad.output, (sweep, bad.output)
 
 
+def test_three_seeds_of_a_grid_and_their_spread(shared_data, tmp_path):
+    """The seed changes the trained models (their checkpoints and gradient norms differ), and `igbench
+    spread` reports the mean and sample standard deviation over the three result files."""
+    import statistics
+
+    paths = []
+    for seed in (0, 1, 2):
+        paths.append(tmp_path / f"s{seed}.json")
+        result = CliRunner().invoke(cli, [
+            "run", "--defense", "gradreg", "--param", "lambda=10", "--param", "scaling=per-example", "--arch", "mlp",
+            "--steps", "30", "--n-test", "200", "--attack", "fgsm", "--eps", "0.2", "--seed", str(seed),
+            "--data-dir", str(shared_data), "--out", str(paths[-1]), "--cache-dir", str(tmp_path / "cache"),
+            "--no-progress"])
+        assert result.exit_code == 0, result.output
+    runs = [read_result(p) for p in paths]
+    assert len({m["checkpoint_sha256"] for r in runs for m in r["models"]}) == 6
+    norms = [next(m for m in r["models"] if m["id"] == "gradreg")["input_grad_norm"] for r in runs]
+    out = CliRunner().invoke(cli, ["spread", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    row = next(ln for ln in out.output.splitlines() if ln.startswith("gradreg "))
+    assert row.split()[-3:] == [f"{statistics.fmean(norms):.4g}", "±", f"{statistics.stdev(norms):.2g}"]
+    assert statistics.stdev(norms) > 0 and "white-box" in out.output and "transfer (eps > 0)" in out.output
+
+
 def test_cli_attack_replaces_the_config_attacks_and_defense_adds(registry):
     from igbench.grid_config import build_grid_spec
 

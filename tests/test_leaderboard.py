@@ -316,6 +316,57 @@ def test_compare_reports_the_differences_it_was_given(tmp_path):
     assert bad.exit_code == 1 and "missing.json: no such" in bad.output
 
 
+def _seeded_copies(tmp_path, seeds):
+    """Copies of the fixture grid as if run with each seed; the same numbers unless the test moves them."""
+    base = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    copies, paths = [], []
+    for seed in seeds:
+        r = json.loads(json.dumps(base))
+        r["environment"]["seed"] = seed
+        for m in r["models"]:
+            m["train"]["seed"] = seed
+        copies.append(r)
+        paths.append(tmp_path / f"seed{seed}.json")
+    return copies, paths
+
+
+def test_spread_gives_mean_and_standard_deviation_over_seeds(tmp_path):
+    """`igbench spread`: one white-box cell at a, a + 3, a + 6 points and a model's clean accuracy at c,
+    c + 1, c + 2 over three seeds give sd 3.00 and 1.00 (sample sd); files that differ in more than the
+    seed, or repeat one, are refused with the difference named."""
+    from igbench.results.spread import cell_spread, model_spread
+
+    runs, paths = _seeded_copies(tmp_path, [0, 1, 2])
+    model = runs[0]["models"][1]["id"]
+    cell = next(i for i, c in enumerate(runs[0]["cells"])
+                if c["attack"] == "fgsm" and c["source"] == c["target"] == model and (c["eps"] or 0) > 0)
+    for k, r in enumerate(runs):
+        r["cells"][cell]["accuracy"] = 0.5 + 0.03 * k
+        r["models"][1]["clean_accuracy"] = 0.9 + 0.01 * k
+    for r, p in zip(runs, paths):
+        p.write_text(json.dumps(r))
+    spread, missing = cell_spread(runs)
+    c = runs[0]["cells"][cell]
+    assert spread[(c["attack"], c["eps"], model, model)] == pytest.approx({"mean": 0.53, "sd": 0.03, "min": 0.5, "max": 0.56})
+    assert missing == 0 and all(d["sd"] == 0 for key, d in spread.items() if key[2:] != (model, model) or key[:2] != (c["attack"], c["eps"]))
+    assert model_spread(runs)[model]["clean_accuracy"] == pytest.approx({"mean": 0.91, "sd": 0.01, "min": 0.9, "max": 0.92})
+    out = CliRunner().invoke(cli, ["spread", *map(str, paths)])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("3 seeds (0, 1, 2)")
+    assert next(ln for ln in out.output.splitlines() if ln.startswith(model + " ") and "-92.00" in ln).split()[1:4] == \
+        ["91.00", "±", "1.00"]
+    assert f"53.00 ± 3.00" in out.output
+
+    runs[2]["models"][0]["train"]["lr"] *= 2  # not only the seed differs
+    paths[2].write_text(json.dumps(runs[2]))
+    other = CliRunner().invoke(cli, ["spread", *map(str, paths)])
+    assert other.exit_code == 2 and "seed2.json: different learning rate" in other.output, other.output
+    twice = CliRunner().invoke(cli, ["spread", str(paths[0]), str(paths[1]), str(paths[0])])
+    assert twice.exit_code == 2 and "seed 0 is in" in twice.output and "give each seed once" in twice.output
+    one = CliRunner().invoke(cli, ["spread", str(paths[0])])
+    assert one.exit_code == 2 and "give two or more runs of one grid with different --seed" in one.output
+
+
 def _write_pair(tmp_path, a, b):
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
     pa.write_text(json.dumps(a))

@@ -155,4 +155,35 @@ def compare_command(result_a: str, result_b: str) -> None:
                          "compare two runs of the same grid")
 
 
-COMMANDS = [leaderboard_command, validate_command, plot_command, report_command, compare_command]
+@click.command("spread")
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+def spread_command(results: tuple[str, ...]) -> None:
+    """How much a grid's numbers move between seeds: RESULTS are runs of one grid with different --seed
+    (files, or a directory of them).
+
+    Per model, the mean and sample standard deviation of clean accuracy (with the lowest and highest)
+    and of the input-gradient norm; per attack and eps, of each model's white-box accuracy; per attack,
+    the median and the largest standard deviation of the transfer cells. A gap between two
+    defenses no wider than these deviations is within what a new seed changes. Files that differ in anything but the seed
+    (data, test images, training settings, models) are an error naming the difference.
+
+    \b
+    Example (three seeds of a short grid):
+      for s in 0 1 2; do igbench run --defense gradreg --attack fgsm --steps 500 --seed $s --out runs/seeds/s$s.json; done
+      igbench spread runs/seeds
+    """
+    from ..errors import UsageError
+    from ..results.io import expand_paths, read_result
+    from ..results.spread import render_spread, spread_problems
+
+    paths = [str(p) for p in expand_paths(results)]
+    data = [read_result(p) for p in paths]
+    problems = spread_problems(data, paths)
+    if problems:
+        for problem in problems[1:]:
+            click.echo(problem, err=True)
+        raise UsageError(problems[0] + (f" (and {len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""))
+    click.echo(render_spread(data, paths))
+
+
+COMMANDS = [leaderboard_command, validate_command, plot_command, report_command, compare_command, spread_command]
