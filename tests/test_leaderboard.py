@@ -355,7 +355,7 @@ def test_spread_gives_mean_and_standard_deviation_over_seeds(tmp_path):
     assert out.output.startswith("3 seeds (0, 1, 2)")
     assert next(ln for ln in out.output.splitlines() if ln.startswith(model + " ") and "-92.00" in ln).split()[1:4] == \
         ["91.00", "±", "1.00"]
-    assert f"53.00 ± 3.00" in out.output
+    assert "53.00 ± 3.00" in out.output
 
     runs[2]["models"][0]["train"]["lr"] *= 2  # not only the seed differs
     paths[2].write_text(json.dumps(runs[2]))
