@@ -361,6 +361,10 @@ def test_spread_gives_mean_and_standard_deviation_over_seeds(tmp_path):
     paths[2].write_text(json.dumps(runs[2]))
     other = CliRunner().invoke(cli, ["spread", *map(str, paths)])
     assert other.exit_code == 2 and "seed2.json: different learning rate" in other.output, other.output
+    runs[1]["attacks"][0]["params"]["extra"] = 1  # another attack setting
+    paths[1].write_text(json.dumps(runs[1]))
+    attacks = CliRunner().invoke(cli, ["spread", str(paths[0]), str(paths[1])])
+    assert attacks.exit_code == 2 and "seed1.json ran other attacks" in attacks.output, attacks.output
     twice = CliRunner().invoke(cli, ["spread", str(paths[0]), str(paths[1]), str(paths[0])])
     assert twice.exit_code == 2 and "seed 0 is in" in twice.output and "give each seed once" in twice.output
     one = CliRunner().invoke(cli, ["spread", str(paths[0])])

@@ -163,9 +163,9 @@ def spread_command(results: tuple[str, ...]) -> None:
 
     Per model, the mean and sample standard deviation of clean accuracy (with the lowest and highest)
     and of the input-gradient norm; per attack and eps, of each model's white-box accuracy; per attack,
-    the median and the largest standard deviation of the transfer cells. A gap between two
-    defenses no wider than these deviations is within what a new seed changes. Files that differ in anything but the seed
-    (data, test images, training settings, models) are an error naming the difference.
+    the median and the largest standard deviation of the transfer cells. A gap between two defenses no
+    wider than these deviations is within what a new seed changes. Files that differ in anything but the
+    seed (data, test images, training settings, models, attacks) are an error naming the difference.
 
     \b
     Example (three seeds of a short grid):

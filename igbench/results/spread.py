@@ -10,6 +10,7 @@ changes.
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import Any, Sequence
 
@@ -36,7 +37,14 @@ def spread_problems(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> 
             problems.append(f"{path} has models {', '.join(ids)}, {paths[0]} has {', '.join(base_ids)}")
         problems += [f"{path}: {w.removeprefix('warning: ')} (A: {paths[0]}, B: {path})"
                      for w in setting_warnings(results[0], result) if not w.startswith("warning: different seed")]
+        if _attacks(result) != _attacks(results[0]):
+            problems.append(f"{path} ran other attacks ({_attacks(result)}) than {paths[0]} ({_attacks(results[0])})")
     return problems
+
+
+def _attacks(result: dict[str, Any]) -> str:
+    """The attacks with their parameters and eps, as one comparable line."""
+    return "; ".join(f"{a['name']} {json.dumps(a['params'], sort_keys=True)} eps {a['eps']}" for a in result["attacks"])
 
 
 def describe(values: Sequence[float]) -> dict[str, float]:
@@ -104,7 +112,7 @@ def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> st
     if transfer:
         rows = []
         for attack, sds in transfer.items():
-            sd, (_, eps, source, target) = max(sds)
+            sd, (_, eps, source, target) = max(sds, key=lambda pair: pair[0])
             rows.append([attack, str(len(sds)), f"{100 * statistics.median(s for s, _ in sds):.2f}",
                          f"{100 * sd:.2f} ({source} -> {target}" + ("" if eps is None else f", eps {format_eps(eps)}") + ")"])
         out += ["", tabulate(rows, headers=["transfer (eps > 0)", "cells", "median sd", "largest sd"],
