@@ -356,6 +356,21 @@ def test_spread_gives_mean_and_standard_deviation_over_seeds(tmp_path):
     assert next(ln for ln in out.output.splitlines() if ln.startswith(model + " ") and "-92.00" in ln).split()[1:4] == \
         ["91.00", "±", "1.00"]
     assert "53.00 ± 3.00" in out.output
+    # paired by seed: the moved cell against another model's unmoved one differs by 0, +3, +6 points plus
+    # the fixed gap, and the model is above it in the seeds where that sum is positive
+    from igbench.results.spread import paired_differences
+
+    reference = runs[0]["models"][0]["id"]
+    gap = 0.5 - next(x["accuracy"] for x in runs[0]["cells"] if x["attack"] == c["attack"] and x["eps"] == c["eps"]
+                     and x["source"] == x["target"] == reference)
+    diff = paired_differences(runs, reference)[(model, c["attack"], c["eps"])]
+    assert diff == pytest.approx({"mean": gap + 0.03, "sd": 0.03, "min": gap, "max": gap + 0.06,
+                                  "higher": sum(gap + 0.03 * k > 0 for k in range(3))})
+    versus = CliRunner().invoke(cli, ["spread", *map(str, paths), "--against", reference])
+    assert versus.exit_code == 0 and f"white-box minus {reference} in the same seed's file" in versus.output
+    assert f"{100 * (gap + 0.03):+.2f} ± 3.00 ({diff['higher']}/3)" in versus.output
+    nobody = CliRunner().invoke(cli, ["spread", *map(str, paths), "--against", "nobody"])
+    assert nobody.exit_code == 2 and "--against nobody: no such model" in nobody.output
 
     runs[2]["models"][0]["train"]["lr"] *= 2  # not only the seed differs
     paths[2].write_text(json.dumps(runs[2]))

@@ -157,7 +157,10 @@ def compare_command(result_a: str, result_b: str) -> None:
 
 @click.command("spread")
 @click.argument("results", nargs=-1, required=True, type=click.Path())
-def spread_command(results: tuple[str, ...]) -> None:
+@click.option("--against", metavar="MODEL", help="Also show each model's white-box accuracy minus MODEL's, paired "
+              "by seed (models of one seed share initialisation and batch order, so their difference varies "
+              "less than either number), and in how many seeds it was above.")
+def spread_command(results: tuple[str, ...], against: str | None) -> None:
     """How much a grid's numbers move between seeds: RESULTS are runs of one grid with different --seed
     (files, or a directory of them).
 
@@ -170,7 +173,7 @@ def spread_command(results: tuple[str, ...]) -> None:
     \b
     Example (three seeds of a short grid):
       for s in 0 1 2; do igbench run --defense gradreg --attack fgsm --steps 500 --seed $s --out runs/seeds/s$s.json; done
-      igbench spread runs/seeds
+      igbench spread runs/seeds --against none
     """
     from ..errors import UsageError
     from ..results.io import expand_paths, read_result
@@ -183,7 +186,10 @@ def spread_command(results: tuple[str, ...]) -> None:
         for problem in problems[1:]:
             click.echo(problem, err=True)
         raise UsageError(problems[0] + (f" (and {len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""))
-    click.echo(render_spread(data, paths))
+    ids = [m["id"] for m in data[0]["models"]]
+    if against is not None and against not in ids:
+        raise UsageError(f"--against {against}: no such model in {paths[0]}; choose one of {', '.join(ids)}")
+    click.echo(render_spread(data, paths, against))
 
 
 COMMANDS = [leaderboard_command, validate_command, plot_command, report_command, compare_command, spread_command]

@@ -79,13 +79,37 @@ def cell_spread(results: Sequence[dict[str, Any]]) -> tuple[dict[tuple, dict[str
     return spread, missing
 
 
+def paired_differences(results: Sequence[dict[str, Any]], against: str) -> dict[tuple, dict[str, float]]:
+    """``{(model, attack, eps): described difference}``: per seed, each model's white-box accuracy minus
+    ``against``'s in the same file (same seed, so the same initialisation and batch order), described over
+    the seeds, with ``higher``, how many seeds the model was above ``against``."""
+    from .grid import Grid
+
+    grids = [Grid(r) for r in results]
+    out = {}
+    for c in results[0]["cells"]:
+        model, attack, eps = c["source"], c["attack"], c["eps"]
+        if c["target"] != model or model == against:
+            continue
+        pairs = [(g.white_box(attack, eps, model), g.white_box(attack, eps, against)) for g in grids]
+        if all(a is not None and b is not None for a, b in pairs):
+            diffs = [a - b for a, b in pairs]
+            out[(model, attack, eps)] = {**describe(diffs), "higher": sum(d > 0 for d in diffs)}
+    return out
+
+
 def _pct(d: dict[str, float]) -> str:
     return f"{100 * d['mean']:.2f} ± {100 * d['sd']:.2f}"
 
 
-def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
-    """Plain-text tables (points for accuracies): the models, white-box accuracy per attack and eps, and
-    the transfer cells' standard deviations per attack."""
+def _paired(d: dict[str, float], n: int) -> str:
+    return f"{100 * d['mean']:+.2f} ± {100 * d['sd']:.2f} ({d['higher']}/{n})"
+
+
+def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str], against: str | None = None) -> str:
+    """Plain-text tables (points for accuracies): the models, white-box accuracy per attack and eps, the
+    transfer cells' standard deviations per attack, and with ``against`` each model's paired difference
+    from that model (:func:`paired_differences`)."""
     from tabulate import tabulate
 
     from .grid import format_eps, scored_images
@@ -105,6 +129,12 @@ def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> st
                 for mid in models]
         headers = ["white-box"] + [a + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]
         out += ["", tabulate(rows, headers=headers, disable_numparse=True)]
+    if against is not None and columns:
+        paired = paired_differences(results, against)
+        rows = [[mid] + [_paired(paired[(mid, a, e)], len(results)) if (mid, a, e) in paired else ""
+                         for a, e in columns] for mid in models if mid != against]
+        out += ["", f"white-box minus {against} in the same seed's file (mean ± sd over seeds; seeds above {against}):",
+                tabulate(rows, headers=["model"] + headers[1:], disable_numparse=True)]
     transfer: dict[str, list[tuple[float, tuple]]] = {}
     for key, d in cells.items():
         if key[2] != key[3] and (key[1] is None or key[1] > 0):
