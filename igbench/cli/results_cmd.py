@@ -157,7 +157,7 @@ def compare_command(result_a: str, result_b: str) -> None:
 
 @click.command("spread")
 @click.argument("results", nargs=-1, required=True, type=click.Path())
-@click.option("--against", metavar="MODEL", help="Also show each model's white-box accuracy minus MODEL's, paired "
+@click.option("--against", metavar="MODEL", help="Also show each model's clean and white-box accuracy minus MODEL's, paired "
               "by seed (models of one seed share initialisation and batch order, so their difference varies "
               "less than either number), and in how many seeds it was above.")
 def spread_command(results: tuple[str, ...], against: str | None) -> None:

@@ -82,11 +82,17 @@ def cell_spread(results: Sequence[dict[str, Any]]) -> tuple[dict[tuple, dict[str
 def paired_differences(results: Sequence[dict[str, Any]], against: str) -> dict[tuple, dict[str, float]]:
     """``{(model, attack, eps): described difference}``: per seed, each model's white-box accuracy minus
     ``against``'s in the same file (same seed, so the same initialisation and batch order), described over
-    the seeds, with ``higher``, how many seeds the model was above ``against``."""
+    the seeds, with ``higher``, how many seeds the model was above ``against``; the clean accuracy's
+    difference under ``(model, "clean", None)``."""
     from .grid import Grid
 
     grids = [Grid(r) for r in results]
     out = {}
+    clean = [{m["id"]: float(m["clean_accuracy"]) for m in r["models"]} for r in results]
+    for model in clean[0]:
+        if model != against:
+            diffs = [c[model] - c[against] for c in clean]
+            out[(model, "clean", None)] = {**describe(diffs), "higher": sum(d > 0 for d in diffs)}
     for c in results[0]["cells"]:
         model, attack, eps = c["source"], c["attack"], c["eps"]
         if c["target"] != model or model == against:
@@ -132,9 +138,9 @@ def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str], again
     if against is not None and columns:
         paired = paired_differences(results, against)
         rows = [[mid] + [_paired(paired[(mid, a, e)], len(results)) if (mid, a, e) in paired else ""
-                         for a, e in columns] for mid in models if mid != against]
-        out += ["", f"white-box minus {against} in the same seed's file (mean ± sd over seeds; seeds above {against}):",
-                tabulate(rows, headers=["model"] + headers[1:], disable_numparse=True)]
+                         for a, e in [("clean", None)] + columns] for mid in models if mid != against]
+        out += ["", f"minus {against} in the same seed's file (mean ± sd over seeds; seeds above {against}):",
+                tabulate(rows, headers=["model", "clean %"] + headers[1:], disable_numparse=True)]
     transfer: dict[str, list[tuple[float, tuple]]] = {}
     for key, d in cells.items():
         if key[2] != key[3] and (key[1] is None or key[1] > 0):
