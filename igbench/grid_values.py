@@ -41,10 +41,16 @@ def eps_list_problem(values: Any) -> str | None:
 
 
 def repeated_values_problem(values) -> str | None:
-    """``lists 0.1 more than once`` for numbers that a sweep (eps, ``--sweep``) names twice, or None."""
-    repeated = sorted({float(e) for e in values if sum(float(f) == float(e) for f in values) > 1})
+    """``lists 0.1 more than once`` for values that a sweep (eps, ``--sweep``) names twice, or None. Numbers
+    are compared as floats (1 and 1.0 are one value) and written ``:g``; other values (a choice's texts)
+    as they are."""
+    def key(v):
+        return float(v) if _is_number(v) else v
+
+    keys = [key(v) for v in values]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
-        return f"lists {', '.join(f'{e:g}' for e in repeated)} more than once"
+        return f"lists {', '.join(f'{k:g}' if isinstance(k, float) else str(k) for k in repeated)} more than once"
     return None
 
 

@@ -43,10 +43,7 @@ def sweep_values(text: str, values: list, param, owner: str) -> list:
         typed = [param.coerce(v, owner) for v in values]
     except ParamError as exc:
         raise UsageError(f"--sweep {text!r}: {exc}") from None
-    problem = repeated_values_problem(typed) if numeric else (
-        f"lists {', '.join(sorted({str(v) for v in typed if typed.count(v) > 1}))} more than once"
-        if len(set(typed)) < len(typed) else None)
-    if problem:
+    if problem := repeated_values_problem(typed):
         raise UsageError(f"--sweep {text!r} {problem}; give each value once")
     return typed
 
