@@ -66,10 +66,14 @@ def hold_out(train: "np.ndarray", n: int, what: str) -> "tuple[np.ndarray, np.nd
     validation images, ``None`` when ``n`` is 0; holding out every training example is a DataError."""
     if n == 0:
         return train, None
-    if n >= len(train):
-        raise DataError(f"validation={n} would hold out all {len(train)} training examples of {what}; "
-                        f"hold out fewer (e.g. validation={len(train) // 10})")
+    _check_hold_out(n, len(train), what)
     return train[: len(train) - n], train[len(train) - n:]
+
+
+def _check_hold_out(n: int, n_total: int, what: str) -> None:
+    if n >= n_total:
+        raise DataError(f"validation={n} would hold out all {n_total} training examples of {what}; "
+                        f"hold out fewer (e.g. validation={n_total // 10})")
 
 
 def random_hold_out(n_total: int, n: int, seed: int, what: str) -> "tuple[np.ndarray, np.ndarray | None]":
@@ -81,9 +85,7 @@ def random_hold_out(n_total: int, n: int, seed: int, what: str) -> "tuple[np.nda
 
     if n == 0:
         return np.arange(n_total), None
-    if n >= n_total:
-        raise DataError(f"validation={n} would hold out all {n_total} training examples of {what}; "
-                        f"hold out fewer (e.g. validation={n_total // 10})")
+    _check_hold_out(n, n_total, what)
     held = np.random.default_rng(seed).permutation(n_total)[:n]
     keep = np.ones(n_total, dtype=bool)
     keep[held] = False
