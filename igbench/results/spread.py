@@ -91,17 +91,20 @@ def paired_differences(results: Sequence[dict[str, Any]], against: str) -> dict[
     clean = [{m["id"]: float(m["clean_accuracy"]) for m in r["models"]} for r in results]
     for model in clean[0]:
         if model != against:
-            diffs = [c[model] - c[against] for c in clean]
-            out[(model, "clean", None)] = {**describe(diffs), "higher": sum(d > 0 for d in diffs)}
+            out[(model, "clean", None)] = _versus([c[model] - c[against] for c in clean])
     for c in results[0]["cells"]:
         model, attack, eps = c["source"], c["attack"], c["eps"]
         if c["target"] != model or model == against:
             continue
         pairs = [(g.white_box(attack, eps, model), g.white_box(attack, eps, against)) for g in grids]
         if all(a is not None and b is not None for a, b in pairs):
-            diffs = [a - b for a, b in pairs]
-            out[(model, attack, eps)] = {**describe(diffs), "higher": sum(d > 0 for d in diffs)}
+            out[(model, attack, eps)] = _versus([a - b for a, b in pairs])
     return out
+
+
+def _versus(diffs: Sequence[float]) -> dict[str, float]:
+    """Paired differences described, with ``higher``: how many are above zero."""
+    return {**describe(diffs), "higher": sum(d > 0 for d in diffs)}
 
 
 def _pct(d: dict[str, float]) -> str:
