@@ -1,10 +1,15 @@
-"""Training-step cost of the ReLU paper CNN with max-pool after the ReLU (the textbook order) and before it.
+"""Training-step cost of three builds of the ReLU paper CNN that compute the same function bit for bit.
 
-``pool(relu(z)) == relu(pool(z))`` exactly, gradients and second derivatives included, so igbench builds
-the paper CNN pool-first. This script checks that claim and times it: the same initial weights in
-both orders, the same MNIST batch and dropout seeds, steps taken round-robin (so a noisy machine slows both
-alike). For each defense it prints the median wall time per step in each order and their ratio, and
-whether the two models' weights are still identical bit for bit after every step.
+* ``relu, torch pool``: max-pool after the ReLU (the textbook order), PyTorch's ``nn.MaxPool2d``;
+* ``pool, torch pool``: max-pool first (``pool(relu(z)) == relu(pool(z))`` exactly, gradients and second
+  derivatives included), PyTorch's ``nn.MaxPool2d``;
+* ``pool, igbench pool``: what igbench builds: max-pool first, ``igbench.architectures.maxpool.MaxPool2d``
+  (PyTorch's channels-last kernel for the forward pass, its contiguous one for the backward).
+
+The same initial weights for all three, the same MNIST batch and dropout seeds, steps taken round-robin (so
+a noisy machine slows all alike). For each defense it prints the median wall time per step of each build,
+each one's speed-up over the first, and whether the three models' weights are still identical bit for bit
+after every step.
 
     python benchmarks/bench_pool_order.py [--data-dir ../shared/data] [--threads 1] [--steps 9]
 """
@@ -28,6 +33,7 @@ def main(argv=None) -> int:
     import torch
 
     from igbench.architectures.cnn import relu_before_pool
+    from igbench.architectures.maxpool import torch_pools
     from igbench.datasets.loading import load_dataset
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
     from igbench.registry import get_registry
@@ -43,8 +49,9 @@ def main(argv=None) -> int:
         plugin = reg.get("defense", name)
         params = plugin.resolve_params({})
         torch.manual_seed(0)
-        pool_first = trainer.new_model()
-        orders = {"relu then pool": relu_before_pool(pool_first), "pool then relu": pool_first}
+        built = trainer.new_model()
+        orders = {"relu, torch pool": torch_pools(relu_before_pool(built)), "pool, torch pool": torch_pools(built),
+                  "pool, igbench pool": built}
         opts = {k: torch.optim.Adam(m.parameters(), lr=2e-4) for k, m in orders.items()}
         times = {k: [] for k in orders}
         identical = True
@@ -58,11 +65,12 @@ def main(argv=None) -> int:
                 backward_to_weights(loss, model)
                 opts[key].step()
                 times[key].append(time.perf_counter() - t0)
-            a, b = (m.state_dict() for m in orders.values())
-            identical = identical and all(torch.equal(a[k], b[k]) for k in a)
-        before, after = (statistics.median(t[2:]) * 1e3 for t in times.values())
-        print(f"{name:18s} relu then pool {before:7.1f} ms   pool then relu {after:7.1f} ms   "
-              f"{before / after:.3f}x   weights identical after every step: {identical}")
+            first, *others = (m.state_dict() for m in orders.values())
+            identical = identical and all(torch.equal(first[k], other[k]) for other in others for k in first)
+        ms = {key: statistics.median(t[2:]) * 1e3 for key, t in times.items()}
+        base = ms["relu, torch pool"]
+        print(f"{name:18s} " + "   ".join(f"{key} {v:7.1f} ms ({base / v:.2f}x)" for key, v in ms.items())
+              + f"   weights identical after every step: {identical}")
     return 0
 
 

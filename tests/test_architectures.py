@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from igbench.architectures.batchnorm import BatchNorm1d, BatchNorm2d
 from igbench.architectures.cnn import relu_before_pool
+from igbench.architectures.maxpool import MaxPool2d, torch_pools
 from igbench.engine.train import TrainConfig, Trainer, accuracy
 from igbench.errors import ParamError
 from igbench.registry import get_registry
@@ -74,9 +75,10 @@ def test_tf_slim_form_keeps_its_accuracy_under_the_papers_penalty(mnist_slice):
     assert acc["tf-slim"] - acc["pytorch"] >= 0.04, acc
 
 
-def test_pooling_before_relu_is_the_same_network_bit_for_bit_under_double_backprop(mnist_slice):
-    """The ReLU paper CNN is built pool-then-ReLU (cheaper); a training step of gradreg, which
-    differentiates the backward pass too, gives exactly the weights the ReLU-then-pool order gives."""
+def test_pooling_first_with_igbench_pools_is_the_same_network_bit_for_bit_under_double_backprop(mnist_slice):
+    """The ReLU paper CNN is built pool-then-ReLU with igbench's max-pool (both cheaper); a training step of
+    gradreg, which differentiates the backward pass too, gives exactly the weights of the textbook build
+    (ReLU, then PyTorch's nn.MaxPool2d)."""
     reg = get_registry()
     arch, gradreg = reg.get("architecture", "paper-cnn"), reg.get("defense", "gradreg")
     data = mnist_slice.subset(n_train=32, n_test=0)
@@ -85,9 +87,11 @@ def test_pooling_before_relu_is_the_same_network_bit_for_bit_under_double_backpr
     params = gradreg.resolve_params({"lambda": 1e5})  # a strong penalty: its second-order terms matter
     torch.manual_seed(0)
     new = trainer.new_model()
-    old = relu_before_pool(new)
+    old = torch_pools(relu_before_pool(new))
     swapped = [type(m).__name__ for m in old[0]]
     assert swapped.count("ReLU") == 2 and [type(m).__name__ for m in new[0]] != swapped, "the ReLU paper CNN pools first"
+    assert [type(m) for m in new.modules() if isinstance(m, nn.MaxPool2d)] == [MaxPool2d] * 2
+    assert [type(m) for m in old.modules() if isinstance(m, nn.MaxPool2d)] == [nn.MaxPool2d] * 2
     for model in (new, old):
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -98,9 +102,54 @@ def test_pooling_before_relu_is_the_same_network_bit_for_bit_under_double_backpr
             loss.backward()
             opt.step()
     new_state, old_state = new.state_dict(), old.state_dict()
-    assert new_state.keys() == old_state.keys()  # checkpoints of either order load into the other
+    assert new_state.keys() == old_state.keys()  # checkpoints of either build load into the other
     assert all(torch.equal(new_state[k], old_state[k]) for k in new_state)
     assert not torch.equal(new_state["1.weight"], trainer.new_model().state_dict()["1.weight"])  # it trained
+
+
+def _bits(t):
+    return t.contiguous().view(torch.int32)
+
+
+@pytest.mark.parametrize("shape, kwargs", [
+    ((8, 32, 28, 28), {"kernel_size": 2}),  # the paper CNN's pools, with MNIST-like ties
+    ((3, 4, 7, 9), {"kernel_size": 2}),  # odd sizes: the last row and column are dropped
+    ((3, 4, 7, 9), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((2, 3, 9, 9), {"kernel_size": 2, "ceil_mode": True}),
+])
+def test_igbench_max_pool_matches_torch_bit_for_bit_with_ties(shape, kwargs):
+    """Forward, backward and the backward's own gradient (double backprop) equal nn.MaxPool2d's bit for
+    bit on inputs full of ties and signed zeros, and come back contiguous."""
+    torch.manual_seed(0)
+    x = torch.randint(-2, 3, shape).float()
+    x.view(-1)[::7] = -0.0  # ties between +0.0 and -0.0: the first in the window must win, as in torch
+    x.view(-1)[1::5] = 0.0
+    g0 = torch.randint(-2, 3, nn.functional.max_pool2d(x, **kwargs).shape).float()
+    g0.view(-1)[::3] = -0.0
+    results = []
+    for pool in (nn.MaxPool2d(**kwargs), MaxPool2d(**kwargs)):
+        xi = x.clone().requires_grad_(True)
+        out = pool(xi)
+        g = g0.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(out, xi, g, create_graph=True)
+        (gg,) = torch.autograd.grad((gx * torch.linspace(-1, 1, gx.numel()).view_as(gx)).sum(), g)
+        results.append((out, gx, gg))
+    for ref, new in zip(*results):
+        assert new.is_contiguous()
+        assert torch.equal(_bits(ref), _bits(new))
+    assert results[0][1].abs().sum() > 0  # the gradient reached some pixels
+
+
+def test_igbench_max_pool_leaves_channels_last_and_indices_to_torch():
+    """Channels-last input (already fast in torch) and return_indices take nn.MaxPool2d's own code."""
+    x = torch.randn(2, 4, 6, 6)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    out = MaxPool2d(2)(cl)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, nn.functional.max_pool2d(x, 2))
+    values, indices = MaxPool2d(2, return_indices=True)(x)
+    ref_values, ref_indices = nn.functional.max_pool2d(x, 2, return_indices=True)
+    assert torch.equal(values, ref_values) and torch.equal(indices, ref_indices)
 
 
 def test_softplus_cnn_keeps_the_activation_before_the_pool():

@@ -43,7 +43,8 @@ def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dro
     -> dense 1024 -> BN -> act -> dropout -> dense ``num_classes`` (with ReLU each max-pool is built in
     front of the activation before it: the same function and gradients, cheaper). BatchNorm momentum 0.1 is
     TensorFlow's decay 0.9; the BatchNorm layers are :mod:`.batchnorm`'s (``nn.BatchNorm`` with a cheap
-    second derivative, for double backprop). ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
+    second derivative, for double backprop), the max-pools :mod:`.maxpool`'s (``nn.MaxPool2d``, its forward pass
+about twice as fast on contiguous CPU tensors, bit for bit the same). ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
 
     ``style="tf-slim"`` (the default) gives the layers the defaults the study's code had through
     ``slim.conv2d`` / ``slim.fully_connected`` with ``normalizer_fn=slim.batch_norm``: BatchNorm with a
@@ -58,6 +59,7 @@ def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dro
 
     from .batchnorm import BatchNorm1d, BatchNorm2d
     from .lcn import LocalContrastNorm
+    from .maxpool import MaxPool2d
 
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; use one of {', '.join(STYLES)}")
@@ -70,7 +72,7 @@ def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dro
         # maximum is not positive passes no gradient either way), so pooling first gives the same
         # network bit for bit with the ReLU and its derivatives on a quarter of the values: 2-4% off a
         # training step. Softplus is kept before the pool: rounding can tie values the pool then tells apart.
-        pool = nn.MaxPool2d(2)
+        pool = MaxPool2d(2)
         return [pool, _activation(activation)] if activation == "relu" else [_activation(activation), pool]
 
     features = nn.Sequential(
