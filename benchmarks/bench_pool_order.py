@@ -6,12 +6,14 @@
 * ``pool, igbench pool``: what igbench builds: max-pool first, ``igbench.architectures.maxpool.MaxPool2d``
   (PyTorch's channels-last kernel for the forward pass, its contiguous one for the backward).
 
-The same initial weights for all three, the same MNIST batch and dropout seeds, steps taken round-robin (so
-a noisy machine slows all alike). For each defense it prints the median wall time per step of each build,
-each one's speed-up over the first, and whether the three models' weights are still identical bit for bit
+The same initial weights for all three, the same MNIST batch and dropout seeds, steps taken round-robin,
+the order reversed every other step (so a noisy or drifting machine slows all alike). For each defense it
+prints the median wall time per step of each build, and the time each saves against the first, paired step
+by step: mean +- standard error, the steadier figure on a shared machine, where a step's time varies by
+more than the savings. It also says whether the three models' weights are still identical bit for bit
 after every step.
 
-    python benchmarks/bench_pool_order.py [--data-dir ../shared/data] [--threads 1] [--steps 9]
+    python benchmarks/bench_pool_order.py [--data-dir ../shared/data] [--threads 1] [--steps 22]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bench_args import benchmark_parser
 def main(argv=None) -> int:
     p = benchmark_parser(__doc__)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=9, help="steps per defense and order (the first 2 are warm-up)")
+    p.add_argument("--steps", type=int, default=22, help="steps per defense and build (the first 2 are warm-up)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--defenses", default="none,gradreg,advtrain+gradreg")
     args = p.parse_args(argv)
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
     arch = reg.get("architecture", "paper-cnn")
     trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size), progress=False)
     x, y = trainer.train_x[:args.batch_size], trainer.train_y[:args.batch_size]
-    print(f"paper CNN, batch {args.batch_size}, {torch.get_num_threads()} thread(s), median of {args.steps - 2} steps")
+    print(f"paper CNN, batch {args.batch_size}, {torch.get_num_threads()} thread(s), median of {args.steps - 2} steps; "
+          "savings in ms per step against the first build, mean +- standard error")
     for name in [d for d in args.defenses.split(",") if d]:
         plugin = reg.get("defense", name)
         params = plugin.resolve_params({})
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
         times = {k: [] for k in orders}
         identical = True
         for step in range(args.steps):
-            for key, model in orders.items():
+            for key, model in (orders.items() if step % 2 == 0 else reversed(orders.items())):
                 model.train()
                 torch.manual_seed(step)  # the same dropout masks in both orders
                 t0 = time.perf_counter()
@@ -67,10 +70,14 @@ def main(argv=None) -> int:
                 times[key].append(time.perf_counter() - t0)
             first, *others = (m.state_dict() for m in orders.values())
             identical = identical and all(torch.equal(first[k], other[k]) for other in others for k in first)
-        ms = {key: statistics.median(t[2:]) * 1e3 for key, t in times.items()}
-        base = ms["relu, torch pool"]
-        print(f"{name:18s} " + "   ".join(f"{key} {v:7.1f} ms ({base / v:.2f}x)" for key, v in ms.items())
-              + f"   weights identical after every step: {identical}")
+        base = times["relu, torch pool"][2:]
+        cells = []
+        for key, t in times.items():
+            saved = [(b - a) * 1e3 for a, b in zip(t[2:], base)]
+            se = statistics.stdev(saved) / len(saved) ** 0.5 if len(saved) > 1 else float("nan")
+            cells.append(f"{key} {statistics.median(t[2:]) * 1e3:7.1f} ms"
+                         + ("" if t is times["relu, torch pool"] else f" (saves {statistics.mean(saved):5.1f} +- {se:.1f})"))
+        print(f"{name:18s} " + "   ".join(cells) + f"   weights identical after every step: {identical}")
     return 0
 
 
