@@ -75,8 +75,8 @@ def main(argv=None) -> int:
         for key, t in times.items():
             saved = [(b - a) * 1e3 for a, b in zip(t[2:], base)]
             se = statistics.stdev(saved) / len(saved) ** 0.5 if len(saved) > 1 else float("nan")
-            cells.append(f"{key} {statistics.median(t[2:]) * 1e3:7.1f} ms"
-                         + ("" if t is times["relu, torch pool"] else f" (saves {statistics.mean(saved):5.1f} +- {se:.1f})"))
+            saving = "" if t is times["relu, torch pool"] else f" (saves {statistics.mean(saved):5.1f} +- {se:.1f})"
+            cells.append(f"{key} {statistics.median(t[2:]) * 1e3:7.1f} ms{saving}")
         print(f"{name:18s} " + "   ".join(cells) + f"   weights identical after every step: {identical}")
     return 0
 
