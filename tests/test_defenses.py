@@ -13,6 +13,7 @@ import torch
 
 from igbench.engine.gradients import mean_input_grad_norm
 from igbench.engine.train import TrainConfig, Trainer, accuracy, predict_logits
+from igbench.environment import cpu_model
 from igbench.errors import ParamError, TrainingError
 from igbench.registry import get_registry
 
@@ -529,7 +530,8 @@ def test_a_channels_last_training_records_its_layout_and_returns_a_contiguous_mo
     plugin = get_registry().get("defense", "none")
     model = plugin.train(trainer, plugin.resolve_params({}))
     assert all(p.is_contiguous() for p in model.parameters()), "checkpoints, evaluation and attacks as usual"
-    assert trainer.ran_on == [{"device": "cpu", "torch_threads": 1, "memory_format": "channels_last"}]
+    assert trainer.ran_on == [{"device": "cpu", "torch_threads": 1, "memory_format": "channels_last",
+                               "cpu": cpu_model()}]
 
 
 def test_a_model_that_cannot_run_channels_last_is_a_one_line_error_naming_the_fix(registry, install, mnist_slice):

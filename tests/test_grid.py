@@ -16,6 +16,7 @@ from igbench.engine.cache import CheckpointStore, config_hash
 from igbench.engine.grid import AttackSpec, GridSpec, run_grid
 from igbench.engine.models import ModelSpec, model_config
 from igbench.engine.train import TrainConfig
+from igbench.environment import cpu_model
 from igbench.errors import UsageError
 from igbench.results.io import read_result
 
@@ -229,7 +230,7 @@ def test_grid_numbers_make_sense(shared_data, tmp_path, monkeypatch):
     assert grads["gradreg"] < grads["none"]
     env = result["environment"]
     assert env["torch"] and env["seed"] == 0 and env["device"] == "cpu"
-    here = [{"device": "cpu", "torch_threads": torch.get_num_threads()}]
+    here = [{"device": "cpu", "torch_threads": torch.get_num_threads(), "cpu": cpu_model()}]
     assert all(m["train"]["ran_on"] == here for m in result["models"]), "where each model trained"
 
 
@@ -719,10 +720,15 @@ name = "fgsm"
     key = result["models"][0]["config_hash"]
     blob = torch.load(store.path(key), map_location="cpu", weights_only=True)
     blob["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    blob["meta"]["ran_on"] = [{"device": "cpu", "torch_threads": 7, "cpu": "Other CPU 9000"}]
     torch.save(blob, store.path(key))
     explain = CliRunner().invoke(cli, ["explain", str(out), "--data-dir", str(shared_data), "--cache-dir",
                                        str(tmp_path / "c"), "--no-update-result", "--out", str(tmp_path / "e")])
     assert explain.exit_code == 1 and "holds other weights than the result was made with" in explain.output
+    recorded = result["models"][0]["train"]["ran_on"]
+    assert recorded[0]["cpu"] == cpu_model(), "the CPU model is recorded with where each model trained"
+    assert "this one trained on [cpu, 7 threads, Other CPU 9000]" in explain.output, explain.output
+    assert f"the result's on [cpu, {recorded[0]['torch_threads']} thread" in explain.output
     remade = CliRunner().invoke(cli, args)
     assert remade.exit_code == 0, remade.output
     assert "already holds this grid" not in remade.output and "attack fgsm eps=0.2 on none" in remade.output
@@ -780,7 +786,7 @@ def test_a_channels_last_training_is_recorded_where_the_model_ran_and_its_checkp
     model = nhwc["models"][0]
     assert model["arch"] == "paper-cnn" and not model["cached"]
     assert model["train"]["ran_on"] == [{"device": "cpu", "torch_threads": torch.get_num_threads(),
-                                         "memory_format": "channels_last"}]
+                                         "memory_format": "channels_last", "cpu": cpu_model()}]
     assert "--memory-format channels_last" in nhwc["command"]
     again = run("default.json")["models"][0]
     assert again["cached"] and again["config_hash"] == model["config_hash"], "the layout is not in the hash"

@@ -12,6 +12,7 @@ from igbench.engine.cache import CheckpointStore
 from igbench.engine.models import ModelSpec, obtain_model
 from igbench.engine.snapshots import TrainingSnapshots
 from igbench.engine.train import TrainConfig
+from igbench.environment import cpu_model
 
 STEPS = 12
 CONFIG = TrainConfig(steps=STEPS, batch_size=32, lr=1e-3, seed=3)
@@ -76,7 +77,7 @@ def test_interrupted_training_resumes_to_the_same_weights(small_mnist, tmp_path,
     assert info["steps"] == steps_total and info["train_seconds"] > 0
     got = _weights(model)
     assert all(torch.equal(got[k], want[k]) for k in want), "resumed weights equal the uninterrupted ones"
-    assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1}], "same setup before and after"
+    assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1, "cpu": cpu_model()}], "same setup before and after"
     assert sorted(p.name for p in folder.iterdir()) == [f"{info['config_hash']}.pt"], "snapshots removed"
 
 
@@ -173,8 +174,9 @@ def test_a_training_resumed_with_another_thread_count_says_so_and_records_both(s
     torch.set_num_threads(2)
     _, info = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
     err = capsys.readouterr().err
-    assert "trained on cpu with 1 torch thread(s) and continues on cpu with 2 torch thread(s)" in err
-    assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1}, {"device": "cpu", "torch_threads": 2}]
+    assert f"trained on cpu with 1 torch thread(s), {cpu_model()} and continues on cpu with 2 torch thread(s)" in err
+    assert info["ran_on"] == [{"device": "cpu", "torch_threads": 1, "cpu": cpu_model()},
+                              {"device": "cpu", "torch_threads": 2, "cpu": cpu_model()}]
     _, cached = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
     assert cached["cached"] and cached["ran_on"] == info["ran_on"], "the checkpoint keeps the list"
 
@@ -186,3 +188,18 @@ def test_checkpoints_from_before_ran_on_report_the_process_that_finished_them():
     assert ran_on_of({"steps": 3}) is None, "unknown stays unknown"
     new = [{"device": "cpu", "torch_threads": 1}, {"device": "cpu", "torch_threads": 2}]
     assert ran_on_of({"ran_on": new}) == new
+
+
+def test_a_snapshot_from_before_the_cpu_model_was_recorded_resumes_without_a_warning():
+    """Only a known difference counts: a setup without the processor model matches one with it, and
+    another CPU model does not (it rounds differently)."""
+    from igbench.engine.models import trained_on
+    from igbench.engine.train import _same_setup
+
+    old = {"device": "cpu", "torch_threads": 1}
+    here = {**old, "cpu": "Some CPU"}
+    assert _same_setup(old, here) and _same_setup(here, old)
+    assert not _same_setup(here, {**old, "cpu": "Another CPU"})
+    assert not _same_setup(old, {"device": "cpu", "torch_threads": 2, "cpu": "Some CPU"})
+    assert trained_on([old, {**here, "torch_threads": 2}]) == "cpu, 1 thread then cpu, 2 threads, Some CPU"
+    assert trained_on(None) is None

@@ -72,7 +72,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
 
     ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
     original training when cached, summed over interrupted attempts), ``cached`` and ``ran_on`` (every
-    device, torch thread count and memory format the training used, see :attr:`Trainer.ran_on`; ``None`` if unknown).
+    device, torch thread count, memory format and processor model the training used, see :attr:`Trainer.ran_on`;
+    ``None`` if unknown).
     Training keeps snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes
     when the same model is asked for again. While one process trains a model it holds
     ``store.lock_path(key)``; another process that asks for the same model waits for it and loads the
@@ -144,6 +145,37 @@ def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
     return [{"device": str(meta["device"]), "torch_threads": meta.get("torch_threads")}]
 
 
+def trained_on(ran_on: list[dict[str, Any]] | None) -> str | None:
+    """``ran_on`` in words ("cpu, 2 threads, AMD EPYC"; a resumed training's setups joined by "then"), or
+    None when unknown."""
+    if not ran_on:
+        return None
+    setups = []
+    for s in ran_on:
+        threads = s.get("torch_threads")
+        words = [str(s.get("device", "?")), *([f"{threads} thread{'s' if threads != 1 else ''}"] if threads else []),
+                 *([s["memory_format"]] if s.get("memory_format") else []), *([s[k] for k in ("cpu", "gpu") if s.get(k)])]
+        setups.append(", ".join(words))
+    return " then ".join(setups)
+
+
+def _where_each_trained(cached_ran_on, rec: dict[str, Any], result: dict[str, Any]) -> str:
+    """Why a cached checkpoint may hold other weights than a result's: where each trained, as far as known.
+
+    A result from before igbench recorded the CPU model per model names the CPU its run had."""
+    cached = trained_on(cached_ran_on)
+    recorded = trained_on(rec.get("train", {}).get("ran_on"))
+    run_cpu = result.get("environment", {}).get("cpu")
+    if recorded and run_cpu and run_cpu not in recorded:
+        recorded += f" (the result ran on {run_cpu})"
+    if not cached or not recorded:
+        return "retrained since?"
+    if cached == recorded:
+        return f"both trained on [{cached}]: another torch build or code version?"
+    return (f"this one trained on [{cached}], the result's on [{recorded}]: another CPU model, thread count or "
+            "device gives other weights")
+
+
 def missing_checkpoint(model_id: str, key: str, store: CheckpointStore, command: str) -> str:
     """The one-line error for a result's model whose checkpoint is not in ``store``, with both fixes."""
     return (f"checkpoint of model '{model_id}' ({key[:12]}) is not in the cache {store.root}; re-run `{command}` "
@@ -172,13 +204,13 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         if not store.has(key):
             raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))
         model = build_model(reg.get("architecture", rec["arch"]), shape, num_classes, rec["arch_params"])
-        store.load(key, model)
+        meta = store.load(key, model)
         if weights_sha256(model) != rec["checkpoint_sha256"]:
             raise IgbenchError(
                 f"checkpoint of model '{rec['id']}' ({key[:12]}) in {store.root} holds other weights than the "
-                f"result was made with (retrained since?); re-run `{result['command']}` to remake the result "
-                f"from the cached models, or restore the original checkpoint (`igbench cache import --replace` "
-                "an archive of it)"
+                f"result was made with ({_where_each_trained(ran_on_of(meta), rec, result)}); re-run "
+                f"`{result['command']}` to remake the result from the cached models, or restore the original "
+                "checkpoint (`igbench cache import --replace` an archive of it)"
             )
         models[rec["id"]] = model.to(torch.device(device)).eval()
     return models

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from ..environment import torch_threads
+from ..environment import cpu_model, gpu_name, torch_threads
 from ..errors import IgbenchError, PluginError, TrainingError, UsageError
 from ..plugin_calls import named
 from .allocator import keep_freed_memory
@@ -125,9 +125,9 @@ class Trainer:
         self.train_seconds = 0.0  # wall time of all fits, including earlier interrupted attempts
         self.snapshots = snapshots
         self._fits = 0
-        #: Every distinct (device, torch thread count) the fits ran on, in order of first use, including
-        #: earlier interrupted attempts: on a CPU the thread count changes float rounding, so a training
-        #: resumed with another count ends with slightly different weights.
+        #: Every distinct setup (device, torch thread count, memory format, CPU or GPU model) the fits ran
+        #: on, in order of first use, including earlier interrupted attempts: on a CPU the thread count and
+        #: the CPU model change float rounding, so a training resumed on another ends with other weights.
         self.ran_on: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ errors
@@ -177,9 +177,14 @@ class Trainer:
             return f"the data set '{self.data.name}'"
 
     def _setup(self) -> dict[str, Any]:
-        setup = {"device": str(self.device), "torch_threads": torch_threads()}
+        setup: dict[str, Any] = {"device": str(self.device), "torch_threads": torch_threads()}
         if self.config.memory_format != "contiguous":  # absent = contiguous, as before the option existed
             setup["memory_format"] = self.config.memory_format
+        # The processor model too: another instruction set picks other kernels, so other rounding (the
+        # short notMNIST grid retrained on an AMD EPYC gave other weights than on the Intel Xeon before it).
+        processor = gpu_name(str(self.device)) if self.device.type == "cuda" else cpu_model()
+        if processor:
+            setup["gpu" if self.device.type == "cuda" else "cpu"] = processor
         return setup
 
     def _ran_on(self, earlier: list[dict[str, Any]] | None = None) -> None:
@@ -245,7 +250,7 @@ class Trainer:
             print(f"{desc}: resuming training at step {first}/{total} from {snaps.path(fit_index, 'partial')}",
                   file=sys.stderr)
             last = partial.get("setup")
-            if last is not None and last != self._setup():
+            if last is not None and not _same_setup(last, self._setup()):
                 print(f"{desc}: the snapshot was trained on {_describe(last)} and continues on "
                       f"{_describe(self._setup())}; "
                       "float sums are ordered differently, so the weights will differ slightly from an "
@@ -320,7 +325,15 @@ class Trainer:
 
 def _describe(setup: dict[str, Any]) -> str:
     layout = f", {setup['memory_format']}" if "memory_format" in setup else ""
-    return f"{setup['device']} with {setup['torch_threads']} torch thread(s){layout}"
+    processor = "".join(f", {setup[k]}" for k in ("cpu", "gpu") if setup.get(k))
+    return f"{setup['device']} with {setup['torch_threads']} torch thread(s){layout}{processor}"
+
+
+def _same_setup(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two training setups round alike; a snapshot from before igbench recorded the processor
+    model is compared without it."""
+    unknown = {k for k in ("cpu", "gpu") if (k in a) != (k in b)}
+    return {k: v for k, v in a.items() if k not in unknown} == {k: v for k, v in b.items() if k not in unknown}
 
 
 def backward_to_weights(loss, model) -> None:
