@@ -43,8 +43,9 @@ def build_paper_cnn(input_shape, num_classes: int, activation: str = "relu", dro
     -> dense 1024 -> BN -> act -> dropout -> dense ``num_classes`` (with ReLU each max-pool is built in
     front of the activation before it: the same function and gradients, cheaper). BatchNorm momentum 0.1 is
     TensorFlow's decay 0.9; the BatchNorm layers are :mod:`.batchnorm`'s (``nn.BatchNorm`` with a cheap
-    second derivative, for double backprop), the max-pools :mod:`.maxpool`'s (``nn.MaxPool2d``, its forward pass
-about twice as fast on contiguous CPU tensors, bit for bit the same). ``lcn`` prepends LeCun local contrast normalization (the paper's SVHN model).
+    second derivative, for double backprop), the max-pools :mod:`.maxpool`'s (``nn.MaxPool2d`` with a forward
+    pass about twice as fast on contiguous CPU tensors, bit for bit the same). ``lcn`` prepends LeCun local
+    contrast normalization (the paper's SVHN model).
 
     ``style="tf-slim"`` (the default) gives the layers the defaults the study's code had through
     ``slim.conv2d`` / ``slim.fully_connected`` with ``normalizer_fn=slim.batch_norm``: BatchNorm with a

@@ -5,7 +5,7 @@ PyTorch's CPU max-pool kernel for NCHW-contiguous tensors is slow: on the paper 
 its channels-last kernel takes about 4 ms. Its backward pass is cheap in either layout.
 
 :class:`MaxPool2d` therefore pools a contiguous 4-D CPU tensor through a channels-last copy, and hands
-the output and the argmax indices back contiguous (about 14 ms in all, conversions included). The
+the output and the argmax indices back contiguous (14-18 ms in all, conversions included). The
 backward pass is PyTorch's contiguous one, fed those indices, so the gradient stays contiguous (a
 channels-last gradient would send the BatchNorm before it to a ten times slower kernel) and double
 backprop differentiates it with PyTorch's own formula. Both kernels take each window's first largest

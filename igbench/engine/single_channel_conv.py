@@ -24,8 +24,8 @@ import torch.nn.functional as F
 def input_gradient(grad_out, weight, input_size, padding):
     """``d <grad_out, conv2d(x, weight)> / dx`` for one input channel and stride 1, as GEMM + fold.
 
-    In bfloat16 it is a transposed convolution instead: there oneDNN's kernel (AMX on the Intel CPU it was measured on)
-    takes about a quarter of the fold's time, which gains nothing from the lower precision.
+    In bfloat16 it is a transposed convolution instead: there oneDNN's kernel (AMX on the Intel CPU it was
+    measured on) takes about a quarter of the fold's time, which gains nothing from the lower precision.
     """
     if grad_out.dtype == torch.bfloat16:  # stride 1: the transposed convolution gives back input_size exactly
         return F.conv_transpose2d(grad_out, weight, padding=tuple(padding))

@@ -182,9 +182,10 @@ class Trainer:
             setup["memory_format"] = self.config.memory_format
         # The processor model too: another instruction set picks other kernels, so other rounding (the
         # short notMNIST grid retrained on an AMD EPYC gave other weights than on the Intel Xeon before it).
-        processor = gpu_name(str(self.device)) if self.device.type == "cuda" else cpu_model()
+        kind = {"cpu": "cpu", "cuda": "gpu"}.get(self.device.type)
+        processor = cpu_model() if kind == "cpu" else gpu_name(str(self.device)) if kind == "gpu" else None
         if processor:
-            setup["gpu" if self.device.type == "cuda" else "cpu"] = processor
+            setup[kind] = processor
         return setup
 
     def _ran_on(self, earlier: list[dict[str, Any]] | None = None) -> None:
