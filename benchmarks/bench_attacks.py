@@ -195,6 +195,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from igbench.datasets.loading import load_dataset
     from igbench.engine.train import accuracy
+    from igbench.environment import cpu_model
 
     data = load_dataset("mnist", args.data_dir, fallback=False)
     model, model_info = load_model(args, data)
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     report = {
         "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
         "device": args.device, "threads": torch.get_num_threads(), "n_images": args.n, "warmup_runs": args.warmup,
-        "python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_model(),
         "model": model_info, "runs": best, "comparisons": comparisons,
         "jsma_target_speedup": JSMA_TARGET_SPEEDUP,
     }
@@ -227,7 +228,8 @@ def main(argv=None) -> int:
         print(json.dumps(_finite(report), indent=2, default=float))
         return 0
     print(f"{args.n} MNIST test images, paper CNN ({model_info['source']}), clean accuracy "
-          f"{model_info['clean_accuracy_on_attacked_images']:.3f}; device {args.device}, {report['threads']} thread(s); "
+          f"{model_info['clean_accuracy_on_attacked_images']:.3f}; device {args.device} ({report['cpu']}), "
+          f"{report['threads']} thread(s); "
           f"best of {max(1, args.repeat)}, each after {max(0, args.warmup)} untimed run(s)")
     print(f"{'attack':56s} {'wall s':>8s} {'cpu s':>8s} {'success':>8s} {'mean L0':>8s}")
     for label, rec in best.items():

@@ -121,6 +121,7 @@ def main(argv=None) -> int:
 
     from igbench.datasets.loading import load_dataset
     from igbench.engine.memory_format import MEMORY_FORMATS
+    from igbench.environment import cpu_model
     from igbench.registry import get_registry
 
     if args.threads:
@@ -159,7 +160,8 @@ def main(argv=None) -> int:
     report = {
         "batch_size": args.batch_size, "warmup": args.warmup, "reps": args.reps,
         "threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__,
-        "python": platform.python_version(), "machine": platform.machine(), "data": data.describe()["source"],
+        "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_model(),
+        "data": data.describe()["source"],
         "results": rows,
     }
     if args.json:
@@ -175,7 +177,7 @@ def main(argv=None) -> int:
               "" if r["target_ratio"] is None else
               f"<= {r['target_ratio']}x {'ok' if r['ratio_to_none'] <= r['target_ratio'] else 'MISSED'}"]
              for r in rows]
-    print(f"one training step, batch {args.batch_size}, {args.device}, {report['threads']} threads, "
+    print(f"one training step, batch {args.batch_size}, {args.device} ({report['cpu']}), {report['threads']} threads, "
           f"torch {torch.__version__}, median of {args.reps} (after {args.warmup} warm-up)")
     print(tabulate(table, headers=["arch", "defense", "precision", "layout", "wall ms/step", "IQR ms",
                                    "vs none (fp32)", "speed-up over fp32", "over contiguous", "CPU ms/step",

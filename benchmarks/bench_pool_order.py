@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     from igbench.architectures.maxpool import torch_pools
     from igbench.datasets.loading import load_dataset
     from igbench.engine.train import TrainConfig, Trainer, backward_to_weights
+    from igbench.environment import cpu_model
     from igbench.registry import get_registry
 
     torch.set_num_threads(args.threads)
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
     arch = reg.get("architecture", "paper-cnn")
     trainer = Trainer(data, arch, arch.resolve_params({}), TrainConfig(batch_size=args.batch_size), progress=False)
     x, y = trainer.train_x[:args.batch_size], trainer.train_y[:args.batch_size]
-    print(f"paper CNN, batch {args.batch_size}, {torch.get_num_threads()} thread(s), median of {args.steps - 2} steps; "
+    print(f"paper CNN, batch {args.batch_size}, {cpu_model()}, {torch.get_num_threads()} thread(s), "
+          f"median of {args.steps - 2} steps; "
           "savings in ms per step against the first build, mean +- standard error")
     for name in [d for d in args.defenses.split(",") if d]:
         plugin = reg.get("defense", name)
