@@ -727,8 +727,8 @@ name = "fgsm"
     assert explain.exit_code == 1 and "holds other weights than the result was made with" in explain.output
     recorded = result["models"][0]["train"]["ran_on"]
     assert recorded[0]["cpu"] == cpu_model(), "the CPU model is recorded with where each model trained"
-    assert "this one trained on [cpu, 7 threads, Other CPU 9000]" in explain.output, explain.output
-    assert f"the result's on [cpu, {recorded[0]['torch_threads']} thread" in explain.output
+    assert "this one trained on [cpu with 7 torch thread(s), Other CPU 9000]" in explain.output, explain.output
+    assert f"the result's on [cpu with {recorded[0]['torch_threads']} torch thread(s), {cpu_model()}]" in explain.output
     remade = CliRunner().invoke(cli, args)
     assert remade.exit_code == 0, remade.output
     assert "already holds this grid" not in remade.output and "attack fgsm eps=0.2 on none" in remade.output

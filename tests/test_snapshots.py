@@ -201,5 +201,6 @@ def test_a_snapshot_from_before_the_cpu_model_was_recorded_resumes_without_a_war
     assert _same_setup(old, here) and _same_setup(here, old)
     assert not _same_setup(here, {**old, "cpu": "Another CPU"})
     assert not _same_setup(old, {"device": "cpu", "torch_threads": 2, "cpu": "Some CPU"})
-    assert trained_on([old, {**here, "torch_threads": 2}]) == "cpu, 1 thread then cpu, 2 threads, Some CPU"
+    assert trained_on([old, {**here, "torch_threads": 2}]) == ("cpu with 1 torch thread(s) then "
+                                                               "cpu with 2 torch thread(s), Some CPU")
     assert trained_on(None) is None

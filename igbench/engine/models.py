@@ -16,7 +16,7 @@ from ..registry import get_registry
 from .cache import CheckpointStore, config_hash, weights_sha256
 from .model_checks import build_model, trained_model
 from .snapshots import TrainingSnapshots
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, describe_setup
 
 
 @dataclass
@@ -146,32 +146,24 @@ def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def trained_on(ran_on: list[dict[str, Any]] | None) -> str | None:
-    """``ran_on`` in words ("cpu, 2 threads, AMD EPYC"; a resumed training's setups joined by "then"), or
-    None when unknown."""
-    if not ran_on:
-        return None
-    setups = []
-    for s in ran_on:
-        threads = s.get("torch_threads")
-        words = [str(s.get("device", "?")), *([f"{threads} thread{'s' if threads != 1 else ''}"] if threads else []),
-                 *([s["memory_format"]] if s.get("memory_format") else []), *([s[k] for k in ("cpu", "gpu") if s.get(k)])]
-        setups.append(", ".join(words))
-    return " then ".join(setups)
+    """``ran_on`` in words (:func:`describe_setup`; a resumed training's setups joined by "then"), or None
+    when unknown."""
+    return " then ".join(describe_setup(s) for s in ran_on) if ran_on else None
 
 
 def _where_each_trained(cached_ran_on, rec: dict[str, Any], result: dict[str, Any]) -> str:
     """Why a cached checkpoint may hold other weights than a result's: where each trained, as far as known.
 
     A result from before igbench recorded the CPU model per model names the CPU its run had."""
-    cached = trained_on(cached_ran_on)
-    recorded = trained_on(rec.get("train", {}).get("ran_on"))
-    run_cpu = result.get("environment", {}).get("cpu")
-    if recorded and run_cpu and run_cpu not in recorded:
-        recorded += f" (the result ran on {run_cpu})"
+    recorded_ran_on = rec.get("train", {}).get("ran_on")
+    cached, recorded = trained_on(cached_ran_on), trained_on(recorded_ran_on)
     if not cached or not recorded:
         return "retrained since?"
     if cached == recorded:
         return f"both trained on [{cached}]: another torch build or code version?"
+    run_cpu = result.get("environment", {}).get("cpu")
+    if run_cpu and any(s.get("device") == "cpu" and "cpu" not in s for s in recorded_ran_on):
+        recorded += f" (the result ran on {run_cpu})"
     return (f"this one trained on [{cached}], the result's on [{recorded}]: another CPU model, thread count or "
             "device gives other weights")
 

@@ -252,8 +252,8 @@ class Trainer:
                   file=sys.stderr)
             last = partial.get("setup")
             if last is not None and not _same_setup(last, self._setup()):
-                print(f"{desc}: the snapshot was trained on {_describe(last)} and continues on "
-                      f"{_describe(self._setup())}; "
+                print(f"{desc}: the snapshot was trained on {describe_setup(last)} and continues on "
+                      f"{describe_setup(self._setup())}; "
                       "float sums are ordered differently, so the weights will differ slightly from an "
                       "uninterrupted training's (the result file lists both)", file=sys.stderr)
             self._ran_on(partial.get("ran_on"))
@@ -324,10 +324,12 @@ class Trainer:
         return model
 
 
-def _describe(setup: dict[str, Any]) -> str:
+def describe_setup(setup: dict[str, Any]) -> str:
+    """One training setup (a ``ran_on`` entry) in words: "cpu with 2 torch thread(s), AMD EPYC"."""
+    threads = f" with {setup['torch_threads']} torch thread(s)" if setup.get("torch_threads") else ""
     layout = f", {setup['memory_format']}" if "memory_format" in setup else ""
     processor = "".join(f", {setup[k]}" for k in ("cpu", "gpu") if setup.get(k))
-    return f"{setup['device']} with {setup['torch_threads']} torch thread(s){layout}{processor}"
+    return f"{setup['device']}{threads}{layout}{processor}"
 
 
 def _same_setup(a: dict[str, Any], b: dict[str, Any]) -> bool:
