@@ -35,7 +35,7 @@ from typing import Any
 
 from .errors import UsageError, did_you_mean
 from .engine.grid import AttackSpec, GridSpec
-from .grid_values import check_run_values, eps_list_problem
+from .grid_values import check_entry_values, check_run_values, eps_list_problem
 from .engine.models import ModelSpec
 from .engine.train import TrainConfig
 from .param_options import distribute_params
@@ -65,6 +65,25 @@ def _closest(unknown, known) -> str:
     return next((hint for word in sorted(unknown) if (hint := did_you_mean(word, sorted(known)))), "")
 
 
+def _check_shapes(doc: dict[str, Any], path: Path) -> None:
+    """``[run]`` is a table and ``models``/``attacks`` are arrays of tables. TOML takes ``[attacks]`` (one
+    bracket: a single table) or ``attacks = "fgsm"`` as well, which igbench used to read key by key or
+    letter by letter."""
+    if "run" in doc and not isinstance(doc["run"], dict):
+        raise UsageError(f"--config {path}: run must be the table [run] with keys such as dataset = \"mnist\", "
+                         f"got run = {doc['run']!r}")
+    for table, example in (("models", 'defense = "gradreg"'), ("attacks", 'name = "fgsm"')):
+        if table not in doc:
+            continue
+        entries = doc[table]
+        if isinstance(entries, dict):
+            raise UsageError(f"--config {path}: [{table}] is one table; write [[{table}]] (two brackets) above "
+                             f"each entry, one per {table[:-1]}")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise UsageError(f"--config {path}: {table} must be [[{table}]] entries (two brackets, one per "
+                             f"{table[:-1]}, e.g. [[{table}]] then {example}), got {table} = {entries!r}")
+
+
 def read_grid_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -74,6 +93,7 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
+    _check_shapes(doc, path)
     unknown = set(doc) - {"run", "models", "attacks"}
     if unknown:
         raise UsageError(f"--config {path}: unknown table(s) {', '.join(sorted(unknown))}"
@@ -99,6 +119,8 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
                                  f"known: {', '.join(sorted(known))}")
             if required not in entry:
                 raise UsageError(f"{where} has no {required} = ...; every [[{table}]] entry needs one")
+            if problem := check_entry_values(entry):
+                raise UsageError(f"{where}: {problem}")
             eps = entry.get("eps")  # only [[attacks]] can have one: the key check above
             if eps is not None and (problem := eps_list_problem(eps)):
                 raise UsageError(f"{where} ({entry['name']}): eps {problem}")

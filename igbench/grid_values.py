@@ -1,4 +1,5 @@
-"""What each ``[run]`` value of a grid file must be, checked when the file is read.
+"""What each ``[run]`` value (and each ``[[models]]``/``[[attacks]]`` entry's) of a grid file must be, checked
+when the file is read.
 
 Click types and checks the command-line options; a TOML file can hold any type, and a wrong one used to
 surface as a traceback deep in the run (``steps = "abc"``), as an error blaming a flag nobody passed
@@ -12,7 +13,7 @@ import math
 from typing import Any, Callable
 
 from .engine.memory_format import MEMORY_FORMATS
-from .engine.train import PRECISIONS
+from .engine.train import PRECISIONS, SEED_LIMIT
 from .results.grid import SCORED_SPLITS
 
 
@@ -65,7 +66,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_size": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
     "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "adam_eps": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "seed": (_is_whole, "a whole number"),
+    "seed": (lambda v: _is_whole(v) and abs(v) < SEED_LIMIT, "a whole number with at most 18 digits"),
     "n_test": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
     "eval_batch_size": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
     "device": (_text, 'a device, e.g. "cpu", "cuda" or "cuda:1"'),
@@ -87,4 +88,26 @@ def check_run_values(run: dict[str, Any], where: str) -> str | None:
         test, what = RULES[key]
         if not test(value):
             return f"{where}: [run] {key} must be {what}, got {value!r}"
+    return None
+
+
+#: key of a ``[[models]]`` or ``[[attacks]]`` entry -> (test, what it must be); an attack's eps has its own check
+ENTRY_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "id": (_text, 'a name, e.g. "gradreg-1000"'),
+    "defense": (_text, 'a defense name, e.g. "gradreg"'),
+    "arch": (_text, 'an architecture name, e.g. "paper-cnn"'),
+    "name": (_text, 'an attack name, e.g. "fgsm"'),
+    "params": (lambda v: isinstance(v, dict), "a table, e.g. { lambda = 100 }"),
+    "arch_params": RULES["arch_params"],
+}
+
+
+def check_entry_values(entry: dict[str, Any]) -> str | None:
+    """The first wrong-typed value of a grid file's ``[[models]]``/``[[attacks]]`` entry (``params = "x"``
+    used to end in a traceback), as ``KEY must be ...``, or None."""
+    for key, value in entry.items():
+        if key in ENTRY_RULES:
+            test, what = ENTRY_RULES[key]
+            if not test(value):
+                return f"{key} must be {what}, got {value!r}"
     return None

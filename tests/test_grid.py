@@ -275,6 +275,12 @@ def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):
         # ART judges its own parameters in its constructor: checked on a stand-in before any training
         (["--attack", "art:FastGradientMethod", "--param", "eps=-1", "--steps", "1"],
          "art:FastGradientMethod rejected its parameters"),
+        # each used to be a traceback (OverflowError, torch's "Overflow when unpacking long long"), or to pass
+        # this check and fail after training (No module named 'tensorflow')
+        (["--attack", "fgsm", "--epochs", "inf"], "--epochs must be a finite number > 0, got inf"),
+        (["--attack", "fgsm", "--seed", "99999999999999999999999"], "--seed must be a whole number with at most 18 digits"),
+        (["--attack", "art:ProjectedGradientDescentTensorFlowV2", "--steps", "1"],
+         "is written for TensorFlow models, and igbench's models are PyTorch ones; use art:ProjectedGradientDescentPyTorch"),
     ]
     for extra, expected in cases:
         result = runner.invoke(cli, base + extra)
@@ -371,7 +377,7 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
     ('eps = "01"', "[run] eps must be a non-empty list of numbers"),  # was read as [0.0, 1.0]
     ("eps = [0.1, 0.1]", "[run] eps lists 0.1 more than once"),
     ("eps = [0.1, inf]", "[run] eps must hold finite numbers only, found inf"),
-    ('seed = "x"', "[run] seed must be a whole number, got 'x'"),
+    ('seed = "x"', "[run] seed must be a whole number with at most 18 digits, got 'x'"),
     ('lr = "fast"', "[run] lr must be a number > 0, got 'fast'"),
     ("arch_params = 5", "[run] arch_params must be a table"),
     ("eval_batch_size = 0", "[run] eval_batch_size must be a whole number >= 1, got 0"),
@@ -390,6 +396,35 @@ def test_grid_file_values_are_checked_when_read_naming_file_and_key(registry, tm
     with pytest.raises(UsageError) as err:
         build_grid_spec({}, bad)
     assert str(err.value).startswith(f"--config {bad}: ") and expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[[models]]\ndefense = "gradreg"\nparams = "lambda=3"\n', '[[models]] number 1: params must be a table, e.g. { lambda = 100 }, got \'lambda=3\''),
+    ('[[models]]\ndefense = "gradreg"\narch_params = "x"\n', "[[models]] number 1: arch_params must be a table"),
+    ('[[models]]\ndefense = ["gradreg"]\n', "[[models]] number 1: defense must be a defense name, e.g. \"gradreg\", got ['gradreg']"),
+    ('[[models]]\nid = 3\ndefense = "none"\n', "[[models]] number 1: id must be a name"),
+    ('[[attacks]]\nname = 3\n', "[[attacks]] number 1: name must be an attack name"),
+    ('[[attacks]]\nname = "pgd"\nparams = "x"\n', "[[attacks]] number 1: params must be a table"),
+    ("run = 3\n", "run must be the table [run]"),
+    # one bracket: TOML reads a single table, whose keys igbench used to take for entries (letter by letter)
+    ('[attacks]\nname = "fgsm"\n', "[attacks] is one table; write [[attacks]] (two brackets) above each entry"),
+    ('[models]\nid = "g"\ndefense = "gradreg"\n', "[models] is one table; write [[models]] (two brackets)"),
+    ('attacks = "fgsm"\n', "attacks must be [[attacks]] entries (two brackets, one per attack, e.g. [[attacks]] then "
+                           "name = \"fgsm\"), got attacks = 'fgsm'"),
+    ("models = [1, 2]\n", "models must be [[models]] entries"),
+    ("[run]\nseed = 99999999999999999999\n", "[run] seed must be a whole number with at most 18 digits"),
+])
+def test_grid_file_tables_and_entries_of_the_wrong_type_are_one_line_errors(registry, tmp_path, text, expected):
+    """Each used to be a traceback (ValueError from dict(), TypeError: unhashable type, AttributeError) or,
+    for one bracket instead of two, an error listing the entry's keys letter by letter."""
+    from igbench.grid_config import build_grid_spec
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(UsageError) as err:
+        build_grid_spec({}, bad)
+    assert str(err.value).startswith(f"--config {bad}: ") and expected in str(err.value), str(err.value)
     assert "\n" not in str(err.value)
 
 

@@ -28,6 +28,11 @@ from .snapshots import rng_state, set_rng_state
 PRECISIONS = ("fp32", "bf16")
 
 
+#: seeds are below this in size: torch takes 64-bit seeds, and a model's seed plus a small offset
+#: (distillation's student) must stay one
+SEED_LIMIT = 10**18
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer and schedule shared by every defense (paper defaults: Adam 2e-4, eps 1e-4, batch 256).
@@ -59,8 +64,10 @@ class TrainConfig:
         if self.memory_format not in MEMORY_FORMATS:
             raise UsageError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, "
                              f"got {self.memory_format!r}")
-        if not self.epochs > 0:  # checked with --steps too: the result records it
-            raise UsageError(f"--epochs must be > 0, got {self.epochs}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):  # checked with --steps too: the result records it
+            raise UsageError(f"--epochs must be a finite number > 0, got {self.epochs}")
+        if not abs(int(self.seed)) < SEED_LIMIT:  # torch takes 64-bit seeds
+            raise UsageError(f"--seed must be a whole number with at most 18 digits, got {self.seed}")
         if self.steps is not None and self.steps < 1:
             raise UsageError(f"--steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
