@@ -436,6 +436,52 @@ def test_art_names_that_are_not_evasion_attacks(registry):
     assert not isinstance(info.value, UnknownPluginError) and "\n" not in str(info.value)
 
 
+def test_art_classes_for_other_models_are_refused_by_name_and_left_out_of_the_list(registry):
+    """TensorFlow-only, speech, object-detection and video classes used to be listed and to pass the check
+    before training, failing only when the attack ran (``No module named 'tensorflow'``)."""
+    available = {p.prefix: p for p in registry.providers()}["art:"].available()
+    for name, expected in (
+        ("ProjectedGradientDescentTensorFlowV2", "written for TensorFlow models.*use art:ProjectedGradientDescentPyTorch"),
+        ("MalwareGDTensorFlow", "written for TensorFlow models"),
+        ("CarliniWagnerASR", "needs a model of ART's kind SpeechRecognizerMixin"),
+        ("DPatch", "ObjectDetectorMixin"),
+        ("SNAL", "attacks object detectors"),
+        ("OverTheAirFlickeringPyTorch", "attacks video classifiers"),
+    ):
+        assert name not in available
+        with pytest.raises(UsageError, match=expected) as info:
+            registry.get("attack", f"art:{name}")
+        assert "\n" not in str(info.value) and "igbench plugins --kind attack" in str(info.value)
+    assert {"ProjectedGradientDescentPyTorch", "HopSkipJump", "CarliniL2Method", "SquareAttack"} <= set(available)
+
+
+def test_art_hopskipjump_runs_though_it_queries_in_float64(trained_cnn, mnist_slice):
+    """HopSkipJump hands the model float64 queries; the float32 CNN used to fail with "mat1 and mat2 must have
+    the same dtype" after the whole grid had trained."""
+    x_adv, stats, *_ = _run("art:HopSkipJump", {"max_iter": "2", "max_eval": "40", "init_eval": "10", "init_size": "20",
+                                                "batch_size": "8"}, trained_cnn, mnist_slice, 8)
+    assert x_adv.dtype == torch.float32 and x_adv.shape == mnist_slice.test_x[:8].shape
+    # a decision-based attack starts from misclassified noise and walks back: every example must fool the model
+    assert _accuracy(trained_cnn, x_adv, mnist_slice.test_y[:8]) <= 0.25
+
+
+def test_art_attacks_random_starts_follow_the_cell_seed(trained_cnn, mnist_slice):
+    """ART draws random starts from NumPy's global generator, which igbench did not seed: the same cell gave
+    other examples on every run. Now the cell's seed decides them, and the global state is left as it was."""
+    import numpy as np
+
+    params = {"eps": "0.3", "eps_step": "0.1", "max_iter": "2", "num_random_init": "1", "batch_size": "16"}
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    first, *_ = _run("art:ProjectedGradientDescent", params, trained_cnn, mnist_slice, 16, seed=5)
+    assert np.array_equal(np.random.get_state()[1], before)
+    np.random.rand(7)  # another global state: the same seed must still give the same examples
+    again, *_ = _run("art:ProjectedGradientDescent", params, trained_cnn, mnist_slice, 16, seed=5)
+    other, *_ = _run("art:ProjectedGradientDescent", params, trained_cnn, mnist_slice, 16, seed=6)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
 def test_plugin_returning_bad_output_is_reported(trained_cnn, mnist_slice):
     from igbench.plugin_types import AttackPlugin
 

@@ -30,6 +30,11 @@ OTHER_FAMILIES = (
     ("art.attacks.inference.reconstruction", "a reconstruction attack"),
 )
 JSON_TYPES = (bool, int, float, str, type(None))
+# Evasion classes for other kinds of model that declare no estimator requirement ART could check.
+NOT_IMAGE_CLASSIFIER_ATTACKS = {
+    "SNAL": "object detectors", "OverloadPyTorch": "object detectors",
+    "OverTheAirFlickeringPyTorch": "video classifiers",
+}
 
 
 def _json_safe(v: Any) -> bool:
@@ -65,6 +70,89 @@ def _evasion_classes() -> dict[str, type]:
         name: obj for name, obj in vars(evasion).items()
         if isinstance(obj, type) and issubclass(obj, EvasionAttack) and not name.startswith("_")
     }
+
+
+def unusable_reason(cls: type) -> str | None:
+    """Why the ART class ``cls`` cannot attack igbench's models (a PyTorch image classifier), or None.
+
+    Two kinds never can: classes written for TensorFlow models (``...TensorFlowV2``: they call TensorFlow
+    on the estimator, whichever packages are installed), and classes whose declared estimator needs are
+    not a classifier's (speech recognizers, object detectors, scikit-learn trees). They used to pass the
+    check before training and fail only when the attack ran."""
+    if "tensorflow" in f"{cls.__module__}.{cls.__name__}".lower():
+        return "is written for TensorFlow models, and igbench's models are PyTorch ones"
+    if cls.__name__ in NOT_IMAGE_CLASSIFIER_ATTACKS:
+        return f"attacks {NOT_IMAGE_CLASSIFIER_ATTACKS[cls.__name__]}, not image classifiers like igbench's models"
+    with _quiet():
+        from art.estimators.classification import PyTorchClassifier
+    missing = []
+    for need in getattr(cls, "_estimator_requirements", ()) or ():
+        options = need if isinstance(need, tuple) else (need,)
+        if not any(isinstance(o, type) and issubclass(PyTorchClassifier, o) for o in options):
+            missing.append(" or ".join(getattr(o, "__name__", str(o)) for o in options))
+    if missing:
+        return (f"needs a model of ART's kind {', '.join(missing)}, and igbench gives ART a PyTorch image "
+                f"classifier")
+    return None
+
+
+@contextmanager
+def _seeded_randomness(ctx: AttackContext, device):
+    """NumPy's and torch's global random numbers, seeded from ``ctx.generator`` for the duration of one ART
+    call and restored afterwards. ART's random starts and queries (PGD's ``num_random_init``, HopSkipJump,
+    SquareAttack, ...) draw from the global generators, which igbench never seeded: the same grid cell
+    gave other examples on every run. Without a generator nothing is seeded."""
+    import numpy as np
+    import torch
+
+    if ctx.generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator, device=ctx.generator.device))
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
+def _float32_classifier() -> type:
+    """ART's ``PyTorchClassifier``, made to hand the model float32 inputs. ART passes some attacks' queries
+    on as float64 arrays (HopSkipJump's), which a float32 PyTorch layer refuses ("mat1 and mat2 must have
+    the same dtype"). A float32 input passes through untouched, so no other attack's numbers change, and the
+    model itself is not wrapped (ART reads a ``Sequential``'s layers for layer-wise attacks)."""
+    if "classifier" not in _FLOAT32:
+        import numpy as np
+        import torch
+        from art.estimators.classification import PyTorchClassifier
+
+        class Float32PyTorchClassifier(PyTorchClassifier):
+            def _apply_preprocessing(self, x, y, fit=False, no_grad=True):
+                if isinstance(x, np.ndarray) and x.dtype == np.float64:
+                    x = x.astype(np.float32)
+                elif isinstance(x, torch.Tensor) and x.dtype == torch.float64:
+                    x = x.to(torch.float32)
+                return super()._apply_preprocessing(x, y, fit=fit, no_grad=no_grad)
+
+        _FLOAT32["classifier"] = Float32PyTorchClassifier
+    return _FLOAT32["classifier"]
+
+
+_FLOAT32: dict[str, type] = {}
+
+
+def _pytorch_sibling(name: str, classes: Mapping[str, type]) -> str:
+    """``; use art:X`` naming the PyTorch (or framework-free) class of the same attack, if ART has one."""
+    for suffix in ("TensorFlowV2", "TensorFlow"):
+        if name.endswith(suffix):
+            stem = name[: -len(suffix)]
+            for candidate in (stem + "PyTorch", stem):
+                if candidate in classes and unusable_reason(classes[candidate]) is None:
+                    return f"; use art:{candidate}"
+    return ""
 
 
 def _parse_literal(text: str) -> Any:
@@ -199,10 +287,9 @@ class ArtAttack(AttackPlugin):
         """ART's attack object on ``model`` wrapped in a PyTorchClassifier; its constructor's complaints
         about the parameters or the model become one-line igbench errors. Call inside :func:`_quiet`."""
         import torch
-        from art.estimators.classification import PyTorchClassifier
         from art.exceptions import EstimatorError
 
-        classifier = PyTorchClassifier(
+        classifier = _float32_classifier()(
             model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
             nb_classes=int(ctx.num_classes), clip_values=(float(ctx.clip_min), float(ctx.clip_max)),
             device_type="gpu" if on_gpu else "cpu",
@@ -241,7 +328,7 @@ class ArtAttack(AttackPlugin):
         kwargs = {k: v for k, v in params.items() if k in self.kwargs}
         with eval_mode(model):
             labels = targets_for(self, model, x, y, params, ctx) if self._is_targeted(params) else y
-            with _quiet():
+            with _quiet(), _seeded_randomness(ctx, x.device):
                 attack = self._build(model, tuple(x.shape[1:]), ctx, kwargs, on_gpu=x.is_cuda)
                 one_hot = np.eye(int(ctx.num_classes), dtype=np.float32)[labels.detach().cpu().numpy()]
                 try:
@@ -266,7 +353,9 @@ class ArtProvider(AttackProvider):
         self._cache: dict[str, ArtAttack] = {}
 
     def available(self) -> list[str]:
-        return sorted(_evasion_classes())
+        """The evasion classes that can attack igbench's models (:func:`unusable_reason` leaves out the
+        TensorFlow-only, speech, object-detection and scikit-learn ones)."""
+        return sorted(name for name, cls in _evasion_classes().items() if unusable_reason(cls) is None)
 
     def resolve(self, suffix: str) -> AttackPlugin:
         if suffix in self._cache:
@@ -285,6 +374,9 @@ class ArtProvider(AttackProvider):
             msg = f"unknown ART attack 'art:{suffix}'"
             msg += f"; did you mean 'art:{hint[0]}'?" if hint else "; `igbench plugins --kind attack` lists them"
             raise UnknownPluginError(msg)
+        if (why := unusable_reason(cls)) is not None:
+            raise UsageError(f"art:{suffix} {why}{_pytorch_sibling(suffix, classes)}; `igbench plugins --kind "
+                             f"attack` lists the ART attacks that can run here")
         attack = ArtAttack(cls)
         attack.source = "adversarial-robustness-toolbox"
         self._cache[suffix] = attack
