@@ -60,3 +60,29 @@ def test_examples_keep_their_lines(command, example):
 def test_plugins_help_shows_the_params_default():
     text = _option_help(_help("plugins"), "--params / --no-params")
     assert "[default:no-params]" in text.replace(" ", "")  # Click may wrap at the hyphen
+
+
+@pytest.mark.parametrize("group", [(), ("cache",)])
+def test_command_lists_show_whole_summaries(group):
+    """`igbench --help` cut 10 of its 13 summaries off mid-sentence ("How far RESULT_B's numbers are from
+    RESULT_A's (the same..."): each command now has a short help of its own."""
+    text = CliRunner().invoke(cli, [*group, "--help"], terminal_width=80).output
+    listed = text[text.index("Commands:"):].splitlines()[1:]
+    assert len(listed) >= 4 and not [line for line in listed if line.rstrip().endswith("...")], listed
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "--attack", "fgsm", "--eps", "abc"],
+     "Error: Invalid value for '--eps': 'abc' is not a number; use e.g. 0.1,0.2,0.3 (see `igbench run --help`)"),
+    (["run", "--attack", "fgsm", "--eps", ","], "Error: Invalid value for '--eps': ',' has an empty value"),
+    (["run", "--attack", "fgsm", "--eps", "0.1,,0.2"], "'0.1,,0.2' has an empty value"),
+    (["train", "--steps", "x"], "Error: Invalid value for '--steps': 'x' is not a valid integer. (see `igbench train --help`)"),
+    (["cache", "clean", "--older-than", "abc"], "is not a duration; use e.g. 30m, 1h or 2d (see `igbench cache clean --help`)"),
+    (["report"], "Error: Missing argument 'RESULTS...'. (see `igbench report --help`)"),
+])
+def test_click_usage_errors_are_one_line_too(args, expected):
+    """Click printed a usage line and a "Try ... for help" line above its message; an empty --eps value
+    (`--eps ,`, `0.1,,0.2`) was dropped, and `--eps ''` ran the default sweep."""
+    result = CliRunner().invoke(cli, args, prog_name="igbench")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and expected in lines[0], result.output

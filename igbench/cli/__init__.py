@@ -2,8 +2,9 @@
 
 Each command lives in its own module and imports torch/ART only inside its function body, so that
 ``igbench --help`` stays fast. Every :class:`igbench.errors.IgbenchError` becomes one line,
-``Error: <what went wrong and how to fix it>``, with a non-zero exit status; so does an ``OSError``
-(a path that could not be read or written) that no check before the work caught.
+``Error: <what went wrong and how to fix it>``, with a non-zero exit status; so do Click's usage errors
+(a value of the wrong type, a missing argument) and an ``OSError`` (a path that could not be read or
+written) that no check before the work caught.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class IgbenchGroup(click.Group):
         _warned = False
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # Click's own (a bad option value, a missing argument): one line too
+            raise _OneLineError(one_line_usage_error(exc), exc.exit_code) from None
         except UnknownPluginError as exc:
             raise _OneLineError(str(exc) + load_failure_hint(), exc.exit_code) from None
         except IgbenchError as exc:
@@ -75,6 +78,15 @@ _add_commands()
 
 def main() -> None:
     cli(prog_name="igbench")
+
+
+def one_line_usage_error(exc: click.UsageError) -> str:
+    """Click's usage error as one line: its message, then where the command's options are explained
+    (Click itself prints a usage line and a "Try ... for help" line above the message)."""
+    message = " ".join(exc.format_message().split())
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "igbench"
+    return f"{message} (see `{path} --help`)"
 
 
 def echo_plugin_problems() -> None:

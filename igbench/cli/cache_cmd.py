@@ -26,7 +26,7 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-@click.group("cache")
+@click.group("cache", short_help="Inspect, clean, export and import the checkpoint cache.")
 def cache_group() -> None:
     """Inspect the checkpoint cache, remove what abandoned trainings left in it, and move a result's
     checkpoints between caches.
@@ -36,7 +36,7 @@ def cache_group() -> None:
     """
 
 
-@cache_group.command("list")
+@cache_group.command("list", short_help="List cached models and resumable trainings.")
 @cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 def list_command(cache_dir, as_json: bool) -> None:
@@ -81,7 +81,7 @@ def list_command(cache_dir, as_json: bool) -> None:
                    "a model's snapshots once none of them was written for an hour and no process is training it.")
 
 
-@cache_group.command("clean")
+@cache_group.command("clean", short_help="Remove abandoned training snapshots and temporary files.")
 @cache_dir_option
 @click.option("--older-than", default="1h", show_default=True, callback=parse_duration,
               help="Remove snapshots and temporary files not written for this long (30m, 1h, 2d). A running "
@@ -119,7 +119,7 @@ def clean_command(cache_dir, older_than: float, other_versions: bool, dry_run: b
     click.echo(f"{len(stale)} file(s), {_size(total)} {'to free' if dry_run else 'freed'} in {store.root / 'models'}")
 
 
-@cache_group.command("export")
+@cache_group.command("export", short_help="Pack a result's checkpoints into one tar archive.")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Archive to write. Default: <result name>-checkpoints.tar beside the result file.")
@@ -151,7 +151,7 @@ def export_command(result: str, out: str | None, cache_dir) -> None:
                f"unpack it with `igbench cache import {target}`")
 
 
-@cache_group.command("import")
+@cache_group.command("import", short_help="Unpack a checkpoint archive into this cache.")
 @click.argument("archive", type=click.Path(dir_okay=False))
 @click.option("--replace", is_flag=True,
               help="Overwrite a cached model that has the same configuration hash but other weights.")

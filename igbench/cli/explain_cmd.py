@@ -7,7 +7,7 @@ import click
 from .options import FIGURE_EPS, cache_dir_option, check_writable_folder, figure_attack_params
 
 
-@click.command("explain")
+@click.command("explain", short_help="Input-gradient and adversarial-example figures of a result.")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the figures (default: <result stem>-explain/ next to the result).")
 @click.option("--n-images", type=int, default=8, show_default=True, help="Test images (columns) in each figure.")

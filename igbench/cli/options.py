@@ -16,8 +16,8 @@ def parse_number_list(ctx, param, values):
     for value in values:
         for part in value.split(","):
             part = part.strip()
-            if not part:
-                continue
+            if not part:  # "--eps ," or "0.1,,0.2": used to be dropped, and "--eps ''" ran the default sweep
+                raise click.BadParameter(f"{value!r} has an empty value; use e.g. 0.1,0.2,0.3")
             try:
                 number = float(part)
             except ValueError:

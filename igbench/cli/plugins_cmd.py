@@ -8,7 +8,7 @@ import re
 import click
 
 
-@click.command("plugins")
+@click.command("plugins", short_help="List the registered plugins, or describe one.")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables.")
 @click.option(

@@ -9,7 +9,7 @@ import click
 from .options import FIGURE_EPS, grid_options
 
 
-@click.command("replicate")
+@click.command("replicate", short_help="Run a paper configuration end to end and publish it.")
 @click.option("--defense", multiple=True, help="Extra defense to add to the config's models (repeatable).")
 @click.option("--results-dir", default="leaderboards/results", show_default=True, type=click.Path(file_okay=False),
               help="Where the result file goes (the leaderboard reads this folder).")

@@ -8,7 +8,7 @@ from ..errors import ResultError
 from .options import check_writable_folder
 
 
-@click.command("leaderboard")
+@click.command("leaderboard", short_help="Render (or --check) the Markdown leaderboards.")
 @click.option(
     "--results",
     "results_dir",
@@ -53,7 +53,7 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-@click.command("validate")
+@click.command("validate", short_help="Check result files against the result schema.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def validate_command(paths: tuple[str, ...]) -> None:
     """Check result files against the result schema (files, or directories of *.json).
@@ -79,7 +79,7 @@ def validate_command(paths: tuple[str, ...]) -> None:
         raise ResultError(f"{bad} of {len(files)} result file(s) invalid (see above); fix them or re-run the command recorded in them")
 
 
-@click.command("plot")
+@click.command("plot", short_help="Plot accuracy against eps from a result file.")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option(
     "--out",
@@ -110,7 +110,7 @@ def plot_command(result: str, out_dir: str | None) -> None:
         click.echo(str(path))
 
 
-@click.command("report")
+@click.command("report", short_help="Print the numbers behind the paper's claims.")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def report_command(results: tuple[str, ...]) -> None:
     """Print the numbers behind the paper's claims for each RESULT file, as Markdown.
@@ -126,7 +126,7 @@ def report_command(results: tuple[str, ...]) -> None:
     click.echo("\n".join(render_report(read_result(path), str(path)) for path in results))
 
 
-@click.command("compare")
+@click.command("compare", short_help="How far two runs of one grid differ.")
 @click.argument("result_a", type=click.Path(dir_okay=False))
 @click.argument("result_b", type=click.Path(dir_okay=False))
 def compare_command(result_a: str, result_b: str) -> None:
@@ -155,7 +155,7 @@ def compare_command(result_a: str, result_b: str) -> None:
                          "compare two runs of the same grid")
 
 
-@click.command("spread")
+@click.command("spread", short_help="How much a grid's numbers move between seeds.")
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--against", metavar="MODEL", help="Also show each model's clean and white-box accuracy minus MODEL's, paired "
               "by seed (models of one seed share initialisation and batch order, so their difference varies "

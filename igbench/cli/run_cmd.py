@@ -7,7 +7,7 @@ import click
 from .options import execute_grid, grid_options
 
 
-@click.command("run")
+@click.command("run", short_help="Train, attack and score the full transfer grid.")
 @click.option("--defense", multiple=True, help="Defense to train (repeatable). `none` is always included as the reference model.")
 @grid_options
 def run_command(config_file, progress, out, cache_dir, **options) -> None:

@@ -63,7 +63,7 @@ def swept_ids(defense: str, name: str, values: list) -> list[str]:
     return [f"{defense}[{name}={label}]" for label in labels]
 
 
-@click.command("sweep")
+@click.command("sweep", short_help="Train a defense once per value of one parameter.")
 @click.option("--defense", required=True, multiple=True, help="The defense to sweep, e.g. gradreg (one per sweep).")
 @click.option("--sweep", "sweep_text", required=True, metavar="NAME=VALUES",
               help="Parameter and values: lambda=1,10,100, lambda=logspace(2,5,13), or any parameter's values "

@@ -9,7 +9,7 @@ import click
 from .options import CACHE_FOLDER, check_writable_folder, training_options
 
 
-@click.command("train")
+@click.command("train", short_help="Train a grid's models into the cache, no attacks.")
 @click.option("--defense", multiple=True, help="Defense to train (repeatable). `none` is always included as the reference model.")
 @click.option("--model", "model_ids", multiple=True, metavar="ID", help="Train only the grid's model with this id (repeatable; default: every model).")
 @training_options
