@@ -563,12 +563,26 @@ def test_a_sweep_takes_any_parameter_in_its_own_type(shared_data, tmp_path):
     assert swept_ids("d", "n", [3, 30]) == ["d[n=3]", "d[n=30]"]
     for sweep, expected in [
         ("scaling=paper,nope", "--sweep 'scaling=paper,nope': parameter 'scaling' of defense 'gradreg' must be one of"),
-        ("scaling=logspace(1,2,3)", "logspace needs a numeric parameter, and scaling takes str values"),
+        ("scaling=logspace(1,2,3)", "logspace and linspace need a numeric parameter, and scaling takes str values"),
+        # a malformed logspace was reported as "must be float, got 'logspace(2'"; a huge NUM hung, building the list
+        ("lambda=logspace(2,5)", "--sweep 'lambda=logspace(2,5)': write logspace(START,STOP,NUM) or linspace("),
+        ("lambda=logspace(a,b,c)", "write logspace(START,STOP,NUM)"),
+        ("lambda=logspace(2,5,13.5)", "write logspace(START,STOP,NUM)"),
+        ("lambda=logspace(2,5,100000000)", "logspace needs NUM from 2 to 100 (each value trains a model), got 100000000"),
+        ("lambda=1,,2", "--sweep 'lambda=1,,2' has an empty value"),
+        ("gradreg.lambda=1,x", "parameter 'lambda' of defense 'gradreg' must be float, got 'x'"),  # --param's form
+        ("lamda=1,2", "defense 'gradreg' has no parameter 'lamda' (did you mean 'lambda'?)"),
+        ("direction=batch,example", "defense 'gradreg' has no parameter 'direction'"),
         ("scaling=paper,paper", "--sweep 'scaling=paper,paper' lists paper more than once"),
         ("lambda=1,x", "--sweep 'lambda=1,x': parameter 'lambda' of defense 'gradreg' must be float, got 'x'"),
     ]:
         bad = CliRunner().invoke(cli, ["sweep", "--defense", "gradreg", "--sweep", sweep, "--attack", "fgsm"])
         assert bad.exit_code == 2 and expected in bad.output, (sweep, bad.output)
+    from igbench.cli.sweep_cmd import parse_sweep
+
+    assert parse_sweep("lambda=linspace(0, 1, 5)") == ("lambda", [0.0, 0.25, 0.5, 0.75, 1.0])
+    assert parse_sweep("lambda=logspace(2,4,3)") == ("lambda", [100.0, 1000.0, 10000.0])
+    assert parse_sweep("lambda=logspace(-1e0, .5, 2)")[1] == pytest.approx([0.1, 10 ** 0.5])
 
 
 def test_three_seeds_of_a_grid_and_their_spread(shared_data, tmp_path):

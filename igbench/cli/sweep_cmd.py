@@ -8,25 +8,39 @@ import click
 
 from .options import execute_grid, grid_options
 
-_LOGSPACE = re.compile(r"^logspace\(\s*([-\d.eE+]+)\s*,\s*([-\d.eE+]+)\s*,\s*(\d+)\s*\)$")
+_NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
+_SPACED = re.compile(rf"^(logspace|linspace)\({_NUMBER},{_NUMBER},\s*(\d+)\s*\)$")
+#: more values than this is a typo (logspace(2,5,130)), not a sweep: each value trains a model
+MAX_SWEEP_VALUES = 100
 
 
 def parse_sweep(text: str) -> tuple[str, list]:
-    """``lambda=1,10,100``, ``lambda=logspace(2,5,13)`` (numpy's logspace) or ``direction=batch,example`` ->
-    ``(name, values)``: floats for logspace, else the texts, which :func:`sweep_values` types."""
+    """``lambda=1,10,100``, ``lambda=logspace(2,5,13)`` (numpy's logspace), ``lambda=linspace(0,1,5)`` or
+    ``direction=batch,example`` -> ``(name, values)``: floats for the spaced forms, else the texts, which
+    :func:`sweep_values` types."""
     from ..errors import UsageError
 
     name, sep, values = text.partition("=")
     name, values = name.strip(), values.strip()
     if not sep or not name or not values:
         raise UsageError(f"--sweep {text!r} must look like NAME=V1,V2,... or NAME=logspace(START,STOP,NUM)")
-    m = _LOGSPACE.match(values)
+    m = _SPACED.match(values)
+    if m is None and re.match(r"^\w+\s*\(", values):  # logspace(2,5), linspace(a,b,c), range(3): not values
+        raise UsageError(f"--sweep {text!r}: write logspace(START,STOP,NUM) or linspace(START,STOP,NUM), START and "
+                         f"STOP numbers and NUM a whole number, e.g. lambda=logspace(2,5,13); or list the values")
     if m:
-        start, stop, num = float(m.group(1)), float(m.group(2)), int(m.group(3))
-        if num < 2:
-            raise UsageError(f"--sweep {text!r}: logspace needs NUM >= 2")
-        return name, [10 ** (start + i * (stop - start) / (num - 1)) for i in range(num)]
-    return name, [v.strip() for v in values.split(",") if v.strip()]
+        kind, start, stop, num = m.group(1), float(m.group(2)), float(m.group(3)), int(m.group(4))
+        if not 2 <= num <= MAX_SWEEP_VALUES:
+            raise UsageError(f"--sweep {text!r}: {kind} needs NUM from 2 to {MAX_SWEEP_VALUES} (each value trains a "
+                             f"model), got {num}")
+        points = [start + i * (stop - start) / (num - 1) for i in range(num)]
+        return name, [10 ** p for p in points] if kind == "logspace" else points
+    listed = [v.strip() for v in values.split(",")]
+    if "" in listed:
+        raise UsageError(f"--sweep {text!r} has an empty value; use e.g. {name}=1,10,100")
+    if len(listed) > MAX_SWEEP_VALUES:
+        raise UsageError(f"--sweep {text!r}: {len(listed)} values, more than {MAX_SWEEP_VALUES}; each trains a model")
+    return name, listed
 
 
 def sweep_values(text: str, values: list, param, owner: str) -> list:
@@ -37,7 +51,7 @@ def sweep_values(text: str, values: list, param, owner: str) -> list:
 
     numeric = param.value_type in (int, float)
     if not numeric and any(isinstance(v, float) for v in values):
-        raise UsageError(f"--sweep {text!r}: logspace needs a numeric parameter, and {param.name} takes "
+        raise UsageError(f"--sweep {text!r}: logspace and linspace need a numeric parameter, and {param.name} takes "
                          f"{param.value_type.__name__} values; list them: {param.name}=A,B")
     try:
         typed = [param.coerce(v, owner) for v in values]
@@ -66,8 +80,9 @@ def swept_ids(defense: str, name: str, values: list) -> list[str]:
 @click.command("sweep", short_help="Train a defense once per value of one parameter.")
 @click.option("--defense", required=True, multiple=True, help="The defense to sweep, e.g. gradreg (one per sweep).")
 @click.option("--sweep", "sweep_text", required=True, metavar="NAME=VALUES",
-              help="Parameter and values: lambda=1,10,100, lambda=logspace(2,5,13), or any parameter's values "
-                   "in its own type, e.g. direction=batch,example.")
+              help="Parameter and values: lambda=1,10,100, lambda=logspace(2,5,13) (10^2 to 10^5, 13 values), "
+                   "lambda=linspace(0,1,5), or any parameter's values in its own type, e.g. "
+                   "scaling=paper,per-example (gradreg) or direction=batch,example (gradreg-fd).")
 @grid_options
 def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **options) -> None:
     """Train DEFENSE once per value of one parameter and report clean accuracy, input-gradient norm
@@ -88,7 +103,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     """
     import dataclasses
 
-    from ..errors import UsageError
+    from ..errors import UsageError, did_you_mean
     from ..grid_config import build_grid_spec
     from ..param_options import parse_param_option
     from ..registry import get_registry
@@ -100,6 +115,8 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
                          f"run one sweep per defense")
     defense = defense[0]
     name, values = parse_sweep(sweep_text)
+    if name.startswith(f"{defense}."):  # --param's PLUGIN.NAME form: the plugin is the swept defense
+        name = name[len(defense) + 1:]
     clashing = [text for text in options.get("param") or ()
                 if parse_param_option(text)[:2] in ((None, name), (defense, name))]
     if clashing:
@@ -107,8 +124,9 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
                          f"drop the --param (the sweep sets it)")
     plugin = get_registry().get("defense", defense)
     if plugin.param(name) is None:
-        raise UsageError(f"defense '{defense}' has no parameter '{name}'; it takes: "
-                         f"{', '.join(p.name for p in plugin.params) or 'nothing'}")
+        known = [p.name for p in plugin.params]
+        raise UsageError(f"defense '{defense}' has no parameter '{name}'{did_you_mean(name, known)}; it takes: "
+                         f"{', '.join(known) or 'nothing'}")
     values = sweep_values(sweep_text, values, plugin.param(name), f"defense '{defense}'")
     spec = build_grid_spec({**options, "defense": (defense,)}, config_file)
     base = next(m for m in spec.models if m.id == defense)
