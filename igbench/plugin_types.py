@@ -72,13 +72,17 @@ class Param:
             else:
                 v = t(value)
         except (TypeError, ValueError):
-            hint = ""
-            if t is int and self.type is None and _is_fraction(value):
-                hint = (f" (the plugin declares it a whole number through its default {self.default!r}; if it means "
-                        f"any number, its Param needs a float default such as {float(self.default)!r} or type=float)")
+            what, hint = t.__name__, ""
+            if t is int and _is_fraction(value):
+                what = "a whole number"
+                if self.type is None:  # for the plugin's author, after what the user can do
+                    hint = (f" (its default is {self.default!r}; if the plugin is yours and it takes any number, "
+                            f"give its Param a float default such as {float(self.default)!r})")
             raise ParamError(
-                f"parameter '{self.name}' of {owner} must be {t.__name__}, got {value!r}{hint}"
+                f"parameter '{self.name}' of {owner} must be {what}, got {value!r}{hint}"
             ) from None
+        if t is float and v is not None and not math.isfinite(v):  # lambda=inf trained other models first
+            raise ParamError(f"parameter '{self.name}' of {owner} must be a finite number; got {value!r}")
         if self.choices is not None and v not in self.choices:
             raise ParamError(
                 f"parameter '{self.name}' of {owner} must be one of {', '.join(map(str, self.choices))}; got {v!r}"

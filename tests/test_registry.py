@@ -427,10 +427,15 @@ def test_param_coercion_never_cuts_a_fraction_or_takes_a_bool_as_a_number():
     whole = Param("smoothing", 0, "declared int by its default")
     assert whole.coerce(2.0, "defense d") == 2 and whole.coerce("2", "defense d") == 2
     for bad in (0.3, "0.3"):
-        with pytest.raises(ParamError, match=r"must be int, got .*0\.3.* needs a float default such as 0\.0"):
+        # the user reads what to give first; the plugin's author what to change after it
+        with pytest.raises(ParamError, match=r"must be a whole number, got .*0\.3.* \(its default is 0; if the plugin "
+                                             r"is yours .* float default such as 0\.0\)"):
             whole.coerce(bad, "defense d")
     number = Param("lr", 0.1, "a float")
     for param in (whole, number):
         with pytest.raises(ParamError, match="got True"):
             param.coerce(True, "defense d")
     assert number.coerce(1, "defense d") == 1.0
+    for bad in ("inf", float("-inf"), "1e400", "nan"):  # lambda=inf used to train the other models, then fail
+        with pytest.raises(ParamError, match="parameter 'lr' of defense d must be a finite number"):
+            number.coerce(bad, "defense d")
