@@ -452,6 +452,20 @@ def test_cache_dir_option_moves_the_decoded_data_cache_too(tmp_path, cache_dir):
     assert cache_root() == cache_dir  # only for the length of the command
 
 
+def test_train_says_when_n_test_is_more_than_the_test_set(tmp_path, cache_dir):
+    """`train --n-test 5000` on the 1,000 test images of the sample headed its column "clean % (5000 test)"
+    without a word; `run` already printed a note."""
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    args = ["train", "--dataset", "mnist-sample", "--arch", "mlp", "--steps", "1", "--n-test", "5000", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "note: --n-test 5000 is more than the 1000 test images of mnist-sample" in result.output
+    assert "clean % (1000 test)" in result.output and "5000 test)" not in result.output
+
+
 # --------------------------------------------------------------------------- bundled sample and fallback
 def test_mnist_sample_bundled(cache_dir):
     d = load_dataset("mnist-sample")
@@ -492,6 +506,11 @@ def test_mnist_falls_back_to_sample(tmp_path, cache_dir, monkeypatch, capsys):
     assert str(info.value).count(str(tmp_path)) == 3  # searched, downloaded into, named
     assert Path(calls[-1]) == tmp_path / "mnist"
     assert list(tmp_path.iterdir()) == []  # the failed download left no empty folders
+    assert f"{tmp_path} does not exist" not in str(info.value) and "does not exist" not in str(info.value)
+    # a mistyped folder is named as missing (the message used to say only that MNIST was not in it)
+    with pytest.raises(DatasetNotFound, match=rf"\({tmp_path / 'typo'} does not exist\); point --data-dir \(or "
+                                              rf"IGBENCH_DATA_DIR\) at the folder that holds it"):
+        load_dataset("mnist", data_dir=tmp_path / "typo")
     monkeypatch.setenv("IGBENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(DatasetNotFound, match="was named"):
         load_dataset("mnist")

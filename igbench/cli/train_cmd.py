@@ -45,7 +45,8 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
     rows = [[r["id"], r["config_hash"][:12], r["steps"], f"{100 * r['clean_accuracy']:.2f}",
              format_duration(r["train_seconds"] or 0.0), "cached" if r["cached"] else "trained now"]
             for r in records]
-    click.echo(tabulate(rows, headers=["model", "hash", "steps", f"clean % ({spec.n_test} {spec.score_on})", "training", "status"],
+    scored = records[0]["n_scored"] if records else spec.n_test
+    click.echo(tabulate(rows, headers=["model", "hash", "steps", f"clean % ({scored} {spec.score_on})", "training", "status"],
                         tablefmt="simple", disable_numparse=True))
     if records:
         click.echo(f"\ncheckpoints in {Path(records[0]['checkpoint']).parent}")

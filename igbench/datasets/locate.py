@@ -164,9 +164,14 @@ def describe_searched(dirs: Sequence[Path]) -> str:
 def not_found_error(title: str, dirs: Sequence[Path], partial: Sequence[str], fix: str) -> DatasetNotFound:
     """A one-line :class:`DatasetNotFound` naming the folders searched (:func:`describe_searched`) and the fix."""
     msg = f"{title} not found; looked in {describe_searched(dirs)}"
+    roots = [d for d in dirs if not any(o != d and d.is_relative_to(o) for o in dirs)]
+    cache = cache_root()  # the download cache need not exist; a named data folder should
+    absent = [str(d) for d in dict.fromkeys(roots) if not d.exists() and not d.is_relative_to(cache)]
+    if absent:  # a mistyped --data-dir: say so, not only that the data set is missing from it
+        msg += f" ({' and '.join(absent)} {'does' if len(absent) == 1 else 'do'} not exist)"
     if partial:
         msg += f" (incomplete: {'; '.join(partial)})"
-    msg += f"; pass --data-dir DIR or set {ENV_DATA_DIR}=DIR, {fix}"
+    msg += f"; point --data-dir (or {ENV_DATA_DIR}) at the folder that holds it, {fix}"
     err = DatasetNotFound(msg)
     err.searched = list(dirs)  # type: ignore[attr-defined]
     return err

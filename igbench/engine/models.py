@@ -227,7 +227,7 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     The checkpoints are addressed exactly as :func:`~igbench.engine.grid.run_grid` addresses them, so a
     later run or replicate of the same grid loads them. Returns one record per model: id, config hash,
     steps, training seconds, whether it was cached, and clean accuracy on the grid's first ``n_test``
-    test images.
+    test images (``n_scored`` of them: fewer when the split holds fewer, which a note says).
     """
     import torch
 
@@ -239,13 +239,17 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     device = torch.device(spec.train.device)
     x_scored, y_scored = data.scored(spec.score_on)
     x_eval, y_eval = x_scored[: spec.n_test].to(device), y_scored[: spec.n_test].to(device)
+    from .grid import size_notes  # grid imports this module
+
+    for note in size_notes(spec, len(data.train_y), len(y_scored), data.name):
+        echo(note)
     records = []
     for k, m in enumerate(chosen, 1):
         echo(m.heading(k, len(chosen)))
         model, info = obtain_model(m, data, spec.train, store, progress=progress)
         records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
                         "train_seconds": info["train_seconds"], "cached": info["cached"],
-                        "checkpoint": str(store.path(info["config_hash"])),
+                        "checkpoint": str(store.path(info["config_hash"])), "n_scored": len(y_eval),
                         "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
                                                    arch=get_registry().get("architecture", m.arch),
                                                    num_classes=data.num_classes)})
