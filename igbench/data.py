@@ -60,7 +60,7 @@ class DataSplits:
         if self.validation_x is None or self.validation_y is None:
             raise UsageError(f"data set '{self.name}' (variant {self.variant}) holds no validation images out of "
                              f"training; hold some out if its plugin can (`igbench plugins {self.name}` lists its "
-                             f"parameters; mnist, fashion-mnist and notmnist take e.g. --param mnist.validation=5000), or "
+                             f"parameters; mnist, fashion-mnist, notmnist and svhn take e.g. --param mnist.validation=5000), or "
                              f"score on the test set")
         return self.validation_x, self.validation_y
 

@@ -8,7 +8,8 @@ Environment variables:
 
 ``IGBENCH_PLUGINS``
     Which third-party plugins load: unset or ``all`` for every installed one, ``none`` for none,
-    or a comma-separated list of entry-point or distribution names.
+    or a comma-separated list of entry-point, distribution or module names (a name no installed
+    plugin has is reported, like any plugin problem).
 ``IGBENCH_STRICT_PLUGINS``
     ``1`` turns every plugin problem (import error, duplicate name, wrong type, unknown or unmarked
     hook, a parameter default its own check rejects) into an error.
@@ -53,6 +54,11 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
+def _plain(name: str) -> str:
+    """A plugin, package or module name compared loosely: case and ``-``/``_``/``.`` do not matter."""
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
 def _strict() -> bool:
     return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes"}
 
@@ -81,10 +87,18 @@ class Registry:
         if allowed.lower() == "none":
             return
         only = None if allowed.lower() in {"", "all"} else {a.strip() for a in allowed.split(",") if a.strip()}
+        matched: set[str] = set()
+        installed: list[str] = []
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if getattr(ep, "dist", None) is not None else ep.name
-            if only is not None and ep.name not in only and dist not in only:
-                continue
+            installed.append(f"{ep.name} (package {dist})")
+            if only is not None:
+                # an entry point is named by itself, its package or its module, spelt with - or _
+                names = {_plain(n) for n in (ep.name, dist, ep.module.split(".")[0])}
+                hits = {a for a in only if _plain(a) in names}
+                if not hits:
+                    continue
+                matched |= hits
             if self.pm.has_plugin(ep.name):
                 continue
             try:
@@ -99,6 +113,11 @@ class Registry:
                     f"({type(exc).__name__}: {exc}); fix or uninstall it, or leave it out with "
                     f"{ENV_PLUGINS}=<names of the others>"
                 )
+        for name in sorted((only or set()) - matched):  # a typo used to load nothing, without a word
+            self._problem(
+                f"{ENV_PLUGINS} names '{name}', which no installed plugin is called"
+                f"{did_you_mean(name, [i.split(' ')[0] for i in installed])}; installed: "
+                f"{', '.join(installed) or 'none'}")
 
     def register(self, plugin: Any, source: str | None = None, name: str | None = None) -> str:
         """Register a module or object implementing ``igbench_*`` hooks; returns its pluggy name."""

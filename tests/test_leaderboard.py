@@ -124,7 +124,9 @@ def test_ties_share_a_rank_and_other_datasets_are_ignored():
 
 def test_render_all_and_check_detect_missing_stale_invalid_and_orphaned(results_dir):
     out = results_dir.parent
-    assert check_leaderboards(results_dir, out) == [f"{out / 'mnist.md'}: missing; run `igbench leaderboard` and commit the result"]
+    # the fix names these folders: plain `igbench leaderboard` renders the default ones, not those checked
+    fix = f"run `igbench leaderboard --results {results_dir} --out {out}` and commit the result"
+    assert check_leaderboards(results_dir, out) == [f"{out / 'mnist.md'}: missing; {fix}"]
     paths = render_all(results_dir, out)
     assert paths == [out / "mnist.md"]
     assert check_leaderboards(results_dir, out) == []
@@ -133,7 +135,7 @@ def test_render_all_and_check_detect_missing_stale_invalid_and_orphaned(results_
     # A hand edit makes it stale.
     md = out / "mnist.md"
     md.write_text(md.read_text().replace("93.4", "99.9"))
-    assert check_leaderboards(results_dir, out) == [f"{md}: stale (differs from what the result files give); run `igbench leaderboard` and commit the result"]
+    assert check_leaderboards(results_dir, out) == [f"{md}: stale (differs from what the result files give); {fix}"]
     render_all(results_dir, out)
     assert check_leaderboards(results_dir, out) == []
 
@@ -161,6 +163,11 @@ def test_render_all_and_check_detect_missing_stale_invalid_and_orphaned(results_
     ]
     with pytest.raises(ResultError, match=r"mnist-paper-small\.json: models\[0\]\.clean_accuracy"):
         render_all(results_dir, out)
+    from igbench.results.leaderboard_files import fix_hint
+
+    assert fix_hint() == fix_hint("leaderboards/results/", "./leaderboards") == "run `igbench leaderboard` and commit the result"
+    assert fix_hint("leaderboards/short/results", "leaderboards/short") == (
+        "run `igbench leaderboard --results leaderboards/short/results --out leaderboards/short` and commit the result")
 
 
 def test_plot_writes_png_per_eps_attack(tmp_path):

@@ -306,6 +306,36 @@ def test_example_plugin_is_discovered_through_its_entry_point(monkeypatch):
         reset_registry()
 
 
+@pytest.mark.parametrize("chosen", ["example_defense", "igbench-example-defense", "IGBENCH_EXAMPLE_DEFENSE",
+                                    "igbench_example_defense"])
+def test_plugins_env_takes_the_entry_point_package_or_module_name(monkeypatch, chosen):
+    """The module name (igbench_example_defense) used to load nothing, without a word."""
+    monkeypatch.setenv("IGBENCH_PLUGINS", chosen)
+    reset_registry()
+    try:
+        reg = get_registry()
+        assert reg.get("defense", "noise-augment").source == "igbench-example-defense" and reg.problems == []
+    finally:
+        reset_registry()
+
+
+def test_plugins_env_naming_no_installed_plugin_is_a_plugin_problem(monkeypatch):
+    """IGBENCH_PLUGINS=exmple_defense used to load no third-party plugin without a word, strict mode too."""
+    monkeypatch.setenv("IGBENCH_PLUGINS", "exmple_defense,example_defense")
+    reset_registry()
+    try:
+        reg = get_registry()
+        assert "noise-augment" in reg.names("defense")  # the name that exists still loads
+        assert reg.problems == ["IGBENCH_PLUGINS names 'exmple_defense', which no installed plugin is called (did you "
+                                "mean 'example_defense'?); installed: example_defense (package igbench-example-defense)"]
+        monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+        reset_registry()
+        with pytest.raises(PluginError, match="IGBENCH_PLUGINS names 'exmple_defense'"):
+            get_registry()
+    finally:
+        reset_registry()
+
+
 def test_cli_unknown_dataset_and_defense_are_one_line_errors(registry):
     runner = CliRunner()
     for args, choices in ((["--dataset", "nosuch"], "mnist"), (["--defense", "nosuch"], "gradreg"),

@@ -164,6 +164,15 @@ def test_non_json_file_names_file_and_line(tmp_path):
         read_result(tmp_path / "missing.json")
 
 
+def test_explain_scores_given_as_a_result_say_what_they_are():
+    """report, plot and compare used to answer "result: unknown field (allowed: attack_stats, ...)"."""
+    scores = Path("leaderboards/figures/paper-notmnist-full/tgsm-iterated/explain-scores.json")
+    with pytest.raises(ResultError) as info:
+        read_result(scores)
+    assert str(info.value) == (f"{scores}: is the gradient scores `igbench explain` wrote, not a result file; pass the "
+                               "result it was drawn from (leaderboards/results/paper-notmnist-full.json)")
+
+
 def test_write_result_is_canonical_and_refuses_invalid_data(tmp_path):
     data = _load("mnist-advtrain.json")
     path = tmp_path / "deep" / "dir" / "r.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ResultError
+from ..results import DEFAULT_OUT, DEFAULT_RESULTS
 from .options import check_writable_folder
 
 
@@ -12,7 +13,7 @@ from .options import check_writable_folder
 @click.option(
     "--results",
     "results_dir",
-    default="leaderboards/results",
+    default=DEFAULT_RESULTS,
     show_default=True,
     type=click.Path(file_okay=False),
     help="Directory of result files (*.json).",
@@ -20,7 +21,7 @@ from .options import check_writable_folder
 @click.option(
     "--out",
     "out_dir",
-    default="leaderboards",
+    default=DEFAULT_OUT,
     show_default=True,
     type=click.Path(file_okay=False),
     help="Directory for the <dataset>.md leaderboards.",
@@ -33,7 +34,7 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
     `igbench leaderboard --check` to make sure the committed leaderboards match them.
     """
     from ..results.io import result_files
-    from ..results.leaderboard_files import FIX_HINT, check_leaderboards, render_all
+    from ..results.leaderboard_files import check_leaderboards, fix_hint, render_all
 
     if check:
         problems = check_leaderboards(results_dir, out_dir)
@@ -41,7 +42,8 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
             for problem in problems:
                 click.echo(problem, err=True)
             raise ResultError(
-                f"{len(problems)} leaderboard problem(s) listed above: fix any invalid result file, then {FIX_HINT}"
+                f"{len(problems)} leaderboard problem(s) listed above: fix any invalid result file, then "
+                f"{fix_hint(results_dir, out_dir)}"
             )
         click.echo(f"leaderboards in {out_dir} are up to date with {results_dir}")
         return

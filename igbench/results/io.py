@@ -276,6 +276,9 @@ def _reject_constant(name: str) -> Any:
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one result file; any problem is a one-line :class:`ResultError` naming the file."""
     data = _read_json(path)
+    if isinstance(data, dict) and {"explain", "interpretability", "result"} <= set(data) and "cells" not in data:
+        raise ResultError(f"{os.fspath(path)}: is the gradient scores `igbench explain` wrote, not a result file; "
+                          f"pass the result it was drawn from ({data['result']})")
     validate_result(data, os.fspath(path))
     return data
 

@@ -14,10 +14,21 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..errors import ResultError
+from . import DEFAULT_OUT, DEFAULT_RESULTS
 from .io import load_results, read_result, result_files
 from .leaderboard import GENERATED_MARKER, leaderboard_filename, render_leaderboard
 
-FIX_HINT = "run `igbench leaderboard` and commit the result"
+def fix_hint(results_dir: str | os.PathLike[str] = DEFAULT_RESULTS, out_dir: str | os.PathLike[str] = DEFAULT_OUT) -> str:
+    """The command that renders these folders' leaderboards: options for any folder not the default (the
+    hint said plain `igbench leaderboard`, which renders the default folders, not the ones checked)."""
+    import shlex
+
+    words = ["igbench", "leaderboard"]
+    if Path(results_dir) != Path(DEFAULT_RESULTS):
+        words += ["--results", shlex.quote(os.fspath(results_dir))]
+    if Path(out_dir) != Path(DEFAULT_OUT):
+        words += ["--out", shlex.quote(os.fspath(out_dir))]
+    return f"run `{' '.join(words)}` and commit the result"
 
 
 def _expected(results: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> dict[Path, str]:
@@ -69,6 +80,7 @@ def check_leaderboards(results_dir: str | os.PathLike[str], out_dir: str | os.Pa
     Writes nothing.
     """
     out = Path(out_dir)
+    hint = fix_hint(results_dir, out_dir)
     problems: list[str] = []
     valid: list[tuple[Path, dict[str, Any]]] = []
     broken_datasets: set[str | None] = set()
@@ -84,12 +96,12 @@ def check_leaderboards(results_dir: str | os.PathLike[str], out_dir: str | os.Pa
         if dataset in broken_datasets:
             continue  # already reported: the file that is invalid decides what this leaderboard should say
         if not path.exists():
-            problems.append(f"{path}: missing; {FIX_HINT}")
+            problems.append(f"{path}: missing; {hint}")
         elif path.read_text(encoding="utf-8") != text:
-            problems.append(f"{path}: stale (differs from what the result files give); {FIX_HINT}")
+            problems.append(f"{path}: stale (differs from what the result files give); {hint}")
     if out.is_dir():
         broken_files = {out / leaderboard_filename(d) for d in broken_datasets if d}
         for orphan in _generated_files(out):
             if orphan not in expected and orphan not in broken_files:
-                problems.append(f"{orphan}: generated leaderboard without result files; {FIX_HINT} (it removes it)")
+                problems.append(f"{orphan}: generated leaderboard without result files; {hint} (it removes it)")
     return problems
