@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -266,6 +267,19 @@ def test_report_numbers_come_from_the_cells(results_dir):
     others = [cell[("jsma", None, "gradreg", t)] for t in models if t != "gradreg"]
     assert jsma_rows["gradreg"][5] == f"{100 * sum(others) / len(others):.1f}"
     assert "Gradient-masking check" in out.output and "beat white-box ones, per target model: none " in out.output
+    assert "jsma, per model attacked (white-box; success: classified as the attack's target)" in out.output
+
+    from igbench.results.report import masking_check, stats_table
+
+    # untargeted success counts images misclassified before the attack; a report without eps attacks used to
+    # print a bare "Gradient-masking check:" heading
+    untargeted = copy.deepcopy(data)
+    next(a for a in untargeted["attacks"] if a["name"] == "jsma")["params"]["targeted"] = False  # as ART records it
+    assert "success: classified as anything but the true label, images the model misclassified before the attack " \
+        "included" in stats_table(untargeted, "jsma")
+    untargeted["attacks"] = [a for a in untargeted["attacks"] if not a["eps"]]
+    assert masking_check(untargeted).endswith("- no attack with an eps sweep in this result: the check compares "
+                                              "white-box and transferred examples across eps, so there is nothing to compare")
 
 
 def test_report_says_how_many_examples_the_reached_only_alignment_rests_on():

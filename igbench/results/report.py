@@ -58,6 +58,23 @@ def eps_tables(result: dict[str, Any], attack: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _targeted(result: dict[str, Any], attack: str) -> bool | None:
+    """Whether ``attack`` ran targeted in ``result``: ART's ``targeted`` flag when recorded, else a recorded
+    target rule, else what the installed plugin says (older files recorded JSMA without its target)."""
+    params = next((a["params"] for a in result["attacks"] if a["name"] == attack), {})
+    if "targeted" in params:
+        return bool(params["targeted"])
+    if "target" in params:
+        return True
+    from ..errors import IgbenchError
+    from ..registry import get_registry
+
+    try:
+        return bool(get_registry().get("attack", attack).targeted)
+    except IgbenchError:  # a plugin not installed here: unknown
+        return None
+
+
 def stats_table(result: dict[str, Any], attack: str) -> str:
     """White-box success rate and perturbation sizes per source model, for an attack without eps."""
     grid = Grid(result)
@@ -67,7 +84,14 @@ def stats_table(result: dict[str, Any], attack: str) -> str:
             rows.append([s["source"], _pct(s["success_rate"]), f"{s['l0']:.1f}", f"{s['l2']:.2f}",
                          _pct(grid.white_box(attack, None, s["source"])),
                          _pct(grid.transfer_from(attack, None, s["source"]))])
-    return (f"{attack}, per model attacked (white-box):\n\n"
+    # an untargeted success counts images the model got wrong before the attack too: with a weak model it
+    # read as a strong attack that changed no pixel
+    note = {True: "success: classified as the attack's target",
+            False: "success: classified as anything but the true label, images the model misclassified before the "
+                   "attack included (compare 100 - clean accuracy)",
+            None: "success: the target reached if the attack is targeted, else the true label left (images "
+                  "misclassified before the attack included)"}[_targeted(result, attack)]
+    return (f"{attack}, per model attacked (white-box; {note}):\n\n"
             + _table(["model", "success %", "mean pixels changed (L0)", "mean L2", "accuracy %",
                       "other models' accuracy %"], rows))
 
@@ -136,6 +160,9 @@ def masking_check(result: dict[str, Any]) -> str:
         if margins:
             lines.append("  largest margin (points) by which transferred examples beat white-box ones, per target "
                          "model: " + "; ".join(margins))
+    if not lines:  # the section used to be a bare heading
+        lines.append("- no attack with an eps sweep in this result: the check compares white-box and transferred "
+                     "examples across eps, so there is nothing to compare")
     return "Gradient-masking check:\n\n" + "\n".join(lines)
 
 
