@@ -79,6 +79,8 @@ def test_command_lists_show_whole_summaries(group):
     (["train", "--steps", "x"], "Error: Invalid value for '--steps': 'x' is not a valid integer. (see `igbench train --help`)"),
     (["cache", "clean", "--older-than", "abc"], "is not a duration; use e.g. 30m, 1h or 2d (see `igbench cache clean --help`)"),
     (["report"], "Error: Missing argument 'RESULTS...'. (see `igbench report --help`)"),
+    # a bare number was taken as seconds
+    (["cache", "clean", "--older-than", "5"], "'5' has no unit; use e.g. 5s, 5m, 5h or 5d"),
 ])
 def test_click_usage_errors_are_one_line_too(args, expected):
     """Click printed a usage line and a "Try ... for help" line above its message; an empty --eps value

@@ -282,6 +282,13 @@ def test_unknown_name_points_at_the_package_that_failed_to_load(monkeypatch, com
         reset_registry()
 
 
+def test_a_name_looked_up_under_another_kind_says_which_kind_it_is(registry):
+    """`igbench plugins mnist --kind attack` said only "no plugin called 'mnist'"."""
+    result = CliRunner().invoke(cli, ["plugins", "mnist", "--kind", "attack"])
+    assert result.exit_code == 2 and result.output.strip() == (
+        "Error: no attack called 'mnist'; 'mnist' is a dataset: use --kind dataset, or drop --kind"), result.output
+
+
 def test_unknown_name_without_load_failures_has_no_hint(registry):
     result = CliRunner().invoke(cli, ["plugins", "ifgsm"])
     assert result.exit_code == 2 and "failed to load" not in result.output, result.output

@@ -15,10 +15,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(ctx, param, value: str) -> float:
-    """``90s``, ``30m``, ``1h``, ``2d`` (or plain seconds) -> seconds."""
+    """``90s``, ``30m``, ``1h``, ``2d`` -> seconds. A bare number is refused: ``--older-than 5`` meant five
+    seconds, where a user may well have meant hours or days."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
     if not m:
         raise click.BadParameter(f"{value!r} is not a duration; use e.g. 30m, 1h or 2d")
+    if not m[2]:
+        raise click.BadParameter(f"{value!r} has no unit; use e.g. {m[1]}s, {m[1]}m, {m[1]}h or {m[1]}d")
     return float(m[1]) * _UNITS[m[2] or "s"]
 
 
@@ -84,7 +87,8 @@ def list_command(cache_dir, as_json: bool) -> None:
 @cache_group.command("clean", short_help="Remove abandoned training snapshots and temporary files.")
 @cache_dir_option
 @click.option("--older-than", default="1h", show_default=True, callback=parse_duration,
-              help="Remove snapshots and temporary files not written for this long (30m, 1h, 2d). A running "
+              help="Remove snapshots and temporary files not written for this long: a number and a unit, s, m, h or d "
+                   "(90s, 30m, 1h, 2d). A running "
                    "training rewrites its snapshot every two minutes.")
 @click.option("--other-versions", is_flag=True,
               help="Also remove finished models trained by another igbench version than this one. This version "
