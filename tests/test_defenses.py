@@ -702,9 +702,13 @@ def test_paper_cnn_state_dict_loads_weights_only(mnist_slice, tmp_path):
 
 
 # --------------------------------------------------------------------------- failures
-def test_infinite_lambda_raises_training_error_naming_defense_and_step(mnist_slice):
+def test_infinite_lambda_raises_training_error_naming_defense_and_step(mnist_slice, registry):
+    # inf itself is refused with the other parameters, before anything trains ...
+    with pytest.raises(ParamError, match="parameter 'lambda' of defense 'gradreg' must be a finite number"):
+        registry.get("defense", "gradreg").resolve_params({"lambda": "inf"})
+    # ... a finite lambda past float32's range still makes the loss infinite: stopped at its first step
     with pytest.raises(TrainingError) as exc:
-        train_defense(mnist_slice, "gradreg", {"lambda": float("inf")})
+        train_defense(mnist_slice, "gradreg", {"lambda": 1e300})
     msg = str(exc.value)
     assert "gradreg" in msg and "step 1/" in msg and "\n" not in msg
 
