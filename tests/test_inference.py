@@ -76,3 +76,45 @@ def test_pool_moves_before_monotone_activations_only():
     got = model(x)
     (g_got,) = torch.autograd.grad(got.sum(), x)
     assert torch.allclose(got, want, atol=1e-6) and torch.allclose(g_got, g_want, atol=1e-6)
+
+
+class _FlattensWithView(nn.Module):
+    """What many PyTorch models do: ``z.view(z.shape[0], -1)``, which fails on channels-last activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x):
+        z = torch.relu(self.conv(x))
+        return self.fc(z.view(z.shape[0], -1))
+
+
+def test_a_model_that_calls_view_keeps_contiguous_weights_and_is_attacked():
+    """The copy's channels-last weights stopped every CPU attack on such a (third-party) architecture with
+    "view size is not compatible", though it trained fine; given example inputs, the copy stays contiguous."""
+    from igbench.engine.attack import run_attack
+    from igbench.plugin_types import AttackContext
+
+    torch.manual_seed(0)
+    model = _FlattensWithView().eval()
+    x = torch.rand(6, 1, 28, 28)
+    y = torch.arange(6)
+    with torch.no_grad():
+        ref = model(x)
+    unchecked = inference_copy(model)
+    try:
+        unchecked(x)
+        raise AssertionError("the channels-last copy was expected to fail on .view")
+    except RuntimeError as err:
+        assert "view size is not compatible" in str(err)
+    checked = inference_copy(model, x)
+    assert torch.allclose(checked(x), ref, atol=1e-5)
+    ctx = AttackContext(0.0, 1.0, 10, torch.Generator().manual_seed(0))
+    x_adv = run_attack(get_registry().get("attack", "fgsm"), {"eps": 0.1}, model, x, y, ctx, progress=False)[0]
+    assert x_adv.shape == x.shape and 0.099 < (x_adv - x).abs().max() <= 0.1 + 1e-6
+    # a model that runs channels-last keeps the fast layout
+    cnn = inference_copy(_trained_looking_cnn(), torch.rand(2, 1, 28, 28))
+    weights = [p for p in cnn.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)

@@ -122,7 +122,7 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     try:
         with eval_mode(model):
             if optimize:
-                model = inference_copy(model)
+                model = inference_copy(model, x)
             for i in range(0, n, batch_size):
                 xb, yb = x[i:i + batch_size], y[i:i + batch_size]
                 _sync(device)

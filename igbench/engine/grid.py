@@ -253,7 +253,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
 
         # ---- the grid
         attack_seconds = 0.0
-        fast = {mid: inference_copy(m) for mid, m in models.items()}  # same functions, faster: attacked and scored
+        fast = {mid: inference_copy(m, x_eval) for mid, m in models.items()}  # same functions, faster
         clean_scores: dict[str, float] = {}  # fast[model]'s accuracy on x_eval, for attacks that change nothing
         total, position = len(units) * len(models), 0
         for plugin, params, eps in units:

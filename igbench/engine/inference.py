@@ -97,10 +97,15 @@ def pool_before_activation(model):
     return swapped
 
 
-def inference_copy(model):
+def inference_copy(model, example=None):
     """A frozen eval-mode copy of ``model``: BatchNorm folded, max-pools before activations; on the CPU
     also single-channel convs with the GEMM input gradient and channels-last weights (both measured on
-    the CPU only)."""
+    the CPU only).
+
+    ``example`` (a few inputs of the model's shape) checks that the model runs laid out channels-last. A
+    third-party architecture that calls ``.view`` on an activation trains fine contiguous but fails on
+    channels-last activations ("view size is not compatible"), which stopped every attack on it with a
+    traceback; such a model keeps its weights contiguous here (slower, same function)."""
     import torch
 
     from ..attacks.common import model_device
@@ -113,4 +118,25 @@ def inference_copy(model):
     if model_device(fast).type == "cpu":
         fast_input_gradient_convs(fast)
         fast.to(memory_format=torch.channels_last)
+        if example is not None and not _runs(fast, example):
+            fast.to(memory_format=torch.contiguous_format)
     return fast.eval()
+
+
+def _runs(model, example) -> bool:
+    """Whether ``model`` computes ``example`` laid out channels-last, input gradient included; False only
+    for the layout's own failure (any other error is left for the real call to raise)."""
+    import torch
+
+    x = example[:2].detach().clone().contiguous(memory_format=torch.channels_last) if example.dim() == 4 \
+        else example[:2].detach().clone()
+    try:
+        with torch.enable_grad():
+            x.requires_grad_(True)
+            torch.autograd.grad(model(x).float().sum(), x)
+    except RuntimeError as err:
+        if "view size is not compatible" in str(err):
+            return False
+    except Exception:  # noqa: BLE001 - not the layout's: the attack's own call reports it
+        pass
+    return True
