@@ -52,14 +52,72 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 @contextmanager
 def plugin_call(plugin: Any, method: str) -> Iterator[None]:
     """Run a call of ``plugin.method`` inside; an unexpected exception from a third-party plugin becomes
-    a one-line :class:`~igbench.errors.PluginCrashed` (unless ``IGBENCH_DEBUG=1``)."""
+    a one-line :class:`~igbench.errors.PluginCrashed` (unless ``IGBENCH_DEBUG=1``).
+
+    The exception is blamed on the third-party plugin whose code raised it, which need not be the one
+    called: a built-in defense's ``train`` runs a third-party architecture's ``forward``, and an attack's
+    ``perturb`` runs the model. Those used to end in a traceback, or to blame the attack."""
     try:
         yield
     except IgbenchError:
         raise
     except Exception as exc:
-        if not is_third_party(plugin) or debugging():
+        if debugging():
+            raise
+        raiser = _raised_in(exc, plugin)
+        if raiser is not None and raiser[0] is not plugin:
+            other, where = raiser
+            raise PluginCrashed(f"{named(other)} failed ({where}) while {named(plugin)} ran {method}: "
+                                f"{one_line(exc)} (raised in that package's code, not igbench's: report it to its "
+                                f"authors; run with {DEBUG_ENV}=1 for the traceback)", exc) from exc
+        if not is_third_party(plugin):
             raise
         raise PluginCrashed(f"{named(plugin)} failed in {method}: {one_line(exc)} (raised in that "
                             f"package's code, not igbench's: check the plugin's parameters, or report it to its "
                             f"authors; run with {DEBUG_ENV}=1 for the traceback)", exc) from exc
+
+
+def _raised_in(exc: BaseException, called: Any) -> tuple[Any, str] | None:
+    """``(plugin, "in forward, model.py line 12")`` for the innermost frame of ``exc``'s traceback that lies
+    in a third-party plugin's code (its class's module, or its package), or None. Where one file or package
+    holds several plugins, a model's method is its architecture's, else ``called`` is preferred. Only on
+    the error path: it reads the registry."""
+    import sys
+    from pathlib import Path
+
+    from .registry import _REGISTRY
+
+    if _REGISTRY is None:
+        return None
+    places: list[tuple[str, Any]] = []  # (a module file or a package folder, the plugin defined there)
+    for kind in ("architecture", "dataset", "defense", "attack"):
+        for p in _REGISTRY.plugins(kind):
+            if not is_third_party(p):
+                continue
+            for module in (type(p).__module__, type(p).__module__.split(".")[0]):
+                file = getattr(sys.modules.get(module), "__file__", None)
+                if file:
+                    places.append((str(Path(file).parent) + "/" if Path(file).name == "__init__.py" else file, p))
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    for frame in reversed(frames):  # innermost first
+        filename = frame.tb_frame.f_code.co_filename
+        owners = [p for place, p in places if filename == place or (place.endswith("/") and filename.startswith(place))]
+        if not owners:
+            continue
+        in_model = _is_module(frame.tb_frame.f_locals.get("self"))
+        chosen = next((p for p in owners if in_model and p.kind == "architecture"), None) \
+            or (called if called in owners else owners[0])
+        return chosen, f"in {frame.tb_frame.f_code.co_name}, {Path(filename).name} line {frame.tb_lineno}"
+    return None
+
+
+def _is_module(obj: Any) -> bool:
+    """Whether ``obj`` is a ``torch.nn.Module`` (without importing torch when nothing has)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)

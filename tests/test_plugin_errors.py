@@ -332,3 +332,58 @@ def test_a_nan_loss_from_nan_in_the_data_blames_the_data_set(registry, small):
     assert msg.startswith("none: loss became nan at step 1/2 because the training batch contains NaN or infinite "
                           "values: dataset 'mnist' produced them"), msg
     assert "lambda" not in msg and "--lr" not in msg, msg
+
+
+# --------------------------------------------------------------------------- a third-party model that raises
+def _no_flatten(input_shape, num_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Conv2d(c, 2, 3, padding=1), nn.ReLU(), nn.Linear(2 * h * w, num_classes))
+
+
+def test_a_third_party_model_that_cannot_run_is_named_when_a_built_in_defense_trains_it(install, registry, small):
+    """A forgotten nn.Flatten failed inside torch's Linear under a built-in defense: a 70-line traceback that
+    named neither the architecture nor its package."""
+    install(Builds("no-flatten", _no_flatten))
+    with pytest.raises(PluginCrashed) as err:
+        registry.get("defense", "gradreg").train(trainer(small, "no-flatten"), {"lambda": 1.0})
+    assert one_line(err).startswith(
+        f"architecture 'no-flatten' from package '{PACKAGE}' built a model that fails on a batch of shape "
+        "(32, 1, 28, 28): RuntimeError: mat1 and mat2 shapes cannot be multiplied"), one_line(err)
+
+
+class CallsTheModel(AttackPlugin):
+    name = "calls-the-model"
+    summary = "test attack"
+
+    def perturb(self, model, x, y, params, ctx):
+        model(x)
+        return x
+
+
+class _FailsInEval(nn.Module):
+    """Trains, then raises in its own forward once in eval mode (as an attack runs it)."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
+
+    def forward(self, x):
+        if not self.training:
+            raise ValueError("eval mode is not supported")
+        return self.fc(x.flatten(1))
+
+
+def test_an_error_in_a_third_party_models_forward_is_blamed_on_its_architecture_not_the_attack(install, registry, small):
+    """It was reported as the attack's ("attack ... failed in perturb"), or, for a built-in attack, as a
+    traceback."""
+    (attack,) = install(CallsTheModel(), source="igbench-attacks")
+    install(Builds("fails-in-eval", _FailsInEval), source="igbench-models")
+    model = _FailsInEval((1, 28, 28), 10)
+    x, y = small.test_x[:8], small.test_y[:8]
+    for chosen in (attack, registry.get("attack", "fgsm")):
+        with pytest.raises(PluginCrashed) as err:
+            run_attack(chosen, {"eps": 0.1} if chosen.uses_eps else {}, model, x, y, make_context(small), progress=False)
+        msg = one_line(err)
+        assert msg.startswith("architecture 'fails-in-eval' from package 'igbench-models' failed (in forward, "
+                              "test_plugin_errors.py line "), msg
+        assert f"while attack '{chosen.name}'" in msg and "ran perturb: ValueError: eval mode is not supported" in msg

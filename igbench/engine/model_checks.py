@@ -117,6 +117,20 @@ def output_problem_of(model, x, num_classes: int) -> str | None:
     return output_problem(out, int(x.shape[0]), num_classes)
 
 
+def forward_failure(model, x) -> Exception | None:
+    """The exception ``model`` raises on the batch ``x`` (eval mode, no gradients), or None when it runs.
+    Only for explaining a training step that has already failed: it changes the model's mode."""
+    import torch
+
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    except Exception as exc:  # noqa: BLE001 - any failure of the model itself is the answer
+        return exc
+    return None
+
+
 def loss_pair_problem(out, batch: int, num_classes: int) -> str | None:
     """What is wrong with a loss function's return value, which should be ``(loss, logits)``: a scalar
     tensor attached to the graph and ``(batch, num_classes)`` logits; ``None`` when it is right.

@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..environment import cpu_model, gpu_name, torch_threads
-from ..errors import IgbenchError, PluginError, TrainingError, UsageError
-from ..plugin_calls import named
+from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError
+from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
-from .model_checks import build_model, check_output, loss_pair_problem, output_error, output_problem_of
+from .model_checks import (build_model, check_output, forward_failure, loss_pair_problem, output_error,
+                           output_problem_of)
 from .snapshots import rng_state, set_rng_state
 
 
@@ -143,6 +144,11 @@ class Trainer:
         problem = output_problem_of(model, x, self.data.num_classes)
         if problem:
             raise output_error(self.arch, problem) from exc
+        failure = forward_failure(model, x)  # a third-party model that cannot run at all: a traceback before
+        if failure is not None and is_third_party(self.arch) and not debugging():
+            raise PluginCrashed(f"{named(self.arch)} built a model that fails on a batch of shape {tuple(x.shape)}: "
+                                f"{one_line(failure)} (check its layers against build's input_shape; run with "
+                                f"{DEBUG_ENV}=1 for the traceback)", failure) from exc
 
     def _bad_loss(self, problem: str, out, model, x, desc: str) -> PluginError:
         """The one-line error for a loss function's wrong return value (``problem``: loss_pair_problem's)."""
