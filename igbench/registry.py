@@ -74,6 +74,7 @@ class Registry:
         self._source_of: dict[int, str] = {}
         self._collected: dict[str, dict[str, Plugin]] | None = None
         self._providers: list[AttackProvider] = []
+        self._left_out: dict[tuple[str, str], str] = {}  # (kind, name) -> why the registry refused it
 
     # ------------------------------------------------------------------ loading
     def load_builtins(self) -> None:
@@ -190,6 +191,7 @@ class Registry:
     def _collect(self) -> dict[str, dict[str, Plugin]]:
         if self._collected is not None:
             return self._collected
+        self._left_out = {}
         collected: dict[str, dict[str, Plugin]] = {kind: {} for kind in HOOK_FOR_KIND}
         providers: list[AttackProvider] = []
         for kind, hookname in HOOK_FOR_KIND.items():
@@ -244,6 +246,7 @@ class Registry:
         problem = obj.default_problem()
         if problem:
             self._problem(f"{kind} '{obj.name}' from package '{source}' is left out: {problem}")
+            self._left_out[(kind, obj.name)] = f"{kind} '{obj.name}' from package '{source}' is left out: {problem}"
             return
         obj.source = source
         collected[kind][obj.name] = obj
@@ -267,6 +270,8 @@ class Registry:
         found = self._collect()[kind].get(name)
         if found is not None:
             return found
+        if (kind, name) in self._left_out:  # it exists, but the registry refused it: say why, not "unknown"
+            raise UnknownPluginError(self._left_out[(kind, name)])
         if kind == "attack":
             for provider in self._providers:
                 if name.startswith(provider.prefix):

@@ -495,6 +495,19 @@ def test_plugin_returning_bad_output_is_reported(trained_cnn, mnist_slice):
         run_attack(Broken(), {}, trained_cnn, mnist_slice.test_x[:4], mnist_slice.test_y[:4],
                    make_context(mnist_slice), progress=False)
 
+    class Bytes(AttackPlugin):  # a uint8 image was reported as values outside the clip range
+        name = "bytes"
+        source = "some-package"  # a third-party attack: its package is named, as its crashes name it
+
+        def perturb(self, model, x, y, params, ctx):
+            return (x * 255).to(torch.uint8)
+
+    with pytest.raises(IgbenchError) as info:
+        run_attack(Bytes(), {}, trained_cnn, mnist_slice.test_x[:4], mnist_slice.test_y[:4],
+                   make_context(mnist_slice), progress=False)
+    assert str(info.value) == ("attack 'bytes' from package 'some-package' returned a uint8 tensor; perturb must "
+                               "return a floating-point tensor like its input (float32)")
+
 
 def test_an_attack_past_its_eps_is_refused_and_one_editing_its_inputs_cannot_corrupt_them(trained_cnn, mnist_slice):
     """Both used to be silent: a perturbation twice eps was recorded as eps's, and an attack that edited x

@@ -229,6 +229,10 @@ def test_a_default_its_own_check_rejects_leaves_the_plugin_out(registry, monkeyp
     assert "defense 'bad-choice' from package 'defaults-pkg' is left out" in text and "'mode'" in text
     out = CliRunner().invoke(cli, ["plugins", "--kind", "defense"])
     assert "warning: defense 'bad-default'" in out.output
+    # asked for by name, it says why it is missing (it said "unknown defense", under a warning saying otherwise)
+    with pytest.raises(UnknownPluginError, match=r"^defense 'bad-default' from package 'defaults-pkg' is left out: "
+                                                 r"the default of parameter 'smoothing'"):
+        registry.get("defense", "bad-default")
     monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
     registry._collected = None
     with pytest.raises(PluginError, match="smoothing"):

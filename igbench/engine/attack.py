@@ -7,7 +7,7 @@ import time
 from typing import Any, NamedTuple
 
 from ..errors import PluginError
-from ..plugin_calls import plugin_call
+from ..plugin_calls import named, plugin_call
 from ..plugin_types import AttackContext
 
 L0_TOL = 1e-6  # a feature counts as changed when |x_adv - x| > L0_TOL
@@ -165,21 +165,25 @@ def _checked(attack, xa, xb, ctx: AttackContext, linf_bound: float | None = None
     ``linf_bound`` (the attack's eps, when that bounds the L-inf norm) is a PluginError."""
     import torch
 
+    who = named(attack)
     if not isinstance(xa, torch.Tensor) or tuple(xa.shape) != tuple(xb.shape):
         shape = tuple(xa.shape) if isinstance(xa, torch.Tensor) else type(xa).__name__
-        raise PluginError(f"attack '{attack.name}' returned {shape} for inputs of shape {tuple(xb.shape)}; "
+        raise PluginError(f"{who} returned {shape} for inputs of shape {tuple(xb.shape)}; "
                           "perturb must return a tensor of the input's shape")
+    if not xa.is_floating_point():  # a uint8 image was reported as values outside the clip range
+        raise PluginError(f"{who} returned a {str(xa.dtype).replace('torch.', '')} tensor; perturb must return a "
+                          f"floating-point tensor like its input ({str(xb.dtype).replace('torch.', '')})")
     xa = xa.detach().to(xb.device, xb.dtype)
     tol = 1e-6
     if bool((xa < ctx.clip_min - tol).any()) or bool((xa > ctx.clip_max + tol).any()):
-        raise PluginError(f"attack '{attack.name}' returned values outside the clip range "
+        raise PluginError(f"{who} returned values outside the clip range "
                           f"[{ctx.clip_min}, {ctx.clip_max}]; clamp its output")
     if not bool(torch.isfinite(xa).all()):
-        raise PluginError(f"attack '{attack.name}' returned NaN or infinite values")
+        raise PluginError(f"{who} returned NaN or infinite values")
     if linf_bound is not None and xa.numel():
         moved = float((xa - xb).abs().max())
         if moved > linf_bound * (1 + 1e-5) + tol:
-            raise PluginError(f"attack '{attack.name}' moved an input by {moved:.4g} in L-inf, more than its eps "
+            raise PluginError(f"{who} moved an input by {moved:.4g} in L-inf, more than its eps "
                               f"{linf_bound:g}; keep x_adv within x +- eps (or, if its eps bounds another norm, "
                               f"set eps_is_linf = False on the plugin class)")
     return xa
