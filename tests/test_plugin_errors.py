@@ -387,3 +387,27 @@ def test_an_error_in_a_third_party_models_forward_is_blamed_on_its_architecture_
         assert msg.startswith("architecture 'fails-in-eval' from package 'igbench-models' failed (in forward, "
                               "test_plugin_errors.py line "), msg
         assert f"while attack '{chosen.name}'" in msg and "ran perturb: ValueError: eval mode is not supported" in msg
+
+
+# --------------------------------------------------------------------------- CONTRIBUTING's example, run
+def test_contributing_attack_and_architecture_example_trains_attacks_and_reproduces(registry, small):
+    """CONTRIBUTING.md shows an attack and an architecture in one module; its code is taken from the file
+    as written, registered as a package would be, trained and attacked twice with the same seed."""
+    import re
+    import types
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("CONTRIBUTING.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "class RandomSign" in b]
+    assert len(blocks) == 1, "the attack and architecture example is gone from CONTRIBUTING.md"
+    module = types.ModuleType("contributing_example")
+    exec(compile(blocks[0], "CONTRIBUTING.md", "exec"), module.__dict__)
+    registry.register(module, source="igbench-contributing-example")
+    arch, attack = registry.get("architecture", "tiny-cnn"), registry.get("attack", "random-sign")
+    assert attack.uses_eps and arch.resolve_params({}) == {"width": 8} and registry.problems == []
+    model = registry.get("defense", "none").train(trainer(small, "tiny-cnn", steps=30), {})
+    x, y = small.test_x, small.test_y
+    first = run_attack(attack, {"eps": 0.3}, model, x, y, make_context(small, seed=3), progress=False)[0]
+    again = run_attack(attack, {"eps": 0.3}, model, x, y, make_context(small, seed=3), progress=False)[0]
+    assert torch.equal(first, again) and abs(float((first - x).abs().max()) - 0.3) < 1e-5
+    assert accuracy(model, first, y) < accuracy(model, x, y)  # noise at eps 0.3 costs the tiny model accuracy
