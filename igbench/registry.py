@@ -225,7 +225,12 @@ class Registry:
             providers.append(obj)
             return
         if not isinstance(obj, base):
-            self._problem(f"{source} registered {obj!r} as {_a(kind)}, but it is not {_a(base.__name__)}")
+            other = next((k for k, b in PLUGIN_KINDS.items() if isinstance(obj, b)), None)
+            if other is not None:  # the right object in the wrong hook
+                self._problem(f"{source} registered the {other} '{getattr(obj, 'name', '?')}' in "
+                              f"{HOOK_FOR_KIND[kind]}; register it in {HOOK_FOR_KIND[other]}")
+            else:
+                self._problem(f"{source} registered {obj!r} as {_a(kind)}, but it is not {_a(base.__name__)}")
             return
         if not isinstance(obj.name, str) or not obj.name:
             self._problem(f"{source} registered {_a(kind)} ({type(obj).__name__}) without a name")

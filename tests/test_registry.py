@@ -218,6 +218,25 @@ class _DefaultsPlugin:
         register(_GoodDefaults())
 
 
+class _ArchInAttackHook:
+    @hookimpl
+    def igbench_attacks(self, register):
+        from igbench.plugin_types import ArchitecturePlugin
+
+        class Tiny(ArchitecturePlugin):
+            name = "tiny"
+
+        register(Tiny())
+
+
+def test_a_plugin_registered_in_another_kinds_hook_is_told_which_hook(registry):
+    """It said "registered <Tiny 'tiny' from ?> as an attack, but it is not an AttackPlugin"."""
+    registry.register(_ArchInAttackHook(), source="hooks-pkg")
+    assert "tiny" not in registry.names("attack") and "tiny" not in registry.names("architecture")
+    assert any(p.endswith("registered the architecture 'tiny' in igbench_attacks; register it in "
+                          "igbench_architectures") for p in registry.problems), registry.problems
+
+
 def test_a_default_its_own_check_rejects_leaves_the_plugin_out(registry, monkeypatch):
     """Defaults were never checked: smoothing=1.5 was listed by `igbench plugins` and used as is."""
     registry.register(_DefaultsPlugin(), source="defaults-pkg")
