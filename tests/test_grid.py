@@ -441,6 +441,20 @@ def test_grid_file_data_dir_is_relative_to_the_file(registry, tmp_path, monkeypa
     assert build_grid_spec({"data_dir": "elsewhere"}, "configs/g.toml").data_dir == "elsewhere"  # --data-dir wins
 
 
+def test_igbench_data_dir_replacing_a_grid_files_data_dir_says_so(shared_data, tmp_path, monkeypatch):
+    """The environment variable counts as --data-dir and wins over the file: that used to happen silently."""
+    grid = tmp_path / "g.toml"
+    grid.write_text('[run]\ndata_dir = "nowhere"\narch = "mlp"\n')
+    args = ["train", "--config", str(grid), "--steps", "1", "--n-test", "10", "--cache-dir", str(tmp_path / "c"),
+            "--no-progress"]
+    monkeypatch.setenv("IGBENCH_DATA_DIR", str(shared_data))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"note: IGBENCH_DATA_DIR={shared_data} replaces {grid}'s data_dir ({tmp_path / 'nowhere'})" in result.output
+    flag = CliRunner().invoke(cli, args + ["--data-dir", str(shared_data)])  # chosen on the command line: no note
+    assert flag.exit_code == 0 and "note: IGBENCH_DATA_DIR" not in flag.output, flag.output
+
+
 def test_cli_eps_must_be_finite_and_distinct_and_not_also_set_by_param(registry):
     from igbench.grid_config import build_grid_spec
 

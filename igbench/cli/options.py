@@ -144,6 +144,25 @@ def training_options(command):
     return command
 
 
+def grid_spec(options: dict, config_file):
+    """:func:`~igbench.grid_config.build_grid_spec` of a command's options, saying when ``IGBENCH_DATA_DIR``
+    replaces the grid file's ``data_dir`` (the environment variable counts as --data-dir, which wins over
+    the file; that used to happen without a word)."""
+    from ..grid_config import build_grid_spec, read_grid_file
+
+    spec = build_grid_spec(options, config_file)
+    ctx = click.get_current_context(silent=True)
+    if config_file and ctx is not None and "data_dir" in ctx.params:
+        from click.core import ParameterSource
+
+        if ctx.get_parameter_source("data_dir") == ParameterSource.ENVIRONMENT:
+            file_dir = read_grid_file(config_file).get("run", {}).get("data_dir")
+            if file_dir and Path(file_dir).resolve() != Path(ctx.params["data_dir"]).expanduser().resolve():
+                click.echo(f"note: IGBENCH_DATA_DIR={ctx.params['data_dir']} replaces {config_file}'s data_dir "
+                           f"({file_dir}); unset it, or pass --data-dir, to choose", err=True)
+    return spec
+
+
 def exact_number(value: float) -> str:
     """``value`` as short as ``:g`` writes it when that reads back exactly (0.1, 0.25), else in full
     (0.1234567, which ``:g`` rounded to 0.123457: the recorded command then ran another grid)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import FIGURE_EPS, grid_options
+from .options import FIGURE_EPS, grid_options, grid_spec
 
 
 @click.command("replicate", short_help="Run a paper configuration end to end and publish it.")
@@ -43,7 +43,6 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
       igbench replicate --config configs/paper-mnist.toml --data-dir ../shared/data
     """
     from ..errors import UsageError
-    from ..grid_config import build_grid_spec
     from ..results.leaderboard_files import render_all
     from ..results.plot import plot_accuracy_vs_eps
     from . import echo_plugin_problems
@@ -52,7 +51,7 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     if not config_file:
         raise UsageError("igbench replicate needs --config, e.g. --config configs/paper-mnist.toml")
     echo_plugin_problems()
-    spec = build_grid_spec(options, config_file)
+    spec = grid_spec(options, config_file)
     if not spec.attacks:
         raise UsageError(f"{config_file} lists no [[attacks]]; add one or pass --attack")
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import execute_grid, grid_options
+from .options import execute_grid, grid_options, grid_spec
 
 
 @click.command("run", short_help="Train, attack and score the full transfer grid.")
@@ -27,11 +27,10 @@ def run_command(config_file, progress, out, cache_dir, **options) -> None:
       igbench run --config configs/paper-mnist.toml --data-dir ../shared/data
     """
     from ..errors import UsageError
-    from ..grid_config import build_grid_spec
     from . import echo_plugin_problems
 
     echo_plugin_problems()
-    spec = build_grid_spec(options, config_file)
+    spec = grid_spec(options, config_file)
     if not spec.attacks:
         raise UsageError("no attack selected; add --attack NAME (see `igbench plugins --kind attack`)")
     execute_grid(spec, out, cache_dir, progress)

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from .options import execute_grid, grid_options
+from .options import execute_grid, grid_options, grid_spec
 
 _NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 _SPACED = re.compile(rf"^(logspace|linspace)\({_NUMBER},{_NUMBER},\s*(\d+)\s*\)$")
@@ -104,7 +104,6 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     import dataclasses
 
     from ..errors import UsageError, did_you_mean
-    from ..grid_config import build_grid_spec
     from ..param_options import parse_param_option
     from ..registry import get_registry
     from . import echo_plugin_problems
@@ -128,7 +127,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
         raise UsageError(f"defense '{defense}' has no parameter '{name}'{did_you_mean(name, known)}; it takes: "
                          f"{', '.join(known) or 'nothing'}")
     values = sweep_values(sweep_text, values, plugin.param(name), f"defense '{defense}'")
-    spec = build_grid_spec({**options, "defense": (defense,)}, config_file)
+    spec = grid_spec({**options, "defense": (defense,)}, config_file)
     base = next(m for m in spec.models if m.id == defense)
     swept = [dataclasses.replace(base, id=model_id, defense_params={**base.defense_params, name: v})
              for model_id, v in zip(swept_ids(defense, name, values), values)]

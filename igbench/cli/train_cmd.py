@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import CACHE_FOLDER, check_writable_folder, training_options
+from .options import CACHE_FOLDER, check_writable_folder, grid_spec, training_options
 
 
 @click.command("train", short_help="Train a grid's models into the cache, no attacks.")
@@ -32,12 +32,11 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
 
     from ..engine.cache import CheckpointStore
     from ..engine.models import train_models
-    from ..grid_config import build_grid_spec
     from ..progress import format_duration
     from . import echo_plugin_problems
 
     echo_plugin_problems()
-    spec = build_grid_spec(options, config_file)
+    spec = grid_spec(options, config_file)
     store = CheckpointStore(cache_dir)
     check_writable_folder(store.root, CACHE_FOLDER)  # before training, not when the checkpoint is saved
     records = train_models(spec, store, model_ids, progress=progress,
