@@ -58,13 +58,16 @@ def test_white_box_ranking_and_transfer_columns():
     # Constructed white-box accuracies: advtrain 478/512, distillation .884, gradreg .791,
     # none (seed 0) .412, none (seed 1) 204/512 = .398. The two "none" models collide, so they are
     # prefixed by their file stem.
+    # distillation is marked: none's examples (70.4) lower its accuracy 18 points more than its own (88.4)
     assert [(r[0], r[1], r[3]) for r in rows] == [
         ("1", "advtrain", "93.4"),
-        ("2", "distillation", "88.4"),
+        ("2", "distillation", "88.4 †"),
         ("3", "gradreg", "79.1"),
         ("4", "mnist-paper-small/none", "41.2"),
         ("5", "mnist-advtrain/none", "39.8"),
     ]
+    assert "† examples crafted against another model of its file lower its accuracy more than its own " \
+        "white-box ones do, by over 5 points: a sign of gradient masking" in _section(text, "### fgsm, eps = 0.1")
     distillation = rows[1]
     # Transfer to it: mean of none->distillation .704 and gradreg->distillation .812 = .758.
     assert distillation[4] == "75.8"
@@ -452,6 +455,18 @@ def test_compare_warns_about_each_setting_the_grids_differ_in(tmp_path):
     assert [ln for ln in out.output.splitlines() if ln.startswith("warning: ")] == [
         "warning: config hash differs with the same recorded settings (model none): trained by another igbench "
         "or torch version, or with a plugin default changed"]
+
+    # Both used to be silent: other weights for one configuration (another CPU, say), and an attack of one
+    # name run with other parameters (JSMA on logits against probabilities: a 75-point "difference").
+    d = json.loads(json.dumps(a))
+    d["models"][2]["checkpoint_sha256"] = "e" * 64
+    next(x for x in d["attacks"] if x["name"] == "jsma")["params"]["theta"] = 0.5
+    out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, d)])
+    assert [ln for ln in out.output.splitlines() if ln.startswith("warning: ")] == [
+        f"warning: different weights with the same configuration (model {a['models'][2]['id']}): trained on another "
+        "device, thread count or CPU (see each model's train.ran_on)",
+        'warning: different jsma parameters: {"gamma": 0.25, "theta": 1.0} in A, {"gamma": 0.25, "theta": 0.5} in B '
+        "(its cells are not the same attack)"]
 
 
 def test_compare_without_shared_cells_says_why_and_fails(tmp_path):

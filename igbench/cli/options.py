@@ -100,8 +100,9 @@ _SHARED = [
     _precision,
     click.option("--memory-format", type=click.Choice(MEMORY_FORMATS),
                  help="Layout of weights and batches while models train: contiguous (default) or channels_last "
-                 "(NHWC: 1.25-1.29x faster first-order training steps and 1.0-1.07x double backprop on this "
-                 "project's CPU, README 'Performance'; like the thread count it changes float rounding only, so it "
+                 "(NHWC: 1.25-1.29x faster first-order training steps and 1.0-1.07x double backprop on the "
+                 "Intel CPU this project used until 2026-12-01, README 'Performance'; like the thread count it "
+                 "changes float rounding only, so it "
                  "is recorded with the device a model ran on, not in its checkpoint hash: a cached model is reused "
                  "either way)."),
     _seed,

@@ -76,7 +76,8 @@ def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     if split_a != split_b:
         out.append(_differ("scored images", split_a, split_b, " (one file scored images held out of training)"))
     if a["eval"]["n_test"] != b["eval"]["n_test"]:
-        out.append(_differ("n_test", a["eval"]["n_test"], b["eval"]["n_test"], " (cells scored on other test images)"))
+        out.append(_differ("n_test", a["eval"]["n_test"], b["eval"]["n_test"],
+                           f" (cells scored on other {split_a} images)" if split_a == split_b else ""))
     models_a = {m["id"]: m for m in a["models"]}
     shared = [(models_a[m["id"]], m) for m in b["models"] if m["id"] in models_a]
     explained: set[str] = set()
@@ -96,6 +97,19 @@ def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     if other:
         out.append(f"warning: config hash differs with the same recorded settings ({_models(other, len(shared))}): "
                    "trained by another igbench or torch version, or with a plugin default changed")
+    # the same configuration trained to other weights: another device, thread count or CPU (train.ran_on)
+    reweighted = [ma["id"] for ma, mb in shared if ma["config_hash"] == mb["config_hash"]
+                  and ma.get("checkpoint_sha256") and mb.get("checkpoint_sha256")
+                  and ma["checkpoint_sha256"] != mb["checkpoint_sha256"]]
+    if reweighted:
+        out.append(f"warning: different weights with the same configuration ({_models(reweighted, len(shared))}): "
+                   "trained on another device, thread count or CPU (see each model's train.ran_on)")
+    # an attack of one name run with other parameters is another attack (jsma's jacobian=probs or logits)
+    params_a = {x["name"]: x["params"] for x in a["attacks"]}
+    for x in b["attacks"]:
+        if x["name"] in params_a and _show(params_a[x["name"]]) != _show(x["params"]):
+            out.append(_differ(f"{x['name']} parameters", params_a[x["name"]], x["params"],
+                               " (its cells are not the same attack)"))
     return out
 
 

@@ -292,6 +292,7 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
             continue
         count = g.count(name, eps, mid, mid)
         scored.append((wb, e, to, frm, count))
+    masked = {id(e) for wb, e, _, _, _ in scored if _masked(e, name, eps, wb)}
     scored.sort(key=lambda r: (r[0] is None, -(r[0] or 0.0), -r[1].model["clean_accuracy"], r[1].label))
     white_box_rank = _competition_ranks([wb for wb, _, _, _, _ in scored])
     transfer_rank = _competition_ranks([to for _, _, to, _, _ in scored])
@@ -302,7 +303,7 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
                 white_box_rank[position],
                 e.label,
                 _pct(e.model["clean_accuracy"]),
-                _pct(wb),
+                _pct(wb) + (" †" if id(e) in masked else ""),
                 _pct(to),
                 transfer_rank[position],
                 _pct(frm),
@@ -313,7 +314,26 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
                "others on its examples %", "images"]
     if not rows:
         return ["(no cells)", ""]
-    return [_table(rows, headers, {0, 2, 3, 4, 5, 6, 7}), ""]
+    note = [f"† examples crafted against another model of its file lower its accuracy more than its own "
+            f"white-box ones do, by over {100 * MASKING_MARGIN:.0f} points: a sign of gradient masking, so its "
+            "white-box rank overstates its robustness (`igbench report` lists the margins).", ""] if masked else []
+    return [_table(rows, headers, {0, 2, 3, 4, 5, 6, 7}), ""] + note
+
+
+#: how far (accuracy, as a fraction) a model's white-box accuracy may exceed its accuracy on examples
+#: transferred from another model before the leaderboard marks it as likely masking its gradients
+MASKING_MARGIN = 0.05
+
+
+def _masked(entry: _Entry, name: str, eps: float | None, white_box: float | None) -> bool:
+    """Whether some other model's examples beat ``entry``'s own white-box examples on it by more than
+    :data:`MASKING_MARGIN` (a white-box attack should be the strongest; eps 0 moves nothing)."""
+    if white_box is None or eps == 0:
+        return False
+    g, mid = entry.source.grid, entry.model["id"]
+    others = [g.accuracy(name, eps, m["id"], mid) for m in entry.source.data["models"] if m["id"] != mid]
+    worst = min((a for a in others if a is not None), default=None)
+    return worst is not None and white_box - worst > MASKING_MARGIN
 
 
 def _competition_ranks(values: list[float | None]) -> list[str]:
