@@ -107,13 +107,16 @@ def test_wrong_type_and_class_instead_of_instance_are_reported(registry):
         def igbench_attacks(self, register):
             register(Shout)        # a class, not an instance
             register(Shout())      # a defense registered as an attack
+            register(42)           # no plugin at all
 
     b = Bad()
     registry.register(b, source="bad-pkg")
     try:
         registry.plugins("attack")
         text = " | ".join(registry.problems)
-        assert "register an instance" in text and "not an AttackPlugin" in text
+        assert "register an instance" in text
+        assert "registered the defense 'shout' in igbench_attacks; register it in igbench_defenses" in text
+        assert "registered 42 as an attack, but it is not an AttackPlugin" in text
         assert "fgsm" in registry.names("attack")  # the others still work
     finally:
         registry.unregister(b)
