@@ -64,7 +64,10 @@ def plugin_call(plugin: Any, method: str) -> Iterator[None]:
     except Exception as exc:
         if debugging():
             raise
-        raiser = _raised_in(exc, plugin)
+        try:
+            raiser = _raised_in(exc, plugin)
+        except Exception:  # noqa: BLE001 - explaining must never hide the original error
+            raiser = None
         if raiser is not None and raiser[0] is not plugin:
             other, where = raiser
             raise PluginCrashed(f"{named(other)} failed ({where}) while {named(plugin)} ran {method}: "
