@@ -603,3 +603,30 @@ def test_terminal_grid_tables_keep_one_decimal():
     targets = [m["id"] for m in data["models"]]
     assert row.split()[1:] == [f"{100 * acc[('gradreg', t)]:.1f}" for t in targets]
     assert "45.0" in row.split()
+
+
+def test_plot_of_a_white_box_only_result_says_so_and_gives_many_models_their_own_colours(tmp_path, monkeypatch):
+    """A sweep's plot titled its empty transfer panel "... against the other 13 model(s)", and its 14 lines
+    reused the default 10 colours (none and lambda=17783 were both blue)."""
+    import matplotlib.pyplot as plt
+
+    data = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    data["cells"] = [c for c in data["cells"] if c["source"] == c["target"]]
+    base = data["models"][0]
+    for i in range(9):  # 12 models in all
+        clone = copy.deepcopy(base)
+        clone["id"] = f"copy{i}"
+        data["models"].append(clone)
+        data["cells"] += [dict(c, source=clone["id"], target=clone["id"]) for c in data["cells"]
+                          if c["source"] == base["id"]]
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    assert plot_accuracy_vs_eps(data, tmp_path)
+    fig = figures[0]
+    white_box, transfer = fig.axes[:2]
+    assert transfer.get_title().startswith("Transfer: none in this result") and not transfer.lines
+    colours = [line.get_color() for line in white_box.lines]
+    assert len(colours) == 12 and len(set(map(str, colours))) == 12
+    assert fig.legends and white_box.get_legend() is None  # beside the panels, not over the lines
+    monkeypatch.undo()
+    plt.close("all")

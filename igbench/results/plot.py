@@ -44,6 +44,11 @@ def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]
             continue
         name, eps_values = attack["name"], sorted(float(e) for e in attack["eps"])
         fig, (ax_wb, ax_tr) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+        if n_models > 10:  # the default cycle has 10 colours: a sweep of 14 models drew two lines alike
+            colours = plt.cm.tab20.colors
+            for ax in (ax_wb, ax_tr):
+                ax.set_prop_cycle(color=[colours[i % len(colours)] for i in range(n_models)])
+        drew_transfer = False
         for model in grid.model_ids:
             for ax, value in (
                 (ax_wb, lambda e, m=model: grid.white_box(name, e, m)),
@@ -53,8 +58,11 @@ def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]
                 if points:
                     xs, ys = zip(*points)
                     ax.plot(xs, ys, marker="o", markersize=4, label=model)
+                    drew_transfer = drew_transfer or ax is ax_tr
         ax_wb.set_title("White-box: accuracy on examples crafted against the model itself", fontsize=9)
-        if n_models > 1:
+        if n_models > 1 and not drew_transfer:  # a sweep scores each model on its own examples only
+            ax_tr.set_title("Transfer: none in this result\n(white-box cells only, as a sweep)", fontsize=9)
+        elif n_models > 1:
             ax_tr.set_title(
                 f"Transfer: mean accuracy on examples crafted against\nthe other {n_models - 1} model(s) (mean over sources ≠ target)",
                 fontsize=9,
@@ -67,10 +75,16 @@ def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]
             ax.grid(True, alpha=0.3)
         ax_wb.set_ylabel("accuracy")
         handles, labels = ax_wb.get_legend_handles_labels()
-        if handles:
+        beside = bool(handles) and n_models > 6  # many lines: the legend goes beside the panels, not over them
+        if beside:
+            fig.legend(handles, labels, fontsize=7, loc="center right")
+        elif handles:
             ax_wb.legend(handles, labels, fontsize=8, loc="best")
         fig.suptitle(f"{dataset}: {name} ({scored_images(result)})", fontsize=11)
-        fig.tight_layout()
+        if beside:
+            fig.tight_layout(rect=(0, 0, 0.8, 1))
+        else:
+            fig.tight_layout()
         target = Path(out_dir) / plot_filename(dataset, name)
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
