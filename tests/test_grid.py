@@ -544,7 +544,7 @@ def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared
             "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "mean |dCE/dx|" in result.output and "gradreg[lambda=30]" in result.output
+    assert "mean ‖dCE/dx‖" in result.output and "gradreg[lambda=30]" in result.output
     data = read_result(out)
     models = {m["id"]: m for m in data["models"]}
     assert set(models) == {"none", "gradreg[lambda=0.1]", "gradreg[lambda=30]"}  # not the file's advtrain

@@ -156,7 +156,7 @@ def render_sweep_table(result) -> str:
         for attack, eps in columns:
             row.append(format_pct(grid.white_box(attack, eps, m["id"])))
         rows.append(row)
-    headers = ["model", "clean %", "mean |dCE/dx|"] + [
+    headers = ["model", "clean %", "mean ‖dCE/dx‖"] + [
         f"{a}" + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]
     return f"scored on {scored_images(result)}\n" + tabulate(rows, headers=headers, tablefmt="simple")
 

@@ -152,7 +152,7 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], label_a: str = "A", 
             for m in b["models"] if m["id"] in models_a]
     only = sorted(set(models_a) ^ {m["id"] for m in b["models"]})
     out = [f"A: {label_a}\nB: {label_b}\n", *setting_warnings(a, b),
-           tabulate(rows, headers=["model", "clean % A", "clean % B", "grad norm A", "grad norm B",
+           tabulate(rows, headers=["model", "clean % A", "clean % B", "mean ‖dCE/dx‖ A", "mean ‖dCE/dx‖ B",
                                    "train s A", "train s B"], disable_numparse=True)]
     if only:
         out.append(f"models in one file only: {', '.join(only)}")

@@ -214,7 +214,7 @@ def _models_table(entries: list[_Entry]) -> list[str]:
                 e.source.stem,
             ]
         )
-    headers = ["model", "defense", "defense params", "arch", "train steps", "seed", "clean acc %", "input-grad norm", "result file"]
+    headers = ["model", "defense", "defense params", "arch", "train steps", "seed", "clean acc %", "mean ‖dCE/dx‖", "result file"]
     return ["## Models", "", _table(rows, headers, {4, 5, 6, 7}), ""]
 
 

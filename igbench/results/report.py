@@ -31,7 +31,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def model_table(result: dict[str, Any]) -> str:
     rows = [[m["id"], _pct(m["clean_accuracy"]), f"{m['input_grad_norm']:.4g}"] for m in result["models"]]
-    return _table(["model", "clean accuracy %", "mean input-gradient L2 norm"], rows)
+    return _table(["model", "clean accuracy %", "mean ‖dCE/dx‖"], rows)
 
 
 def eps_tables(result: dict[str, Any], attack: dict[str, Any]) -> str:

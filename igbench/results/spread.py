@@ -130,7 +130,7 @@ def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str], again
     out.append(tabulate(
         [[mid, _pct(s["clean_accuracy"]), f"{100 * s['clean_accuracy']['min']:.2f}-{100 * s['clean_accuracy']['max']:.2f}",
           f"{s['input_grad_norm']['mean']:.4g} ± {s['input_grad_norm']['sd']:.2g}"] for mid, s in models.items()],
-        headers=["model", "clean %", "lowest-highest", "mean |dCE/dx|"], disable_numparse=True))
+        headers=["model", "clean %", "lowest-highest", "mean ‖dCE/dx‖"], disable_numparse=True))
     cells, missing = cell_spread(results)
     columns = list(dict.fromkeys((a, e) for a, e, s, t in cells if s == t))
     if columns:
