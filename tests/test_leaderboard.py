@@ -280,6 +280,12 @@ def test_report_numbers_come_from_the_cells(results_dir):
     next(a for a in untargeted["attacks"] if a["name"] == "jsma")["params"]["targeted"] = False  # as ART records it
     assert "success: classified as anything but the true label, images the model misclassified before the attack " \
         "included" in stats_table(untargeted, "jsma")
+    # eps 0 moves nothing (white-box and transfer are both clean accuracy): it never names a margin
+    at_zero = copy.deepcopy(data)
+    next(a for a in at_zero["attacks"] if a["name"] == "fgsm")["eps"].insert(0, 0.0)
+    at_zero["cells"] += [dict(c, eps=0.0, accuracy=1.0 if c["source"] == c["target"] else 0.2)
+                         for c in data["cells"] if c["attack"] == "fgsm" and c["eps"] == 0.1]
+    assert "eps 0)" not in masking_check(at_zero) and "eps 0.1)" in masking_check(at_zero)
     untargeted["attacks"] = [a for a in untargeted["attacks"] if not a["eps"]]
     assert masking_check(untargeted).endswith("- no attack with an eps sweep in this result: the check compares "
                                               "white-box and transferred examples across eps, so there is nothing to compare")
