@@ -540,6 +540,20 @@ def test_mixed_test_sets_are_flagged():
     assert "validation" not in text
 
 
+def test_mixed_schedules_are_flagged_by_the_schedule_asked_for():
+    """`leaderboard --results leaderboards/precision` ranked 500- and 15,000-batch models in one table
+    without a word. Distillation's steps taken count its teacher too; only the schedule asked for counts."""
+    results = [(p, copy.deepcopy(d)) for p, d in load_results(FIXTURES)]
+    same = render_leaderboard(results, "mnist")
+    assert "different schedules" not in same
+    for m in results[0][1]["models"]:
+        m["train"]["steps"] += 10000  # as a teacher's would: not another schedule
+    assert "different schedules" not in render_leaderboard(results, "mnist")
+    results[0][1]["models"][0]["train"]["max_steps"] = 500  # the fixtures ask for 1 epoch
+    text = render_leaderboard(results, "mnist")
+    assert "Caution: these models trained on different schedules (500 batches, 1 epoch)" in text
+
+
 def test_a_result_scored_on_validation_images_is_marked_as_such(tmp_path):
     """A grid scored on images held out of training (--score-on validation) is no test-set score: the
     leaderboard, the report and `compare` say so wherever its numbers appear."""

@@ -187,6 +187,16 @@ def _header(dataset: str, sources: list[_Source]) -> list[str]:
             "says which each row used.",
             "",
         ]
+    # the schedule asked for (max_steps, or epochs), not steps taken: distillation takes a teacher's too
+    asked = {("batches", m["train"]["max_steps"]) if m["train"]["max_steps"] is not None
+             else ("epochs", m["train"]["epochs"]) for s in sources for m in s.data["models"]}
+    schedules = [f"{n:g} {unit[:-1] if n == 1 else unit}" for unit, n in sorted(asked)]
+    if len(schedules) > 1:  # e.g. a 500-batch and a 15,000-batch file: ranks would compare schedules
+        lines += [
+            f"> Caution: these models trained on different schedules ({', '.join(schedules)}). A longer schedule "
+            "alone moves accuracy and robustness; the models table gives each one's steps.",
+            "",
+        ]
     if any(scored_split(s.data) != "test" for s in sources):
         lines += [
             "> Caution: some of these files score validation images (held out of training, used to choose "
