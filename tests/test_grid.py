@@ -148,6 +148,8 @@ def test_grid_resumes_after_interruption_and_reuses_checkpoints(shared_data, tmp
     assert not journal.exists()
     assert len(result["cells"]) == 2 * 2 * 2  # eps x source x target
     assert read_result(path) == result
+    # the attack time counts the units the first, interrupted run finished too (it counted only the last 2)
+    assert result["timings"]["attack_seconds"] == pytest.approx(sum(s["seconds"] for s in result["attack_stats"]))
 
     # an uninterrupted run from scratch gives the same cells (determinism of the resumed result)
     monkeypatch.setattr(attack_mod, "run_attack", real_run_attack)

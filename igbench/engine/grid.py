@@ -252,7 +252,6 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             echo(f"resuming: {len(done)} of {len(units) * len(models)} attack units already done ({journal.path})")
 
         # ---- the grid
-        attack_seconds = 0.0
         fast = {mid: inference_copy(m, x_eval) for mid, m in models.items()}  # same functions, faster
         clean_scores: dict[str, float] = {}  # fast[model]'s accuracy on x_eval, for attacks that change nothing
         total, position = len(units) * len(models), 0
@@ -288,12 +287,14 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                         "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
                 journal.append(unit)
                 done[key] = unit
-                attack_seconds += stats["seconds"]
                 white_box = next(c["accuracy"] for c in cells if c["target"] == source_id)
                 reached = (f", target reached on {100 * float(stats['success_rate']):.1f}%"
                            if plugin.targeted else "")
                 echo(f"  {stats['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
+        # every unit's own time, those a resumed run found in its journal included (as train_seconds counts
+        # earlier interrupted fits): it used to count only this process's units
+        attack_seconds = sum(unit["stats"]["seconds"] for _, unit in _in_grid_order(done, units, models))
         result = {
             "schema_version": "1",
             "igbench_version": __version__,
