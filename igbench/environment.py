@@ -151,7 +151,27 @@ def capture_environment(device: str, seed: int, cwd: str | os.PathLike[str] | No
     )
     if variables := recorded_env_vars():
         env["env_vars"] = variables
+    if str(device).startswith("cuda"):  # what float32 and determinism meant on the GPU
+        env["cuda_arithmetic"] = cuda_arithmetic()
     return env
+
+
+def cuda_arithmetic() -> dict[str, Any]:
+    """How a GPU computes "float32" here: cuDNN convolutions' and matrix products' fp32 precision ("ieee",
+    or "tf32" with a 10-bit mantissa), and whether cuDNN picks deterministic algorithms."""
+    import torch
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
+        conv = cudnn.conv.fp32_precision
+        conv = cudnn.fp32_precision if conv == "none" else conv  # "none": the cuDNN-wide setting applies
+        mm = matmul.fp32_precision
+        mm = torch.backends.fp32_precision if mm == "none" else mm  # "none": the global setting applies
+        precision = {"cudnn_conv_fp32": str(conv), "matmul_fp32": str(mm)}
+    else:
+        precision = {"cudnn_conv_fp32": "tf32" if cudnn.allow_tf32 else "ieee",
+                     "matmul_fp32": "tf32" if matmul.allow_tf32 else "ieee"}
+    return {**precision, "cudnn_deterministic": bool(cudnn.deterministic)}
 
 
 #: Environment variables that change what a run computes or where its inputs come from (thread counts

@@ -282,6 +282,34 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     for name in ("OMP_NUM_THREADS", "IGBENCH_DATA_DIR"):
         monkeypatch.delenv(name)
     assert "env_vars" not in capture_environment("cpu", 7), "none set: the field is left out"
+    assert "cuda_arithmetic" not in env
+
+
+def test_on_a_gpu_float32_is_ieee_and_cudnn_deterministic_and_the_result_says_so(monkeypatch):
+    """PyTorch lets cuDNN run float32 convolutions in TF32 (a 10-bit mantissa) and pick nondeterministic
+    algorithms: an fp32 result from a GPU was not fp32, and a resumed training could not end where an
+    uninterrupted one does. Checked without a GPU: the flags are process settings."""
+    from igbench.environment import cuda_arithmetic
+    from igbench.grid_config import exact_cuda_arithmetic
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = {"det": cudnn.deterministic, "bench": cudnn.benchmark}
+    new_api = hasattr(matmul, "fp32_precision")
+    if new_api:
+        saved.update(cudnn=cudnn.fp32_precision, conv=cudnn.conv.fp32_precision, rnn=cudnn.rnn.fp32_precision,
+                     matmul=matmul.fp32_precision)
+    try:
+        exact_cuda_arithmetic()
+        assert cuda_arithmetic() == {"cudnn_conv_fp32": "ieee", "matmul_fp32": "ieee", "cudnn_deterministic": True}
+        assert not cudnn.benchmark
+        data = _load()
+        data["environment"]["cuda_arithmetic"] = cuda_arithmetic()
+        validate_result(data, "cuda-env-check")
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved["det"], saved["bench"]
+        if new_api:
+            cudnn.fp32_precision, matmul.fp32_precision = saved["cudnn"], saved["matmul"]
+            cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved["conv"], saved["rnn"]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")

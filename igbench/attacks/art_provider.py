@@ -119,6 +119,15 @@ def _seeded_randomness(ctx: AttackContext, device):
             np.random.set_state(numpy_state)
 
 
+def _current_cuda_device(device):
+    """``torch.cuda.device(device)`` for a CUDA device, else a context that does nothing."""
+    import contextlib
+
+    import torch
+
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _float32_classifier() -> type:
     """ART's ``PyTorchClassifier``, made to hand the model float32 inputs. ART passes some attacks' queries
     on as float64 arrays (HopSkipJump's), which a float32 PyTorch layer refuses ("mat1 and mat2 must have
@@ -328,7 +337,9 @@ class ArtAttack(AttackPlugin):
         kwargs = {k: v for k, v in params.items() if k in self.kwargs}
         with eval_mode(model):
             labels = targets_for(self, model, x, y, params, ctx) if self._is_targeted(params) else y
-            with _quiet(), _seeded_randomness(ctx, x.device):
+            # ART puts the model on the *current* CUDA device: make it x's, or cuda:N (N > 0) moved the model
+            # to cuda:0, away from its inputs
+            with _quiet(), _seeded_randomness(ctx, x.device), _current_cuda_device(x.device):
                 attack = self._build(model, tuple(x.shape[1:]), ctx, kwargs, on_gpu=x.is_cuda)
                 one_hot = np.eye(int(ctx.num_classes), dtype=np.float32)[labels.detach().cpu().numpy()]
                 try:

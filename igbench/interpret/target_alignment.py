@@ -58,7 +58,9 @@ def target_alignment(x, x_adv, y, targets, means):
     """
     import torch
 
-    d = (x_adv.detach().float() - x.detach().float()).flatten(1).cpu()
+    # both to the CPU before subtracting: explain passes the clean images on the CPU and the adversarial
+    # ones on the model's device, which on a GPU was a device-mismatch crash after the whole grid had run
+    d = (x_adv.detach().float().cpu() - x.detach().float().cpu()).flatten(1)
     y, targets = y.long().cpu(), targets.long().cpu()
     m = means.float().cpu().flatten(1)
     template = m[targets] - m[y]
