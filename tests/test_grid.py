@@ -1009,3 +1009,21 @@ def test_every_run_key_of_a_grid_file_has_a_value_rule():
 
     assert set(RULES) | {"eps"} == RUN_KEYS
     assert set(DEFAULTS) <= RUN_KEYS
+
+
+def test_a_grid_attacked_on_a_gpu_has_its_own_run_id_and_cpu_run_ids_are_unchanged(shared_data, tmp_path):
+    """The run id left the device out, so a journal begun on the CPU could be resumed on a GPU, mixing two
+    random streams and two roundings in one result. A CPU grid keeps the id it had."""
+    import torch
+
+    from igbench.datasets.loading import load_dataset
+    from igbench.engine.grid import grid_run_id
+
+    result, _ = run_grid(tiny_spec(shared_data), tmp_path / "r.json", CheckpointStore(tmp_path / "c"),
+                         progress=False, echo=lambda s: None)
+    spec = tiny_spec(shared_data)
+    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    args = (spec, data, result["models"], result["attacks"], result["eval"]["n_test"])
+    assert grid_run_id(*args, torch.device("cpu")) == result["run_id"]
+    assert grid_run_id(*args, torch.device("cuda")) != result["run_id"]
+    assert grid_run_id(*args, torch.device("cuda:1")) == grid_run_id(*args, torch.device("cuda"))

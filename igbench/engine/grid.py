@@ -130,6 +130,22 @@ def _stable_seed(*parts: Any) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
 
+def grid_run_id(spec: GridSpec, data, records: list[dict[str, Any]], attack_records: list[dict[str, Any]],
+                n_scored: int, device) -> str:
+    """The hash that names a grid's result and journal: its data, its models (configuration and weights),
+    attacks, scored images, seed, and the device type when not the CPU."""
+    return config_hash({
+        "dataset": data.describe(), "models": [[r["config_hash"], r["checkpoint_sha256"]] for r in records],
+        "attacks": attack_records, "n_test": n_scored, "seed": spec.train.seed,
+        "transfer": spec.transfer,
+        # only when not the test set, so that the run ids of test-set grids stay what they were
+        **({"scored_on": spec.score_on} if spec.score_on != "test" else {}),
+        # a GPU draws other seeded random numbers and rounds otherwise than the CPU: a journal begun on one
+        # must not be resumed on the other (only when not the CPU, so CPU run ids stay what they were)
+        **({"attacked_on": device.type} if device.type != "cpu" else {}),
+    })
+
+
 def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None]]:
     """(attack plugin, resolved params, eps) for every attack and eps of the grid, in order.
 
@@ -230,13 +246,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     attack_records = _attack_records(spec, units)
     # The weights' hashes too: a model retrained from the same configuration (another machine or thread
     # count) is a different run, whose attacks must not be mixed with, or reused from, the first one's.
-    run_id = config_hash({
-        "dataset": data.describe(), "models": [[r["config_hash"], r["checkpoint_sha256"]] for r in records],
-        "attacks": attack_records, "n_test": int(x_eval.shape[0]), "seed": spec.train.seed,
-        "transfer": spec.transfer,
-        # only when not the test set, so that the run ids of test-set grids stay what they were
-        **({"scored_on": spec.score_on} if spec.score_on != "test" else {}),
-    })
+    run_id = grid_run_id(spec, data, records, attack_records, int(x_eval.shape[0]), device)
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
     if reuse and (previous := _complete_result(out_path, run_id)) is not None:
         echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it")
