@@ -68,6 +68,20 @@ class Grid:
         ]
         return fmean(values) if values else None
 
+    def masking_margin(self, attack: str, eps: float | None, model: str) -> tuple[float, str] | None:
+        """``(margin, source)``: how far ``model``'s white-box accuracy lies above its accuracy on the
+        examples of the other model whose examples hurt it most (positive: transferred examples beat its own,
+        a sign of masked gradients), and that model; None at eps 0 (nothing moves) or without the cells."""
+        white_box = self.white_box(attack, eps, model)
+        if white_box is None or eps == 0:
+            return None
+        largest = None
+        for source in self.model_ids:
+            a = self.accuracy(attack, eps, source, model)
+            if source != model and a is not None and (largest is None or white_box - a > largest[0]):
+                largest = (white_box - a, source)
+        return largest
+
     def transfer_from(self, attack: str, eps: float | None, model: str) -> float | None:
         """Mean accuracy of the *other* models on examples crafted against ``model`` (None if none)."""
         values = [

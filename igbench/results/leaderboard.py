@@ -302,7 +302,7 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
             continue
         count = g.count(name, eps, mid, mid)
         scored.append((wb, e, to, frm, count))
-    masked = {id(e) for wb, e, _, _, _ in scored if _masked(e, name, eps, wb)}
+    masked = {id(e) for _, e, _, _, _ in scored if _masked(e, name, eps)}
     scored.sort(key=lambda r: (r[0] is None, -(r[0] or 0.0), -r[1].model["clean_accuracy"], r[1].label))
     white_box_rank = _competition_ranks([wb for wb, _, _, _, _ in scored])
     transfer_rank = _competition_ranks([to for _, _, to, _, _ in scored])
@@ -335,15 +335,11 @@ def _ranking(entries: list[_Entry], name: str, params: dict[str, Any], eps: floa
 MASKING_MARGIN = 0.05
 
 
-def _masked(entry: _Entry, name: str, eps: float | None, white_box: float | None) -> bool:
+def _masked(entry: _Entry, name: str, eps: float | None) -> bool:
     """Whether some other model's examples beat ``entry``'s own white-box examples on it by more than
-    :data:`MASKING_MARGIN` (a white-box attack should be the strongest; eps 0 moves nothing)."""
-    if white_box is None or eps == 0:
-        return False
-    g, mid = entry.source.grid, entry.model["id"]
-    others = [g.accuracy(name, eps, m["id"], mid) for m in entry.source.data["models"] if m["id"] != mid]
-    worst = min((a for a in others if a is not None), default=None)
-    return worst is not None and white_box - worst > MASKING_MARGIN
+    :data:`MASKING_MARGIN` (a white-box attack should be the strongest; ``Grid.masking_margin``)."""
+    margin = entry.source.grid.masking_margin(name, eps, entry.model["id"])
+    return margin is not None and margin[0] > MASKING_MARGIN
 
 
 def _competition_ranks(values: list[float | None]) -> list[str]:
