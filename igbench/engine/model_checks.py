@@ -102,33 +102,25 @@ def check_output(arch, logits, batch: int, num_classes: int) -> None:
         raise output_error(arch, problem)
 
 
-def output_problem_of(model, x, num_classes: int) -> str | None:
-    """:func:`output_problem` of ``model`` on the batch ``x`` (eval mode, no gradients), or ``None`` when
-    the output is right or the model cannot run at all. Only for explaining a training step that has
-    already failed: it changes the model's mode."""
+def eval_forward(model, x) -> tuple[Any, Exception | None]:
+    """``(output, None)`` of ``model`` on the batch ``x`` (eval mode, no gradients), or ``(None, the
+    exception)`` when the model cannot run on it. Only for explaining a training step that has already
+    failed: it changes the model's mode."""
     import torch
 
     try:
         model.eval()
         with torch.no_grad():
-            out = model(x)
-    except Exception:  # noqa: BLE001 - the step's own error is the better message then
-        return None
-    return output_problem(out, int(x.shape[0]), num_classes)
-
-
-def forward_failure(model, x) -> Exception | None:
-    """The exception ``model`` raises on the batch ``x`` (eval mode, no gradients), or None when it runs.
-    Only for explaining a training step that has already failed: it changes the model's mode."""
-    import torch
-
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
+            return model(x), None
     except Exception as exc:  # noqa: BLE001 - any failure of the model itself is the answer
-        return exc
-    return None
+        return None, exc
+
+
+def output_problem_of(model, x, num_classes: int) -> str | None:
+    """:func:`output_problem` of ``model`` on the batch ``x`` (:func:`eval_forward`), or ``None`` when the
+    output is right or the model cannot run at all (the step's own error is the better message then)."""
+    out, failure = eval_forward(model, x)
+    return None if failure is not None else output_problem(out, int(x.shape[0]), num_classes)
 
 
 def loss_pair_problem(out, batch: int, num_classes: int) -> str | None:

@@ -20,8 +20,8 @@ from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
-from .model_checks import (build_model, check_output, forward_failure, loss_pair_problem, output_error,
-                           output_problem_of)
+from .model_checks import (build_model, check_output, eval_forward, loss_pair_problem, output_error,
+                           output_problem, output_problem_of)
 from .snapshots import rng_state, set_rng_state
 
 
@@ -140,12 +140,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ errors
     def _blame_architecture(self, model, x, exc: Exception) -> None:
-        """Raise the architecture's error, from ``exc``, when its model's output is not logits."""
-        problem = output_problem_of(model, x, self.data.num_classes)
-        if problem:
-            raise output_error(self.arch, problem) from exc
-        failure = forward_failure(model, x)  # a third-party model that cannot run at all: a traceback before
-        if failure is not None and is_third_party(self.arch) and not debugging():
+        """Raise the architecture's error, from ``exc``, when its model's output is not logits, or when a
+        third-party model cannot run on the batch at all (one forward pass answers both)."""
+        out, failure = eval_forward(model, x)
+        if failure is None:
+            if problem := output_problem(out, int(x.shape[0]), self.data.num_classes):
+                raise output_error(self.arch, problem) from exc
+        elif is_third_party(self.arch) and not debugging():  # a model that cannot run at all: was a traceback
             raise PluginCrashed(f"{named(self.arch)} built a model that fails on a batch of shape {tuple(x.shape)}: "
                                 f"{one_line(failure)} (check its layers against build's input_shape; run with "
                                 f"{DEBUG_ENV}=1 for the traceback)", failure) from exc
