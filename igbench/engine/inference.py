@@ -128,15 +128,14 @@ def _runs(model, example) -> bool:
     for the layout's own failure (any other error is left for the real call to raise)."""
     import torch
 
+    from .memory_format import is_view_layout_error
+
     x = example[:2].detach().clone().contiguous(memory_format=torch.channels_last) if example.dim() == 4 \
         else example[:2].detach().clone()
     try:
         with torch.enable_grad():
             x.requires_grad_(True)
             torch.autograd.grad(model(x).float().sum(), x)
-    except RuntimeError as err:
-        if "view size is not compatible" in str(err):
-            return False
-    except Exception:  # noqa: BLE001 - not the layout's: the attack's own call reports it
-        pass
+    except Exception as err:  # noqa: BLE001 - only the layout's failure counts; the attack reports the rest
+        return not is_view_layout_error(err)
     return True

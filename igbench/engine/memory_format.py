@@ -45,6 +45,11 @@ def training_layout(model, memory_format: str):
         model.to(memory_format=torch.contiguous_format)
 
 
+def is_view_layout_error(err: BaseException) -> bool:
+    """Whether ``err`` is PyTorch refusing ``.view`` on a channels-last activation."""
+    return isinstance(err, RuntimeError) and "view size is not compatible" in str(err)
+
+
 @contextlib.contextmanager
 def layout_errors_explained(desc: str, memory_format: str):
     """A model that calls ``.view`` on a channels-last activation fails deep inside torch; say what to do
@@ -55,7 +60,7 @@ def layout_errors_explained(desc: str, memory_format: str):
         yield
     except (RuntimeError, PluginCrashed) as err:
         cause = err.original if isinstance(err, PluginCrashed) else err  # a third-party loss's, wrapped
-        if memory_format != "channels_last" or "view size is not compatible" not in str(cause):
+        if memory_format != "channels_last" or not is_view_layout_error(cause):
             raise
         from ..errors import TrainingError
 
