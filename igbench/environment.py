@@ -174,6 +174,23 @@ def cuda_arithmetic() -> dict[str, Any]:
     return {**precision, "cudnn_deterministic": bool(cudnn.deterministic)}
 
 
+def exact_cuda_arithmetic() -> None:
+    """On a GPU, make float32 mean float32 for this process: cuDNN's convolutions otherwise run in TF32
+    (a 10-bit mantissa; PyTorch's default), so an fp32 result would not be one (``--precision bf16`` is
+    the fast option), and pick deterministic cuDNN algorithms, so that a resumed training can end with the
+    weights of an uninterrupted one. :func:`cuda_arithmetic` reads both back for each result."""
+    import torch
+
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9; mixing in the old flags errs
+        torch.backends.cudnn.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 #: Environment variables that change what a run computes or where its inputs come from (thread counts
 #: change float rounding; the IGBENCH_ ones pick data, models and plugins). A result records those that
 #: are set, so its ``command`` can be re-run as it ran.

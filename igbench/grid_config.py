@@ -127,40 +127,31 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def exact_cuda_arithmetic() -> None:
-    """On a GPU, make float32 mean float32 for this process: cuDNN's convolutions otherwise run in TF32
-    (a 10-bit mantissa; PyTorch's default), so an fp32 result would not be one (``--precision bf16`` is
-    the fast option), and pick deterministic cuDNN algorithms, so that a resumed training can end with the
-    weights of an uninterrupted one. Both settings are recorded in each result's ``environment``."""
+def resolve_device(requested: str | None) -> str:
+    """``None`` -> cuda when available, else cpu; a CUDA device without a GPU is a one-line error. On a
+    CUDA device, float32 is made IEEE float32 and cuDNN deterministic (:func:`~igbench.environment.
+    exact_cuda_arithmetic`)."""
     import torch
 
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9; mixing in the old flags errs
-        torch.backends.cudnn.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    from .environment import exact_cuda_arithmetic
+
+    device = _usable_device(requested)
+    if torch.device(device).type == "cuda":
+        exact_cuda_arithmetic()
+    return device
 
 
-def resolve_device(requested: str | None) -> str:
-    """``None`` -> cuda when available, else cpu; a CUDA device without a GPU is a one-line error."""
+def _usable_device(requested: str | None) -> str:
     import torch
 
     if not requested:
-        if torch.cuda.is_available():
-            exact_cuda_arithmetic()
-            return "cuda"
-        return "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(requested)
     except RuntimeError:
         raise UsageError(f"--device {requested!r} is not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {requested}: no CUDA GPU is available here; use --device cpu")
-    if device.type == "cuda":
-        exact_cuda_arithmetic()
     if device.type != "cpu":  # mps, xpu, cuda:N beyond the last GPU, meta: fail here, not inside the work
         try:
             (torch.ones(1, device=device) + 1).cpu()

@@ -289,8 +289,7 @@ def test_on_a_gpu_float32_is_ieee_and_cudnn_deterministic_and_the_result_says_so
     """PyTorch lets cuDNN run float32 convolutions in TF32 (a 10-bit mantissa) and pick nondeterministic
     algorithms: an fp32 result from a GPU was not fp32, and a resumed training could not end where an
     uninterrupted one does. Checked without a GPU: the flags are process settings."""
-    from igbench.environment import cuda_arithmetic
-    from igbench.grid_config import exact_cuda_arithmetic
+    from igbench.environment import cuda_arithmetic, exact_cuda_arithmetic
 
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = {"det": cudnn.deterministic, "bench": cudnn.benchmark}
