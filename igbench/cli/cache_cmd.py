@@ -22,7 +22,7 @@ def parse_duration(ctx, param, value: str) -> float:
         raise click.BadParameter(f"{value!r} is not a duration; use e.g. 30m, 1h or 2d")
     if not m[2]:
         raise click.BadParameter(f"{value!r} has no unit; use e.g. {m[1]}s, {m[1]}m, {m[1]}h or {m[1]}d")
-    return float(m[1]) * _UNITS[m[2] or "s"]
+    return float(m[1]) * _UNITS[m[2]]
 
 
 def _size(n: int) -> str:
