@@ -250,8 +250,9 @@ class Registry:
             return
         problem = obj.default_problem()
         if problem:
-            self._problem(f"{kind} '{obj.name}' from package '{source}' is left out: {problem}")
-            self._left_out[(kind, obj.name)] = f"{kind} '{obj.name}' from package '{source}' is left out: {problem}"
+            why = f"{kind} '{obj.name}' from package '{source}' is left out: {problem}"
+            self._left_out[(kind, obj.name)] = why  # for a later lookup by name, which says why
+            self._problem(why)
             return
         obj.source = source
         collected[kind][obj.name] = obj
