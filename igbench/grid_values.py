@@ -85,10 +85,15 @@ def check_run_values(run: dict[str, Any], where: str) -> str | None:
             if problem:
                 return f"{where}: [run] eps {problem}"
             continue
-        test, what = RULES[key]
-        if not test(value):
-            return f"{where}: [run] {key} must be {what}, got {value!r}"
+        if problem := _rule_problem(RULES, key, value):
+            return f"{where}: [run] {problem}"
     return None
+
+
+def _rule_problem(rules: dict[str, tuple[Callable[[Any], bool], str]], key: str, value: Any) -> str | None:
+    """``KEY must be WHAT, got VALUE`` when ``rules`` has a rule for ``key`` that ``value`` breaks, else None."""
+    test, what = rules.get(key, (lambda v: True, ""))
+    return None if test(value) else f"{key} must be {what}, got {value!r}"
 
 
 #: key of a ``[[models]]`` or ``[[attacks]]`` entry -> (test, what it must be); an attack's eps has its own check
@@ -106,8 +111,6 @@ def check_entry_values(entry: dict[str, Any]) -> str | None:
     """The first wrong-typed value of a grid file's ``[[models]]``/``[[attacks]]`` entry (``params = "x"``
     used to end in a traceback), as ``KEY must be ...``, or None."""
     for key, value in entry.items():
-        if key in ENTRY_RULES:
-            test, what = ENTRY_RULES[key]
-            if not test(value):
-                return f"{key} must be {what}, got {value!r}"
+        if problem := _rule_problem(ENTRY_RULES, key, value):
+            return problem
     return None
