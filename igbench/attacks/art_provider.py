@@ -8,6 +8,7 @@ imported only when an ``art:`` attack is resolved or listed.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import logging
 import warnings
@@ -128,29 +129,26 @@ def _current_cuda_device(device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+@functools.cache
 def _float32_classifier() -> type:
     """ART's ``PyTorchClassifier``, made to hand the model float32 inputs. ART passes some attacks' queries
     on as float64 arrays (HopSkipJump's), which a float32 PyTorch layer refuses ("mat1 and mat2 must have
     the same dtype"). A float32 input passes through untouched, so no other attack's numbers change, and the
-    model itself is not wrapped (ART reads a ``Sequential``'s layers for layer-wise attacks)."""
-    if "classifier" not in _FLOAT32:
-        import numpy as np
-        import torch
-        from art.estimators.classification import PyTorchClassifier
+    model itself is not wrapped (ART reads a ``Sequential``'s layers for layer-wise attacks). Made once, on
+    first use: ART is imported only when an ``art:`` attack runs."""
+    import numpy as np
+    import torch
+    from art.estimators.classification import PyTorchClassifier
 
-        class Float32PyTorchClassifier(PyTorchClassifier):
-            def _apply_preprocessing(self, x, y, fit=False, no_grad=True):
-                if isinstance(x, np.ndarray) and x.dtype == np.float64:
-                    x = x.astype(np.float32)
-                elif isinstance(x, torch.Tensor) and x.dtype == torch.float64:
-                    x = x.to(torch.float32)
-                return super()._apply_preprocessing(x, y, fit=fit, no_grad=no_grad)
+    class Float32PyTorchClassifier(PyTorchClassifier):
+        def _apply_preprocessing(self, x, y, fit=False, no_grad=True):
+            if isinstance(x, np.ndarray) and x.dtype == np.float64:
+                x = x.astype(np.float32)
+            elif isinstance(x, torch.Tensor) and x.dtype == torch.float64:
+                x = x.to(torch.float32)
+            return super()._apply_preprocessing(x, y, fit=fit, no_grad=no_grad)
 
-        _FLOAT32["classifier"] = Float32PyTorchClassifier
-    return _FLOAT32["classifier"]
-
-
-_FLOAT32: dict[str, type] = {}
+    return Float32PyTorchClassifier
 
 
 def _pytorch_sibling(name: str, classes: Mapping[str, type]) -> str:
