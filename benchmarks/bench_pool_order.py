@@ -72,13 +72,14 @@ def main(argv=None) -> int:
                 times[key].append(time.perf_counter() - t0)
             first, *others = (m.state_dict() for m in orders.values())
             identical = identical and all(torch.equal(first[k], other[k]) for other in others for k in first)
-        base = times["relu, torch pool"][2:]
-        cells = []
-        for key, t in times.items():
-            saved = [(b - a) * 1e3 for a, b in zip(t[2:], base)]
+        baseline, *builds = times
+        base = times[baseline][2:]
+        cells = [f"{baseline} {statistics.median(base) * 1e3:7.1f} ms"]
+        for key in builds:
+            t = times[key][2:]
+            saved = [(b - a) * 1e3 for a, b in zip(t, base)]
             se = statistics.stdev(saved) / len(saved) ** 0.5 if len(saved) > 1 else float("nan")
-            saving = "" if t is times["relu, torch pool"] else f" (saves {statistics.mean(saved):5.1f} +- {se:.1f})"
-            cells.append(f"{key} {statistics.median(t[2:]) * 1e3:7.1f} ms{saving}")
+            cells.append(f"{key} {statistics.median(t) * 1e3:7.1f} ms (saves {statistics.mean(saved):5.1f} +- {se:.1f})")
         print(f"{name:18s} " + "   ".join(cells) + f"   weights identical after every step: {identical}")
     return 0
 
