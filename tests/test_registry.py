@@ -268,44 +268,48 @@ def test_every_builtin_default_passes_its_own_check(registry):
     assert registry.problems == []
 
 
-def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch):
+@pytest.fixture
+def plugins_env(monkeypatch):
+    """``plugins_env(value)``: ``IGBENCH_PLUGINS=value`` and a registry loaded afresh (reset again after the
+    test), for tests of what loads through the entry points."""
+    def _load(value: str) -> None:
+        monkeypatch.setenv("IGBENCH_PLUGINS", value)
+        reset_registry()
+
+    yield _load
+    reset_registry()
+
+
+def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch, plugins_env):
     broken = md.EntryPoint(name="broken", value="igbench_no_such_module_xyz", group="igbench")
     monkeypatch.setattr(md, "entry_points", lambda group=None: [broken] if group == "igbench" else [])
-    monkeypatch.setenv("IGBENCH_PLUGINS", "all")
+    plugins_env("all")
+    reg = get_registry()
+    assert any("'broken'" in p and "failed to load" in p and "ModuleNotFoundError" in p for p in reg.problems)
+    assert "gradreg" in reg.names("defense")
+    result = CliRunner().invoke(cli, ["plugins", "--kind", "defense"])
+    assert result.exit_code == 0, result.output
+    assert "warning: plugin 'broken'" in result.output
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
     reset_registry()
-    try:
-        reg = get_registry()
-        assert any("'broken'" in p and "failed to load" in p and "ModuleNotFoundError" in p for p in reg.problems)
-        assert "gradreg" in reg.names("defense")
-        result = CliRunner().invoke(cli, ["plugins", "--kind", "defense"])
-        assert result.exit_code == 0, result.output
-        assert "warning: plugin 'broken'" in result.output
-        monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
-        reset_registry()
-        with pytest.raises(PluginError, match="broken"):
-            get_registry()
-    finally:
-        reset_registry()
+    with pytest.raises(PluginError, match="broken"):
+        get_registry()
 
 
 @pytest.mark.parametrize("command", [["plugins", "ifgsm"], ["explain", "no-such-result.json", "--attack", "ifgsm"],
                                      ["run", "--attack", "ifgsm"]])
-def test_unknown_name_points_at_the_package_that_failed_to_load(monkeypatch, command):
+def test_unknown_name_points_at_the_package_that_failed_to_load(monkeypatch, plugins_env, command):
     """`igbench plugins ifgsm` and `igbench explain` printed no load warnings, so the name of an attack
     whose package failed to import was only "no plugin called 'ifgsm'"."""
     broken = md.EntryPoint(name="ifgsm_pkg", value="igbench_no_such_module_xyz", group="igbench")
     monkeypatch.setattr(md, "entry_points", lambda group=None: [broken] if group == "igbench" else [])
-    monkeypatch.setenv("IGBENCH_PLUGINS", "all")
-    reset_registry()
-    try:
-        result = CliRunner().invoke(cli, command)
-        lines = [line for line in result.output.splitlines() if line.strip()]
-        assert result.exit_code == 2, result.output
-        assert lines[0].startswith("igbench: warning: plugin 'ifgsm_pkg'") and "failed to load" in lines[0]
-        assert lines[-1].startswith("Error: ") and "'ifgsm'" in lines[-1]
-        assert lines[-1].endswith("(1 plugin package failed to load: see the warnings above)"), lines[-1]
-    finally:
-        reset_registry()
+    plugins_env("all")
+    result = CliRunner().invoke(cli, command)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert lines[0].startswith("igbench: warning: plugin 'ifgsm_pkg'") and "failed to load" in lines[0]
+    assert lines[-1].startswith("Error: ") and "'ifgsm'" in lines[-1]
+    assert lines[-1].endswith("(1 plugin package failed to load: see the warnings above)"), lines[-1]
 
 
 def test_a_name_looked_up_under_another_kind_says_which_kind_it_is(registry):
@@ -320,53 +324,41 @@ def test_unknown_name_without_load_failures_has_no_hint(registry):
     assert result.exit_code == 2 and "failed to load" not in result.output, result.output
 
 
-def test_example_plugin_is_discovered_through_its_entry_point(monkeypatch):
+def test_example_plugin_is_discovered_through_its_entry_point(plugins_env):
     """CI installs plugins/igbench-example-defense; discovery must work through the entry point."""
     eps = [ep for ep in md.entry_points(group="igbench") if ep.name == "example_defense"]
     assert eps, "plugins/igbench-example-defense is not installed: run the README's install command"
-    monkeypatch.setenv("IGBENCH_PLUGINS", "example_defense")
-    reset_registry()
-    try:
-        plugin = get_registry().get("defense", "noise-augment")
-        assert plugin.source == "igbench-example-defense"
-        out = CliRunner().invoke(cli, ["plugins", "--json"])
-        data = json.loads(out.output)
-        names = {d["name"]: d["source"] for d in data["defenses"]}
-        assert names["noise-augment"] == "igbench-example-defense"
-        assert {"mnist", "notmnist", "svhn"} <= {d["name"] for d in data["datasets"]}
-        assert "FastGradientMethod" in data["attack_providers"][0]["available"]
-    finally:
-        reset_registry()
+    plugins_env("example_defense")
+    plugin = get_registry().get("defense", "noise-augment")
+    assert plugin.source == "igbench-example-defense"
+    out = CliRunner().invoke(cli, ["plugins", "--json"])
+    data = json.loads(out.output)
+    names = {d["name"]: d["source"] for d in data["defenses"]}
+    assert names["noise-augment"] == "igbench-example-defense"
+    assert {"mnist", "notmnist", "svhn"} <= {d["name"] for d in data["datasets"]}
+    assert "FastGradientMethod" in data["attack_providers"][0]["available"]
 
 
 @pytest.mark.parametrize("chosen", ["example_defense", "igbench-example-defense", "IGBENCH_EXAMPLE_DEFENSE",
                                     "igbench_example_defense"])
-def test_plugins_env_takes_the_entry_point_package_or_module_name(monkeypatch, chosen):
+def test_plugins_env_takes_the_entry_point_package_or_module_name(plugins_env, chosen):
     """The module name (igbench_example_defense) used to load nothing, without a word."""
-    monkeypatch.setenv("IGBENCH_PLUGINS", chosen)
-    reset_registry()
-    try:
-        reg = get_registry()
-        assert reg.get("defense", "noise-augment").source == "igbench-example-defense" and reg.problems == []
-    finally:
-        reset_registry()
+    plugins_env(chosen)
+    reg = get_registry()
+    assert reg.get("defense", "noise-augment").source == "igbench-example-defense" and reg.problems == []
 
 
-def test_plugins_env_naming_no_installed_plugin_is_a_plugin_problem(monkeypatch):
+def test_plugins_env_naming_no_installed_plugin_is_a_plugin_problem(monkeypatch, plugins_env):
     """IGBENCH_PLUGINS=exmple_defense used to load no third-party plugin without a word, strict mode too."""
-    monkeypatch.setenv("IGBENCH_PLUGINS", "exmple_defense,example_defense")
+    plugins_env("exmple_defense,example_defense")
+    reg = get_registry()
+    assert "noise-augment" in reg.names("defense")  # the name that exists still loads
+    assert reg.problems == ["IGBENCH_PLUGINS names 'exmple_defense', which no installed plugin is called (did you "
+                            "mean 'example_defense'?); installed: example_defense (package igbench-example-defense)"]
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
     reset_registry()
-    try:
-        reg = get_registry()
-        assert "noise-augment" in reg.names("defense")  # the name that exists still loads
-        assert reg.problems == ["IGBENCH_PLUGINS names 'exmple_defense', which no installed plugin is called (did you "
-                                "mean 'example_defense'?); installed: example_defense (package igbench-example-defense)"]
-        monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
-        reset_registry()
-        with pytest.raises(PluginError, match="IGBENCH_PLUGINS names 'exmple_defense'"):
-            get_registry()
-    finally:
-        reset_registry()
+    with pytest.raises(PluginError, match="IGBENCH_PLUGINS names 'exmple_defense'"):
+        get_registry()
 
 
 def test_cli_unknown_dataset_and_defense_are_one_line_errors(registry):
