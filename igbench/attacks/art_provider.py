@@ -113,7 +113,10 @@ def _seeded_randomness(ctx: AttackContext, device):
     numpy_state = np.random.get_state()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
         np.random.seed(seed)
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":  # only the input's GPU: fork_rng restores that one, and the others are not ours
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
         try:
             yield
         finally:
