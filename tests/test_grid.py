@@ -373,6 +373,21 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
         build_grid_spec({}, bad)
 
 
+def test_an_attack_listed_twice_is_refused_before_any_training(registry, tmp_path):
+    """Its second entry's units shared the first's journal keys: they were skipped as done, and the result
+    then failed its schema after the whole grid had run (a rerun failed the same way)."""
+    from igbench.engine.grid import attack_units
+    from igbench.grid_config import build_grid_spec
+
+    grid = tmp_path / "twice.toml"
+    grid.write_text('[run]\ndataset = "mnist"\n\n[[attacks]]\nname = "pgd"\neps = [0.1]\n\n'
+                    '[[attacks]]\nname = "pgd"\neps = [0.2]\nparams = { steps = 5 }\n')
+    with pytest.raises(UsageError, match="attack pgd is listed twice; list it once, with every eps in one eps list"):
+        attack_units(build_grid_spec({}, grid))
+    grid.write_text('[run]\ndataset = "mnist"\n\n[[attacks]]\nname = "pgd"\n\n[[attacks]]\nname = "fgsm"\n')
+    assert [p.name for p, _, _ in attack_units(build_grid_spec({"eps": (0.1,)}, grid))] == ["pgd", "fgsm"]
+
+
 @pytest.mark.parametrize("line, expected", [
     ('steps = "abc"', "[run] steps must be a whole number >= 1, got 'abc'"),
     ("eps = 0.1", "[run] eps must be a non-empty list of numbers"),

@@ -155,8 +155,14 @@ def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None
     """
     reg = get_registry()
     units = []
+    named: dict[str, str] = {}  # plugin name -> the name the grid gave it
     for a in spec.attacks:
         plugin = reg.get("attack", a.name)
+        if plugin.name in named:  # its units would share journal keys, seeds and the result's attack record
+            same = "" if named[plugin.name] == a.name else f" ({named[plugin.name]!r} and {a.name!r})"
+            raise UsageError(f"attack {plugin.name} is listed twice{same}; list it once, with every eps in one "
+                             f"eps list, and run another parameter set as a separate grid (its own --out)")
+        named[plugin.name] = a.name
         params = plugin.resolve_params(a.params)
         if plugin.uses_eps:
             eps_values = [params["eps"]] if "eps" in a.params else (a.eps if a.eps is not None else spec.eps)
