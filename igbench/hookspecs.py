@@ -1,6 +1,7 @@
 """The ``igbench_*`` hooks that plugins implement.
 
-Every hook receives a ``register`` callback. A plugin calls it once per object it provides::
+Every hook receives a ``register`` callback. A plugin calls it once per object it provides; what a
+hook returns is not read (a hook that returns its objects is reported, as is a ``wrapper`` hook)::
 
     from igbench import hookimpl
     from igbench.plugin_types import DefensePlugin
@@ -19,8 +20,8 @@ and ``igbench plugins`` stay fast); import it inside the methods that do the wor
 
 The registry calls these hooks when it is first asked for a plugin, and again after a plugin is
 registered or unregistered; a hook should register the same objects every time. It checks each
-object's type, and a name registered twice keeps the first provider (built-ins come first) with a
-warning naming both; ``IGBENCH_STRICT_PLUGINS=1`` makes every such problem an error.
+object's type, and a name registered twice keeps the first provider (built-ins come first, then
+packages in load order; ``tryfirst``/``trylast`` do not change it) with a warning naming both; ``IGBENCH_STRICT_PLUGINS=1`` makes every such problem an error.
 Built-in plugins (``igbench.datasets``, ``igbench.architectures``, ``igbench.defenses``,
 ``igbench.attacks``) use exactly these hooks; third-party packages are found through the
 ``igbench`` entry-point group.
@@ -36,7 +37,7 @@ def igbench_datasets(register):
     """Register :class:`igbench.plugin_types.DatasetPlugin` objects.
 
     ``register(plugin)`` adds one data set; its ``load`` returns an :class:`igbench.data.DataSplits`
-    with float tensors in [0, 1], NCHW.
+    with float32 tensors, NCHW, inside its ``[clip_min, clip_max]`` (``[0, 1]`` for every built-in).
     """
 
 
@@ -62,6 +63,7 @@ def igbench_attacks(register):
     """Register :class:`igbench.plugin_types.AttackPlugin` objects, or attack providers.
 
     ``perturb(model, x, y, params, ctx)`` returns adversarial inputs inside ``[ctx.clip_min,
-    ctx.clip_max]``. An :class:`igbench.plugin_types.AttackProvider` serves a whole namespace of
+    ctx.clip_max]``. ``model`` is the trained model's frozen inference copy (eval mode, BatchNorm
+    folded, weights without gradients): the same function, faster; gradients flow to ``x`` only. An :class:`igbench.plugin_types.AttackProvider` serves a whole namespace of
     names such as ``art:<ClassName>``.
     """

@@ -194,7 +194,8 @@ class Plugin:
 
 
 class DatasetPlugin(Plugin):
-    """A data set. ``load`` returns :class:`igbench.data.DataSplits` (floats in [0, 1], NCHW)."""
+    """A data set. ``load`` returns :class:`igbench.data.DataSplits` (float32, NCHW, inside its
+    ``[clip_min, clip_max]``; ``[0, 1]`` for every built-in)."""
 
     kind: ClassVar[str] = "dataset"
 
@@ -291,6 +292,9 @@ class AttackPlugin(Plugin):
         return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) else None
 
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
+        """Adversarial versions of ``x``. ``model`` is a frozen inference copy of the trained model (eval
+        mode, BatchNorm folded, ``requires_grad`` off on its weights): take gradients with respect to
+        ``x`` only (``torch.autograd.grad(loss, x)``), never through ``.grad`` of the weights."""
         raise NotImplementedError
 
     def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):

@@ -72,6 +72,7 @@ class Registry:
         self._problems: list[str] = []
         self._load_failures: list[str] = []
         self._source_of: dict[int, str] = {}
+        self._order: dict[int, int] = {}  # id(plugin) -> when it was registered: built-ins first
         self._collected: dict[str, dict[str, Plugin]] | None = None
         self._providers: list[AttackProvider] = []
         self._left_out: dict[tuple[str, str], str] = {}  # (kind, name) -> why the registry refused it
@@ -127,6 +128,7 @@ class Registry:
         except ValueError as exc:
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from None
         self._source_of[id(plugin)] = source or getattr(plugin, "__name__", None) or type(plugin).__name__
+        self._order[id(plugin)] = len(self._order)
         self._collected = None
         try:
             self._check_hook_names(plugin, self._source_of[id(plugin)], name)
@@ -166,6 +168,7 @@ class Registry:
         removed = self.pm.unregister(plugin=plugin, name=name)
         if removed is not None:
             self._source_of.pop(id(removed), None)
+            self._order.pop(id(removed), None)
         self._collected = None
 
     @property
@@ -197,16 +200,24 @@ class Registry:
         for kind, hookname in HOOK_FOR_KIND.items():
             base = PLUGIN_KINDS[kind]
             hook = getattr(self.pm.hook, hookname)
-            # get_hookimpls() is in registration order: built-ins first, so a later duplicate never
-            # shadows them (we do not rely on pluggy's call order).
-            for impl in hook.get_hookimpls():
+            # In registration order, built-ins first, so that a later duplicate never shadows them.
+            # pluggy's own order puts trylast implementations first and tryfirst ones last.
+            for impl in sorted(hook.get_hookimpls(), key=lambda i: self._order.get(id(i.plugin), -1)):
                 source = self._source_of.get(id(impl.plugin), impl.plugin_name)
+                who = f"plugin '{impl.plugin_name}' ({source})"
+                if impl.wrapper or impl.hookwrapper:  # calling it would only make a generator
+                    self._problem(f"{who} marks {hookname} as a wrapper, so it registers nothing; "
+                                  f"use a plain @hookimpl that calls register(obj)")
+                    continue
                 objects: list[Any] = []
                 try:
-                    impl.function(*([objects.append] if impl.argnames else []))
+                    returned = impl.function(*([objects.append] if impl.argnames else []))
                 except Exception as exc:  # noqa: BLE001
-                    self._problem(f"plugin '{impl.plugin_name}' ({source}) failed in {hookname}: {type(exc).__name__}: {exc}")
+                    self._problem(f"{who} failed in {hookname}: {type(exc).__name__}: {exc}")
                     continue
+                if returned is not None:
+                    self._problem(f"{who} returned {type(returned).__name__} from {hookname}, which igbench "
+                                  f"ignores; call register(obj) once per object instead of returning them")
                 for obj in objects:
                     self._add(kind, base, obj, source, collected, providers)
         self._collected = collected

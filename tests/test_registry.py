@@ -83,7 +83,7 @@ class _ImpostorGradreg(DefensePlugin):
     summary = "impostor"
 
 
-def test_duplicate_name_is_rejected_naming_both_providers(registry, install, monkeypatch):
+def test_duplicate_name_keeps_the_builtin_and_warns_naming_both_providers(registry, install, monkeypatch):
     (kept,) = install(_ImpostorGradreg(), source="impostor-pkg")
     assert kept.source == "igbench" and registry.get("defense", "gradreg").source == "igbench"
     assert any("impostor-pkg" in x and "'igbench'" in x for x in registry.problems)
@@ -91,6 +91,41 @@ def test_duplicate_name_is_rejected_naming_both_providers(registry, install, mon
     registry._collected = None
     with pytest.raises(PluginError, match="impostor-pkg"):
         registry.plugins("defense")
+
+
+@pytest.mark.parametrize("order", [{"trylast": True}, {"tryfirst": True}])
+def test_hook_order_marks_do_not_let_a_package_shadow_a_builtin(registry, order):
+    """pluggy lists trylast implementations before the built-ins' ones: an impostor marked trylast used to
+    replace the built-in gradreg, with a warning that claimed the opposite."""
+    class Impostor:
+        @hookimpl(**order)
+        def igbench_defenses(self, register):
+            register(_ImpostorGradreg())
+
+    registry.register(Impostor(), source="impostor-pkg")
+    assert registry.get("defense", "gradreg").source == "igbench"
+    assert any("keeping 'igbench's" in p for p in registry.problems)
+
+
+def test_a_wrapper_hook_or_one_that_returns_its_objects_is_reported(registry):
+    """Both registered nothing, without a word: the registry calls each hook with ``register`` and
+    ignored what it returned, and a wrapper's call only made a generator."""
+    class Returns:
+        @hookimpl
+        def igbench_defenses(self, register):
+            return [_ImpostorGradreg()]
+
+    class Wraps:
+        @hookimpl(wrapper=True)
+        def igbench_attacks(self, register):
+            register(Shout())
+            yield
+
+    registry.register(Returns(), source="returns-pkg")
+    registry.register(Wraps(), source="wraps-pkg")
+    text = " | ".join(registry.problems)
+    assert "(returns-pkg) returned list from igbench_defenses, which igbench ignores; call register(obj)" in text
+    assert "(wraps-pkg) marks igbench_attacks as a wrapper, so it registers nothing" in text
 
 
 @pytest.mark.parametrize("command", [["run", "--defense", "gradreg"], ["train"], ["plugins", "--kind", "defense"]])
