@@ -374,15 +374,16 @@ class _FailsInEval(nn.Module):
 
 
 def test_an_error_in_a_third_party_models_forward_is_blamed_on_its_architecture_not_the_attack(install, registry, small):
-    """It was reported as the attack's ("attack ... failed in perturb"), or, for a built-in attack, as a
-    traceback."""
+    """It was reported as the attack's ("attack ... failed in perturb"), for a built-in attack as a traceback,
+    and for an art: attack as a parameter problem ("check them against ART's documentation")."""
     (attack,) = install(CallsTheModel(), source="igbench-attacks")
     install(Builds("fails-in-eval", _FailsInEval), source="igbench-models")
     model = _FailsInEval((1, 28, 28), 10)
     x, y = small.test_x[:8], small.test_y[:8]
-    for chosen in (attack, registry.get("attack", "fgsm")):
+    for chosen in (attack, registry.get("attack", "fgsm"), registry.get("attack", "art:FastGradientMethod")):
+        params = chosen.resolve_params({"eps": 0.1} if chosen.uses_eps else {})
         with pytest.raises(PluginCrashed) as err:
-            run_attack(chosen, {"eps": 0.1} if chosen.uses_eps else {}, model, x, y, make_context(small), progress=False)
+            run_attack(chosen, params, model, x, y, make_context(small), progress=False)
         msg = one_line(err)
         assert msg.startswith("architecture 'fails-in-eval' from package 'igbench-models' failed (in forward, "
                               "test_plugin_errors.py line "), msg

@@ -123,6 +123,20 @@ def _seeded_randomness(ctx: AttackContext, device):
             np.random.set_state(numpy_state)
 
 
+def _raised_in_a_forward(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a ``torch.nn.Module`` ran ``forward``: a bug of the model (or of what
+    fed it), which ART's parameters cannot fix."""
+    import torch
+
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "forward" and isinstance(frame.f_locals.get("self"), torch.nn.Module):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _current_cuda_device(device):
     """``torch.cuda.device(device)`` for a CUDA device, else a context that does nothing."""
     import contextlib
@@ -346,8 +360,10 @@ class ArtAttack(AttackPlugin):
                 try:
                     out = attack.generate(x=x.detach().cpu().numpy().astype(np.float32), y=one_hot)
                 except (ValueError, TypeError, AssertionError) as exc:
+                    if _raised_in_a_forward(exc):  # the model's failure, not the parameters': the caller's
+                        raise                      # plugin_call names a third-party architecture
                     raise ParamError(f"{self.name} failed with parameters {kwargs}: {_one_line(exc)}; "
-                                     f"check them against ART's documentation of {self.class_name}") from None
+                                     f"check them against ART's documentation of {self.class_name}") from exc
                 finally:
                     model.eval()  # ART may toggle modes; eval_mode restores the caller's flags afterwards
         x_adv = torch.as_tensor(np.asarray(out), dtype=x.dtype).reshape(x.shape).to(x.device)
