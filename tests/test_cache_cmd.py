@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -270,3 +271,29 @@ def test_import_of_two_model_ids_that_share_a_configuration(tmp_path, mnist_slic
     outcome = import_checkpoints(archive, other, echo=lambda *_: None)
     assert [status for _, status in outcome] == ["imported", "imported"]
     assert other.path(info["config_hash"]).read_bytes() == store.path(info["config_hash"]).read_bytes()
+
+
+def test_a_damaged_checkpoint_and_one_that_no_longer_fits_its_architecture_get_different_errors(tmp_path, mnist_slice):
+    """Both were "unreadable; delete it to retrain": a sound checkpoint of an architecture whose code changed
+    was called damaged."""
+    from igbench.errors import IgbenchError
+
+    store = CheckpointStore(tmp_path)
+    data = mnist_slice.subset(n_train=200, n_test=10)
+    spec, cfg = ModelSpec("none", "none", arch="mlp"), TrainConfig(steps=3, batch_size=32)
+    _, info = obtain_model(spec, data, cfg, store, progress=False)
+    path = store.path(info["config_hash"])
+    blob = torch.load(path, weights_only=True)
+
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(IgbenchError) as err:
+        obtain_model(spec, data, cfg, store, progress=False)
+    assert str(err.value) == f"cached checkpoint {path} is unreadable (RuntimeError); delete it to retrain"
+
+    renamed = {f"old_{k}": v for k, v in blob["state_dict"].items()}  # what a renamed layer leaves behind
+    torch.save({**blob, "state_dict": renamed}, path)
+    with pytest.raises(IgbenchError) as err:
+        obtain_model(spec, data, cfg, store, progress=False)
+    assert str(err.value).startswith(f"cached checkpoint {path} does not fit the model its architecture builds now "
+                                     "(Missing key(s) in state_dict:"), str(err.value)
+    assert "the architecture's code changed since it was trained" in str(err.value) and "\n" not in str(err.value)

@@ -17,6 +17,21 @@ from ..atomic import atomic_path
 from ..errors import IgbenchError
 
 
+def read_torch_file(source, what: str, fix: str, state_dict: bool = False) -> dict[str, Any]:
+    """``torch.load`` (weights only, onto the CPU) of a file igbench wrote, a path or a file object. A damaged
+    one (truncated, another format, with ``state_dict`` one without a ``state_dict``) is a one-line error:
+    "``what`` is unreadable (the exception's type); ``fix``"."""
+    import torch
+
+    try:
+        blob = torch.load(source, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or (state_dict and not isinstance(blob.get("state_dict"), dict)):
+            raise ValueError("not an igbench file")
+    except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is damaged
+        raise IgbenchError(f"{what} is unreadable ({type(exc).__name__}); {fix}") from None
+    return blob
+
+
 
 def canonical_json(obj: Any) -> str:
     """Key-sorted, whitespace-free JSON: the same configuration always gives the same text."""
@@ -97,15 +112,17 @@ class CheckpointStore:
         return target
 
     def load(self, key: str, model) -> dict[str, Any]:
-        """Load weights into ``model``; returns the stored metadata."""
-        import torch
-
+        """Load weights into ``model``; returns the stored metadata. A damaged file, and weights that do not
+        fit the model, are one-line errors that say which."""
         path = self.path(key)
+        blob = read_torch_file(path, f"cached checkpoint {path}", "delete it to retrain", state_dict=True)
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(blob["state_dict"])
-        except Exception as exc:  # noqa: BLE001 - any failure means a damaged cache entry
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped weights: the file itself is sound
+            detail = " ".join(str(exc).split(":", 1)[-1].split())
             raise IgbenchError(
-                f"cached checkpoint {path} is unreadable ({type(exc).__name__}); delete it to retrain"
-            ) from None
+                f"cached checkpoint {path} does not fit the model its architecture builds now "
+                f"({detail[:200]}{'...' if len(detail) > 200 else ''}); the architecture's code changed since it "
+                f"was trained: delete the checkpoint to retrain, or install the version that trained it"
+            ) from exc
         return blob.get("meta", {})

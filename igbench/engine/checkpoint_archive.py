@@ -28,7 +28,7 @@ from typing import Any
 from ..atomic import atomic_path, atomic_write_bytes
 from ..locks import exclusive_lock
 from ..errors import IgbenchError
-from .cache import CheckpointStore, config_hash, state_dict_sha256
+from .cache import CheckpointStore, config_hash, read_torch_file, state_dict_sha256
 from .models import missing_checkpoint
 
 MANIFEST = "igbench-checkpoints.json"
@@ -49,16 +49,8 @@ class ArchivedModel:
         return f"models/{self.config_hash}.pt"
 
 
-def _read_checkpoint(data: bytes, where: str) -> dict[str, Any]:
-    import torch
-
-    try:
-        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
-            raise ValueError("no state_dict")
-        return blob
-    except Exception as exc:  # noqa: BLE001 - any failure means a damaged file
-        raise IgbenchError(f"{where} is not a readable igbench checkpoint ({type(exc).__name__})") from None
+def _read_checkpoint(data: bytes, where: str, fix: str) -> dict[str, Any]:
+    return read_torch_file(io.BytesIO(data), f"{where}, an igbench checkpoint,", fix, state_dict=True)
 
 
 def _check(blob: dict[str, Any], model: ArchivedModel, where: str) -> None:
@@ -96,7 +88,7 @@ def export_checkpoints(result: dict[str, Any], result_name: str, store: Checkpoi
                 if not path.is_file():
                     raise IgbenchError(missing_checkpoint(m.id, m.config_hash, store, result["command"]))
                 data = path.read_bytes()  # read once: the bytes checked are the bytes packed
-                _check(_read_checkpoint(data, str(path)), m, str(path))
+                _check(_read_checkpoint(data, str(path), "delete it and retrain the model"), m, str(path))
                 _add_bytes(tar, m.member, data)
                 echo(f"  {m.id}: {m.config_hash[:12]} ({len(data) / 1e6:.1f} MB)")
     return models
@@ -163,7 +155,7 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
             if member is None:
                 raise IgbenchError(f"{path}: {m.member} (model '{m.id}') is missing from the archive")
             data = member.read()
-            _check(_read_checkpoint(data, f"{path}:{m.member}"), m, f"{path}:{m.member}")
+            _check(_read_checkpoint(data, f"{path}:{m.member}", "export the archive again"), m, f"{path}:{m.member}")
             payload[m.config_hash] = data
     outcome = []
     for m in models:  # all checked: now decide, before writing anything
@@ -172,7 +164,7 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
             outcome.append((m, "imported"))
             continue
         try:
-            cached = state_dict_sha256(_read_checkpoint(target.read_bytes(), str(target))["state_dict"])
+            cached = state_dict_sha256(_read_checkpoint(target.read_bytes(), str(target), "")["state_dict"])
         except IgbenchError:  # a damaged cache entry: the archive's checked copy takes its place
             outcome.append((m, "imported over an unreadable cached file"))
             continue

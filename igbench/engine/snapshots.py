@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import IgbenchError
 from ..atomic import atomic_path, remove_orphan_temps_matching
+from .cache import read_torch_file
 
 #: Seconds between two snapshots of one training (a snapshot of the paper CNN takes well under a second).
 DEFAULT_EVERY_SECONDS = 120.0
@@ -46,16 +46,10 @@ class TrainingSnapshots:
 
     def load(self, fit_index: int, kind: str) -> dict[str, Any] | None:
         """The snapshot, or ``None`` when there is none; an unreadable one is a one-line error."""
-        import torch
-
         path = self.path(fit_index, kind)
         if not path.is_file():
             return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure means a damaged file
-            raise IgbenchError(f"training snapshot {path} is unreadable ({type(exc).__name__}); "
-                               "delete it to train this model from the start") from None
+        return read_torch_file(path, f"training snapshot {path}", "delete it to train this model from the start")
 
     def due(self) -> bool:
         return time.monotonic() - self._last_save >= self.every_seconds
