@@ -38,6 +38,9 @@ SEED_LIMIT = 10**18
 class TrainConfig:
     """Optimizer and schedule shared by every defense (paper defaults: Adam 2e-4, eps 1e-4, batch 256).
 
+    These are the library's defaults. The CLI's quick run without a grid file uses its own
+    (``grid_config.DEFAULTS``: batch 64, lr 1e-3, one epoch), and every paper configuration sets them.
+
     ``steps`` (number of batches) wins over ``epochs`` when set; the paper trained 15,000 batches.
     ``precision``: ``fp32`` (the paper's), or ``bf16``: each training step's loss, its forward and backward
     passes (a defense's own input-gradient passes included) run under ``torch.autocast`` in bfloat16,

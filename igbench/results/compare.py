@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import Any
+from typing import Any, Collection
 
 from .grid import scored_split
 
@@ -59,11 +59,14 @@ def _differ(what: str, va: Any, vb: Any, why: str = "") -> str:
     return f"warning: different {what}: {_show(va)} in A, {_show(vb)} in B{why}"
 
 
-def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def setting_warnings(a: dict[str, Any], b: dict[str, Any], expected: Collection[str] = ()) -> list[str]:
     """One line per setting in which the two files' grids differ (so their cells are not the same
     experiment): the data set's name, variant and checksum, the number of test images, and for the models
     both hold (by id) each recorded training setting, then the config hash of models whose recorded settings
-    all match on the same data (another igbench or torch version, a plugin's changed default)."""
+    all match on the same data (another igbench or torch version, a plugin's changed default).
+
+    ``expected`` names model settings (as ``_MODEL_SETTINGS`` calls them, e.g. ``"seed"``) that are meant to
+    differ: they get no line, and still explain a differing config hash."""
     out: list[str] = []
     da, db = a["dataset"], b["dataset"]
     for what, key in (("data set", "name"), ("data set variant", "variant")):
@@ -88,7 +91,7 @@ def setting_warnings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
             if va != vb:
                 groups.setdefault((va, vb), []).append(ma["id"])
                 explained.add(ma["id"])
-        if groups:
+        if groups and what not in expected:
             out.append(f"warning: different {what}: " + "; ".join(
                 f"{va} in A, {vb} in B ({_models(ids, len(shared))})" for (va, vb), ids in groups.items()))
     # The config hash covers the data set too: only with the same data is a differing hash unexplained.

@@ -36,7 +36,7 @@ def spread_problems(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> 
         if sorted(ids) != sorted(base_ids):
             problems.append(f"{path} has models {', '.join(ids)}, {paths[0]} has {', '.join(base_ids)}")
         problems += [f"{path}: {w.removeprefix('warning: ')} (A: {paths[0]}, B: {path})"
-                     for w in setting_warnings(results[0], result) if not w.startswith("warning: different seed")]
+                     for w in setting_warnings(results[0], result, expected={"seed"})]
         if _attacks(result) != _attacks(results[0]):
             problems.append(f"{path} ran other attacks ({_attacks(result)}) than {paths[0]} ({_attacks(results[0])})")
     return problems
