@@ -7,7 +7,10 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 from . import __version__
 
@@ -189,6 +192,18 @@ def exact_cuda_arithmetic() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def compute_device(device) -> "torch.device":
+    """``torch.device(device)``, with :func:`exact_cuda_arithmetic` set first when it is a GPU. Every engine
+    entry point that computes on a device (training, a grid's attacks, ``explain``) takes its device through
+    here, so a library caller gets the same float32 as the CLI."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        exact_cuda_arithmetic()
+    return device
 
 
 #: Environment variables that change what a run computes or where its inputs come from (thread counts

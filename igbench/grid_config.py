@@ -128,20 +128,7 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_device(requested: str | None) -> str:
-    """``None`` -> cuda when available, else cpu; a CUDA device without a GPU is a one-line error. On a
-    CUDA device, float32 is made IEEE float32 and cuDNN deterministic (:func:`~igbench.environment.
-    exact_cuda_arithmetic`)."""
-    import torch
-
-    from .environment import exact_cuda_arithmetic
-
-    device = _usable_device(requested)
-    if torch.device(device).type == "cuda":
-        exact_cuda_arithmetic()
-    return device
-
-
-def _usable_device(requested: str | None) -> str:
+    """``None`` -> cuda when available, else cpu; a CUDA device without a GPU is a one-line error."""
     import torch
 
     if not requested:

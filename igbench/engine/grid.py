@@ -188,7 +188,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     import torch
 
     from ..datasets.loading import load_dataset
-    from ..environment import capture_environment, utc_timestamp
+    from ..environment import capture_environment, compute_device, utc_timestamp
     from ..results.io import write_result
     from .attack import check_attacks, make_context, run_attack
     from .inference import inference_copy
@@ -202,7 +202,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     for line in size_notes(spec, len(data.train_y), len(y_scored), data.name):
         echo(line)
     x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
-    device = torch.device(spec.train.device)
+    device = compute_device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
     if packages := plugin_packages(spec):

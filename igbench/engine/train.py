@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from ..environment import cpu_model, gpu_name, torch_threads
+from ..environment import compute_device, cpu_model, gpu_name, torch_threads
 from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError
 from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
@@ -118,8 +118,6 @@ class Trainer:
         resumable: an interrupted one continues from its last snapshot, a finished one is not repeated.
         ``defense``: the defense plugin being trained, named by the errors about what its loss returns
         (:meth:`LossDefense.train <igbench.plugin_types.LossDefense.train>` sets it when it is unset)."""
-        import torch
-
         self.data = data
         self.arch = arch
         self.arch_params = arch_params
@@ -127,7 +125,7 @@ class Trainer:
         self.label = label
         self.progress = progress
         self.defense = defense
-        self.device = torch.device(config.device)
+        self.device = compute_device(config.device)
         if self.device.type == "cpu":
             keep_freed_memory()
         self.train_x = data.train_x.to(self.device)

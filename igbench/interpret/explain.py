@@ -120,6 +120,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     """
     from ..engine.attack import check_attacks, make_context
     from ..engine.cache import CheckpointStore
+    from ..environment import compute_device
     from ..engine.models import load_result_models
     from ..errors import UsageError
     from ..registry import get_registry
@@ -141,6 +142,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     data = load_result_data(result, data_dir, dataset_params)
     seed = int(result["environment"]["seed"])
     check_attacks([(plugin, params)], data, seed)  # ART's checks, before the work
+    device = compute_device(device)
     x_scored, y_scored = data.scored(scored_split(result))  # the images the grid attacked and scored
     models = load_result_models(result, CheckpointStore(cache_dir), device)
 
