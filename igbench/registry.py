@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
@@ -321,10 +321,3 @@ def reset_registry() -> None:
     global _REGISTRY
     _REGISTRY = None
 
-
-def get_plugin(kind: str, name: str) -> Any:
-    return get_registry().get(kind, name)
-
-
-def iter_kinds() -> Iterable[str]:
-    return HOOK_FOR_KIND.keys()

@@ -43,14 +43,6 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cpu_state_dict(model) -> dict[str, Any]:
     """The model's state dict as detached CPU tensors (what checkpoints and training snapshots store)."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}

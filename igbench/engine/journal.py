@@ -97,7 +97,7 @@ class Journal:
             self.path.unlink()
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._append({"run_id": self.run_id})
+            self.append({"run_id": self.run_id})
         else:
             self._end_torn_line()
 
@@ -119,9 +119,7 @@ class Journal:
         return bool(first) and first.get("run_id") == self.run_id
 
     def append(self, entry: dict[str, Any]) -> None:
-        self._append(entry)
-
-    def _append(self, entry: dict[str, Any]) -> None:
+        """Add one line, flushed and fsynced: a finished unit survives a kill."""
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
             fh.flush()
