@@ -26,6 +26,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UnknownPluginError, did_you_mean
+from .plugin_calls import plugin_call
 from .plugin_types import PLUGIN_KINDS, AttackProvider, Plugin
 
 ENTRY_POINT_GROUP = "igbench"
@@ -232,6 +233,11 @@ class Registry:
             if not obj.prefix:
                 self._problem(f"{source} registered an attack provider without a prefix")
                 return
+            taken = next((p for p in providers if p.prefix == obj.prefix), None)
+            if taken is not None:
+                self._problem(f"attack prefix '{obj.prefix}' is served by both '{taken.source}' and '{source}'; "
+                              f"keeping '{taken.source}'s; choose another prefix")
+                return
             obj.source = source
             providers.append(obj)
             return
@@ -292,7 +298,8 @@ class Registry:
         if kind == "attack":
             for provider in self._providers:
                 if name.startswith(provider.prefix):
-                    attack = provider.resolve(name[len(provider.prefix):])
+                    with plugin_call(provider, "resolve"):  # a third-party provider's bug, named
+                        attack = provider.resolve(name[len(provider.prefix):])
                     attack.source = attack.source or provider.source
                     return attack
         choices = self.names(kind)

@@ -529,3 +529,47 @@ def test_param_coercion_never_cuts_a_fraction_or_takes_a_bool_as_a_number():
     for bad in ("inf", float("-inf"), "1e400", "nan"):  # lambda=inf used to train the other models, then fail
         with pytest.raises(ParamError, match="parameter 'lr' of defense d must be a finite number"):
             number.coerce(bad, "defense d")
+
+
+def test_third_party_attack_providers_resolve_collide_and_crash_with_their_name(registry):
+    """A second provider of a prefix was dropped without a word, and a provider's own bug in resolve was a
+    raw traceback."""
+    from igbench.errors import PluginCrashed
+    from igbench.plugin_types import AttackPlugin, AttackProvider
+
+    class Identity(AttackPlugin):
+        summary = "test attack"
+
+        def perturb(self, model, x, y, params, ctx):
+            return x
+
+    class Doubles(AttackProvider):
+        name, summary = "doubles", "test provider"
+
+        def __init__(self, prefix):
+            self.prefix = prefix
+
+        def resolve(self, suffix):
+            if suffix == "boom":
+                raise KeyError(suffix)
+            attack = Identity()
+            attack.name = self.prefix + suffix
+            return attack
+
+    class Package:
+        def __init__(self, *providers):
+            self.providers = providers
+
+        @hookimpl
+        def igbench_attacks(self, register):
+            for p in self.providers:
+                register(p)
+
+    registry.register(Package(Doubles("dbl:")), source="first-pkg")
+    registry.register(Package(Doubles("dbl:"), Doubles("art:")), source="second-pkg")
+    assert registry.get("attack", "dbl:x").name == "dbl:x"
+    text = " | ".join(registry.problems)
+    assert "attack prefix 'dbl:' is served by both 'first-pkg' and 'second-pkg'; keeping 'first-pkg's" in text
+    assert "attack prefix 'art:' is served by both 'igbench' and 'second-pkg'; keeping 'igbench's" in text
+    with pytest.raises(PluginCrashed, match=r"from package 'first-pkg' failed in resolve: KeyError: 'boom'"):
+        registry.get("attack", "dbl:boom")
