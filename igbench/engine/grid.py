@@ -305,7 +305,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                 done[key] = unit
                 white_box = next(c["accuracy"] for c in cells if c["target"] == source_id)
                 reached = (f", target reached on {100 * float(stats['success_rate']):.1f}%"
-                           if plugin.targeted else "")
+                           if run.targets is not None else "")  # art: attacks are targeted by a parameter
                 echo(f"  {stats['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
         # every unit's own time, those a resumed run found in its journal included (as train_seconds counts
