@@ -366,13 +366,15 @@ def backward_to_weights(loss, model) -> None:
 
 
 def predict_logits(model, x, batch_size: int = 1024):
-    """Logits of ``model`` (in eval mode) on ``x``, batched, without gradients."""
+    """Logits of ``model`` in eval mode on ``x``, batched, without gradients; the model's train/eval flags
+    are restored afterwards."""
     import torch
 
-    model.eval()
-    device = next(model.parameters()).device
+    from ..attacks.common import eval_mode, model_device
+
+    device = model_device(model)
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         for i in range(0, x.shape[0], batch_size):
             out.append(model(x[i:i + batch_size].to(device)))
     return torch.cat(out) if out else torch.empty(0)
