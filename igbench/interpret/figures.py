@@ -122,7 +122,7 @@ def adversarial_grid(models: Mapping[str, Any], x, y, attack, params: dict[str, 
     """
     import torch
 
-    from ..engine.attack import run_attack
+    from ..engine.attack import run_attack, success_mask
 
     def name(k: int) -> str:
         return class_names[k] if class_names and 0 <= k < len(class_names) else str(k)
@@ -146,8 +146,8 @@ def adversarial_grid(models: Mapping[str, Any], x, y, attack, params: dict[str, 
         axes[0][c].set_title(title, fontsize=8, pad=2)
     for r, (model_id, x_adv, pred, targets) in enumerate(rows, start=1):
         _label_row(fig, axes[r], str(model_id))
+        hits = success_mask(pred, y, targets).tolist()  # the rule the result's success rates use
         for c in range(cols):
             _show_image(axes[r][c], x_adv[c], lo, hi)
-            hit = (int(pred[c]) == int(targets[c])) if targets is not None else (int(pred[c]) != int(y[c]))
-            axes[r][c].set_title(f"pred {name(int(pred[c]))}", fontsize=8, pad=2, color="red" if hit else "black")
+            axes[r][c].set_title(f"pred {name(int(pred[c]))}", fontsize=8, pad=2, color="red" if hits[c] else "black")
     return _save(fig, out_png)

@@ -112,12 +112,12 @@ def _interpretability_cell(row: dict[str, Any], key: str) -> str:
 
 def interpretability_table(result: dict[str, Any]) -> str | None:
     from ..interpret.target_alignment import KEY as ALIGNMENT_KEY, KEYS as ALIGNMENT_KEYS, REACHED_ALIGNMENT_KEY, REACHED_KEY
+    from ..interpret.measures import MEASURES
 
     rows = result.get("interpretability") or []
     if not rows:
         return None
-    keys = [k for k in ("grad_on_object", "grad_image_corr", "grad_tv", "grad_entropy", "grad_gini",
-                        *ALIGNMENT_KEYS) if any(k in r for r in rows)]
+    keys = [k for k in (*MEASURES, *ALIGNMENT_KEYS) if any(k in r for r in rows)]  # explain's table order
     body = [[r["model"]] + [_interpretability_cell(r, k) for k in keys] + [str(r.get("n_images", "-"))]
             for r in rows]
     how = result.get("explain")
