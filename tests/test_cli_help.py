@@ -88,3 +88,24 @@ def test_click_usage_errors_are_one_line_too(args, expected):
     result = CliRunner().invoke(cli, args, prog_name="igbench")
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and expected in lines[0], result.output
+
+
+def test_ctrl_c_speaks_of_resuming_only_for_commands_that_train_or_attack(monkeypatch, tmp_path):
+    """Every command's Ctrl-C message spoke of trained models and attack units, `validate`'s too."""
+    import igbench.results.io as io
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "read_result", interrupted)
+    result_file = tmp_path / "r.json"
+    result_file.write_text("{}")
+    out = CliRunner().invoke(cli, ["validate", str(result_file)])
+    assert out.exit_code == 130 and out.output.strip() == (
+        "Error: interrupted; every file igbench writes is written whole or not at all: re-run the command")
+
+    import igbench.cli.run_cmd as run_cmd
+
+    monkeypatch.setattr(run_cmd, "grid_spec", interrupted)
+    out = CliRunner().invoke(cli, ["run", "--defense", "none", "--attack", "fgsm"])
+    assert out.exit_code == 130 and "finished attack units and the last training snapshot" in out.output

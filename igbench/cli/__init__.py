@@ -13,6 +13,9 @@ import click
 
 from ..errors import IgbenchError, UnknownPluginError
 
+#: the commands that train or attack, whose interruption keeps finished work for a re-run to resume
+RESUMABLE_COMMANDS = {"run", "train", "sweep", "replicate"}
+
 #: whether this invocation printed the plugin warnings (so an unknown-name error may point at them)
 _warned = False
 
@@ -48,6 +51,9 @@ class IgbenchGroup(click.Group):
             raise _OneLineError(f"{where}{exc.strerror or exc}; check the path and its permissions ({DEBUG_ENV}=1 "
                                 "shows the traceback)", 1) from None
         except KeyboardInterrupt:
+            if ctx.invoked_subcommand not in RESUMABLE_COMMANDS:
+                raise _OneLineError("interrupted; every file igbench writes is written whole or not at all: "
+                                    "re-run the command", 130) from None
             raise _OneLineError("interrupted; trained models, finished attack units and the last training snapshot "
                                "(taken every two minutes, and at a single Ctrl-C, not a second one) are kept: re-run "
                                "the same command to resume", 130) from None
