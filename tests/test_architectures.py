@@ -157,3 +157,32 @@ def test_softplus_cnn_keeps_the_activation_before_the_pool():
     feats = arch.build((1, 28, 28), 10, arch.resolve_params({}))[0]
     kinds = [type(m).__name__ for m in feats]
     assert kinds[:4] == ["Conv2d", "BatchNorm2d", "Softplus", "MaxPool2d"]
+
+
+def _study_lcn(x, size=7, sigma=3.0, threshold=1e-4):
+    """The study's LecunLCN written out from its definition: a normalized size x size Gaussian window over
+    all channels, zero padding, divisor max(mean of the local std over the whole tensor, local std)."""
+    import torch.nn.functional as F
+
+    ax = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * sigma**2))
+    w = (g / (g.sum() * x.shape[1])).expand(1, x.shape[1], size, size)
+    centered = x - F.conv2d(x, w, padding=size // 2)
+    denom = F.conv2d(centered**2, w, padding=size // 2).sqrt()
+    return centered / torch.maximum(torch.maximum(denom.mean(), denom), torch.tensor(threshold, dtype=x.dtype))
+
+
+def test_local_contrast_norm_is_the_studys_on_one_image_and_does_not_depend_on_the_batch(mnist_slice):
+    """It used a 9x9 window of sigma 2 and replicate padding: a relative difference of 0.09 to the study's."""
+    import torch.nn.functional as F
+
+    from igbench.architectures.lcn import LocalContrastNorm
+
+    x = F.pad(mnist_slice.test_x[:16].double(), [2, 2, 2, 2])  # 32x32, as SVHN
+    lcn = LocalContrastNorm(1).double()
+    for i in range(3):
+        one = x[i:i + 1]
+        assert (lcn(one) - _study_lcn(one)).abs().max() < 1e-5, i
+    # the study's floor was the mean over the whole batch: an image came out differently with others
+    assert not torch.allclose(_study_lcn(x)[:1], _study_lcn(x[:1]), atol=1e-3)
+    assert torch.allclose(lcn(x)[:1], lcn(x[:1]), atol=1e-12)

@@ -150,7 +150,8 @@ class PaperCNN(ArchitecturePlugin):
     BatchNorm without a learned scale and with eps 1e-3, no bias before BatchNorm, Xavier-uniform
     weights. ``style=pytorch`` keeps torch.nn's defaults (igbench 0.1's network), which trains far worse
     under double backprop (REPLICATION.md). ``lcn=true`` puts LeCun local contrast normalization first,
-    as the study's SVHN network did (configs/paper-svhn.toml). ``dropout`` 0.5 is the study's;
+    as the study's SVHN network did (configs/paper-svhn.toml), with the study's 7x7 window, except that its
+    floor is per image (:func:`.lcn.LocalContrastNorm`). ``dropout`` 0.5 is the study's;
     ``activation=softplus`` is the `paper-cnn-softplus` variant.
     """
 

@@ -111,9 +111,9 @@ def mass_on_object(grads, images, threshold: float = 0.5):
     """Share of the gradient's mass on the object's pixels (:func:`object_mask`), per image, in ``[0, 1]``.
 
     ``sum |g| over object pixels / sum |g|``. A gradient that ignores the image scores about the share
-    of object pixels (roughly 0.2 on MNIST). **Higher = more interpretable**: the explanation points at
-    the digit the model is classifying rather than at the empty background, where changes are what
-    adversarial perturbations exploit.
+    of object pixels (0.13 over MNIST's 10,000 test digits at the default threshold). **Higher = more
+    interpretable**: the explanation points at the digit the model is classifying rather than at the
+    empty background, where changes are what adversarial perturbations exploit.
     """
     _check(grads, images)
     mask = object_mask(images, threshold).float()
