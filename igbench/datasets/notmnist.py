@@ -53,7 +53,11 @@ class NotMnistDataset(DatasetPlugin):
     split here (seeded, stratified, ``test_fraction``): notMNIST_small's PNGs, or the 10,000-letter IDX
     sample, or, when neither is anywhere, notMNIST_small downloaded into the data dir (or the cache).
     ``protocol=paper`` insists on the two folders; ``protocol=split`` never reads notMNIST_large. The
-    study's pixels were in [-0.5, 0.5], a range of the same width, so an eps means the same here.
+    study's pixels were in [-0.5, 0.5], a range of the same width, so an eps means the same here. The
+    models are not the study's, though: the paper CNN pads with zeros, and the letters reach the border, so
+    a network does not compute the same function on shifted pixels (every letter of the sample has ink in
+    the 2-pixel border; an untrained paper CNN's predictions for x and x - 0.5 disagree on a quarter or more
+    of them).
     """
 
     name = "notmnist"
