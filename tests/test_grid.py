@@ -506,7 +506,7 @@ def test_what_used_to_be_dropped_silently_is_said(registry):
     assert two.exit_code == 2 and "sweeps one defense, got --defense gradreg --defense advtrain" in two.output
     clash = CliRunner().invoke(cli, base + ["--defense", "gradreg", "--param", "lambda=5"])
     assert clash.exit_code == 2 and "--param lambda=5 and --sweep lambda=1,2 both set gradreg's lambda" in clash.output
-    from igbench.cli.sweep_cmd import swept_ids
+    from igbench.engine.sweep import swept_ids
 
     assert swept_ids("gradreg", "lambda", [100.0, 56234.0]) == ["gradreg[lambda=100]", "gradreg[lambda=56234]"]
     assert swept_ids("gradreg", "lambda", [1e-7, 1.0000001e-7]) == ["gradreg[lambda=1e-07]",
@@ -588,7 +588,7 @@ def test_a_sweep_takes_any_parameter_in_its_own_type(shared_data, tmp_path):
     grad = {k: m["input_grad_norm"] for k, m in models.items()}
     assert grad["gradreg[scaling=per-example]"] < 0.5 * grad["gradreg[scaling=paper]"]
 
-    from igbench.cli.sweep_cmd import swept_ids
+    from igbench.engine.sweep import swept_ids
 
     assert swept_ids("d", "flag", [True, False]) == ["d[flag=true]", "d[flag=false]"]
     assert swept_ids("d", "n", [3, 30]) == ["d[n=3]", "d[n=30]"]
@@ -609,7 +609,7 @@ def test_a_sweep_takes_any_parameter_in_its_own_type(shared_data, tmp_path):
     ]:
         bad = CliRunner().invoke(cli, ["sweep", "--defense", "gradreg", "--sweep", sweep, "--attack", "fgsm"])
         assert bad.exit_code == 2 and expected in bad.output, (sweep, bad.output)
-    from igbench.cli.sweep_cmd import parse_sweep
+    from igbench.engine.sweep import parse_sweep
 
     assert parse_sweep("lambda=linspace(0, 1, 5)") == ("lambda", [0.0, 0.25, 0.5, 0.75, 1.0])
     assert parse_sweep("lambda=logspace(2,4,3)") == ("lambda", [100.0, 1000.0, 10000.0])
