@@ -185,14 +185,11 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     ``also_check``: ``(attack plugin, resolved params)`` pairs a later step will run on this grid's data
     (``replicate``'s figure attack); they are checked with the grid's own attacks, before any training.
     """
-    import torch
-
     from ..datasets.loading import load_dataset
-    from ..environment import capture_environment, compute_device, utc_timestamp
+    from ..environment import capture_environment, compute_device
     from ..results.io import write_result
-    from .attack import check_attacks, make_context, run_attack
+    from .attack import check_attacks
     from .inference import inference_copy
-    from .gradients import mean_input_grad_norm
 
     spec.validate()
     started = time.perf_counter()
@@ -223,29 +220,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         else:
             train_seconds += info["train_seconds"]
         models[m.id] = model
-        cfg = info["config"]
-        records.append({
-            "id": m.id,
-            "defense": m.defense,
-            "defense_params": cfg["defense_params"],
-            "arch": m.arch,
-            "arch_params": cfg["arch_params"],
-            # steps: batches actually taken (all stages, e.g. distillation's teacher and student);
-            # max_steps: the configured --steps (null when --epochs decided the length)
-            "train": {"epochs": cfg["train"]["epochs"], "steps": info["steps"], "max_steps": cfg["train"]["steps"],
-                      "batch_size": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"],
-                      "adam_eps": cfg["train"]["adam_eps"], "seed": cfg["train"]["seed"],
-                      **({"precision": cfg["train"]["precision"]} if "precision" in cfg["train"] else {}),
-                      **({"ran_on": info["ran_on"]} if info.get("ran_on") else {})},
-            "config_hash": info["config_hash"],
-            "checkpoint_sha256": info["checkpoint_sha256"],
-            "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
-                                       arch=get_registry().get("architecture", m.arch), num_classes=data.num_classes),
-            "input_grad_norm": mean_input_grad_norm(model, x_eval[: spec.grad_norm_images],
-                                                    y_eval[: spec.grad_norm_images], spec.eval_batch_size),
-            "train_seconds": info["train_seconds"],
-            "cached": info["cached"],
-        })
+        records.append(_model_record(m, model, info, x_eval, y_eval, spec, data))
 
     for line in accuracy_gap_hints(records, next((m.id for m in spec.models if m.is_reference), None)):
         echo(line)
@@ -277,67 +252,114 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                 key = (plugin.name, eps, source_id)
                 if key in done:
                     continue
-                ctx = make_context(data, device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
                 label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
                 echo(f"attack {label} (unit {position} of {total})")
-                run = run_attack(plugin, params, fast[source_id], x_eval, y_eval, ctx,
-                                 batch_size=spec.eval_batch_size, progress=progress, optimize=False)
-                x_adv, stats = run.x_adv, run.stats
-                targets = list(models) if spec.transfer else [source_id]
-                unchanged = x_adv.shape == x_eval.shape and torch.equal(x_adv, x_eval.to(x_adv.device))
-
-                def score(tid: str) -> float:
-                    # The white-box cell is the attack's own accuracy: perturbation_stats computed it from
-                    # the same model's (fast[source_id]) predictions on the same batches (eval_batch_size).
-                    if tid == source_id:
-                        return float(stats["accuracy"])
-                    if not unchanged:
-                        return accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size)
-                    # An attack that changed nothing (eps 0) scores the clean images: once per model.
-                    if tid not in clean_scores:
-                        clean_scores[tid] = accuracy(fast[tid], x_eval, y_eval, spec.eval_batch_size)
-                    return clean_scores[tid]
-
-                cells = [{"target": tid, "count": int(x_eval.shape[0]), "accuracy": score(tid)} for tid in targets]
-                unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
-                        "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
+                unit, targeted = _attack_unit(plugin, params, eps, source_id, fast, x_eval, y_eval, spec, data,
+                                              clean_scores, progress)
                 journal.append(unit)
                 done[key] = unit
-                white_box = next(c["accuracy"] for c in cells if c["target"] == source_id)
-                reached = (f", target reached on {100 * float(stats['success_rate']):.1f}%"
-                           if run.targets is not None else "")  # art: attacks are targeted by a parameter
-                echo(f"  {stats['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
+                white_box = next(c["accuracy"] for c in unit["cells"] if c["target"] == source_id)
+                reached = (f", target reached on {100 * unit['stats']['success_rate']:.1f}%"
+                           if targeted else "")  # art: attacks are targeted by a parameter
+                echo(f"  {unit['stats']['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
-        # every unit's own time, those a resumed run found in its journal included (as train_seconds counts
-        # earlier interrupted fits): it used to count only this process's units
-        attack_seconds = sum(unit["stats"]["seconds"] for _, unit in _in_grid_order(done, units, models))
-        result = {
-            "schema_version": "1",
-            "igbench_version": __version__,
-            "created": utc_timestamp(),
-            "command": command or "igbench " + " ".join(sys.argv[1:]),
-            "run_id": run_id,
-            "dataset": {**data.describe(), "params": dict(data.params),
-                        **({"n_validation": len(data.validation_y)} if data.validation_y is not None else {})},
-            "eval": {"n_test": int(x_eval.shape[0]), "batch_size": spec.eval_batch_size, "split": spec.score_on},
-            "models": records,
-            "attacks": attack_records,
-            "cells": [
-                {"attack": a, "eps": e, "source": s, **cell}
-                for (a, e, s), unit in _in_grid_order(done, units, models)
-                for cell in unit["cells"]
-            ],
-            "attack_stats": [
-                {"attack": a, "eps": e, "source": s, **unit["stats"]}
-                for (a, e, s), unit in _in_grid_order(done, units, models)
-            ],
-            "environment": environment,
-            "timings": {"total_seconds": time.perf_counter() - started, "train_seconds": train_seconds,
-                        "attack_seconds": attack_seconds},
-        }
+        result = _result_document(spec, data, environment, records, attack_records, run_id, command,
+                                  list(_in_grid_order(done, units, models)), int(x_eval.shape[0]),
+                                  {"total_seconds": time.perf_counter() - started, "train_seconds": train_seconds})
         write_result(out_path, result)
         journal.remove()
     return result, out_path
+
+
+def _model_record(m: ModelSpec, model, info: dict[str, Any], x_eval, y_eval, spec: GridSpec, data) -> dict[str, Any]:
+    """A trained (or loaded) model's entry in the result: its configuration, how it trained, its clean
+    accuracy and mean input-gradient norm on the scored images."""
+    from .gradients import mean_input_grad_norm
+
+    cfg = info["config"]
+    return {
+        "id": m.id,
+        "defense": m.defense,
+        "defense_params": cfg["defense_params"],
+        "arch": m.arch,
+        "arch_params": cfg["arch_params"],
+        # steps: batches actually taken (all stages, e.g. distillation's teacher and student);
+        # max_steps: the configured --steps (null when --epochs decided the length)
+        "train": {"epochs": cfg["train"]["epochs"], "steps": info["steps"], "max_steps": cfg["train"]["steps"],
+                  "batch_size": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"],
+                  "adam_eps": cfg["train"]["adam_eps"], "seed": cfg["train"]["seed"],
+                  **({"precision": cfg["train"]["precision"]} if "precision" in cfg["train"] else {}),
+                  **({"ran_on": info["ran_on"]} if info.get("ran_on") else {})},
+        "config_hash": info["config_hash"],
+        "checkpoint_sha256": info["checkpoint_sha256"],
+        "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
+                                   arch=get_registry().get("architecture", m.arch), num_classes=data.num_classes),
+        "input_grad_norm": mean_input_grad_norm(model, x_eval[: spec.grad_norm_images],
+                                                y_eval[: spec.grad_norm_images], spec.eval_batch_size),
+        "train_seconds": info["train_seconds"],
+        "cached": info["cached"],
+    }
+
+
+def _attack_unit(plugin, params, eps, source_id: str, fast: dict[str, Any], x_eval, y_eval, spec: GridSpec, data,
+                 clean_scores: dict[str, float], progress: bool) -> tuple[dict[str, Any], bool]:
+    """One attack unit: ``plugin`` at ``eps`` against ``fast[source_id]``, its examples scored on every model
+    (only the source one without transfer). Returns the journal's unit and whether the attack chose targets.
+    ``clean_scores`` caches each model's clean accuracy, for attacks that change nothing (eps 0)."""
+    import torch
+
+    from .attack import make_context, run_attack
+
+    ctx = make_context(data, x_eval.device, _stable_seed(spec.train.seed, plugin.name, eps, source_id))
+    run = run_attack(plugin, params, fast[source_id], x_eval, y_eval, ctx,
+                     batch_size=spec.eval_batch_size, progress=progress, optimize=False)
+    x_adv, stats = run.x_adv, run.stats
+    unchanged = x_adv.shape == x_eval.shape and torch.equal(x_adv, x_eval.to(x_adv.device))
+
+    def score(tid: str) -> float:
+        # The white-box cell is the attack's own accuracy: perturbation_stats computed it from the same
+        # model's (fast[source_id]) predictions on the same batches (eval_batch_size).
+        if tid == source_id:
+            return float(stats["accuracy"])
+        if not unchanged:
+            return accuracy(fast[tid], x_adv, y_eval, spec.eval_batch_size)
+        if tid not in clean_scores:  # an attack that changed nothing scores the clean images: once per model
+            clean_scores[tid] = accuracy(fast[tid], x_eval, y_eval, spec.eval_batch_size)
+        return clean_scores[tid]
+
+    targets = list(fast) if spec.transfer else [source_id]
+    cells = [{"target": tid, "count": int(x_eval.shape[0]), "accuracy": score(tid)} for tid in targets]
+    unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
+            "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
+    return unit, run.targets is not None
+
+
+def _result_document(spec: GridSpec, data, environment: dict[str, Any], records: list[dict[str, Any]],
+                     attack_records: list[dict[str, Any]], run_id: str, command: str | None,
+                     units: list[tuple[tuple[str, float | None, str], dict[str, Any]]], n_scored: int,
+                     timings: dict[str, float]) -> dict[str, Any]:
+    """The result file's content. ``units``: ``((attack, eps, source), journal unit)`` in grid order, those a
+    resumed run found in its journal included."""
+    from ..environment import utc_timestamp
+
+    return {
+        "schema_version": "1",
+        "igbench_version": __version__,
+        "created": utc_timestamp(),
+        "command": command or "igbench " + " ".join(sys.argv[1:]),
+        "run_id": run_id,
+        "dataset": {**data.describe(), "params": dict(data.params),
+                    **({"n_validation": len(data.validation_y)} if data.validation_y is not None else {})},
+        "eval": {"n_test": n_scored, "batch_size": spec.eval_batch_size, "split": spec.score_on},
+        "models": records,
+        "attacks": attack_records,
+        "cells": [{"attack": a, "eps": e, "source": s, **cell} for (a, e, s), unit in units for cell in unit["cells"]],
+        "attack_stats": [{"attack": a, "eps": e, "source": s, **unit["stats"]} for (a, e, s), unit in units],
+        "environment": environment,
+        # every unit's own time, a resumed run's journaled units included (as train_seconds counts earlier
+        # interrupted fits): it used to count only the last process's units
+        "timings": {**timings, "attack_seconds": sum(unit["stats"]["seconds"] for _, unit in units)},
+    }
 
 
 def replacement_notes(out_path: Path, journal: Journal, run_id: str) -> list[str]:
