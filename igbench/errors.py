@@ -64,3 +64,8 @@ class TrainingError(IgbenchError):
 
 class ResultError(IgbenchError):
     """A result file that does not validate against the schema, or cannot be read."""
+
+
+def with_article(word: str) -> str:
+    """``word`` with its indefinite article: "an architecture", "a defense"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

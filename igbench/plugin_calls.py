@@ -88,13 +88,14 @@ def _raised_in(exc: BaseException, called: Any) -> tuple[Any, str] | None:
     import sys
     from pathlib import Path
 
-    from .registry import _REGISTRY
+    from .registry import loaded_registry
 
-    if _REGISTRY is None:
+    registry = loaded_registry()
+    if registry is None:
         return None
     places: list[tuple[str, Any]] = []  # (a module file or a package folder, the plugin defined there)
     for kind in ("architecture", "dataset", "defense", "attack"):
-        for p in _REGISTRY.plugins(kind):
+        for p in registry.plugins(kind):
             if not is_third_party(p):
                 continue
             for module in (type(p).__module__, type(p).__module__.split(".")[0]):

@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownPluginError, did_you_mean
+from .errors import PluginError, UnknownPluginError, did_you_mean, with_article
 from .plugin_calls import plugin_call
 from .plugin_types import PLUGIN_KINDS, AttackProvider, Plugin
 
@@ -48,11 +48,6 @@ HOOK_FOR_KIND = {
 }
 
 KIND_PLURAL = {"dataset": "datasets", "architecture": "architectures", "defense": "defenses", "attack": "attacks"}
-
-
-def _a(word: str) -> str:
-    """``word`` with its indefinite article: "an architecture", "a defense"."""
-    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _plain(name: str) -> str:
@@ -227,7 +222,7 @@ class Registry:
 
     def _add(self, kind, base, obj, source, collected, providers) -> None:
         if isinstance(obj, type):
-            self._problem(f"{source} registered the class {obj.__name__} as {_a(kind)}; register an instance: register({obj.__name__}())")
+            self._problem(f"{source} registered the class {obj.__name__} as {with_article(kind)}; register an instance: register({obj.__name__}())")
             return
         if kind == "attack" and isinstance(obj, AttackProvider):
             if not obj.prefix:
@@ -247,10 +242,10 @@ class Registry:
                 self._problem(f"{source} registered the {other} '{getattr(obj, 'name', '?')}' in "
                               f"{HOOK_FOR_KIND[kind]}; register it in {HOOK_FOR_KIND[other]}")
             else:
-                self._problem(f"{source} registered {obj!r} as {_a(kind)}, but it is not {_a(base.__name__)}")
+                self._problem(f"{source} registered {obj!r} as {with_article(kind)}, but it is not {with_article(base.__name__)}")
             return
         if not isinstance(obj.name, str) or not obj.name:
-            self._problem(f"{source} registered {_a(kind)} ({type(obj).__name__}) without a name")
+            self._problem(f"{source} registered {with_article(kind)} ({type(obj).__name__}) without a name")
             return
         existing = collected[kind].get(obj.name)
         if existing is not None and existing.source == source:
@@ -320,6 +315,12 @@ def get_registry() -> Registry:
         reg.load_builtins()
         reg.load_entry_points()
         _REGISTRY = reg
+    return _REGISTRY
+
+
+def loaded_registry() -> Registry | None:
+    """The process-wide registry if something has loaded it, else ``None`` (without loading it: for code on
+    an error path that must not import every plugin to explain an error)."""
     return _REGISTRY
 
 

@@ -146,7 +146,7 @@ def _tiny_result(shared_data, root):
 
 
 def test_export_then_import_carries_the_exact_checkpoints_to_another_cache(shared_data, tmp_path):
-    from igbench.engine.models import load_result_models
+    from igbench.engine.result_models import load_result_models
     from igbench.results.io import read_result
 
     result_path, cache = _tiny_result(shared_data, tmp_path)

@@ -952,7 +952,7 @@ def test_score_on_validation_attacks_the_held_out_images_with_the_same_models(sh
     lambda picked from it was tuned on the test set. --score-on validation scores the images the data set
     held out of training, with the very models (same checkpoint keys) a test-set grid uses."""
     from igbench.datasets.loading import load_dataset
-    from igbench.engine.models import load_result_models
+    from igbench.engine.result_models import load_result_models
     from igbench.engine.train import accuracy
     from igbench.results.io import validate_result
 

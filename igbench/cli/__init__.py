@@ -111,11 +111,12 @@ def echo_plugin_problems() -> None:
 def load_failure_hint() -> str:
     """`` (N plugin package(s) failed to load: see the warnings above)`` for an unknown-name error, when
     this invocation printed those warnings; ``""`` otherwise."""
-    from .. import registry
+    from ..registry import loaded_registry
 
-    if not _warned or registry._REGISTRY is None:
+    registry = loaded_registry()
+    if not _warned or registry is None:
         return ""
-    n = len(registry._REGISTRY.load_failures)
+    n = len(registry.load_failures)
     if not n:
         return ""
     return f" ({n} plugin package{'s' if n > 1 else ''} failed to load: see the warnings above)"

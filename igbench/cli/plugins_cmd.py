@@ -72,9 +72,8 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
 def _find(reg, name: str, kinds: list[str]) -> list:
     """The plugins called ``name`` among ``kinds`` (a name may exist in several kinds); a one-line
     error with the closest names when there is none."""
-    from ..errors import UnknownPluginError, did_you_mean
+    from ..errors import UnknownPluginError, did_you_mean, with_article
     from ..plugin_types import PLUGIN_KINDS
-    from ..registry import _a
 
     found = []
     for k in kinds:
@@ -86,7 +85,7 @@ def _find(reg, name: str, kinds: list[str]) -> list:
         return found
     elsewhere = [k for k in PLUGIN_KINDS if k not in kinds and name in reg.names(k)]
     if elsewhere:  # `plugins mnist --kind attack` said only "no plugin called 'mnist'"
-        raise UnknownPluginError(f"no {' or '.join(kinds)} called {name!r}; {name!r} is {_a(elsewhere[0])}: use "
+        raise UnknownPluginError(f"no {' or '.join(kinds)} called {name!r}; {name!r} is {with_article(elsewhere[0])}: use "
                                  f"--kind {elsewhere[0]}, or drop --kind")
     names = sorted({n for k in kinds for n in reg.names(k)})
     raise UnknownPluginError(f"no plugin called {name!r}{did_you_mean(name, names, cutoff=0.5)}; "

@@ -31,7 +31,7 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
     from tabulate import tabulate
 
     from ..engine.cache import CheckpointStore
-    from ..engine.models import train_models
+    from ..engine.train_grid import train_models
     from ..progress import format_duration
     from . import echo_plugin_problems
 

@@ -29,7 +29,7 @@ from ..atomic import atomic_path, atomic_write_bytes
 from ..locks import exclusive_lock
 from ..errors import IgbenchError
 from .cache import CheckpointStore, config_hash, read_torch_file, state_dict_sha256
-from .models import missing_checkpoint
+from .result_models import missing_checkpoint
 
 MANIFEST = "igbench-checkpoints.json"
 FORMAT = 1

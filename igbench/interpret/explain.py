@@ -121,7 +121,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     from ..engine.attack import check_attacks, make_context
     from ..engine.cache import CheckpointStore
     from ..environment import compute_device
-    from ..engine.models import load_result_models
+    from ..engine.result_models import load_result_models
     from ..errors import UsageError
     from ..registry import get_registry
     from ..results.grid import scored_split
