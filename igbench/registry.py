@@ -167,6 +167,10 @@ class Registry:
             self._order.pop(id(removed), None)
         self._collected = None
 
+    def refresh(self) -> None:
+        """Collect the hooks again at the next lookup, e.g. after ``IGBENCH_STRICT_PLUGINS`` changed."""
+        self._collected = None
+
     @property
     def load_failures(self) -> list[str]:
         """Entry-point names of the third-party plugins that failed to load (their problems say why)."""

@@ -88,7 +88,7 @@ def test_duplicate_name_keeps_the_builtin_and_warns_naming_both_providers(regist
     assert kept.source == "igbench" and registry.get("defense", "gradreg").source == "igbench"
     assert any("impostor-pkg" in x and "'igbench'" in x for x in registry.problems)
     monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
-    registry._collected = None
+    registry.refresh()
     with pytest.raises(PluginError, match="impostor-pkg"):
         registry.plugins("defense")
 
@@ -291,7 +291,7 @@ def test_a_default_its_own_check_rejects_leaves_the_plugin_out(registry, monkeyp
                                                  r"the default of parameter 'smoothing'"):
         registry.get("defense", "bad-default")
     monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
-    registry._collected = None
+    registry.refresh()
     with pytest.raises(PluginError, match="smoothing"):
         registry.plugins("defense")
 
