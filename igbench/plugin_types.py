@@ -252,6 +252,10 @@ class LossDefense(DefensePlugin):
         return trainer.fit(model, loss, desc=self.name)
 
 
+#: ``ctx.extra`` key under which the attack runner hands ``perturb`` its batch's targets
+TARGETS_KEY = "targets"
+
+
 @dataclass
 class AttackContext:
     """What an attack needs besides model, inputs and labels.

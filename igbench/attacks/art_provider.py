@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 from ..errors import ParamError, UnknownPluginError, UsageError, did_you_mean
 from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
-from .common import TARGET_CHOICES, choose_targets, eval_mode, target_param, targets_for
+from ..torch_utils import eval_mode
+from .common import TARGET_CHOICES, choose_targets, target_param, targets_for
 
 # ART attacks that are always targeted (their ``y`` is the target) without a ``targeted`` argument.
 ALWAYS_TARGETED = frozenset({"SaliencyMapMethod"})

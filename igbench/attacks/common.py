@@ -1,17 +1,16 @@
-"""Pieces shared by the native attacks: eval mode, input gradients, target choice, clipping.
+"""Pieces shared by the native attacks: input gradients, target choice, parameters, clipping.
 
 Everything that needs torch imports it inside the function (plugin modules stay cheap to import).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any
 
-from ..plugin_types import AttackContext, Param, non_negative, positive
+from ..plugin_types import TARGETS_KEY, AttackContext, Param, non_negative, positive
+from ..torch_utils import eval_mode
 
 TARGET_CHOICES = ("next", "random", "least-likely")
-TARGETS_KEY = "targets"  # ctx.extra key under which the runner hands per-batch targets to perturb()
 
 
 def eps_param(default: float = 0.1) -> Param:
@@ -72,29 +71,6 @@ def steps_param(default: int, help_text: str) -> Param:
 
 def step_size_param(help_text: str) -> Param:
     return Param("step_size", None, help_text, type=float, check=positive)
-
-
-@contextmanager
-def eval_mode(model):
-    """Put every submodule of ``model`` in eval mode for the block, then restore each one's own flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was_training in flags:
-            m.training = was_training
-
-
-def model_device(model):
-    """The device of the model's first parameter or buffer (CPU for a parameterless model)."""
-    import torch
-
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def ce_input_grad(model, x, labels, with_logits: bool = False):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..plugin_types import AttackContext, AttackPlugin, Param
+from ..torch_utils import eval_mode
 from .common import (
     choose_targets,
     eps_param,
-    eval_mode,
     precision_param,
     sign_steps,
     step_size_param,

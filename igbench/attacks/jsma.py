@@ -35,7 +35,8 @@ import math
 from typing import Any
 
 from ..plugin_types import AttackContext, AttackPlugin, Param, in_unit_interval
-from .common import (choose_targets, eval_mode, lowered_copy, on_target, precision_param, target_param,
+from ..torch_utils import eval_mode
+from .common import (choose_targets, lowered_copy, on_target, precision_param, target_param,
                      targets_for)
 
 PAIR_BUDGET = 1 << 24  # most pair scores held at once (elements); the candidate sets are usually tiny

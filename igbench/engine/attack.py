@@ -102,7 +102,8 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     """
     import torch
 
-    from ..attacks.common import TARGETS_KEY, eval_mode, model_device
+    from ..plugin_types import TARGETS_KEY
+    from ..torch_utils import eval_mode, model_device
     from ..progress import progress as progress_bar
     from .allocator import keep_freed_memory
     from .inference import inference_copy

@@ -32,7 +32,7 @@ def logprob_sum_gradient(model, x):
 
 def mean_input_grad_norm(model, x, y, batch_size: int = 512) -> float:
     """Mean over examples of ||d CE_i / d x_i||_2, in eval mode (the model's own modes are restored)."""
-    from ..attacks.common import eval_mode, model_device
+    from ..torch_utils import eval_mode, model_device
 
     device = model_device(model)
     total, n = 0.0, 0

@@ -108,7 +108,7 @@ def inference_copy(model, example=None):
     traceback; such a model keeps its weights contiguous here (slower, same function)."""
     import torch
 
-    from ..attacks.common import model_device
+    from ..torch_utils import model_device
     from .single_channel_conv import fast_input_gradient_convs
 
     fast = copy.deepcopy(model).eval()

@@ -370,7 +370,7 @@ def predict_logits(model, x, batch_size: int = 1024):
     are restored afterwards."""
     import torch
 
-    from ..attacks.common import eval_mode, model_device
+    from ..torch_utils import eval_mode, model_device
 
     device = model_device(model)
     out = []

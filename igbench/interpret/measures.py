@@ -193,7 +193,7 @@ def input_gradients(model, x, y=None, gradient: str = "logprob_sum", batch_size:
     """
     import torch
 
-    from ..attacks.common import eval_mode, model_device
+    from ..torch_utils import eval_mode, model_device
     from ..engine.gradients import logprob_sum_gradient, loss_input_gradient
     from ..errors import UsageError
 
