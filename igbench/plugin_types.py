@@ -186,7 +186,9 @@ class Plugin:
             "name": self.name,
             "summary": self.summary,
             "source": self.source,
-            "params": {p.name: {"default": p.default, "help": p.help} for p in self.params},
+            # what `igbench plugins NAME` shows: type and choices too
+            "params": {p.name: {"default": p.default, "type": p.value_type.__name__, "help": p.help,
+                                **({"choices": list(p.choices)} if p.choices else {})} for p in self.params},
         }
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid

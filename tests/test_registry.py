@@ -463,7 +463,9 @@ def test_plugins_name_describes_one_plugin_and_its_parameters(registry):
     lines = [line for line in typo.output.splitlines() if line.strip()]
     assert typo.exit_code != 0 and len(lines) == 1 and "did you mean 'pgd'" in lines[0]
     data = json.loads(CliRunner().invoke(cli, ["plugins", "gradreg", "--json"]).output)
-    assert [d["kind"] for d in data] == ["defense"] and "lambda" in data[0]["params"]
+    assert [d["kind"] for d in data] == ["defense"] and data[0]["params"]["lambda"]["type"] == "float"
+    jsma_json = json.loads(CliRunner().invoke(cli, ["plugins", "jsma", "--json"]).output)[0]["params"]["jacobian"]
+    assert jsma_json["choices"] == ["probs", "logits"] and jsma_json["type"] == "str"
 
 
 def test_plugins_name_shows_the_plugin_classes_own_docstring_only(install):
