@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import FIGURE_EPS, cache_dir_option, check_writable_folder, figure_attack_params
+from ..interpret.explain import FIGURE_EPS, figure_attack_params
+from .options import cache_dir_option, check_writable_folder
 
 
 @click.command("explain", short_help="Input-gradient and adversarial-example figures of a result.")

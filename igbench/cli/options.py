@@ -201,28 +201,6 @@ def reproducible_command(ctx: click.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-#: eps of the attack whose examples `explain` (and `replicate`'s explain step) draws, unless one is given.
-FIGURE_EPS = 0.3
-
-
-def figure_attack_params(plugin, eps: float | None, params: dict, option: str) -> dict:
-    """The figure attack's parameters: ``params`` (from ``--param``) with ``eps`` (given by ``option``, or
-    ``None``) or :data:`FIGURE_EPS` when the attack takes one. An eps for an attack that takes none, or
-    an eps given both ways, is a one-line error: it used to be ignored."""
-    from ..errors import UsageError
-
-    params = dict(params)
-    if not plugin.uses_eps:
-        if eps is not None:
-            raise UsageError(f"{option} {eps:g}: attack '{plugin.name}' takes no eps (it would be ignored); "
-                             f"drop {option}")
-        return params
-    if eps is not None and "eps" in params:
-        raise UsageError(f"eps given twice ({option} and --param eps=...); give it once")
-    params.setdefault("eps", FIGURE_EPS if eps is None else eps)
-    return params
-
-
 #: How a check of the cache folder names it (it comes from --cache-dir, IGBENCH_CACHE_DIR or the default).
 CACHE_FOLDER = "cache folder (--cache-dir or IGBENCH_CACHE_DIR)"
 

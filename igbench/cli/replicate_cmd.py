@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import FIGURE_EPS, grid_options, grid_spec
+from ..interpret.explain import FIGURE_EPS
+from .options import grid_options, grid_spec
 
 
 @click.command("replicate", short_help="Run a paper configuration end to end and publish it.")
@@ -88,7 +89,8 @@ def explain_attack_params(attack: str, eps: float) -> tuple:
     runs: an unknown --explain-attack, or an --explain-eps for an attack without eps, used to stop
     replicate only after hours of training."""
     from ..registry import get_registry
-    from .options import figure_attack_params, given
+    from ..interpret.explain import figure_attack_params
+    from .options import given
 
     plugin = get_registry().get("attack", attack)
     params = figure_attack_params(plugin, eps if given("explain_eps") else None, {}, "--explain-eps")

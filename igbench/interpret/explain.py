@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 DEFAULT_MAX_IMAGES = 1000
 #: File name of the scores record that every ``explain`` writes next to its figures.
@@ -101,6 +101,26 @@ def write_scores(path: str | Path, result_path: str | Path, record: dict[str, An
     return atomic_write_text(path, dumps_result(data))
 
 
+#: eps of the attack whose examples `explain` (and `replicate`'s explain step) draws, unless one is given.
+FIGURE_EPS = 0.3
+
+
+def figure_attack_params(plugin, eps: float | None, params: dict, option: str) -> dict:
+    """The figure attack's parameters: ``params`` (from ``--param``) with ``eps`` (given by ``option``, or
+    ``None``) or :data:`FIGURE_EPS` when the attack takes one. An eps for an attack that takes none, or
+    an eps given both ways, is a one-line error: it used to be ignored."""
+    params = dict(params)
+    if not plugin.uses_eps:
+        if eps is not None:
+            raise UsageError(f"{option} {eps:g}: attack '{plugin.name}' takes no eps (it would be ignored); "
+                             f"drop {option}")
+        return params
+    if eps is not None and "eps" in params:
+        raise UsageError(f"eps given twice ({option} and --param eps=...); give it once")
+    params.setdefault("eps", FIGURE_EPS if eps is None else eps)
+    return params
+
+
 def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n_images: int = 8,
                    attack: str = "tgsm", attack_params: dict[str, Any] | None = None,
                    dataset_params: dict[str, Any] | None = None, data_dir=None, cache_dir=None,
@@ -120,9 +140,8 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     """
     from ..engine.attack import check_attacks, make_context
     from ..engine.cache import CheckpointStore
-    from ..environment import compute_device
     from ..engine.result_models import load_result_models
-    from ..errors import UsageError
+    from ..environment import compute_device
     from ..registry import get_registry
     from ..results.grid import scored_split
     from ..results.io import read_result, write_result
