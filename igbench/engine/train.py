@@ -217,6 +217,34 @@ class Trainer:
         model = build_model(self.arch, tuple(self.data.input_shape), self.data.num_classes, self.arch_params)
         return model.to(self.device)
 
+    # ------------------------------------------------------------------ resuming
+    def _restore_finished(self, model, done: dict[str, Any]):
+        """``model`` as a finished fit's snapshot left it, counted as trained (steps and seconds)."""
+        self._ran_on(done.get("ran_on"))
+        model.load_state_dict(done["model"])
+        set_rng_state(done["rng"], self.device)
+        self.steps_done += int(done["steps"])
+        self.train_seconds += float(done["seconds"])
+        return model.eval()
+
+    def _restore_partial(self, model, opt, gen, partial: dict[str, Any], desc: str, total: int, path) -> tuple:
+        """Weights, optimizer, batch order and random state of an interrupted fit's snapshot; returns
+        ``(order, position in it, first step to take, seconds already spent)`` and says where it resumes."""
+        model.load_state_dict(partial["model"])
+        opt.load_state_dict(partial["optimizer"])
+        gen.set_state(partial["generator"])
+        set_rng_state(partial["rng"], self.device)
+        first = int(partial["step"]) + 1
+        print(f"{desc}: resuming training at step {first}/{total} from {path}", file=sys.stderr)
+        last = partial.get("setup")
+        if last is not None and not _same_setup(last, self._setup()):
+            print(f"{desc}: the snapshot was trained on {describe_setup(last)} and continues on "
+                  f"{describe_setup(self._setup())}; "
+                  "float sums are ordered differently, so the weights will differ slightly from an "
+                  "uninterrupted training's (the result file lists both)", file=sys.stderr)
+        self._ran_on(partial.get("ran_on"))
+        return partial["order"], int(partial["pos"]), first, float(partial["seconds"])
+
     # ------------------------------------------------------------------ loop
     def fit(self, model, loss_fn: LossFn, desc: str | None = None, targets=None, steps: int | None = None):
         """Train ``model`` with Adam on ``loss_fn(model, x_batch, y_batch) -> (loss, logits)``.
@@ -242,12 +270,7 @@ class Trainer:
         snaps = self.snapshots
         done = snaps.load(fit_index, "done") if snaps else None
         if done is not None:  # finished before an interruption of a later fit
-            self._ran_on(done.get("ran_on"))
-            model.load_state_dict(done["model"])
-            set_rng_state(done["rng"], self.device)
-            self.steps_done += int(done["steps"])
-            self.train_seconds += float(done["seconds"])
-            return model.eval()
+            return self._restore_finished(model, done)
         if targets is not None:
             targets = targets.to(self.device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -257,21 +280,8 @@ class Trainer:
         pos, first, seconds_before = 0, 1, 0.0
         partial = snaps.load(fit_index, "partial") if snaps else None
         if partial is not None:
-            model.load_state_dict(partial["model"])
-            opt.load_state_dict(partial["optimizer"])
-            gen.set_state(partial["generator"])
-            order, pos = partial["order"], int(partial["pos"])
-            set_rng_state(partial["rng"], self.device)
-            first, seconds_before = int(partial["step"]) + 1, float(partial["seconds"])
-            print(f"{desc}: resuming training at step {first}/{total} from {snaps.path(fit_index, 'partial')}",
-                  file=sys.stderr)
-            last = partial.get("setup")
-            if last is not None and not _same_setup(last, self._setup()):
-                print(f"{desc}: the snapshot was trained on {describe_setup(last)} and continues on "
-                      f"{describe_setup(self._setup())}; "
-                      "float sums are ordered differently, so the weights will differ slightly from an "
-                      "uninterrupted training's (the result file lists both)", file=sys.stderr)
-            self._ran_on(partial.get("ran_on"))
+            order, pos, first, seconds_before = self._restore_partial(model, opt, gen, partial, desc, total,
+                                                                      snaps.path(fit_index, "partial"))
         self._ran_on()
         bar = progress(total, f"train {desc}", unit="step", initial=first - 1, enabled=self.progress)
         # The bar's running loss and hits stay on the device and are read every 10 steps: one host sync a
