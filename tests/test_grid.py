@@ -41,6 +41,10 @@ def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry)
     assert base == config_hash(model_config(base_spec, mnist_slice, dataclasses.replace(base_train, device="cpu:0")))
     assert base == config_hash(model_config(base_spec, mnist_slice,
                                             dataclasses.replace(base_train, memory_format="channels_last")))
+    # with --steps the length is set: --epochs changes nothing, and used to retrain the same model
+    stepped = dataclasses.replace(base_train, steps=10)
+    assert config_hash(model_config(base_spec, mnist_slice, stepped)) == config_hash(
+        model_config(base_spec, mnist_slice, dataclasses.replace(stepped, epochs=3.0)))
     variants = {
         "dataset checksum": (base_spec, dataclasses.replace(mnist_slice, checksum="0" * 64), base_train),
         "dataset variant": (base_spec, dataclasses.replace(mnist_slice, variant="other"), base_train),

@@ -89,10 +89,14 @@ class TrainConfig:
     def describe(self) -> dict[str, Any]:
         """The fields that define a trained model (the device and memory format are recorded elsewhere,
         not hashed). The precision appears only when it is not fp32, so fp32 models keep the hashes they
-        had before it existed."""
+        had before it existed. With ``steps`` set, ``epochs`` does not change the model and reads as its
+        default (``--steps 150 --epochs 3`` retrained the ``--steps 150`` model under another key; every
+        recorded model with steps had the default epochs, so no key changes)."""
         d = asdict(self)
         d.pop("device")
         d.pop("memory_format")
+        if d["steps"] is not None:
+            d["epochs"] = TrainConfig.epochs
         if d["precision"] == "fp32":
             d.pop("precision")
         return d
