@@ -101,6 +101,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def write_failure(exc: BaseException, folder: str | os.PathLike[str]) -> str:
+    """Why a write into ``folder`` failed, in words, with the space left on its disk: torch reports a full
+    disk as ``RuntimeError: [enforce fail at inline_container.cc:...] unexpected pos``, which names neither."""
+    import shutil
+
+    text = getattr(exc, "strerror", None) or next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free on its disk"
+    except OSError:
+        free = "free space unknown"
+    return f"{type(exc).__name__}: {text[:120]}; {free}"
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; return the path."""
     target = Path(path)

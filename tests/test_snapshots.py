@@ -204,3 +204,29 @@ def test_a_snapshot_from_before_the_cpu_model_was_recorded_resumes_without_a_war
     assert trained_on([old, {**here, "torch_threads": 2}]) == ("cpu with 1 torch thread(s) then "
                                                                "cpu with 2 torch thread(s), Some CPU")
     assert trained_on(None) is None
+
+
+def test_a_full_disk_costs_snapshots_a_warning_and_the_checkpoint_a_one_line_error(small_mnist, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """torch reports a full disk as a RuntimeError ("enforce fail ... unexpected pos"): a failed snapshot
+    ended the training with that traceback, losing every step, and so did a failed checkpoint write."""
+    from igbench.errors import IgbenchError
+
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(TrainingSnapshots, "due", lambda self: True)  # a snapshot after every step
+    spec = ModelSpec("none", "none", arch="mlp")
+    with pytest.raises(IgbenchError) as err:
+        obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path), progress=False)
+    message = str(err.value)
+    assert message.startswith("could not write the checkpoint ") and "RuntimeError: [enforce fail" in message
+    assert "MB free on its disk" in message and "free space or choose another --cache-dir" in message
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: could not write the training snapshot")]
+    assert len(warnings) == STEPS, warnings  # every step's snapshot (and the finished fit's) failed; all 12 steps ran
+    monkeypatch.setattr(torch, "save", real_save)
+    _, info = obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path), progress=False)
+    assert info["steps"] == STEPS and not info["cached"]

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_failure
 from ..errors import IgbenchError
 
 
@@ -99,8 +99,13 @@ class CheckpointStore:
 
         target = self.path(key)
         state = cpu_state_dict(model)
-        with atomic_path(target) as tmp:
-            torch.save({"state_dict": state, "meta": json.loads(canonical_json(meta))}, tmp)
+        try:
+            with atomic_path(target) as tmp:
+                torch.save({"state_dict": state, "meta": json.loads(canonical_json(meta))}, tmp)
+        except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+            raise IgbenchError(f"could not write the checkpoint {target} ({write_failure(exc, target.parent)}); "
+                               "free space or choose another --cache-dir, then re-run: the training's own "
+                               "snapshots, where they could be written, spare training it again") from None
         return target
 
     def load(self, key: str, model) -> dict[str, Any]:

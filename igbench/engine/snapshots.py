@@ -21,11 +21,12 @@ All tensors are plain, so the files load with ``torch.load(..., weights_only=Tru
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path, remove_orphan_temps_matching
+from ..atomic import atomic_path, remove_orphan_temps_matching, write_failure
 from .cache import read_torch_file
 
 #: Seconds between two snapshots of one training (a snapshot of the paper CNN takes well under a second).
@@ -54,16 +55,25 @@ class TrainingSnapshots:
     def due(self) -> bool:
         return time.monotonic() - self._last_save >= self.every_seconds
 
-    def save(self, fit_index: int, kind: str, state: dict[str, Any]) -> None:
+    def save(self, fit_index: int, kind: str, state: dict[str, Any]) -> bool:
+        """Write a snapshot; whether it was written. A failed write (a full disk) is a warning, not the end
+        of the training: a snapshot only spares work after an interruption, and the last one stays."""
         import torch
 
         path = self.path(fit_index, kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
+        except (OSError, RuntimeError) as exc:
+            self._last_save = time.monotonic()  # try again at the next interval, not every step
+            print(f"warning: could not write the training snapshot {path} ({write_failure(exc, self.folder)}); "
+                  "training goes on, but an interruption now loses the steps since the last snapshot",
+                  file=sys.stderr)
+            return False
         self._last_save = time.monotonic()
         if kind == "done":
             self.path(fit_index, "partial").unlink(missing_ok=True)
+        return True
 
     def clear(self) -> None:
         for p in self.folder.glob(f"{self.key}.fit*.pt"):

@@ -293,8 +293,8 @@ class Trainer:
         loss_sum = correct = torch.zeros((), device=self.device)
         seen = batches = 0
 
-        def save_partial(step):
-            snaps.save(fit_index, "partial", {
+        def save_partial(step) -> bool:
+            return snaps.save(fit_index, "partial", {
                 "step": step, "total": total, "label": desc,
                 "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "order": order, "pos": pos, "rng": rng_state(self.device),
@@ -336,10 +336,11 @@ class Trainer:
                         loss_sum, correct, seen, batches = loss_sum.new_zeros(()), correct.new_zeros(()), 0, 0
                     bar.update(1)
                     if snaps is not None and step < total and (stop or snaps.due()):
-                        save_partial(step)
+                        saved = save_partial(step)
                         if stop:
-                            print(f"\n{desc}: stopped after step {step}/{total}; snapshot saved to "
-                                  f"{snaps.path(fit_index, 'partial')}", file=sys.stderr)
+                            where = (f"snapshot saved to {snaps.path(fit_index, 'partial')}" if saved else
+                                     "its snapshot could not be written (above): a re-run resumes from the last one")
+                            print(f"\n{desc}: stopped after step {step}/{total}; {where}", file=sys.stderr)
                             raise KeyboardInterrupt
         finally:
             bar.close()
