@@ -297,3 +297,22 @@ def test_a_damaged_checkpoint_and_one_that_no_longer_fits_its_architecture_get_d
     assert str(err.value).startswith(f"cached checkpoint {path} does not fit the model its architecture builds now "
                                      "(Missing key(s) in state_dict:"), str(err.value)
     assert "the architecture's code changed since it was trained" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_checkpoint_copied_under_another_models_key_is_refused(tmp_path, mnist_slice):
+    """It loaded without a check: a grid recorded `none`'s weights and numbers as gradreg's."""
+    from igbench.errors import IgbenchError
+
+    store = CheckpointStore(tmp_path)
+    data = mnist_slice.subset(n_train=200, n_test=10)
+    cfg = TrainConfig(steps=3, batch_size=32)
+    _, plain = obtain_model(ModelSpec("none", "none", arch="mlp"), data, cfg, store, progress=False)
+    regularized = ModelSpec("gradreg", "gradreg", {"lambda": 10.0}, arch="mlp")
+    _, info = obtain_model(regularized, data, cfg, store, progress=False)
+    store.path(info["config_hash"]).write_bytes(store.path(plain["config_hash"]).read_bytes())
+    with pytest.raises(IgbenchError) as err:
+        obtain_model(regularized, data, cfg, store, progress=False)
+    assert str(err.value) == (
+        f"cached checkpoint {store.path(info['config_hash'])} holds a model of another configuration (its none "
+        f"configuration hashes to {plain['config_hash'][:12]}, not {info['config_hash'][:12]}): it was copied or "
+        "renamed; delete it to retrain")

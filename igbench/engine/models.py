@@ -11,6 +11,7 @@ from typing import Any
 from .. import __version__
 from ..atomic import remove_orphan_temps
 from ..environment import package_version
+from ..errors import IgbenchError
 from ..locks import exclusive_lock
 from ..plugin_calls import plugin_call
 from ..plugin_types import LossDefense
@@ -126,6 +127,11 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
 
     model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
+    stored = meta.get("config")
+    if stored is not None and config_hash(stored) != key:  # copied or renamed by hand: another model's weights
+        raise IgbenchError(f"cached checkpoint {store.path(key)} holds a model of another configuration (its "
+                           f"{stored.get('defense', '?')} configuration hashes to {config_hash(stored)[:12]}, not "
+                           f"{key[:12]}): it was copied or renamed; delete it to retrain")
     model.to(torch.device(train.device)).eval()
     return model, _record(model, config, key, meta, cached=True)
 
