@@ -549,6 +549,11 @@ def test_run_loads_every_model_from_a_read_only_cache(shared_data, tmp_path, mon
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only_cache)
     second = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "b.json")])
     assert second.exit_code == 0 and "loaded from cache" in second.output, second.output
+    # a model that must be trained stops before its training (it used to train, then fail to save it)
+    longer = [("6" if prev == "--steps" else a) for prev, a in zip([None] + args, args)]
+    third = CliRunner().invoke(cli, longer + ["--out", str(tmp_path / "c.json")])
+    assert third.exit_code != 0 and "train " not in third.output, third.output
+    assert f"Error: cannot write in the cache's models folder {cache / 'models'} (Read-only file system)" in third.output
 
 
 def test_lambda_sweep_is_one_command_recording_accuracy_and_gradient_norm(shared_data, tmp_path):

@@ -87,6 +87,21 @@ class CheckpointStore:
     def path(self, key: str) -> Path:
         return self.root / "models" / f"{key}.pt"
 
+    def check_writable(self) -> None:
+        """Before a model trains: its snapshots and checkpoint can be written into the models folder (a
+        read-only one was found only when the finished training was saved, and the training was lost)."""
+        import tempfile
+
+        folder = self.root / "models"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".igbench-write-check-"):
+                pass
+        except OSError as exc:
+            raise IgbenchError(f"cannot write in the cache's models folder {folder} ({exc.strerror or exc}), where a "
+                               "model that must be trained goes; make it writable or choose another --cache-dir"
+                               ) from None
+
     def lock_path(self, key: str) -> Path:
         """The lock file its trainer holds while training the model ``key`` (:mod:`igbench.locks`)."""
         return self.root / "locks" / f"{key}.lock"

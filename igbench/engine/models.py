@@ -100,6 +100,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     with exclusive_lock(store.lock_path(key), on_busy=wait) as lock_path:
         if store.has(key):
             return _load_cached(store, key, config, arch, arch_params, data, train)
+        store.check_writable()
         snapshots = TrainingSnapshots(store.path(key).parent, key)
         # A training killed mid-write (SIGKILL, power loss) left temporary files; only their writer's lock
         # holder may remove them, and that is this process now.
