@@ -668,6 +668,10 @@ def test_fashion_mnist_config_is_the_mnist_grid_on_other_data(registry):
     assert fashion.train == mnist.train and fashion.eps == mnist.eps
 
 
+def _unit(i):
+    return {"attack": "fgsm", "eps": 0.1 * i, "source": "none", "cells": [], "stats": {}}
+
+
 def test_journal_survives_a_torn_line_and_refuses_a_second_writer(tmp_path):
     from igbench.engine.journal import Journal
     from igbench.errors import UsageError
@@ -675,24 +679,45 @@ def test_journal_survives_a_torn_line_and_refuses_a_second_writer(tmp_path):
     path = tmp_path / "r.json.partial.jsonl"
     first = Journal(path, "run-1")
     with first.locked():
-        first.append({"unit": 1})
+        first.append(_unit(1))
         with open(path, "a") as fh:
-            fh.write('{"unit": 2, "cel')  # killed mid-write
-        with pytest.raises(UsageError, match="another igbench process is running this grid"):
+            fh.write('{"attack": "fgsm", "cel')  # killed mid-write
+        with pytest.raises(UsageError, match="another igbench process is running a grid into this result"):
             with Journal(path, "run-1").locked():
                 pass
+        said = []  # another grid's notes on what it replaces wait for the lock: they spoke of dropping units
+        with pytest.raises(UsageError, match="another igbench process"):
+            with Journal(path, "run-2").locked(lambda: said.append("replacing run-1's units")):
+                pass
+        assert said == []
     again = Journal(path, "run-1")
     with again.locked():
-        again.append({"unit": 3})
-    assert again.read() == [{"unit": 1}, {"unit": 3}]  # the torn unit is redone, the next one kept
+        again.append(_unit(3))
+    assert again.read() == [_unit(1), _unit(3)]  # the torn unit is redone, the next one kept
     # another grid at the same path resumes nothing of this one's and replaces its journal
     other = Journal(path, "run-2")
     assert other.read() == [] and other.other_run() == ("run-1", 2)
     with other.locked():
-        other.append({"unit": 9})
-    assert other.read() == [{"unit": 9}] and Journal(path, "run-1").read() == []
+        other.append(_unit(9))
+    assert other.read() == [_unit(9)] and Journal(path, "run-1").read() == []
     again.remove()
     assert not path.exists()
+
+
+def test_damaged_journal_lines_are_redone_not_a_traceback(tmp_path):
+    """Bytes that are not UTF-8 raised UnicodeDecodeError, a line `5` a TypeError and an object without
+    the unit's keys a KeyError, each when the grid resumed."""
+    from igbench.engine.journal import Journal
+
+    path = tmp_path / "r.json.partial.jsonl"
+    journal = Journal(path, "run-1")
+    with journal.locked():
+        journal.append(_unit(1))
+    with open(path, "ab") as fh:
+        fh.write(b"\xff\xfe not utf-8\n5\n[1, 2]\n" + b'{"attack": "fgsm"}\n')
+    with journal.locked():
+        journal.append(_unit(2))
+    assert journal.read() == [_unit(1), _unit(2)]
 
 
 def test_accuracy_gap_hint_names_model_gap_and_fix():

@@ -233,9 +233,12 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
         echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it")
         return previous, out_path
     journal = Journal(journal_path(out_path), run_id)
-    for line in replacement_notes(out_path, journal, run_id):
-        echo(line)
-    with journal.locked():  # a second process on the same result stops with a one-line error
+
+    def say_what_is_replaced() -> None:  # under the lock: a running grid's journal is not this one's to drop
+        for line in replacement_notes(out_path, journal, run_id):
+            echo(line)
+
+    with journal.locked(say_what_is_replaced):  # a second process on the same result stops with a one-line error
         for tmp in remove_orphan_temps(out_path):  # only the lock holder writes out_path
             echo(f"removed {tmp}, a half-written result that a killed run left")
         done = {(u["attack"], u["eps"], u["source"]): u for u in journal.read()}

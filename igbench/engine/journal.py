@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import UsageError
 from ..locks import exclusive_lock
@@ -26,6 +26,10 @@ def result_write_lock(result_path: str | os.PathLike[str], on_busy):
     """Hold the lock a grid holds while it writes ``result_path`` (its journal's), for another writer of the
     result (``explain`` adding its scores); ``on_busy(lock_path)`` runs when a grid holds it now."""
     return Journal(journal_path(result_path), "").holding_lock(on_busy)
+
+
+#: What a finished unit holds; a line without all of them is not one.
+UNIT_KEYS = frozenset({"attack", "eps", "source", "cells", "stats"})
 
 
 class Journal:
@@ -45,7 +49,7 @@ class Journal:
         entries = list(self._lines())
         if not entries or entries[0].get("run_id") != self.run_id:
             return []
-        return entries[1:]
+        return [e for e in entries[1:] if UNIT_KEYS <= e.keys()]  # anything else (damage) is redone
 
     def other_run(self) -> tuple[str, int] | None:
         """``(run id, finished units)`` of a journal at this path that belongs to another run (which
@@ -58,25 +62,33 @@ class Journal:
         return str(entries[0].get("run_id") or "?"), len(entries) - 1
 
     def _lines(self) -> Iterator[dict[str, Any]]:
-        with open(self.path, encoding="utf-8") as fh:
+        """The JSON objects of the file, a line each. A torn line (killed mid-write) or a damaged one (bytes
+        that are not UTF-8, a line that is not an object) is skipped: its unit is simply redone."""
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
-                    yield json.loads(line)
+                    entry = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a torn line (killed mid-write): that unit is simply redone
+                    continue
+                if isinstance(entry, dict):
+                    yield entry
 
     @contextlib.contextmanager
-    def locked(self):
+    def locked(self, before_start: Callable[[], None] | None = None):
         """Begin (or continue) the journal while holding an exclusive lock on ``<journal>.lock``.
 
         Another process running the same grid into the same result gets a one-line error instead of
         interleaving its units; the operating system drops the lock when a process dies.
+        ``before_start`` runs once the lock is held, before a journal of another run is replaced (what it
+        reads is then this process's to replace).
         """
         def refuse(path):
-            raise UsageError(f"another igbench process is running this grid (it holds {path}); "
+            raise UsageError(f"another igbench process is running a grid into this result (it holds {path}); "
                              "wait for it to finish, or pass a different --out")
 
         with self.holding_lock(on_busy=refuse):
+            if before_start is not None:
+                before_start()
             self.start()
             yield self
 
