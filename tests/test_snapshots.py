@@ -95,7 +95,22 @@ def test_damaged_snapshot_is_a_one_line_error(small_mnist, tmp_path):
         obtain_model(spec, small_mnist, CONFIG, store, progress=False)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_the_process_ignores_stays_ignored(monkeypatch):
+    """Under nohup SIGHUP is ignored: a closed terminal must not stop that training."""
+    from igbench.engine.interrupts import deferred_stop
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with deferred_stop() as request:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert not request
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])  # SIGHUP: a closed terminal
 def test_ctrl_c_or_kill_stops_after_the_step_with_a_snapshot(small_mnist, tmp_path, monkeypatch, signum):
     spec = ModelSpec("gradreg", "gradreg", {"lambda": 1000.0}, arch="paper-cnn")
     want = _weights(obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path / "ref"), progress=False)[0])

@@ -2,7 +2,8 @@
 
 Without this, an interruption loses the work since the last periodic snapshot (up to two minutes), and
 stopping in the middle of an optimizer step leaves weights that must not be saved. Inside
-:func:`deferred_stop` the first SIGINT or SIGTERM only sets a flag; the training loop checks it after each
+:func:`deferred_stop` the first SIGINT, SIGTERM or SIGHUP only sets a flag (a signal the process ignores,
+as ``nohup`` ignores SIGHUP, stays ignored); the training loop checks it after each
 complete step, saves a snapshot and raises ``KeyboardInterrupt``. A second signal stops at once, as usual.
 Signal handlers can only be set from the main thread; elsewhere the block changes nothing.
 """
@@ -13,7 +14,8 @@ import signal
 import threading
 from contextlib import contextmanager
 
-_SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+#: Ctrl-C, ``kill``, and a closed terminal or SSH session (SIGHUP; not where it is ignored, as under nohup)
+_SIGNALS = tuple(s for s in (getattr(signal, name, None) for name in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
 
 
 class StopRequest:
@@ -28,12 +30,13 @@ class StopRequest:
 
 @contextmanager
 def deferred_stop():
-    """Yield a :class:`StopRequest` that the first SIGINT/SIGTERM sets; the second one acts at once."""
+    """Yield a :class:`StopRequest` that the first SIGINT/SIGTERM/SIGHUP sets; the second one acts at once."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    previous = {s: h for s, h in previous.items() if h is not signal.SIG_IGN}
 
     def handler(signum, frame):
         if request:  # asked twice: stop now
@@ -43,7 +46,7 @@ def deferred_stop():
             signal.raise_signal(signum)
         request.signal = signum
 
-    for s in _SIGNALS:
+    for s in previous:
         signal.signal(s, handler)
     try:
         yield request
