@@ -233,6 +233,14 @@ def test_import_refuses_other_weights_and_damaged_archives(shared_data, tmp_path
     notar.write_text("hello")
     res = CliRunner().invoke(cli, ["cache", "import", str(notar), "--cache-dir", str(fresh)])
     assert res.exit_code != 0 and "igbench cache export" in res.output and "Traceback" not in res.output
+    # a copy cut short: tarfile.ReadError("unexpected end of data") was a traceback
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[:3000])
+    res = CliRunner().invoke(cli, ["cache", "import", str(cut), "--cache-dir", str(fresh)])
+    assert res.exit_code != 0 and res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert res.output.strip().splitlines()[-1] == (f"Error: {cut} is truncated or damaged (unexpected end of data); "
+                                                   "copy or export it again")
+    assert not list(fresh.rglob("*.pt"))
 
 
 def test_export_refuses_a_checkpoint_that_is_not_the_results(shared_data, tmp_path):

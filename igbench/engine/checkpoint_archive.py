@@ -100,6 +100,16 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+@contextlib.contextmanager
+def _truncated_is_one_line(path: Path):
+    """A truncated or damaged archive (a copy cut short) as one line, not tarfile's traceback; nothing has
+    been written yet when it is read."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError) as exc:
+        raise IgbenchError(f"{path} is truncated or damaged ({exc}); copy or export it again") from None
+
+
 def _manifest(tar: tarfile.TarFile, where: str) -> tuple[dict[str, Any], list[ArchivedModel]]:
     """The manifest as read, and its models, checked for the fields import needs."""
     hint = "make one with `igbench cache export RESULT.json`"
@@ -142,7 +152,7 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
         reason = "not a tar archive" if isinstance(exc, tarfile.ReadError) else (exc.strerror or type(exc).__name__)
         raise IgbenchError(f"{path} is not a checkpoint archive ({reason}); make one with "
                            "`igbench cache export RESULT.json`") from None
-    with tar:
+    with tar, _truncated_is_one_line(path):
         manifest, models = _manifest(tar, str(path))
         echo(f"  checkpoints of {manifest.get('result', '?')} ({manifest.get('dataset', '?')}; "
              f"made by `{manifest.get('command', '?')}`)")
