@@ -155,7 +155,8 @@ def test_a_second_caller_waits_for_the_trainer_and_loads_its_checkpoint(small_mn
 
     spec = ModelSpec("none", "none", arch="mlp")
     store = CheckpointStore(tmp_path)
-    key = config_hash(model_config(spec, small_mnist, CONFIG))
+    config = model_config(spec, small_mnist, CONFIG)
+    key = config_hash(config)
     got = {}
 
     def second_caller():
@@ -171,7 +172,7 @@ def test_a_second_caller_waits_for_the_trainer_and_loads_its_checkpoint(small_mn
         assert waiter.is_alive(), "it waits while the lock is held"
         arch = get_registry().get("architecture", "mlp")
         trained = arch.build(tuple(small_mnist.input_shape), small_mnist.num_classes, arch.resolve_params({}))
-        store.save(key, trained, {"config": {}, "steps": STEPS})
+        store.save(key, trained, {"config": config, "steps": STEPS})
     waiter.join(30)
     assert not waiter.is_alive()
     assert got["info"]["cached"] and adam_steps["calls"] == 0, "it loaded the other's checkpoint, trained nothing"
