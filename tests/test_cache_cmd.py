@@ -304,23 +304,54 @@ def test_a_damaged_checkpoint_and_one_that_no_longer_fits_its_architecture_get_d
         obtain_model(spec, data, cfg, store, progress=False)
     assert str(err.value).startswith(f"cached checkpoint {path} does not fit the model its architecture builds now "
                                      "(Missing key(s) in state_dict:"), str(err.value)
-    assert "the architecture's code changed since it was trained" in str(err.value) and "\n" not in str(err.value)
+    assert "the code that builds the model changed since it was trained" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_a_checkpoint_copied_under_another_models_key_is_refused(tmp_path, mnist_slice):
-    """It loaded without a check: a grid recorded `none`'s weights and numbers as gradreg's."""
+    """It loaded without a check: a grid recorded `none`'s weights and numbers as gradreg's. Copied from
+    another architecture, it was blamed on a change of the architecture's code."""
     from igbench.errors import IgbenchError
 
     store = CheckpointStore(tmp_path)
     data = mnist_slice.subset(n_train=200, n_test=10)
     cfg = TrainConfig(steps=3, batch_size=32)
     _, plain = obtain_model(ModelSpec("none", "none", arch="mlp"), data, cfg, store, progress=False)
-    regularized = ModelSpec("gradreg", "gradreg", {"lambda": 10.0}, arch="mlp")
-    _, info = obtain_model(regularized, data, cfg, store, progress=False)
-    store.path(info["config_hash"]).write_bytes(store.path(plain["config_hash"]).read_bytes())
-    with pytest.raises(IgbenchError) as err:
-        obtain_model(regularized, data, cfg, store, progress=False)
-    assert str(err.value) == (
-        f"cached checkpoint {store.path(info['config_hash'])} holds a model of another configuration (its none "
-        f"configuration hashes to {plain['config_hash'][:12]}, not {info['config_hash'][:12]}): it was copied or "
-        "renamed; delete it to retrain")
+    for victim in (ModelSpec("gradreg", "gradreg", {"lambda": 10.0}, arch="mlp"), ModelSpec("cnn", "none", arch="paper-cnn")):
+        _, info = obtain_model(victim, data, cfg, store, progress=False)
+        store.path(info["config_hash"]).write_bytes(store.path(plain["config_hash"]).read_bytes())
+        with pytest.raises(IgbenchError) as err:
+            obtain_model(victim, data, cfg, store, progress=False)
+        assert str(err.value) == (
+            f"cached checkpoint {store.path(info['config_hash'])} holds a model of another configuration (its none on "
+            f"mlp hashes to {plain['config_hash'][:12]}, not {info['config_hash'][:12]}): it was copied or renamed by "
+            "hand, or written by a plugin that changed its own parameters while training; delete it to retrain")
+
+
+def test_a_plugin_that_edits_its_parameters_while_training_still_gets_a_loadable_checkpoint(install, tmp_path,
+                                                                                            mnist_slice):
+    """The plugins were handed the configuration's own dicts: an edit in place changed the configuration
+    stored with the checkpoint, and the next load refused it (and every retraining did the same again)."""
+    from igbench.plugin_types import LossDefense, Param
+
+    class Scaled(LossDefense):
+        name, summary = "scaled", "test defense"
+        params = (Param("weight", 1.0, "a weight the plugin rescales in place"),)
+
+        def train(self, trainer, params):
+            params["weight"] = float(params.pop("weight")) * 2
+            return super().train(trainer, params)
+
+        def loss(self, model, x, y, params, trainer):
+            import torch.nn.functional as F
+
+            logits = model(x)
+            return params["weight"] * F.cross_entropy(logits, y), logits
+
+    install(Scaled(), source="scaled-pkg")
+    store = CheckpointStore(tmp_path)
+    data = mnist_slice.subset(n_train=200, n_test=10)
+    spec, cfg = ModelSpec("scaled", "scaled", arch="mlp"), TrainConfig(steps=3, batch_size=32)
+    _, first = obtain_model(spec, data, cfg, store, progress=False)
+    _, again = obtain_model(spec, data, cfg, store, progress=False)
+    assert not first["cached"] and again["cached"] and again["config_hash"] == first["config_hash"]

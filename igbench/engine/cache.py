@@ -17,6 +17,19 @@ from ..atomic import atomic_path, write_failure
 from ..errors import IgbenchError
 
 
+def load_weights(model, state_dict: dict[str, Any], what: str) -> None:
+    """``model.load_state_dict(state_dict)``; weights that do not fit (missing, unexpected or mis-shaped) are a
+    one-line error naming ``what`` held them: the file is sound, the code that builds the model changed."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split(":", 1)[-1].split())
+        raise IgbenchError(
+            f"{what} does not fit the model its architecture builds now ({detail[:200]}"
+            f"{'...' if len(detail) > 200 else ''}): the code that builds the model changed since it was trained "
+            "without a change of its configuration; delete it to retrain") from exc
+
+
 def read_torch_file(source, what: str, fix: str, state_dict: bool = False) -> dict[str, Any]:
     """``torch.load`` (weights only, onto the CPU) of a file igbench wrote, a path or a file object. A damaged
     one (truncated, another format, with ``state_dict`` one without a ``state_dict``) is a one-line error:
@@ -124,17 +137,18 @@ class CheckpointStore:
         return target
 
     def load(self, key: str, model) -> dict[str, Any]:
-        """Load weights into ``model``; returns the stored metadata. A damaged file, and weights that do not
-        fit the model, are one-line errors that say which."""
+        """Load weights into ``model``; returns the stored metadata. Each is a one-line error that says which:
+        a damaged file; a file whose stored configuration does not hash to ``key`` (another model's, copied
+        or renamed by hand); weights that do not fit the model."""
         path = self.path(key)
         blob = read_torch_file(path, f"cached checkpoint {path}", "delete it to retrain", state_dict=True)
-        try:
-            model.load_state_dict(blob["state_dict"])
-        except RuntimeError as exc:  # missing, unexpected or mis-shaped weights: the file itself is sound
-            detail = " ".join(str(exc).split(":", 1)[-1].split())
+        meta = blob.get("meta", {})
+        stored = meta.get("config")
+        if isinstance(stored, dict) and config_hash(stored) != key:
             raise IgbenchError(
-                f"cached checkpoint {path} does not fit the model its architecture builds now "
-                f"({detail[:200]}{'...' if len(detail) > 200 else ''}); the architecture's code changed since it "
-                f"was trained: delete the checkpoint to retrain, or install the version that trained it"
-            ) from exc
-        return blob.get("meta", {})
+                f"cached checkpoint {path} holds a model of another configuration (its {stored.get('defense', '?')} "
+                f"on {stored.get('arch', '?')} hashes to {config_hash(stored)[:12]}, not {key[:12]}): it was copied "
+                "or renamed by hand, or written by a plugin that changed its own parameters while training; "
+                "delete it to retrain")
+        load_weights(model, blob["state_dict"], f"cached checkpoint {path}")
+        return meta

@@ -18,7 +18,7 @@ from ..environment import compute_device, cpu_model, gpu_name, torch_threads
 from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError
 from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
-from .cache import cpu_state_dict
+from .cache import cpu_state_dict, load_weights
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
 from .model_checks import (build_model, check_output, eval_forward, loss_pair_problem, output_error,
                            output_problem, output_problem_of)
@@ -225,7 +225,7 @@ class Trainer:
     def _restore_finished(self, model, done: dict[str, Any]):
         """``model`` as a finished fit's snapshot left it, counted as trained (steps and seconds)."""
         self._ran_on(done.get("ran_on"))
-        model.load_state_dict(done["model"])
+        load_weights(model, done["model"], "a finished training's snapshot")
         set_rng_state(done["rng"], self.device)
         self.steps_done += int(done["steps"])
         self.train_seconds += float(done["seconds"])
@@ -234,7 +234,7 @@ class Trainer:
     def _restore_partial(self, model, opt, gen, partial: dict[str, Any], desc: str, total: int, path) -> tuple:
         """Weights, optimizer, batch order and random state of an interrupted fit's snapshot; returns
         ``(order, position in it, first step to take, seconds already spent)`` and says where it resumes."""
-        model.load_state_dict(partial["model"])
+        load_weights(model, partial["model"], f"training snapshot {path}")
         opt.load_state_dict(partial["optimizer"])
         gen.set_state(partial["generator"])
         set_rng_state(partial["rng"], self.device)
