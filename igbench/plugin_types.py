@@ -217,6 +217,12 @@ class ArchitecturePlugin(Plugin):
     def build(self, input_shape: tuple[int, int, int], num_classes: int, params: dict[str, Any]) -> "torch.nn.Module":
         raise NotImplementedError
 
+    def revision(self, params: dict[str, Any]) -> str | None:
+        """A label for a change in what ``build`` makes with these (resolved) ``params``, or ``None``. It joins
+        the checkpoint key when not ``None``, so a model whose code changed is trained anew, and models of
+        the other parameters keep their keys (a version bump would change every key)."""
+        return None
+
 
 class DefensePlugin(Plugin):
     """A training procedure. ``train(trainer, params)`` returns the trained model.

@@ -41,6 +41,11 @@ def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry)
     assert base == config_hash(model_config(base_spec, mnist_slice, dataclasses.replace(base_train, device="cpu:0")))
     assert base == config_hash(model_config(base_spec, mnist_slice,
                                             dataclasses.replace(base_train, memory_format="channels_last")))
+    # a revision of what an architecture builds (lcn's window) changes only its own models' keys
+    cnn = dataclasses.replace(base_spec, arch="paper-cnn", arch_params={})
+    assert "arch_revision" not in model_config(cnn, mnist_slice, base_train)
+    assert model_config(dataclasses.replace(cnn, arch_params={"lcn": True}), mnist_slice, base_train)[
+        "arch_revision"] == "lcn-study-window"
     # with --steps the length is set: --epochs changes nothing, and used to retrain the same model
     stepped = dataclasses.replace(base_train, steps=10)
     assert config_hash(model_config(base_spec, mnist_slice, stepped)) == config_hash(

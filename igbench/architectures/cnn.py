@@ -175,6 +175,10 @@ class PaperCNN(ArchitecturePlugin):
         return build_paper_cnn(input_shape, num_classes, params["activation"], params["dropout"], params["lcn"],
                                params["style"])
 
+    def revision(self, params: dict[str, Any]) -> str | None:
+        # lcn=true took a 9x9 window of sigma 2 and replicate padding until the study's was adopted
+        return "lcn-study-window" if params["lcn"] else None
+
 
 class PaperCNNSoftplus(PaperCNN):
     """`paper-cnn` with softplus in place of every ReLU; not in the study, which used ReLU.

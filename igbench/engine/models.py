@@ -62,6 +62,8 @@ def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
         "versions": {"igbench": __version__, "torch": package_version("torch"),
                      "defense_package": package_version(defense.source) if defense.source != "igbench" else None},
     }
+    if (revision := arch.revision(config["arch_params"])) is not None:
+        config["arch_revision"] = revision
     if arch.source != "igbench":
         # A third-party architecture's code is versioned by its package, as a defense's is: without this a
         # changed `build` reused the old weights. Only then, so that built-in models keep their keys.
