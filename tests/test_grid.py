@@ -382,19 +382,27 @@ def test_an_attack_of_a_grid_file_can_have_its_own_eps_sweep(registry, tmp_path)
         build_grid_spec({}, bad)
 
 
-def test_an_attack_listed_twice_is_refused_before_any_training(registry, tmp_path):
-    """Its second entry's units shared the first's journal keys: they were skipped as done, and the result
-    then failed its schema after the whole grid had run (a rerun failed the same way)."""
+def test_an_attack_listed_twice_is_refused_before_any_training_unless_it_is_one_sweep(registry, tmp_path):
+    """A second entry at an eps of the first was skipped as journaled, and the result then failed its schema
+    after the whole grid had run (a rerun failed the same way); one with other parameters was recorded as
+    the first's. Two entries of one attack with the same parameters and other eps values are one sweep."""
     from igbench.engine.grid import attack_units
     from igbench.grid_config import build_grid_spec
 
     grid = tmp_path / "twice.toml"
-    grid.write_text('[run]\ndataset = "mnist"\n\n[[attacks]]\nname = "pgd"\neps = [0.1]\n\n'
-                    '[[attacks]]\nname = "pgd"\neps = [0.2]\nparams = { steps = 5 }\n')
-    with pytest.raises(UsageError, match="attack pgd is listed twice; list it once, with every eps in one eps list"):
-        attack_units(build_grid_spec({}, grid))
-    grid.write_text('[run]\ndataset = "mnist"\n\n[[attacks]]\nname = "pgd"\n\n[[attacks]]\nname = "fgsm"\n')
-    assert [p.name for p, _, _ in attack_units(build_grid_spec({"eps": (0.1,)}, grid))] == ["pgd", "fgsm"]
+
+    def units(*entries):
+        grid.write_text('[run]\ndataset = "mnist"\n' + "".join(f"\n[[attacks]]\n{e}\n" for e in entries))
+        return attack_units(build_grid_spec({"eps": ()}, grid))
+
+    with pytest.raises(UsageError, match=r"attack pgd is listed twice at the same eps \(0.1\); give each eps once"):
+        units('name = "pgd"\neps = [0.1, 0.2]', 'name = "pgd"\neps = [0.1]')
+    with pytest.raises(UsageError, match="attack pgd is listed twice with other parameters; the result records one"):
+        units('name = "pgd"\neps = [0.1]', 'name = "pgd"\neps = [0.2]\nparams = { steps = 5 }')
+    with pytest.raises(UsageError, match="attack jsma is listed twice; it takes no eps, so both entries are the same"):
+        units('name = "jsma"', 'name = "jsma"')
+    swept = units('name = "fgsm"\neps = [0.1]', 'name = "pgd"\neps = [0.3]', 'name = "fgsm"\neps = [0.2]')
+    assert [(p.name, e) for p, _, e in swept] == [("fgsm", 0.1), ("pgd", 0.3), ("fgsm", 0.2)]
 
 
 @pytest.mark.parametrize("line, expected", [

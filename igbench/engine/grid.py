@@ -155,22 +155,42 @@ def attack_units(spec: GridSpec) -> list[tuple[Any, dict[str, Any], float | None
     """
     reg = get_registry()
     units = []
-    named: dict[str, str] = {}  # plugin name -> the name the grid gave it
     for a in spec.attacks:
         plugin = reg.get("attack", a.name)
-        if plugin.name in named:  # its units would share journal keys, seeds and the result's attack record
-            same = "" if named[plugin.name] == a.name else f" ({named[plugin.name]!r} and {a.name!r})"
-            raise UsageError(f"attack {plugin.name} is listed twice{same}; list it once, with every eps in one "
-                             f"eps list, and run another parameter set as a separate grid (its own --out)")
-        named[plugin.name] = a.name
         params = plugin.resolve_params(a.params)
         if plugin.uses_eps:
             eps_values = [params["eps"]] if "eps" in a.params else (a.eps if a.eps is not None else spec.eps)
-            for e in eps_values:
-                units.append((plugin, plugin.resolve_params({**a.params, "eps": e}), float(e)))
+            new = [(plugin, plugin.resolve_params({**a.params, "eps": e}), float(e)) for e in eps_values]
         else:
-            units.append((plugin, params, None))
+            new = [(plugin, params, None)]
+        if problem := _second_entry_problem(units, new):
+            raise UsageError(f"attack {plugin.name} is listed twice{problem}")
+        units += new
     return units
+
+
+def _second_entry_problem(units, new) -> str:
+    """Why ``new`` (one attack entry's units) cannot join ``units``: the grid keys units by attack name and
+    eps, and records one parameter set per attack name. Two entries of one attack with the same parameters
+    and other eps values are one sweep; the same eps twice was skipped as done, and other parameters were
+    recorded as the first entry's."""
+    plugin = new[0][0]
+    earlier = [(params, eps) for p, params, eps in units if p.name == plugin.name]
+    if not earlier:
+        return ""
+    same_eps = {eps for _, eps in earlier} & {eps for _, _, eps in new}
+    if None in same_eps:
+        return "; it takes no eps, so both entries are the same units: list it once"
+    if same_eps:
+        return f" at the same eps ({', '.join(f'{e:g}' for e in sorted(same_eps))}); give each eps once"
+
+    def without_eps(params):
+        return plugin.recorded_params({k: v for k, v in params.items() if k != "eps"})
+
+    if without_eps(earlier[0][0]) != without_eps(new[0][1]):
+        return (" with other parameters; the result records one parameter set per attack, so run the other set "
+                "as a separate grid (its own --out)")
+    return ""
 
 
 def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStore | None = None,
