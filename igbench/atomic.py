@@ -101,6 +101,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a failed write ran out of room, or met a read-only or quota-bound disk: an ``OSError``, or
+    torch's ``RuntimeError`` for the same ("unexpected pos", "file write failed")."""
+    import errno
+
+    if isinstance(exc, OSError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("unexpected pos", "file write failed", "PytorchStreamWriter failed", os.strerror(errno.ENOSPC)))
+
+
 def write_failure(exc: BaseException, folder: str | os.PathLike[str]) -> str:
     """Why a write into ``folder`` failed, in words, with the space left on its disk: torch reports a full
     disk as ``RuntimeError: [enforce fail at inline_container.cc:...] unexpected pos``, which names neither."""

@@ -240,9 +240,17 @@ def test_a_full_disk_costs_snapshots_a_warning_and_the_checkpoint_a_one_line_err
         obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path), progress=False)
     message = str(err.value)
     assert message.startswith("could not write the checkpoint ") and "RuntimeError: [enforce fail" in message
-    assert "MB free on its disk" in message and "free space or choose another --cache-dir" in message
+    assert "MB free on its disk" in message and "free space there and re-run" in message
     warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: could not write the training snapshot")]
     assert len(warnings) == STEPS, warnings  # every step's snapshot (and the finished fit's) failed; all 12 steps ran
     monkeypatch.setattr(torch, "save", real_save)
     _, info = obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path), progress=False)
     assert info["steps"] == STEPS and not info["cached"]
+
+    def unsavable(obj, f, *args, **kwargs):  # not the disk: a state torch cannot save is a bug, not a warning
+        raise RuntimeError("cannot pickle 'generator' object")
+
+    monkeypatch.setattr(torch, "save", unsavable)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        obtain_model(ModelSpec("other", "none", arch="mlp", arch_params={"hidden": 16}), small_mnist, CONFIG,
+                     CheckpointStore(tmp_path), progress=False)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path, write_failure
+from ..atomic import atomic_path, is_disk_full, write_failure
 from ..errors import IgbenchError
 
 
@@ -131,9 +131,12 @@ class CheckpointStore:
             with atomic_path(target) as tmp:
                 torch.save({"state_dict": state, "meta": json.loads(canonical_json(meta))}, tmp)
         except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+            if not is_disk_full(exc):
+                raise
             raise IgbenchError(f"could not write the checkpoint {target} ({write_failure(exc, target.parent)}); "
-                               "free space or choose another --cache-dir, then re-run: the training's own "
-                               "snapshots, where they could be written, spare training it again") from None
+                               f"free space there and re-run: the training's snapshots in {target.parent}, where "
+                               "they could be written, spare training it again (another --cache-dir would not "
+                               "find them)") from None
         return target
 
     def load(self, key: str, model) -> dict[str, Any]:

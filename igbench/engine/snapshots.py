@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path, remove_orphan_temps_matching, write_failure
+from ..atomic import atomic_path, is_disk_full, remove_orphan_temps_matching, write_failure
 from .cache import read_torch_file
 
 #: Seconds between two snapshots of one training (a snapshot of the paper CNN takes well under a second).
@@ -65,6 +65,8 @@ class TrainingSnapshots:
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
         except (OSError, RuntimeError) as exc:
+            if not is_disk_full(exc):  # a state that cannot be saved is a bug to see, not a warning to repeat
+                raise
             self._last_save = time.monotonic()  # try again at the next interval, not every step
             print(f"warning: could not write the training snapshot {path} ({write_failure(exc, self.folder)}); "
                   "training goes on, but an interruption now loses the steps since the last snapshot",

@@ -339,8 +339,12 @@ class Trainer:
                         saved = save_partial(step)
                         if stop:
                             where = (f"snapshot saved to {snaps.path(fit_index, 'partial')}" if saved else
-                                     "its snapshot could not be written (above): a re-run resumes from the last one")
-                            print(f"\n{desc}: stopped after step {step}/{total}; {where}", file=sys.stderr)
+                                     "its snapshot could not be written (above): a re-run resumes from the last "
+                                     "snapshot written, or from step 1")
+                            try:
+                                print(f"\n{desc}: stopped after step {step}/{total}; {where}", file=sys.stderr)
+                            except OSError:  # a hangup closed the terminal: the snapshot is what matters
+                                pass
                             raise KeyboardInterrupt
         finally:
             bar.close()
