@@ -75,8 +75,9 @@ def plugin_call(plugin: Any, method: str) -> Iterator[None]:
                                 f"authors; run with {DEBUG_ENV}=1 for the traceback)", exc) from exc
         if not is_third_party(plugin):
             raise
+        check = "" if method == "resolve" else "check the plugin's parameters, or "  # resolve takes none
         raise PluginCrashed(f"{named(plugin)} failed in {method}: {one_line(exc)} (raised in that "
-                            f"package's code, not igbench's: check the plugin's parameters, or report it to its "
+                            f"package's code, not igbench's: {check}report it to its "
                             f"authors; run with {DEBUG_ENV}=1 for the traceback)", exc) from exc
 
 

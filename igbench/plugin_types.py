@@ -330,6 +330,10 @@ class AttackProvider(Plugin):
     kind: ClassVar[str] = "attack"
     prefix: str = ""
 
+    @property
+    def label(self) -> str:
+        return f"attack provider '{self.prefix}'"
+
     def resolve(self, suffix: str) -> AttackPlugin:
         """Return the attack for ``suffix`` or raise :class:`igbench.errors.UnknownPluginError`."""
         raise NotImplementedError

@@ -18,6 +18,7 @@ Environment variables:
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 from importlib import metadata
 from typing import Any
@@ -69,6 +70,7 @@ class Registry:
         self._load_failures: list[str] = []
         self._source_of: dict[int, str] = {}
         self._order: dict[int, int] = {}  # id(plugin) -> when it was registered: built-ins first
+        self._counter = itertools.count()
         self._collected: dict[str, dict[str, Plugin]] | None = None
         self._providers: list[AttackProvider] = []
         self._left_out: dict[tuple[str, str], str] = {}  # (kind, name) -> why the registry refused it
@@ -124,7 +126,7 @@ class Registry:
         except ValueError as exc:
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from None
         self._source_of[id(plugin)] = source or getattr(plugin, "__name__", None) or type(plugin).__name__
-        self._order[id(plugin)] = len(self._order)
+        self._order[id(plugin)] = next(self._counter)
         self._collected = None
         try:
             self._check_hook_names(plugin, self._source_of[id(plugin)], name)
@@ -215,9 +217,9 @@ class Registry:
                 except Exception as exc:  # noqa: BLE001
                     self._problem(f"{who} failed in {hookname}: {type(exc).__name__}: {exc}")
                     continue
-                if returned is not None:
-                    self._problem(f"{who} returned {type(returned).__name__} from {hookname}, which igbench "
-                                  f"ignores; call register(obj) once per object instead of returning them")
+                if returned is not None and not objects:  # returned its objects instead of registering them
+                    self._problem(f"{who} returned {type(returned).__name__} from {hookname} and registered "
+                                  f"nothing; igbench ignores return values: call register(obj) once per object")
                 for obj in objects:
                     self._add(kind, base, obj, source, collected, providers)
         self._collected = collected
@@ -232,10 +234,14 @@ class Registry:
             if not obj.prefix:
                 self._problem(f"{source} registered an attack provider without a prefix")
                 return
-            taken = next((p for p in providers if p.prefix == obj.prefix), None)
+            # one prefix inside another ("art:" and "art:x") would leave the names of one unreachable
+            taken = next((p for p in providers if p.prefix.startswith(obj.prefix) or obj.prefix.startswith(p.prefix)),
+                         None)
             if taken is not None:
-                self._problem(f"attack prefix '{obj.prefix}' is served by both '{taken.source}' and '{source}'; "
-                              f"keeping '{taken.source}'s; choose another prefix")
+                both = (f"attack prefix '{obj.prefix}' is served by both" if taken.prefix == obj.prefix else
+                        f"attack prefixes '{taken.prefix}' and '{obj.prefix}' overlap, served by")
+                self._problem(f"{both} '{taken.source}' and '{source}'; keeping '{taken.source}'s; choose "
+                              "another prefix")
                 return
             obj.source = source
             providers.append(obj)

@@ -13,7 +13,7 @@ from igbench import hookimpl, hookspecs
 from igbench.cli import cli
 from igbench.errors import ParamError, PluginError, UnknownPluginError
 from igbench.param_options import distribute_params, parse_param_option
-from igbench.plugin_types import DefensePlugin, LossDefense, Param, positive
+from igbench.plugin_types import ArchitecturePlugin, DefensePlugin, LossDefense, Param, positive
 from igbench.registry import HOOK_FOR_KIND, get_registry, reset_registry
 
 BUILTINS = {
@@ -121,11 +121,37 @@ def test_a_wrapper_hook_or_one_that_returns_its_objects_is_reported(registry):
             register(Shout())
             yield
 
+    class RegistersAndReturns:  # works: what it returns is not read, and nothing is lost
+        @hookimpl
+        def igbench_architectures(self, register):
+            register(_TinyArch())
+            return ["ignored"]
+
     registry.register(Returns(), source="returns-pkg")
     registry.register(Wraps(), source="wraps-pkg")
+    registry.register(RegistersAndReturns(), source="both-pkg")
     text = " | ".join(registry.problems)
-    assert "(returns-pkg) returned list from igbench_defenses, which igbench ignores; call register(obj)" in text
+    assert "(returns-pkg) returned list from igbench_defenses and registered nothing; igbench ignores" in text
     assert "(wraps-pkg) marks igbench_attacks as a wrapper, so it registers nothing" in text
+    assert "both-pkg" not in text and registry.get("architecture", "tiny-arch").source == "both-pkg"
+
+
+def test_registration_order_holds_after_an_unregister(registry):
+    """The order was the count of registered plugins, which repeats after an unregister: a later trylast
+    package then came first and shadowed an earlier one."""
+    def package(trylast=False):
+        class Package:
+            @hookimpl(trylast=trylast)
+            def igbench_defenses(self, register):
+                register(_Named("dup"))
+        return Package()
+
+    a, b = package(), package()
+    registry.register(a, source="pkg-a")
+    registry.register(b, source="pkg-b")
+    registry.unregister(a)
+    registry.register(package(trylast=True), source="pkg-c")
+    assert registry.get("defense", "dup").source == "pkg-b"
 
 
 @pytest.mark.parametrize("command", [["run", "--defense", "gradreg"], ["train"], ["plugins", "--kind", "defense"]])
@@ -533,6 +559,17 @@ def test_param_coercion_never_cuts_a_fraction_or_takes_a_bool_as_a_number():
             number.coerce(bad, "defense d")
 
 
+class _TinyArch(ArchitecturePlugin):
+    name, summary = "tiny-arch", "test architecture"
+
+
+class _Named(DefensePlugin):
+    summary = "test defense"
+
+    def __init__(self, name):
+        self.name = name
+
+
 def test_third_party_attack_providers_resolve_collide_and_crash_with_their_name(registry):
     """A second provider of a prefix was dropped without a word, and a provider's own bug in resolve was a
     raw traceback."""
@@ -573,5 +610,10 @@ def test_third_party_attack_providers_resolve_collide_and_crash_with_their_name(
     text = " | ".join(registry.problems)
     assert "attack prefix 'dbl:' is served by both 'first-pkg' and 'second-pkg'; keeping 'first-pkg's" in text
     assert "attack prefix 'art:' is served by both 'igbench' and 'second-pkg'; keeping 'igbench's" in text
-    with pytest.raises(PluginCrashed, match=r"from package 'first-pkg' failed in resolve: KeyError: 'boom'"):
+    registry.register(Package(Doubles("dbl:x")), source="third-pkg")  # dbl:x... names would never reach it
+    assert "attack prefixes 'dbl:' and 'dbl:x' overlap, served by 'first-pkg' and 'third-pkg'" in " | ".join(
+        registry.problems)
+    with pytest.raises(PluginCrashed) as err:
         registry.get("attack", "dbl:boom")
+    assert str(err.value).startswith("attack provider 'dbl:' from package 'first-pkg' failed in resolve: KeyError: "
+                                     "'boom' (raised in that package's code, not igbench's: report it to its authors")

@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..plugin_types import TARGETS_KEY, AttackContext, Param, non_negative, positive
-from ..torch_utils import eval_mode
+from ..torch_utils import eval_mode, model_device
+
+#: still importable from here, where attack plugins found them before igbench.torch_utils existed
+REEXPORTED = (eval_mode, model_device)
 
 TARGET_CHOICES = ("next", "random", "least-likely")
 
