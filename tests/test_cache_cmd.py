@@ -237,7 +237,7 @@ def test_import_refuses_other_weights_and_damaged_archives(shared_data, tmp_path
     cut = tmp_path / "cut.tar"
     cut.write_bytes(archive.read_bytes()[:3000])
     res = CliRunner().invoke(cli, ["cache", "import", str(cut), "--cache-dir", str(fresh)])
-    assert res.exit_code != 0 and res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert res.exit_code != 0 and (res.exception is None or isinstance(res.exception, SystemExit)), res.exception
     assert res.output.strip().splitlines()[-1] == (f"Error: {cut} is truncated or damaged (unexpected end of data); "
                                                    "copy or export it again")
     assert not list(fresh.rglob("*.pt"))

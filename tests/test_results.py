@@ -285,6 +285,16 @@ def test_capture_environment_fits_the_schema(tmp_path, monkeypatch):
     assert "cuda_arithmetic" not in env
 
 
+def test_the_engine_sets_exact_cuda_arithmetic_for_a_gpu_and_leaves_the_cpu_alone(monkeypatch):
+    """It was set by the CLI's device resolution only, which a library caller of the engine skips."""
+    import igbench.environment as environment
+
+    calls = []
+    monkeypatch.setattr(environment, "exact_cuda_arithmetic", lambda: calls.append(1))
+    assert environment.compute_device("cpu").type == "cpu" and calls == []
+    assert environment.compute_device("cuda:1") == torch.device("cuda:1") and calls == [1]  # no GPU needed
+
+
 def test_on_a_gpu_float32_is_ieee_and_cudnn_deterministic_and_the_result_says_so(monkeypatch):
     """PyTorch lets cuDNN run float32 convolutions in TF32 (a 10-bit mantissa) and pick nondeterministic
     algorithms: an fp32 result from a GPU was not fp32, and a resumed training could not end where an
