@@ -883,6 +883,24 @@ def _small_fgsm_run(shared_data, tmp_path, out, *extra):
     return read_result(tmp_path / out)
 
 
+def test_run_reuses_its_finished_result_unless_rerun(shared_data, tmp_path):
+    """Running the same command again attacked the whole grid again (hours for a paper grid) to write the
+    same numbers; `replicate` already reused a finished result."""
+    args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--steps", "5",
+            "--n-test", "50", "--attack", "fgsm", "--eps", "0.2", "--out", str(tmp_path / "r.json"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and "attack fgsm eps=0.2 on none" in first.output, first.output
+    written = (tmp_path / "r.json").read_text()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "attack fgsm" not in again.output, again.output
+    assert "already holds this grid" in again.output and "(--rerun attacks again)" in again.output
+    assert (tmp_path / "r.json").read_text() == written  # the tables are printed from the file as it was
+    forced = CliRunner().invoke(cli, args + ["--rerun"])
+    assert forced.exit_code == 0 and "attack fgsm eps=0.2 on none" in forced.output
+    assert "--rerun" not in json.loads((tmp_path / "r.json").read_text())["command"]
+
+
 def test_bf16_models_are_recorded_and_cached_apart_from_fp32(shared_data, tmp_path):
     """`--precision bf16` trains other checkpoints than fp32 (own hash), the result records the precision
     and the command that reproduces it, and the leaderboard marks those models."""

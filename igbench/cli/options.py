@@ -48,6 +48,14 @@ _eps_option = click.option("--eps", multiple=True, callback=parse_number_list, h
 _out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
 
 
+#: `run` and `sweep`: a finished result of the same grid at --out is returned, not attacked again
+rerun_option = click.option(
+    "--rerun", is_flag=True,
+    help="Attack again even when --out already holds this exact grid's finished result (same data, models and "
+         "their weights, attacks, scored images and seed); by default that result is reused, since it would "
+         "come out the same.")
+
+
 def _seed_option(help: str = "Seed for initialisation, batching and random attack choices (default 0)."):
     return click.option("--seed", type=int, help=help)
 

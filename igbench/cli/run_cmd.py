@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import click
 
-from .options import execute_grid, grid_options, grid_spec
+from .options import execute_grid, grid_options, grid_spec, rerun_option
 
 
 @click.command("run", short_help="Train, attack and score the full transfer grid.")
 @click.option("--defense", multiple=True, help="Defense to train (repeatable). `none` is always included as the reference model.")
+@rerun_option
 @grid_options
-def run_command(config_file, progress, out, cache_dir, **options) -> None:
+def run_command(config_file, progress, out, cache_dir, rerun, **options) -> None:
     """Train every model, attack every model, score every model on every model's examples.
 
     For each attack and eps, adversarial examples are crafted against each model (source) and
     scored on every model (target): the diagonal of the printed grid is white-box, the rest is
     transfer. Trained models are cached by the hash of their full configuration; an interrupted
     run resumes where it stopped when re-run with the same options (a model interrupted during
-    training continues from its last snapshot, taken every two minutes).
+    training continues from its last snapshot, taken every two minutes), and a finished one is
+    reused unless --rerun.
 
     \b
     Examples:
@@ -33,7 +35,7 @@ def run_command(config_file, progress, out, cache_dir, **options) -> None:
     spec = grid_spec(options, config_file)
     if not spec.attacks:
         raise UsageError("no attack selected; add --attack NAME (see `igbench plugins --kind attack`)")
-    execute_grid(spec, out, cache_dir, progress)
+    execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
 
 
 COMMANDS = [run_command]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import execute_grid, grid_options, grid_spec
+from .options import execute_grid, grid_options, grid_spec, rerun_option
 
 
 @click.command("sweep", short_help="Train a defense once per value of one parameter.")
@@ -13,8 +13,9 @@ from .options import execute_grid, grid_options, grid_spec
               help="Parameter and values: lambda=1,10,100, lambda=logspace(2,5,13) (10^2 to 10^5, 13 values), "
                    "lambda=linspace(0,1,5), or any parameter's values in its own type, e.g. "
                    "scaling=paper,per-example (gradreg) or direction=batch,example (gradreg-fd).")
+@rerun_option
 @grid_options
-def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **options) -> None:
+def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, rerun, **options) -> None:
     """Train DEFENSE once per value of one parameter and report clean accuracy, input-gradient norm
     and (with --attack) white-box accuracy per value, next to the undefended `none` model.
 
@@ -43,7 +44,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, **
     defense = defense[0]
     name, values = read_sweep(defense, sweep_text, options.get("param") or ())
     spec = sweep_spec(grid_spec({**options, "defense": (defense,)}, config_file), defense, name, values)
-    execute_grid(spec, out, cache_dir, progress, render=sweep_table)
+    execute_grid(spec, out, cache_dir, progress, render=sweep_table, reuse=not rerun)
 
 
 COMMANDS = [sweep_command]
