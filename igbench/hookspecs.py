@@ -1,7 +1,8 @@
 """The ``igbench_*`` hooks that plugins implement.
 
 Every hook receives a ``register`` callback. A plugin calls it once per object it provides; what a
-hook returns is not read (a hook that returns its objects is reported, as is a ``wrapper`` hook)::
+hook returns is not read (one that returns objects and registers none is reported, as is a
+``wrapper`` hook)::
 
     from igbench import hookimpl
     from igbench.plugin_types import DefensePlugin

@@ -217,7 +217,7 @@ class Registry:
                 except Exception as exc:  # noqa: BLE001
                     self._problem(f"{who} failed in {hookname}: {type(exc).__name__}: {exc}")
                     continue
-                if returned is not None and not objects:  # returned its objects instead of registering them
+                if returned and not objects:  # returned its objects instead of registering them
                     self._problem(f"{who} returned {type(returned).__name__} from {hookname} and registered "
                                   f"nothing; igbench ignores return values: call register(obj) once per object")
                 for obj in objects:

@@ -109,3 +109,24 @@ def test_ctrl_c_speaks_of_resuming_only_for_commands_that_train_or_attack(monkey
     monkeypatch.setattr(run_cmd, "grid_spec", interrupted)
     out = CliRunner().invoke(cli, ["run", "--defense", "none", "--attack", "fgsm"])
     assert out.exit_code == 130 and "finished attack units and the last training snapshot" in out.output
+
+
+def test_a_terminal_gone_away_exits_as_interrupted(monkeypatch):
+    """After a hangup, writing the stop message to the closed terminal raised an I/O error, and the command
+    exited 1 as if a path were wrong; the snapshot had been saved."""
+    import errno
+    import os
+
+    import igbench.cli as igcli
+
+    def hung_up(**_kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    def exit_now(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(igcli, "cli", hung_up)
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as stopped:
+        igcli.main()
+    assert stopped.value.code == 130

@@ -401,6 +401,8 @@ def test_an_attack_listed_twice_is_refused_before_any_training_unless_it_is_one_
         units('name = "pgd"\neps = [0.1]', 'name = "pgd"\neps = [0.2]\nparams = { steps = 5 }')
     with pytest.raises(UsageError, match="attack jsma is listed twice; it takes no eps, so both entries are the same"):
         units('name = "jsma"', 'name = "jsma"')
+    with pytest.raises(UsageError, match="attack jsma is listed twice with other parameters"):
+        units('name = "jsma"', 'name = "jsma"\nparams = { jacobian = "logits" }')
     swept = units('name = "fgsm"\neps = [0.1]', 'name = "pgd"\neps = [0.3]', 'name = "fgsm"\neps = [0.2]')
     assert [(p.name, e) for p, _, e in swept] == [("fgsm", 0.1), ("pgd", 0.3), ("fgsm", 0.2)]
 
@@ -1107,3 +1109,20 @@ def test_a_grid_attacked_on_a_gpu_has_its_own_run_id_and_cpu_run_ids_are_unchang
     assert grid_run_id(*args, torch.device("cpu")) == result["run_id"]
     assert grid_run_id(*args, torch.device("cuda")) != result["run_id"]
     assert grid_run_id(*args, torch.device("cuda:1")) == grid_run_id(*args, torch.device("cuda"))
+
+
+def test_an_architecture_revision_is_recorded_and_compared(shared_data, tmp_path):
+    """It joins the checkpoint key; unrecorded, `compare` blamed the other key on an igbench or torch version."""
+    from igbench.results.compare import setting_warnings
+    from igbench.results.io import read_result
+
+    base = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--steps", "2", "--n-test", "20",
+            "--attack", "fgsm", "--eps", "0.1", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    for name, extra in (("plain", []), ("lcn", ["--param", "lcn=true"])):
+        res = CliRunner().invoke(cli, base + extra + ["--out", str(tmp_path / f"{name}.json")])
+        assert res.exit_code == 0, res.output
+    plain, lcn = read_result(tmp_path / "plain.json"), read_result(tmp_path / "lcn.json")  # both schema-valid
+    assert all("arch_revision" not in m for m in plain["models"])
+    assert {m["arch_revision"] for m in lcn["models"]} == {"lcn-study-window"}
+    assert any("different architecture revision: none in A, lcn-study-window in B" in w
+               for w in setting_warnings(plain, lcn))

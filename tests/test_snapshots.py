@@ -254,3 +254,23 @@ def test_a_full_disk_costs_snapshots_a_warning_and_the_checkpoint_a_one_line_err
     with pytest.raises(RuntimeError, match="cannot pickle"):
         obtain_model(ModelSpec("other", "none", arch="mlp", arch_params={"hidden": 16}), small_mnist, CONFIG,
                      CheckpointStore(tmp_path), progress=False)
+
+
+def test_a_snapshot_whose_weights_no_longer_fit_names_its_file(small_mnist, tmp_path, adam_steps):
+    """Loading it was an unguarded load_state_dict: a traceback from torch on resume."""
+    from igbench.errors import IgbenchError
+
+    spec = ModelSpec("none", "none", arch="mlp")
+    store = CheckpointStore(tmp_path)
+    adam_steps["interrupt_at"] = 5
+    with pytest.raises(KeyboardInterrupt):
+        obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    (path,) = (store.root / "models").glob("*.partial.pt")
+    snap = torch.load(path, weights_only=True)
+    snap["model"] = {f"old_{k}": v for k, v in snap["model"].items()}  # what a renamed layer leaves behind
+    torch.save(snap, path)
+    adam_steps["interrupt_at"] = None
+    with pytest.raises(IgbenchError) as err:
+        obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    assert str(err.value).startswith(f"training snapshot {path} does not fit the model its architecture builds now")
+    assert str(err.value).endswith("without a change of its configuration; delete it to retrain")

@@ -177,7 +177,7 @@ class PaperCNN(ArchitecturePlugin):
 
     def revision(self, params: dict[str, Any]) -> str | None:
         # lcn=true took a 9x9 window of sigma 2 and replicate padding until the study's was adopted
-        return "lcn-study-window" if params["lcn"] else None
+        return "lcn-study-window" if params.get("lcn") else None
 
 
 class PaperCNNSoftplus(PaperCNN):

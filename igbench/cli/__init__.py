@@ -83,7 +83,17 @@ _add_commands()
 
 
 def main() -> None:
-    cli(prog_name="igbench")
+    import errno
+    import os
+
+    try:
+        cli(prog_name="igbench")
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
+        # The terminal went away (a hangup) and even the message saying how igbench stopped cannot be shown.
+        # Exit as an interrupted command does: a training saved its snapshot before that message.
+        os._exit(130)
 
 
 def one_line_usage_error(exc: click.UsageError) -> str:

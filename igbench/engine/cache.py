@@ -17,9 +17,14 @@ from ..atomic import atomic_path, is_disk_full, write_failure
 from ..errors import IgbenchError
 
 
-def load_weights(model, state_dict: dict[str, Any], what: str) -> None:
+#: What to do about weights that do not fit, when the model is trained anew on demand (training, a grid)
+RETRAIN = "delete it to retrain"
+
+
+def load_weights(model, state_dict: dict[str, Any], what: str, fix: str = RETRAIN) -> None:
     """``model.load_state_dict(state_dict)``; weights that do not fit (missing, unexpected or mis-shaped) are a
-    one-line error naming ``what`` held them: the file is sound, the code that builds the model changed."""
+    one-line error naming ``what`` held them and ending with ``fix``: the file is sound, the code that builds
+    the model changed."""
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
@@ -27,7 +32,7 @@ def load_weights(model, state_dict: dict[str, Any], what: str) -> None:
         raise IgbenchError(
             f"{what} does not fit the model its architecture builds now ({detail[:200]}"
             f"{'...' if len(detail) > 200 else ''}): the code that builds the model changed since it was trained "
-            "without a change of its configuration; delete it to retrain") from exc
+            f"without a change of its configuration; {fix}") from exc
 
 
 def read_torch_file(source, what: str, fix: str, state_dict: bool = False) -> dict[str, Any]:
@@ -139,7 +144,7 @@ class CheckpointStore:
                                "find them)") from None
         return target
 
-    def load(self, key: str, model) -> dict[str, Any]:
+    def load(self, key: str, model, fix: str = RETRAIN) -> dict[str, Any]:
         """Load weights into ``model``; returns the stored metadata. Each is a one-line error that says which:
         a damaged file; a file whose stored configuration does not hash to ``key`` (another model's, copied
         or renamed by hand); weights that do not fit the model."""
@@ -153,5 +158,5 @@ class CheckpointStore:
                 f"on {stored.get('arch', '?')} hashes to {config_hash(stored)[:12]}, not {key[:12]}): it was copied "
                 "or renamed by hand, or written by a plugin that changed its own parameters while training; "
                 "delete it to retrain")
-        load_weights(model, blob["state_dict"], f"cached checkpoint {path}")
+        load_weights(model, blob["state_dict"], f"cached checkpoint {path}", fix)
         return meta

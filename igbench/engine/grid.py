@@ -178,18 +178,18 @@ def _second_entry_problem(units, new) -> str:
     earlier = [(params, eps) for p, params, eps in units if p.name == plugin.name]
     if not earlier:
         return ""
-    same_eps = {eps for _, eps in earlier} & {eps for _, _, eps in new}
-    if None in same_eps:
-        return "; it takes no eps, so both entries are the same units: list it once"
-    if same_eps:
-        return f" at the same eps ({', '.join(f'{e:g}' for e in sorted(same_eps))}); give each eps once"
-
     def without_eps(params):
         return plugin.recorded_params({k: v for k, v in params.items() if k != "eps"})
 
     if without_eps(earlier[0][0]) != without_eps(new[0][1]):
         return (" with other parameters; the result records one parameter set per attack, so run the other set "
                 "as a separate grid (its own --out)")
+    same_eps = {eps for _, eps in earlier} & {eps for _, _, eps in new}
+    if None in same_eps:
+        return "; it takes no eps, so both entries are the same units: list it once"
+    if same_eps:
+        return (f" at the same eps ({', '.join(f'{e:g}' for e in sorted(same_eps))}); give each eps once (--eps "
+                "gives every attack of a grid file the same eps values)")
     return ""
 
 
@@ -306,6 +306,7 @@ def _model_record(m: ModelSpec, model, info: dict[str, Any], x_eval, y_eval, spe
         "defense_params": cfg["defense_params"],
         "arch": m.arch,
         "arch_params": cfg["arch_params"],
+        **({"arch_revision": cfg["arch_revision"]} if "arch_revision" in cfg else {}),
         # steps: batches actually taken (all stages, e.g. distillation's teacher and student);
         # max_steps: the configured --steps (null when --epochs decided the length)
         "train": {"epochs": cfg["train"]["epochs"], "steps": info["steps"], "max_steps": cfg["train"]["steps"],

@@ -42,6 +42,19 @@ class ModelSpec:
         return f"model {self.id} ({k} of {total}): {self.defense} on {self.arch}"
 
 
+def arch_revision(arch, params: dict[str, Any]) -> str | None:
+    """The architecture's :meth:`~igbench.plugin_types.ArchitecturePlugin.revision` for these params, checked
+    (a third-party one that raises is named, one that returns anything but text or None is a PluginError)."""
+    from ..errors import PluginError
+    from ..plugin_calls import named
+
+    with plugin_call(arch, "revision"):
+        revision = arch.revision(copy.deepcopy(params))
+    if revision is not None and not (isinstance(revision, str) and revision):
+        raise PluginError(f"{named(arch)} returned {revision!r} from revision(); return a non-empty str or None")
+    return revision
+
+
 def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
     """Everything that determines the trained weights; its hash addresses the checkpoint.
 
@@ -62,7 +75,7 @@ def model_config(spec: ModelSpec, data, train: TrainConfig) -> dict[str, Any]:
         "versions": {"igbench": __version__, "torch": package_version("torch"),
                      "defense_package": package_version(defense.source) if defense.source != "igbench" else None},
     }
-    if (revision := arch.revision(config["arch_params"])) is not None:
+    if (revision := arch_revision(arch, config["arch_params"])) is not None:
         config["arch_revision"] = revision
     if arch.source != "igbench":
         # A third-party architecture's code is versioned by its package, as a defense's is: without this a

@@ -56,7 +56,9 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         if not store.has(key):
             raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))
         model = build_model(reg.get("architecture", rec["arch"]), shape, num_classes, rec["arch_params"])
-        meta = store.load(key, model)
+        # retraining gives other weights than the result's: only the code that made the result can load these
+        meta = store.load(key, model, fix=f"install the igbench (and plugin) versions that made the result "
+                                         f"(igbench {result.get('igbench_version', '?')}) to use it")
         if weights_sha256(model) != rec["checkpoint_sha256"]:
             raise IgbenchError(
                 f"checkpoint of model '{rec['id']}' ({key[:12]}) in {store.root} holds other weights than the "

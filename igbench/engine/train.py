@@ -222,10 +222,10 @@ class Trainer:
         return model.to(self.device)
 
     # ------------------------------------------------------------------ resuming
-    def _restore_finished(self, model, done: dict[str, Any]):
-        """``model`` as a finished fit's snapshot left it, counted as trained (steps and seconds)."""
+    def _restore_finished(self, model, done: dict[str, Any], path):
+        """``model`` as a finished fit's snapshot (at ``path``) left it, counted as trained (steps, seconds)."""
         self._ran_on(done.get("ran_on"))
-        load_weights(model, done["model"], "a finished training's snapshot")
+        load_weights(model, done["model"], f"training snapshot {path}")
         set_rng_state(done["rng"], self.device)
         self.steps_done += int(done["steps"])
         self.train_seconds += float(done["seconds"])
@@ -274,7 +274,7 @@ class Trainer:
         snaps = self.snapshots
         done = snaps.load(fit_index, "done") if snaps else None
         if done is not None:  # finished before an interruption of a later fit
-            return self._restore_finished(model, done)
+            return self._restore_finished(model, done, snaps.path(fit_index, "done"))
         if targets is not None:
             targets = targets.to(self.device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)

@@ -48,6 +48,7 @@ _MODEL_SETTINGS = (  # (what the warning calls it, how to read it from a model r
     ("defense parameters", lambda m: m["defense_params"]),
     ("architecture", lambda m: m["arch"]),
     ("architecture parameters", lambda m: m["arch_params"]),
+    ("architecture revision", lambda m: m.get("arch_revision", "none")),
 )
 
 
