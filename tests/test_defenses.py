@@ -729,3 +729,17 @@ def test_nan_loss_in_distillation_names_the_stage(mnist_slice, monkeypatch):
         train_defense(mnist_slice, "distillation", {"T": 10})
     msg = str(exc.value)
     assert "distillation teacher" in msg and "step 3/" in msg
+
+
+def test_predict_logits_runs_in_eval_mode_and_gives_the_model_back_as_it_was(mnist_slice):
+    """It left a model in eval mode (its sibling helpers restore the caller's flags) and found the device
+    through the first parameter, which a parameterless model lacks."""
+    model = build("paper-cnn").train()
+    x = mnist_slice.test_x[:16]
+    with torch.no_grad():
+        want = model.eval()(x)
+    model.train()
+    assert torch.allclose(predict_logits(model, x, batch_size=5), want, atol=1e-6)  # eval mode: no dropout, BN stats
+    assert model.training and all(m.training for m in model.modules())
+    flat = torch.nn.Flatten()
+    assert torch.equal(predict_logits(flat, x), x.flatten(1))

@@ -1126,3 +1126,14 @@ def test_an_architecture_revision_is_recorded_and_compared(shared_data, tmp_path
     assert {m["arch_revision"] for m in lcn["models"]} == {"lcn-study-window"}
     assert any("different architecture revision: none in A, lcn-study-window in B" in w
                for w in setting_warnings(plain, lcn))
+
+
+def test_the_log_says_how_often_the_target_was_reached_for_an_art_attack_targeted_by_parameter(shared_data, tmp_path):
+    """The line was printed only for plugins whose class is targeted (tgsm, jsma), not for an art: attack
+    made targeted by its `targeted` parameter."""
+    res = CliRunner().invoke(cli, [
+        "run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--steps", "3",
+        "--n-test", "20", "--attack", "art:FastGradientMethod", "--param", "targeted=true", "--eps", "0.2",
+        "--out", str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"white-box accuracy \d+\.\d%, target reached on \d+\.\d%", res.output), res.output
