@@ -309,6 +309,11 @@ class AttackPlugin(Plugin):
         ``x`` only (``torch.autograd.grad(loss, x)``), never through ``.grad`` of the weights."""
         raise NotImplementedError
 
+    def is_targeted(self, params: dict[str, Any]) -> bool:
+        """Whether the attack with these (resolved) params aims at targets (``targeted``, unless a parameter
+        decides it, as ART's ``targeted`` does); results record it per attack."""
+        return bool(self.targeted)
+
     def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
         """Target class of each input (a LongTensor shaped like ``y``), or ``None`` when untargeted."""
         return None

@@ -1137,3 +1137,10 @@ def test_the_log_says_how_often_the_target_was_reached_for_an_art_attack_targete
         "--out", str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert re.search(r"white-box accuracy \d+\.\d%, target reached on \d+\.\d%", res.output), res.output
+    # the result says so too: `report` read it from the installed plugin, which may be another or absent
+    from igbench.results.report import _targeted
+
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [(a["name"], a["targeted"]) for a in result["attacks"]] == [("art:FastGradientMethod", True)]
+    result["attacks"][0]["params"] = {}  # what the installed plugin would say without the recorded flag
+    assert _targeted(result, "art:FastGradientMethod") is True

@@ -282,7 +282,7 @@ class ArtAttack(AttackPlugin):
             else:
                 out[key] = coerce_value(key, value, self.kwargs[key], self.label)
         # Only a target other than the default: a grid resolves its resolved parameters again.
-        if given.get("target", "next") != "next" and "target" not in self.kwargs and not self._is_targeted(out):
+        if given.get("target", "next") != "next" and "target" not in self.kwargs and not self.is_targeted(out):
             raise ParamError(f"parameter 'target' of {self.label} has no effect on an untargeted attack (it would be "
                              "recorded, and ignored); add targeted=true, or drop target")
         return out
@@ -298,11 +298,11 @@ class ArtAttack(AttackPlugin):
             return None
         return float(eps) if isinstance(eps, (int, float)) else None
 
-    def _is_targeted(self, params: dict[str, Any]) -> bool:
+    def is_targeted(self, params: dict[str, Any]) -> bool:
         return self.class_name in ALWAYS_TARGETED or bool(params.get("targeted", False))
 
     def targets(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
-        if not self._is_targeted(params):
+        if not self.is_targeted(params):
             return None
         return choose_targets(model, x, y, params.get("target", "next"), ctx)
 
@@ -352,7 +352,7 @@ class ArtAttack(AttackPlugin):
 
         kwargs = {k: v for k, v in params.items() if k in self.kwargs}
         with eval_mode(model):
-            labels = targets_for(self, model, x, y, params, ctx) if self._is_targeted(params) else y
+            labels = targets_for(self, model, x, y, params, ctx) if self.is_targeted(params) else y
             # ART puts the model on the *current* CUDA device: make it x's, or cuda:N (N > 0) moved the model
             # to cuda:0, away from its inputs
             with _quiet(), _seeded_randomness(ctx, x.device), _current_cuda_device(x.device):

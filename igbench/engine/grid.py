@@ -136,7 +136,9 @@ def grid_run_id(spec: GridSpec, data, records: list[dict[str, Any]], attack_reco
     attacks, scored images, seed, and the device type when not the CPU."""
     return config_hash({
         "dataset": data.describe(), "models": [[r["config_hash"], r["checkpoint_sha256"]] for r in records],
-        "attacks": attack_records, "n_test": n_scored, "seed": spec.train.seed,
+        # a result's own attack records give the same id: their `targeted` (added later) is left out
+        "attacks": [{k: v for k, v in a.items() if k != "targeted"} for a in attack_records],
+        "n_test": n_scored, "seed": spec.train.seed,
         "transfer": spec.transfer,
         # only when not the test set, so that the run ids of test-set grids stay what they were
         **({"scored_on": spec.score_on} if spec.score_on != "test" else {}),
@@ -286,7 +288,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                            if targeted else "")  # art: attacks are targeted by a parameter
                 echo(f"  {unit['stats']['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
-        result = _result_document(spec, data, environment, records, attack_records, run_id, command,
+        result = _result_document(spec, data, environment, records, attack_records, run_id, command, units,
                                   list(_in_grid_order(done, units, models)), int(x_eval.shape[0]),
                                   {"total_seconds": time.perf_counter() - started, "train_seconds": train_seconds})
         write_result(out_path, result)
@@ -359,11 +361,12 @@ def _attack_unit(plugin, params, eps, source_id: str, fast: dict[str, Any], x_ev
 
 
 def _result_document(spec: GridSpec, data, environment: dict[str, Any], records: list[dict[str, Any]],
-                     attack_records: list[dict[str, Any]], run_id: str, command: str | None,
+                     attack_records: list[dict[str, Any]], run_id: str, command: str | None, planned,
                      units: list[tuple[tuple[str, float | None, str], dict[str, Any]]], n_scored: int,
                      timings: dict[str, float]) -> dict[str, Any]:
-    """The result file's content. ``units``: ``((attack, eps, source), journal unit)`` in grid order, those a
-    resumed run found in its journal included."""
+    """The result file's content. ``planned``: :func:`attack_units`' ``(plugin, params, eps)``; ``units``:
+    ``((attack, eps, source), journal unit)`` in grid order, those a resumed run found in its journal
+    included."""
     from ..environment import utc_timestamp
 
     return {
@@ -376,7 +379,9 @@ def _result_document(spec: GridSpec, data, environment: dict[str, Any], records:
                     **({"n_validation": len(data.validation_y)} if data.validation_y is not None else {})},
         "eval": {"n_test": n_scored, "batch_size": spec.eval_batch_size, "split": spec.score_on},
         "models": records,
-        "attacks": attack_records,
+        # targeted or not, as the attack ran: report reads it (the installed plugin may be another, or absent)
+        "attacks": [{**rec, "targeted": next(bool(p.is_targeted(params)) for p, params, _ in planned
+                                             if p.name == rec["name"])} for rec in attack_records],
         "cells": [{"attack": a, "eps": e, "source": s, **cell} for (a, e, s), unit in units for cell in unit["cells"]],
         "attack_stats": [{"attack": a, "eps": e, "source": s, **unit["stats"]} for (a, e, s), unit in units],
         "environment": environment,

@@ -59,9 +59,13 @@ def eps_tables(result: dict[str, Any], attack: dict[str, Any]) -> str:
 
 
 def _targeted(result: dict[str, Any], attack: str) -> bool | None:
-    """Whether ``attack`` ran targeted in ``result``: ART's ``targeted`` flag when recorded, else a recorded
-    target rule, else what the installed plugin says (older files recorded JSMA without its target)."""
-    params = next((a["params"] for a in result["attacks"] if a["name"] == attack), {})
+    """Whether ``attack`` ran targeted in ``result``: as the result records it, else (older files) ART's
+    ``targeted`` flag, else a recorded target rule, else what the installed plugin says (older files
+    recorded JSMA without its target)."""
+    record = next((a for a in result["attacks"] if a["name"] == attack), {})
+    if "targeted" in record:
+        return bool(record["targeted"])
+    params = record.get("params", {})
     if "targeted" in params:
         return bool(params["targeted"])
     if "target" in params:
