@@ -279,13 +279,13 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
                     continue
                 label = f"{plugin.name}" + (f" eps={eps:g}" if eps is not None else "") + f" on {source_id}"
                 echo(f"attack {label} (unit {position} of {total})")
-                unit, targeted = _attack_unit(plugin, params, eps, source_id, fast, x_eval, y_eval, spec, data,
-                                              clean_scores, progress)
+                unit = _attack_unit(plugin, params, eps, source_id, fast, x_eval, y_eval, spec, data, clean_scores,
+                                    progress)
                 journal.append(unit)
                 done[key] = unit
                 white_box = next(c["accuracy"] for c in unit["cells"] if c["target"] == source_id)
                 reached = (f", target reached on {100 * unit['stats']['success_rate']:.1f}%"
-                           if targeted else "")  # art: attacks are targeted by a parameter
+                           if plugin.is_targeted(params) else "")  # art: attacks are targeted by a parameter
                 echo(f"  {unit['stats']['seconds']:.1f} s; white-box accuracy {100 * white_box:.1f}%{reached}")
 
         result = _result_document(spec, data, environment, records, attack_records, run_id, command, units,
@@ -328,10 +328,9 @@ def _model_record(m: ModelSpec, model, info: dict[str, Any], x_eval, y_eval, spe
 
 
 def _attack_unit(plugin, params, eps, source_id: str, fast: dict[str, Any], x_eval, y_eval, spec: GridSpec, data,
-                 clean_scores: dict[str, float], progress: bool) -> tuple[dict[str, Any], bool]:
+                 clean_scores: dict[str, float], progress: bool) -> dict[str, Any]:
     """One attack unit: ``plugin`` at ``eps`` against ``fast[source_id]``, its examples scored on every model
-    (only the source one without transfer). Returns the journal's unit and whether the attack chose targets.
-    ``clean_scores`` caches each model's clean accuracy, for attacks that change nothing (eps 0)."""
+    (only the source one without transfer), as the journal records it. ``clean_scores`` caches each model's clean accuracy, for attacks that change nothing (eps 0)."""
     import torch
 
     from .attack import make_context, run_attack
@@ -355,9 +354,8 @@ def _attack_unit(plugin, params, eps, source_id: str, fast: dict[str, Any], x_ev
 
     targets = list(fast) if spec.transfer else [source_id]
     cells = [{"target": tid, "count": int(x_eval.shape[0]), "accuracy": score(tid)} for tid in targets]
-    unit = {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
+    return {"attack": plugin.name, "eps": eps, "source": source_id, "cells": cells,
             "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
-    return unit, run.targets is not None
 
 
 def _result_document(spec: GridSpec, data, environment: dict[str, Any], records: list[dict[str, Any]],
