@@ -22,7 +22,8 @@ and ``igbench plugins`` stay fast); import it inside the methods that do the wor
 The registry calls these hooks when it is first asked for a plugin, and again after a plugin is
 registered or unregistered; a hook should register the same objects every time. It checks each
 object's type, and a name registered twice keeps the first provider (built-ins come first, then
-packages in load order; ``tryfirst``/``trylast`` do not change it) with a warning naming both; ``IGBENCH_STRICT_PLUGINS=1`` makes every such problem an error.
+packages in load order; ``tryfirst``/``trylast`` do not change it) with a warning naming both;
+``IGBENCH_STRICT_PLUGINS=1`` makes every such problem an error.
 Built-in plugins (``igbench.datasets``, ``igbench.architectures``, ``igbench.defenses``,
 ``igbench.attacks``) use exactly these hooks; third-party packages are found through the
 ``igbench`` entry-point group.
@@ -65,6 +66,7 @@ def igbench_attacks(register):
 
     ``perturb(model, x, y, params, ctx)`` returns adversarial inputs inside ``[ctx.clip_min,
     ctx.clip_max]``. ``model`` is the trained model's frozen inference copy (eval mode, BatchNorm
-    folded, weights without gradients): the same function, faster; gradients flow to ``x`` only. An :class:`igbench.plugin_types.AttackProvider` serves a whole namespace of
-    names such as ``art:<ClassName>``.
+    folded, weights without gradients): the same function, faster; gradients flow to ``x`` only. An
+    :class:`igbench.plugin_types.AttackProvider` serves a whole namespace of names such as
+    ``art:<ClassName>``.
     """

@@ -11,9 +11,9 @@ def LocalContrastNorm(channels: int, size: int = 7, sigma: float = 3.0):
     ``max(local_std, floor)`` so that flat regions are not blown up. One difference, on purpose: the floor
     is each image's mean local standard deviation. The study's was the mean over the whole batch, so an
     image came out differently with other batch-mates, and a model's accuracy and attacks would depend
-    on the evaluation batch size. On a batch of one image the two agree (to 1e-5: ``sqrt(var + 1e-12)`` keeps
-    the gradient finite on a flat image), and the divisor is never below the study's 1e-4. Differentiable, so attacks and
-    double backprop go through it.
+    on the evaluation batch size. On a batch of one image the two agree (to 1e-5: ``sqrt(var + 1e-12)``
+    keeps the gradient finite on a flat image), and the divisor is never below the study's 1e-4.
+    Differentiable, so attacks and double backprop go through it.
     """
     import torch
     import torch.nn as nn
