@@ -74,7 +74,7 @@ def _targeted(result: dict[str, Any], attack: str) -> bool | None:
     from ..registry import get_registry
 
     try:
-        return bool(get_registry().get("attack", attack).targeted)
+        return bool(get_registry().get("attack", attack).is_targeted(params))
     except IgbenchError:  # a plugin not installed here: unknown
         return None
 
