@@ -37,6 +37,7 @@ from .errors import UsageError, did_you_mean
 from .engine.grid import AttackSpec, GridSpec
 from .grid_values import check_entry_values, check_run_values, eps_list_problem
 from .engine.models import ModelSpec
+from .engine.monitor import DEFAULT_MONITOR_EPS
 from .engine.train import TrainConfig
 from .param_options import distribute_params
 from .registry import get_registry
@@ -48,7 +49,7 @@ else:  # pragma: no cover
 
 RUN_KEYS = {"dataset", "dataset_params", "arch", "arch_params", "epochs", "steps", "batch_size", "lr",
             "adam_eps", "seed", "eps", "n_test", "device", "data_dir", "eval_batch_size", "precision",
-            "memory_format", "score_on"}
+            "memory_format", "score_on", "monitor_every", "monitor_eps"}
 
 MODEL_KEYS = {"id", "defense", "params", "arch", "arch_params"}
 ATTACK_KEYS = {"name", "params", "eps"}
@@ -57,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "arch": "paper-cnn", "epochs": 1.0, "steps": None, "batch_size": 64, "lr": 1e-3,
     "adam_eps": 1e-4, "seed": 0, "eps": [0.1, 0.2, 0.3], "n_test": 1000, "device": None, "data_dir": None,
     "eval_batch_size": 500, "precision": "fp32", "memory_format": "contiguous", "score_on": "test",
+    "monitor_every": 0, "monitor_eps": DEFAULT_MONITOR_EPS,
 }
 
 
@@ -215,7 +217,8 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     train = TrainConfig(epochs=float(run["epochs"]), steps=run["steps"], batch_size=int(run["batch_size"]),
                         lr=float(run["lr"]), adam_eps=float(run["adam_eps"]), seed=int(run["seed"]),
                         device=resolve_device(run["device"]), precision=str(run["precision"]),
-                        memory_format=str(run["memory_format"]))
+                        memory_format=str(run["memory_format"]), monitor_every=int(run["monitor_every"]),
+                        monitor_eps=float(run["monitor_eps"]))
     spec = GridSpec(dataset=run["dataset"], dataset_params=dataset_params, data_dir=run["data_dir"],
                     models=models, attacks=attacks, eps=[float(e) for e in run["eps"]], train=train,
                     n_test=run["n_test"], eval_batch_size=int(run["eval_batch_size"]), score_on=str(run["score_on"]))

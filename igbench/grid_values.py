@@ -74,6 +74,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, f"one of {', '.join(MEMORY_FORMATS)}"),
     "score_on": (lambda v: v in SCORED_SPLITS, f"one of {', '.join(SCORED_SPLITS)}"),
+    "monitor_every": (lambda v: _is_whole(v) and v >= 0, "a whole number of steps >= 0 (0: no monitoring)"),
+    "monitor_eps": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
 }
 
 

@@ -41,6 +41,8 @@ def test_cache_key_changes_with_every_configuration_field(mnist_slice, registry)
     assert base == config_hash(model_config(base_spec, mnist_slice, dataclasses.replace(base_train, device="cpu:0")))
     assert base == config_hash(model_config(base_spec, mnist_slice,
                                             dataclasses.replace(base_train, memory_format="channels_last")))
+    assert base == config_hash(model_config(base_spec, mnist_slice,
+                                            dataclasses.replace(base_train, monitor_every=5, monitor_eps=0.3)))
     # a revision of what an architecture builds (lcn's window) changes only its own models' keys
     cnn = dataclasses.replace(base_spec, arch="paper-cnn", arch_params={})
     assert "arch_revision" not in model_config(cnn, mnist_slice, base_train)

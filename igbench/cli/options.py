@@ -113,6 +113,14 @@ _SHARED = [
                  "changes float rounding only, so it "
                  "is recorded with the device a model ran on, not in its checkpoint hash: a cached model is reused "
                  "either way)."),
+    click.option("--monitor-every", type=click.IntRange(min=0), metavar="STEPS",
+                 help="Every STEPS training steps (and after the last), measure the model on 512 held-out images "
+                 "(validation when the data set holds some out, else test), clean and under white-box FGSM at "
+                 "--monitor-eps, as the study did while training; printed, stored with the checkpoint and recorded "
+                 "in results (models[].train.monitor). Default 0: off. Does not change training or the checkpoint "
+                 "key."),
+    click.option("--monitor-eps", type=float, metavar="EPS",
+                 help="FGSM size of --monitor-every (default 0.2, the study's)."),
     _seed,
     _n_test,
     _score_on,

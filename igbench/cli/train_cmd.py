@@ -45,10 +45,23 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
              format_duration(r["train_seconds"] or 0.0), "cached" if r["cached"] else "trained now"]
             for r in records]
     scored = records[0]["n_scored"] if records else spec.n_test
-    click.echo(tabulate(rows, headers=["model", "hash", "steps", f"clean % ({scored} {spec.score_on})", "training", "status"],
-                        tablefmt="simple", disable_numparse=True))
+    headers = ["model", "hash", "steps", f"clean % ({scored} {spec.score_on})", "training", "status"]
+    if any(r["monitor"] for r in records):
+        for row, r in zip(rows, records):
+            row.append(last_monitored(r["monitor"]))
+        headers.append("last monitored: clean / FGSM %")
+    click.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
     if records:
         click.echo(f"\ncheckpoints in {Path(records[0]['checkpoint']).parent}")
+
+
+def last_monitored(monitor) -> str:
+    """The last point of a monitored training's last curve, ``98.2 / 41.0 (eps 0.2, step 500)``, or ``-``."""
+    points = monitor["fits"][-1]["points"] if monitor and monitor["fits"] else []
+    if not points:
+        return "-"
+    step, clean, adv = points[-1]
+    return f"{100 * clean:.1f} / {100 * adv:.1f} (eps {monitor['eps']:g}, step {step})"
 
 
 COMMANDS = [train_command]

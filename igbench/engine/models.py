@@ -91,7 +91,7 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
     ``info`` has ``config``, ``config_hash``, ``checkpoint_sha256``, ``steps``, ``train_seconds`` (of the
     original training when cached, summed over interrupted attempts), ``cached`` and ``ran_on`` (every
     device, torch thread count, memory format and processor model the training used, see :attr:`Trainer.ran_on`;
-    ``None`` if unknown).
+    ``None`` if unknown), and ``monitor`` when the training was monitored (:mod:`.monitor`).
     Training keeps snapshots beside the checkpoint (:mod:`.snapshots`): an interrupted training resumes
     when the same model is asked for again. While one process trains a model it holds
     ``store.lock_path(key)``; another process that asks for the same model waits for it and loads the
@@ -134,6 +134,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         model.eval()
         meta = {"config": config, "steps": trainer.steps_done, "train_seconds": trainer.train_seconds,
                 "ran_on": trainer.ran_on}
+        if trainer.monitor is not None:
+            meta["monitor"] = trainer.monitor.describe()
         store.save(key, model, meta)
         snapshots.clear()
         lock_path.unlink(missing_ok=True)  # only once the checkpoint exists: a waiter then finds it
@@ -145,6 +147,10 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
 
     model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
+    if train.monitor_every and not meta.get("monitor"):
+        print(f"note: model {key[:12]} comes from the cache and was trained without --monitor-every, so it has no "
+              f"training curve; delete {store.path(key)} (or use another --cache-dir) to train it again with one",
+              file=sys.stderr)
     model.to(torch.device(train.device)).eval()
     return model, _record(model, config, key, meta, cached=True)
 
@@ -153,7 +159,7 @@ def _record(model, config: dict[str, Any], key: str, meta: dict[str, Any], cache
     """``obtain_model``'s ``info`` from the checkpoint's metadata (just written, or loaded)."""
     return {"config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": cached,
-            "ran_on": ran_on_of(meta)}
+            "ran_on": ran_on_of(meta), **({"monitor": meta["monitor"]} if meta.get("monitor") else {})}
 
 
 def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -20,6 +20,7 @@ from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict, load_weights
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
+from .monitor import DEFAULT_MONITOR_EPS, TrainingMonitor
 from .model_checks import (build_model, check_output, eval_forward, loss_pair_problem, output_error,
                            output_problem, output_problem_of)
 from .snapshots import rng_state, set_rng_state
@@ -47,6 +48,8 @@ class TrainConfig:
     which puts convolutions and matrix products in bfloat16 and keeps reductions, the loss and the weights
     in float32. Faster on CPUs with AMX or AVX512-BF16 and on recent GPUs; a model is then not the same
     model as its fp32 twin (its own checkpoint hash). Evaluation and attacks always run in float32.
+    ``monitor_every``: every so many steps (0: never) measure the model on held-out images, clean and under
+    FGSM at ``monitor_eps`` (:mod:`igbench.engine.monitor`); it does not change the model, so it is not hashed.
     ``memory_format``: ``contiguous`` (PyTorch's default) or ``channels_last``, the layout of the weights
     and batches while a model trains (:mod:`igbench.engine.memory_format`). Like the thread count it
     changes speed and float rounding only, so it is recorded with the device a model ran on, not hashed.
@@ -61,6 +64,8 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"
     memory_format: str = "contiguous"
+    monitor_every: int = 0
+    monitor_eps: float = DEFAULT_MONITOR_EPS
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -80,6 +85,10 @@ class TrainConfig:
             raise UsageError(f"--lr must be > 0, got {self.lr}")
         if not self.adam_eps > 0:
             raise UsageError(f"Adam's eps (adam_eps) must be > 0, got {self.adam_eps}")
+        if self.monitor_every < 0:
+            raise UsageError(f"--monitor-every must be >= 0 steps (0: no monitoring), got {self.monitor_every}")
+        if not (self.monitor_eps >= 0 and math.isfinite(self.monitor_eps)):
+            raise UsageError(f"--monitor-eps must be a finite number >= 0, got {self.monitor_eps}")
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -88,13 +97,13 @@ class TrainConfig:
 
     def describe(self) -> dict[str, Any]:
         """The fields that define a trained model (the device and memory format are recorded elsewhere,
-        not hashed). The precision appears only when it is not fp32, so fp32 models keep the hashes they
-        had before it existed. With ``steps`` set, ``epochs`` does not change the model and reads as its
+        not hashed; monitoring changes nothing). The precision appears only when it is not fp32, so fp32
+        models keep the hashes they had before it existed. With ``steps`` set, ``epochs`` does not change the model and reads as its
         default (``--steps 150 --epochs 3`` retrained the ``--steps 150`` model under another key; every
         recorded model with steps had the default epochs, so no key changes)."""
         d = asdict(self)
-        d.pop("device")
-        d.pop("memory_format")
+        for unhashed in ("device", "memory_format", "monitor_every", "monitor_eps"):
+            d.pop(unhashed)
         if d["steps"] is not None:
             d["epochs"] = TrainConfig.epochs
         if d["precision"] == "fp32":
@@ -142,6 +151,9 @@ class Trainer:
         #: on, in order of first use, including earlier interrupted attempts: on a CPU the thread count and
         #: the CPU model change float rounding, so a training resumed on another ends with other weights.
         self.ran_on: list[dict[str, Any]] = []
+        #: held-out accuracy during training (``config.monitor_every``), or None
+        self.monitor = (TrainingMonitor.for_data(data, config.monitor_every, config.monitor_eps, self.device)
+                        if config.monitor_every else None)
 
     # ------------------------------------------------------------------ errors
     def _blame_architecture(self, model, x, exc: Exception) -> None:
@@ -222,16 +234,19 @@ class Trainer:
         return model.to(self.device)
 
     # ------------------------------------------------------------------ resuming
-    def _restore_finished(self, model, done: dict[str, Any], path):
+    def _restore_finished(self, model, done: dict[str, Any], path, fit_index: int, label: str):
         """``model`` as a finished fit's snapshot (at ``path``) left it, counted as trained (steps, seconds)."""
         self._ran_on(done.get("ran_on"))
+        if self.monitor is not None:
+            self.monitor.start(fit_index, label, done.get("monitor"))
         load_weights(model, done["model"], f"training snapshot {path}")
         set_rng_state(done["rng"], self.device)
         self.steps_done += int(done["steps"])
         self.train_seconds += float(done["seconds"])
         return model.eval()
 
-    def _restore_partial(self, model, opt, gen, partial: dict[str, Any], desc: str, total: int, path) -> tuple:
+    def _restore_partial(self, model, opt, gen, partial: dict[str, Any], desc: str, total: int, path,
+                         fit_index: int) -> tuple:
         """Weights, optimizer, batch order and random state of an interrupted fit's snapshot; returns
         ``(order, position in it, first step to take, seconds already spent)`` and says where it resumes."""
         load_weights(model, partial["model"], f"training snapshot {path}")
@@ -247,7 +262,13 @@ class Trainer:
                   "float sums are ordered differently, so the weights will differ slightly from an "
                   "uninterrupted training's (the result file lists both)", file=sys.stderr)
         self._ran_on(partial.get("ran_on"))
+        if self.monitor is not None:
+            self.monitor.start(fit_index, desc, partial.get("monitor"))
         return partial["order"], int(partial["pos"]), first, float(partial["seconds"])
+
+    def _monitored(self, fit_index: int) -> dict[str, Any]:
+        """A snapshot's ``monitor`` entry: the curve of fit ``fit_index`` so far (nothing without monitoring)."""
+        return {"monitor": self.monitor.points(fit_index)} if self.monitor is not None else {}
 
     # ------------------------------------------------------------------ loop
     def fit(self, model, loss_fn: LossFn, desc: str | None = None, targets=None, steps: int | None = None):
@@ -274,7 +295,7 @@ class Trainer:
         snaps = self.snapshots
         done = snaps.load(fit_index, "done") if snaps else None
         if done is not None:  # finished before an interruption of a later fit
-            return self._restore_finished(model, done, snaps.path(fit_index, "done"))
+            return self._restore_finished(model, done, snaps.path(fit_index, "done"), fit_index, desc)
         if targets is not None:
             targets = targets.to(self.device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -285,13 +306,17 @@ class Trainer:
         partial = snaps.load(fit_index, "partial") if snaps else None
         if partial is not None:
             order, pos, first, seconds_before = self._restore_partial(model, opt, gen, partial, desc, total,
-                                                                      snaps.path(fit_index, "partial"))
+                                                                      snaps.path(fit_index, "partial"), fit_index)
         self._ran_on()
+        monitor = self.monitor
+        if monitor is not None and fit_index not in monitor.curves:
+            monitor.start(fit_index, desc)
         bar = progress(total, f"train {desc}", unit="step", initial=first - 1, enabled=self.progress)
         # The bar's running loss and hits stay on the device and are read every 10 steps: one host sync a
         # step (the finiteness check) instead of three, which a small model on a GPU notices.
         loss_sum = correct = torch.zeros((), device=self.device)
         seen = batches = 0
+        shown: dict[str, str] = {}  # the bar's postfix: running loss and accuracy, the last monitored accuracies
 
         def save_partial(step) -> bool:
             return snaps.save(fit_index, "partial", {
@@ -299,7 +324,7 @@ class Trainer:
                 "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "order": order, "pos": pos, "rng": rng_state(self.device),
                 "seconds": seconds_before + time.perf_counter() - started, "ran_on": self.ran_on,
-                "setup": self._setup()})
+                "setup": self._setup(), **self._monitored(fit_index)})
 
         try:
             with deferred_stop() if snaps is not None else nullcontext(None) as stop, \
@@ -331,9 +356,15 @@ class Trainer:
                     seen += y.shape[0]
                     batches += 1
                     if step % 10 == 0 or step == total:
-                        bar.set_postfix(loss=f"{float(loss_sum) / batches:.4f}",
-                                        acc=f"{int(correct) / max(seen, 1):.3f}", refresh=False)
+                        shown.update(loss=f"{float(loss_sum) / batches:.4f}", acc=f"{int(correct) / max(seen, 1):.3f}")
                         loss_sum, correct, seen, batches = loss_sum.new_zeros(()), correct.new_zeros(()), 0, 0
+                        bar.set_postfix(refresh=False, **shown)
+                    if monitor is not None and monitor.due(step, total):
+                        clean, adv = monitor.measure(model)
+                        monitor.record(fit_index, step, clean, adv)
+                        shown.update({"held-out": f"{clean:.3f}", f"fgsm{monitor.eps:g}": f"{adv:.3f}"})
+                        bar.set_postfix(refresh=False, **shown)
+                        _log_line(bar, monitor.line(desc, step, total, clean, adv))
                     bar.update(1)
                     if snaps is not None and step < total and (stop or snaps.due()):
                         saved = save_partial(step)
@@ -351,13 +382,23 @@ class Trainer:
         seconds = seconds_before + time.perf_counter() - started
         if snaps is not None:
             snaps.save(fit_index, "done", {"model": cpu_state_dict(model), "rng": rng_state(self.device),
-                                           "steps": total, "seconds": seconds, "ran_on": self.ran_on})
+                                           "steps": total, "seconds": seconds, "ran_on": self.ran_on,
+                                           **self._monitored(fit_index)})
             if stop:  # asked to stop during the last step: the finished fit is saved
                 raise KeyboardInterrupt
         self.train_seconds += seconds
         self.steps_done += total
         model.eval()
         return model
+
+
+def _log_line(bar, line: str) -> None:
+    """Print ``line`` above a tqdm bar (or as a plain line of a log)."""
+    write = getattr(bar, "write", None)
+    if write is not None:
+        write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def describe_setup(setup: dict[str, Any]) -> str:

@@ -29,7 +29,8 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     The checkpoints are addressed exactly as :func:`~igbench.engine.grid.run_grid` addresses them, so a
     later run or replicate of the same grid loads them. Returns one record per model: id, config hash,
     steps, training seconds, whether it was cached, and clean accuracy on the grid's first ``n_test``
-    test images (``n_scored`` of them: fewer when the split holds fewer, which a note says).
+    test images (``n_scored`` of them: fewer when the split holds fewer, which a note says), and the
+    training's ``monitor`` record when it was monitored (else None).
     """
     from ..datasets.loading import load_dataset
     from ..environment import compute_device
@@ -49,6 +50,7 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
         records.append({"id": m.id, "config_hash": info["config_hash"], "steps": info["steps"],
                         "train_seconds": info["train_seconds"], "cached": info["cached"],
                         "checkpoint": str(store.path(info["config_hash"])), "n_scored": len(y_eval),
+                        "monitor": info.get("monitor"),
                         "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
                                                    arch=get_registry().get("architecture", m.arch),
                                                    num_classes=data.num_classes)})

@@ -1,0 +1,132 @@
+"""``--monitor-every``: held-out accuracy, clean and under FGSM, measured while a model trains, as the
+study reported it; it must not change the model, and it survives an interruption."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from igbench.engine.cache import CheckpointStore
+from igbench.engine.models import ModelSpec, obtain_model
+from igbench.engine.snapshots import TrainingSnapshots
+from igbench.engine.train import TrainConfig, accuracy
+from igbench.errors import UsageError
+
+STEPS = 12
+CONFIG = TrainConfig(steps=STEPS, batch_size=32, lr=1e-3, seed=3)
+MONITORED = dataclasses.replace(CONFIG, monitor_every=5)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_quiet_threads):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def small_mnist(mnist_slice):
+    return mnist_slice.subset(n_train=400, n_test=60)
+
+
+def _fgsm_accuracy(model, data, eps):
+    from igbench.plugin_types import AttackContext
+    from igbench.registry import get_registry
+
+    fgsm = get_registry().get("attack", "fgsm")
+    ctx = AttackContext(clip_min=data.clip_min, clip_max=data.clip_max, num_classes=data.num_classes)
+    x_adv = fgsm.perturb(model, data.test_x, data.test_y, {"eps": eps}, ctx)
+    return accuracy(model, x_adv, data.test_y)
+
+
+def test_monitoring_records_each_fits_curve_and_trains_the_same_model(small_mnist, tmp_path, registry):
+    spec = ModelSpec("distillation", "distillation", {"T": 20.0}, arch="mlp")
+    plain, plain_info = obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path / "plain"), progress=False)
+    monitored = dataclasses.replace(MONITORED, monitor_eps=0.05)  # small enough that some images survive
+    model, info = obtain_model(spec, small_mnist, monitored, CheckpointStore(tmp_path / "monitored"), progress=False)
+    assert info["config_hash"] == plain_info["config_hash"], "monitoring is not part of the checkpoint key"
+    assert info["checkpoint_sha256"] == plain_info["checkpoint_sha256"], "monitoring does not change the weights"
+    assert "monitor" not in plain_info
+
+    monitor = info["monitor"]
+    assert (monitor["every"], monitor["eps"], monitor["images"], monitor["split"]) == (5, 0.05, 60, "test")
+    assert [f["label"] for f in monitor["fits"]] == ["distillation teacher", "distillation student"]
+    assert all([p[0] for p in f["points"]] == [5, 10, 12] for f in monitor["fits"])
+    step, clean, adv = monitor["fits"][-1]["points"][-1]
+    # the last point measures the finished student: the same numbers as scoring it afterwards
+    assert clean == pytest.approx(accuracy(model, small_mnist.test_x, small_mnist.test_y), abs=1e-6)
+    assert adv == pytest.approx(_fgsm_accuracy(model, small_mnist, 0.05), abs=1e-6)
+    teacher = monitor["fits"][0]["points"]
+    assert all(0 < a < c for _, c, a in teacher), "FGSM at 0.05 lowers the teacher's accuracy, but not to 0"
+
+    # the curve is stored with the checkpoint: the cached model reports it
+    _, cached = obtain_model(spec, small_mnist, monitored, CheckpointStore(tmp_path / "monitored"), progress=False)
+    assert cached["cached"] and cached["monitor"] == monitor
+
+
+def test_a_cached_model_trained_unmonitored_says_it_has_no_curve(small_mnist, tmp_path, registry, capsys):
+    spec, store = ModelSpec("none", "none", arch="mlp"), CheckpointStore(tmp_path)
+    obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    _, info = obtain_model(spec, small_mnist, MONITORED, store, progress=False)
+    assert info["cached"] and "monitor" not in info
+    assert "trained without --monitor-every" in capsys.readouterr().err
+
+
+def test_an_interrupted_monitored_training_keeps_its_earlier_points(small_mnist, tmp_path, registry, monkeypatch):
+    spec = ModelSpec("gradreg", "gradreg", {"lambda": 10.0}, arch="mlp")
+    _, want = obtain_model(spec, small_mnist, MONITORED, CheckpointStore(tmp_path / "whole"), progress=False)
+
+    calls = {"n": 0}
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(TrainingSnapshots, "due", lambda self: True)
+    store = CheckpointStore(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        obtain_model(spec, small_mnist, MONITORED, store, progress=False)
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    _, got = obtain_model(spec, small_mnist, MONITORED, store, progress=False)
+    assert got["monitor"] == want["monitor"], "points 5 and 10 come from the snapshot, 12 from the resumed run"
+    assert [p[0] for p in got["monitor"]["fits"][0]["points"]] == [5, 10, 12]
+
+
+def test_a_grid_result_records_the_curve_and_validates(shared_data, tmp_path, registry):
+    from igbench.engine.grid import run_grid
+    from igbench.grid_config import build_grid_spec
+    from igbench.results.io import validate_result
+
+    spec = build_grid_spec({"dataset": "mnist", "data_dir": str(shared_data), "arch": "mlp", "steps": 8,
+                            "monitor_every": 4, "n_test": 100, "attack": ("fgsm",), "eps": (0.1,), "device": "cpu"})
+    result, path = run_grid(spec, tmp_path / "r.json", CheckpointStore(tmp_path / "c"), progress=False,
+                            echo=lambda s: None)
+    validate_result(json.loads(path.read_text()))
+    curve = result["models"][0]["train"]["monitor"]
+    assert [p[0] for p in curve["fits"][0]["points"]] == [4, 8] and (curve["images"], curve["eps"]) == (512, 0.2)
+
+
+@pytest.mark.parametrize("run, message", [
+    ('monitor_every = -1', "monitor_every must be a whole number of steps >= 0"),
+    ('monitor_every = "often"', "monitor_every must be a whole number of steps >= 0"),
+    ('monitor_eps = -0.1', "monitor_eps must be a number >= 0"),
+])
+def test_bad_monitoring_values_in_a_grid_file_are_one_line(tmp_path, registry, run, message):
+    from igbench.grid_config import build_grid_spec
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f"[run]\n{run}\n")
+    with pytest.raises(UsageError, match=message):
+        build_grid_spec({}, grid)
+
+
+def test_bad_monitoring_options_name_the_flag():
+    with pytest.raises(UsageError, match="--monitor-eps must be a finite number >= 0"):
+        TrainConfig(monitor_eps=float("nan"))
+    with pytest.raises(UsageError, match="--monitor-every must be >= 0"):
+        TrainConfig(monitor_every=-2)
