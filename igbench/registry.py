@@ -28,6 +28,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, UnknownPluginError, did_you_mean, with_article
 from .plugin_calls import plugin_call
+from .plugin_checks import declaration_problem
 from .plugin_types import PLUGIN_KINDS, AttackProvider, Plugin
 
 ENTRY_POINT_GROUP = "igbench"
@@ -49,6 +50,16 @@ HOOK_FOR_KIND = {
 }
 
 KIND_PLURAL = {"dataset": "datasets", "architecture": "architectures", "defense": "defenses", "attack": "attacks"}
+
+
+def _hook_arguments_problem(exc: Exception) -> str:
+    """pluggy's complaint about a hook implementation, as one line with the fix: every igbench hook takes
+    one argument, ``register``."""
+    text = " ".join(str(exc).split())
+    hook = next((h for h in HOOK_FOR_KIND.values() if h in text), None)
+    if hook is not None and "can not be found in the hookspec" in text:
+        return f"its {hook} takes arguments igbench does not pass; define it as def {hook}(register)"
+    return text
 
 
 def _plain(name: str) -> str:
@@ -104,6 +115,8 @@ class Registry:
             try:
                 module = ep.load()
                 self.register(module, source=dist, name=ep.name)
+                if not self.pm.get_hookcallers(module):  # pluggy accepts an object without hooks silently
+                    self._no_hooks(ep, dist, module)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
                 if isinstance(exc, PluginError) and _strict():
                     raise  # already a one-line problem of its own (an unknown hook under strict mode)
@@ -119,10 +132,26 @@ class Registry:
                 f"{did_you_mean(name, [i.split(' ')[0] for i in installed])}; installed: "
                 f"{', '.join(installed) or 'none'}")
 
+    def _no_hooks(self, ep, dist: str, loaded: Any) -> None:
+        """Report an entry point whose object implements no igbench hook (it registered nothing)."""
+        what = f"the {'class' if isinstance(loaded, type) else 'object'} {getattr(loaded, '__name__', type(loaded).__name__)}"
+        if isinstance(loaded, type(importlib)):
+            what = f"the module {loaded.__name__}"
+        hint = ""
+        if isinstance(loaded, Plugin) or (isinstance(loaded, type) and issubclass(loaded, Plugin)):
+            hint = (" (a plugin object is registered from a hook: @hookimpl def igbench_<kinds>(register): "
+                    "register(MyPlugin()))")
+        self._problem(f"plugin '{ep.name}' from package '{dist}' registers nothing: its entry point {ep.value!r} "
+                      f"names {what}, which has no @hookimpl igbench_* function{hint}; point the entry point at "
+                      f"the module that defines them")
+
     def register(self, plugin: Any, source: str | None = None, name: str | None = None) -> str:
         """Register a module or object implementing ``igbench_*`` hooks; returns its pluggy name."""
         try:
             registered = self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # pluggy's message runs over three lines
+            raise PluginError(f"cannot register plugin {name or getattr(plugin, '__name__', plugin)!r}: "
+                              f"{_hook_arguments_problem(exc)}") from None
         except ValueError as exc:
             raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from None
         self._source_of[id(plugin)] = source or getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -255,7 +284,8 @@ class Registry:
                 self._problem(f"{source} registered {obj!r} as {with_article(kind)}, but it is not {with_article(base.__name__)}")
             return
         if not isinstance(obj.name, str) or not obj.name:
-            self._problem(f"{source} registered {with_article(kind)} ({type(obj).__name__}) without a name")
+            self._problem(f"{source} registered {with_article(kind)} ({type(obj).__name__}) without a name, so it "
+                          f"is left out; set name = \"...\" on its class")
             return
         existing = collected[kind].get(obj.name)
         if existing is not None and existing.source == source:
@@ -270,7 +300,7 @@ class Registry:
                 f"keeping '{existing.source}'s; rename one of them"
             )
             return
-        problem = obj.default_problem()
+        problem = declaration_problem(obj)
         if problem:
             why = f"{kind} '{obj.name}' from package '{source}' is left out: {problem}"
             self._left_out[(kind, obj.name)] = why  # for a later lookup by name, which says why

@@ -13,7 +13,8 @@ from igbench import hookimpl, hookspecs
 from igbench.cli import cli
 from igbench.errors import ParamError, PluginError, UnknownPluginError
 from igbench.param_options import distribute_params, parse_param_option
-from igbench.plugin_types import ArchitecturePlugin, DefensePlugin, LossDefense, Param, positive
+from igbench.plugin_types import (ArchitecturePlugin, AttackPlugin, DatasetPlugin, DefensePlugin, LossDefense, Param,
+                                  positive)
 from igbench.registry import HOOK_FOR_KIND, get_registry, reset_registry
 
 BUILTINS = {
@@ -28,6 +29,9 @@ class Shout(LossDefense):
     name = "shout"
     summary = "test defense"
     params = (Param("volume", 1.0, "how loud", check=positive),)
+
+    def loss(self, model, x, y, params, trainer):
+        raise AssertionError("registry tests never call loss")
 
 
 class ShoutPlugin:
@@ -81,6 +85,9 @@ def test_unknown_name_is_one_line_with_choices_and_suggestion(registry):
 class _ImpostorGradreg(DefensePlugin):
     name = "gradreg"
     summary = "impostor"
+
+    def train(self, trainer, params):
+        raise AssertionError("registry tests never call train")
 
 
 def test_duplicate_name_keeps_the_builtin_and_warns_naming_both_providers(registry, install, monkeypatch):
@@ -192,6 +199,9 @@ def test_registry_messages_use_the_right_article_and_say_when_a_package_repeats_
         name = "tiny-cnn"
         summary = "test architecture"
 
+        def build(self, input_shape, num_classes, params):
+            raise AssertionError("registry tests never call build")
+
     class Twice:
         @hookimpl
         def igbench_architectures(self, register):
@@ -261,17 +271,26 @@ class _BadDefault(LossDefense):
     summary = "test defense with a default its own check rejects"
     params = (Param("smoothing", 1.5, "label smoothing", check=_below_one), Param("volume", 1.0, "how loud"))
 
+    def loss(self, model, x, y, params, trainer):
+        raise AssertionError("registry tests never call loss")
+
 
 class _BadChoice(LossDefense):
     name = "bad-choice"
     summary = "test defense with a default outside its choices"
     params = (Param("mode", "fast", "how", choices=("slow", "careful")),)
 
+    def loss(self, model, x, y, params, trainer):
+        raise AssertionError("registry tests never call loss")
+
 
 class _GoodDefaults(LossDefense):
     name = "good-defaults"
     summary = "test defense whose defaults pass"
     params = (Param("smoothing", 0.1, "label smoothing", check=_below_one), Param("steps", None, "n", type=int))
+
+    def loss(self, model, x, y, params, trainer):
+        raise AssertionError("registry tests never call loss")
 
 
 class _DefaultsPlugin:
@@ -289,6 +308,9 @@ class _ArchInAttackHook:
 
         class Tiny(ArchitecturePlugin):
             name = "tiny"
+
+            def build(self, input_shape, num_classes, params):
+                raise AssertionError("registry tests never call build")
 
         register(Tiny())
 
@@ -503,6 +525,9 @@ def test_plugins_name_shows_the_plugin_classes_own_docstring_only(install):
     class Base(LossDefense):
         """Base docstring that describes how to write a plugin, not this one."""
 
+        def loss(self, model, x, y, params, trainer):
+            raise AssertionError("registry tests never call loss")
+
     class Undocumented(Base):
         name = "undocumented"
         summary = "one-line summary of the undocumented defense"
@@ -562,12 +587,18 @@ def test_param_coercion_never_cuts_a_fraction_or_takes_a_bool_as_a_number():
 class _TinyArch(ArchitecturePlugin):
     name, summary = "tiny-arch", "test architecture"
 
+    def build(self, input_shape, num_classes, params):
+        raise AssertionError("registry tests never call build")
+
 
 class _Named(DefensePlugin):
     summary = "test defense"
 
     def __init__(self, name):
         self.name = name
+
+    def train(self, trainer, params):
+        raise AssertionError("registry tests never call train")
 
 
 def test_third_party_attack_providers_resolve_collide_and_crash_with_their_name(registry):
@@ -617,3 +648,95 @@ def test_third_party_attack_providers_resolve_collide_and_crash_with_their_name(
         registry.get("attack", "dbl:boom")
     assert str(err.value).startswith("attack provider 'dbl:' from package 'first-pkg' failed in resolve: KeyError: "
                                      "'boom' (raised in that package's code, not igbench's: report it to its authors")
+
+
+class _NoPerturb(AttackPlugin):
+    name = "no-perturb"
+    summary = "forgot perturb"
+
+
+class _NoLoss(LossDefense):
+    name = "no-loss"
+
+
+class _NoBuild(ArchitecturePlugin):
+    name = "no-build"
+
+
+class _NoLoad(DatasetPlugin):
+    name = "no-load"
+
+
+def _declared(cls_name="Declared", **attrs):
+    return type(cls_name, (Shout,), {"name": "declared", **attrs})()
+
+
+@pytest.mark.parametrize("plugin, message", [
+    (_declared(params=Param("volume", 1.0, "x")),
+     "its params is one Param, not a tuple of them (parentheses alone make no tuple): write params = (Param(...),)"),
+    (_declared(params={"volume": 1.0}), "its params must be a tuple of igbench Param objects, got dict"),
+    (_declared(params=(Param("volume", 1.0, "x"), "gain")), "its params must hold igbench Param objects only"),
+    (_declared(params=(Param("volume", 1.0, "x"), Param("volume", 2.0, "y"))), "declares parameter 'volume' twice"),
+    (_declared(params=(Param("strength", None, "x"),)), "parameter 'strength' has the default None and no type"),
+    (_declared(params=(Param("two words", 1.0, "x"),)), "its parameter name 'two words' is not a plain name"),
+    (_declared(name="My Def"), "its name 'My Def' is not a plain name; use letters, digits, '-', '_' and '+' only "
+                               "(e.g. 'My-Def')"),
+    (_declared(name="art:mine"), "its name 'art:mine' is not a plain name"),
+    (_NoPerturb(), "_NoPerturb does not define perturb; define perturb(self, model, x, y, params, ctx)"),
+    (_NoLoss(), "_NoLoss does not define loss; define loss(self, model, x, y, params, trainer)"),
+    (_NoBuild(), "_NoBuild does not define build; define build(self, input_shape, num_classes, params)"),
+    (_NoLoad(), "_NoLoad does not define load; define load(self, data_dir, params)"),
+])
+def test_a_declaration_mistake_leaves_the_plugin_out_with_the_fix(registry, install, plugin, message):
+    """A params that was one Param crashed every command (igbench plugins too) with a traceback; a missing
+    perturb was found after every model of a grid had trained, and blamed on the plugin's authors."""
+    install(plugin, source="mistakes-pkg", look_up=False)
+    assert plugin.name not in registry.names(plugin.kind) and "fgsm" in registry.names("attack")
+    assert any(p.startswith(f"{plugin.kind} '{plugin.name}' from package 'mistakes-pkg' is left out: ") and message in p
+               for p in registry.problems), registry.problems
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0 and "is left out" in result.output, result.output
+
+
+def test_a_loss_defense_with_its_own_train_needs_no_loss(registry, install):
+    class OwnTrain(LossDefense):
+        name = "own-train"
+
+        def train(self, trainer, params):
+            return trainer.fit(trainer.new_model(), lambda m, x, y: (m(x).sum() * 0, m(x)))
+
+    install(OwnTrain())
+    assert registry.problems == []
+
+
+@pytest.mark.parametrize("value, named", [
+    ("igbench.plugin_types:LossDefense", "names the class LossDefense, which has no @hookimpl igbench_* function "
+                                         "(a plugin object is registered from a hook"),
+    ("json", "names the module json, which has no @hookimpl igbench_* function;"),
+])
+def test_an_entry_point_that_registers_nothing_is_reported(monkeypatch, plugins_env, value, named):
+    """Pointing the entry point at a plugin class (or a module without hooks) loaded without a word, even
+    under IGBENCH_STRICT_PLUGINS, and the plugin was simply missing."""
+    ep = md.EntryPoint(name="epobj", value=value, group="igbench")
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [ep] if group == "igbench" else [])
+    plugins_env("all")
+    problems = get_registry().problems
+    assert any(p.startswith(f"plugin 'epobj' from package 'epobj' registers nothing: its entry point {value!r} ")
+               and named in p and p.endswith("point the entry point at the module that defines them")
+               for p in problems), problems
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    reset_registry()
+    with pytest.raises(PluginError, match="registers nothing"):
+        get_registry()
+
+
+def test_a_hook_with_another_argument_name_is_one_line(registry):
+    class WrongArgument:
+        @hookimpl
+        def igbench_defenses(self, reg):
+            reg(Shout())
+
+    with pytest.raises(PluginError) as info:
+        registry.register(WrongArgument(), source="wrong-arg-pkg")
+    assert str(info.value).endswith("its igbench_defenses takes arguments igbench does not pass; define it as "
+                                    "def igbench_defenses(register)") and "\n" not in str(info.value)

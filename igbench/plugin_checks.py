@@ -1,0 +1,82 @@
+"""What the registry checks of a plugin object before it accepts it.
+
+A plugin with a declaration mistake is reported by name and left out, so that it cannot break igbench for
+every command (a ``params`` that is one ``Param`` rather than a tuple of them crashed ``igbench plugins``
+and every run, whether or not they used it), and so that a mistake found only by using the plugin (a
+missing ``perturb``, after every model of a grid had trained) is found when it is installed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .plugin_types import ArchitecturePlugin, AttackPlugin, DatasetPlugin, DefensePlugin, LossDefense, Param, Plugin
+
+#: A plugin name: letters, digits, ``-``, ``_`` and ``+`` (``advtrain+gradreg``), starting with a letter or
+#: digit. ``.`` would make ``--param NAME.x=1`` ambiguous, ``:`` is an attack provider's prefix, ``,`` and
+#: ``=`` split option values, ``/`` and spaces end up in file names.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+\-]*$")
+
+#: The method each kind must define (its base class's only raises NotImplementedError), and its signature.
+REQUIRED_METHODS: tuple[tuple[type[Plugin], str, str], ...] = (
+    (DatasetPlugin, "load", "load(self, data_dir, params) returning igbench.data.DataSplits"),
+    (ArchitecturePlugin, "build", "build(self, input_shape, num_classes, params) returning a torch.nn.Module"),
+    (LossDefense, "loss", "loss(self, model, x, y, params, trainer) returning (loss, logits)"),
+    (DefensePlugin, "train", "train(self, trainer, params) returning the trained model"),
+    (AttackPlugin, "perturb", "perturb(self, model, x, y, params, ctx) returning the adversarial inputs"),
+)
+
+
+def declaration_problem(obj: Plugin) -> str | None:
+    """What is wrong with how ``obj`` declares itself (its name, its ``params``, its required method, its
+    parameters' defaults), as one line that says what to change, or None."""
+    return (_name_problem(obj) or _params_problem(obj.params) or _missing_method(obj)
+            or obj.default_problem())
+
+
+def _name_problem(obj: Plugin) -> str | None:
+    name = obj.name
+    if not isinstance(name, str) or not name:
+        return f"it has no name; set name = \"...\" on its class ({type(obj).__name__})"
+    if not NAME_PATTERN.match(name):
+        return (f"its name {name!r} is not a plain name; use letters, digits, '-', '_' and '+' only "
+                f"(e.g. {_suggested_name(name)!r})")
+    return None
+
+
+def _suggested_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_+\-]+", "-", name).strip("-_+") or "my-plugin"
+
+
+def _params_problem(params: Any) -> str | None:
+    if isinstance(params, Param):
+        return ("its params is one Param, not a tuple of them (parentheses alone make no tuple): write "
+                "params = (Param(...),) with the trailing comma")
+    if not isinstance(params, (tuple, list)):
+        return f"its params must be a tuple of igbench Param objects, got {type(params).__name__}"
+    seen: set[str] = set()
+    for p in params:
+        if not isinstance(p, Param):
+            return (f"its params must hold igbench Param objects only, got {p!r} "
+                    f"(from igbench.plugin_types import Param)")
+        if not isinstance(p.name, str) or not p.name.isidentifier():
+            return f"its parameter name {p.name!r} is not a plain name; use letters, digits and '_' (e.g. 'lambda')"
+        if p.name in seen:
+            return f"it declares parameter '{p.name}' twice; give each Param its own name"
+        seen.add(p.name)
+        if p.default is None and p.type is None:
+            return (f"parameter '{p.name}' has the default None and no type, so its values would be read as "
+                    f"text; give its Param a type (e.g. type=float)")
+    return None
+
+
+def _missing_method(obj: Plugin) -> str | None:
+    for base, method, signature in REQUIRED_METHODS:
+        if base is LossDefense and isinstance(obj, LossDefense) and type(obj).train is not LossDefense.train:
+            continue  # a loss defense with its own train need not use loss: train is its required method
+        if isinstance(obj, base):
+            if getattr(type(obj), method) is getattr(base, method):
+                return f"{type(obj).__name__} does not define {method}; define {signature}"
+            return None
+    return None
