@@ -1,6 +1,6 @@
 """Calls into a third-party plugin's own code, and how errors name the plugin.
 
-An exception raised inside a third-party plugin's ``loss``, ``train``, ``build``, ``perturb`` or ``targets``
+An exception raised inside a third-party plugin's ``load``, ``loss``, ``train``, ``build``, ``perturb`` or ``targets``
 would otherwise surface as a traceback that says nothing about which plugin, or which package, it came
 from. :func:`plugin_call` turns it into one line naming both and the method (a
 :class:`~igbench.errors.PluginCrashed`, with the original exception kept as ``original`` and as its

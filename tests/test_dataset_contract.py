@@ -12,7 +12,7 @@ import torch
 from igbench.data import DataSplits
 from igbench.datasets.build import build_splits
 from igbench.datasets.loading import load_dataset
-from igbench.errors import PluginError
+from igbench.errors import DatasetNotFound, PluginCrashed, PluginError
 from igbench.plugin_types import DatasetPlugin
 
 
@@ -99,6 +99,25 @@ def test_broken_load_result_is_one_line_naming_plugin_package_and_fix(toy, varia
     assert msg.startswith("dataset plugin 'toy' (package 'toy-pkg'): load() returned "), msg
     assert expected in msg, msg
     assert ";" in msg  # what is wrong; then how to fix it
+
+
+def _raise(exc):
+    raise exc
+
+
+def test_an_exception_inside_a_third_party_load_is_one_line_naming_it(toy):
+    """A ValueError raised in a third-party load printed a 39-line traceback."""
+    toy(lambda d: _raise(ValueError("cannot parse toy.bin: bad magic number")))
+    with pytest.raises(PluginCrashed) as err:
+        load_dataset("toy")
+    assert str(err.value).startswith("dataset 'toy' from package 'toy-pkg' failed in load: ValueError: cannot parse "
+                                     "toy.bin: bad magic number (raised in that package's code"), str(err.value)
+
+
+def test_an_igbench_error_raised_in_load_on_purpose_passes_as_it_is(toy):
+    toy(lambda d: _raise(DatasetNotFound("toy files not found; put them in --data-dir/toy")))
+    with pytest.raises(DatasetNotFound, match="^toy files not found"):
+        load_dataset("toy")
 
 
 def test_channels_last_images_load_with_a_warning(toy, capsys):

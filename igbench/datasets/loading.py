@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetNotFound
+from ..plugin_calls import plugin_call
 from .contract import validate_splits
 from .locate import ENV_DATA_DIR, search_roots
 
@@ -41,7 +42,8 @@ def load_dataset(
     resolved = plugin.resolve_params(params)
     path = Path(data_dir).expanduser() if data_dir else None
     try:
-        splits = plugin.load(path, resolved)
+        with plugin_call(plugin, "load"):  # a third-party load's exception: one line naming its package
+            splits = plugin.load(path, resolved)
     except DatasetNotFound as exc:
         substitute = FALLBACK.get(name)
         if not fallback or substitute is None:
