@@ -26,3 +26,29 @@ def model_device(model):
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
+
+
+@contextmanager
+def seeded_global_randomness(seed: int, device):
+    """Python's, NumPy's and torch's global random numbers (torch's on the CPU and on ``device``'s GPU)
+    seeded with ``seed`` for the block, and restored afterwards: code that draws from them (a library, a
+    third-party attack) then gives the same numbers on every run without disturbing anyone else's."""
+    import random
+
+    import numpy as np
+    import torch
+
+    device = torch.device(device)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":  # only this GPU: fork_rng restores that one, and the others are not ours
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

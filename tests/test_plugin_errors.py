@@ -412,3 +412,80 @@ def test_contributing_attack_and_architecture_example_trains_attacks_and_reprodu
     again = run_attack(attack, {"eps": 0.3}, model, x, y, make_context(small, seed=3), progress=False)[0]
     assert torch.equal(first, again) and abs(float((first - x).abs().max()) - 0.3) < 1e-5
     assert accuracy(model, first, y) < accuracy(model, x, y)  # noise at eps 0.3 costs the tiny model accuracy
+
+
+class BadTargets(AttackPlugin):
+    """Targeted (or not) as told; its targets() returns what ``make(y)`` makes."""
+
+    summary = "test attack"
+
+    def __init__(self, name, make, targeted=True):
+        self.name, self.make, self.targeted = name, make, targeted
+
+    def targets(self, model, x, y, params, ctx):
+        return self.make(y)
+
+    def perturb(self, model, x, y, params, ctx):
+        return x
+
+
+@pytest.mark.parametrize("make, targeted, expected", [
+    (lambda y: None, True, "is targeted but its targets() returned None; return one target class per input"),
+    (lambda y: (y + 1) % 10, False, "returned targets from targets() but is not targeted with these parameters"),
+    (lambda y: ((y + 1) % 10)[:2], True, "returned (2,) from targets() for 4 labels; return one target class per "
+                                         "input, a LongTensor of shape (4,)"),
+    (lambda y: ((y + 1) % 10).float(), True, "returned a float32 tensor from targets(); return class indices as a "
+                                             "LongTensor (int64)"),
+    (lambda y: y + 10, True, "returned targets outside 0..9 from targets()"),
+    (lambda y: y.clone(), True, "chose the true label as the target of 4 input(s); a target must differ"),
+])
+def test_targets_that_do_not_fit_the_attack_are_one_line(install, registry, small, make, targeted, expected):
+    """An int32 or out-of-range target failed inside perturb (blamed on perturb); a targeted attack whose
+    targets() returned None was recorded as targeted, with a success rate of 1.0."""
+    (attack,) = install(BadTargets("bad-targets", make, targeted))
+    with pytest.raises(PluginError) as err:
+        run_attack(attack, {}, _mlp((1, 28, 28), 10).eval(), small.test_x[:4], small.test_y[:4], make_context(small),
+                   progress=False)
+    assert one_line(err).startswith(f"attack 'bad-targets' from package '{PACKAGE}' ") and expected in one_line(err)
+
+
+def test_int32_targets_are_taken_as_class_indices(install, registry, small):
+    (attack,) = install(BadTargets("int32-targets", lambda y: ((y + 1) % 10).int()))
+    run = run_attack(attack, {}, _mlp((1, 28, 28), 10).eval(), small.test_x[:4], small.test_y[:4],
+                     make_context(small), progress=False)
+    assert run.targets.dtype == torch.int64 and torch.equal(run.targets, (small.test_y[:4] + 1) % 10)
+
+
+class GlobalNoise(AttackPlugin):
+    """Draws its noise from torch's and NumPy's global generators, not from ctx.generator."""
+
+    name = "global-noise"
+    summary = "test attack"
+    params = (Param("eps", 0.3, "noise size"),)
+
+    def perturb(self, model, x, y, params, ctx):
+        import numpy as np
+
+        shift = float(np.random.uniform(-0.05, 0.05))
+        noise = (torch.rand_like(x) * 2 - 1) * (params["eps"] - 0.05) + shift
+        return (x + noise).clamp(ctx.clip_min, ctx.clip_max)
+
+
+def test_an_attack_drawing_from_the_global_generators_makes_the_same_examples_every_run(install, registry, small):
+    """Three identical runs of such an attack gave 34%, 32% and 30%."""
+    (attack,) = install(GlobalNoise())
+    model = _mlp((1, 28, 28), 10).eval()
+
+    def examples(seed):
+        return run_attack(attack, {}, model, small.test_x[:40], small.test_y[:40], make_context(small, seed=seed),
+                          batch_size=16, progress=False).x_adv
+
+    torch.manual_seed(1)
+    first = examples(seed=5)
+    torch.manual_seed(2)  # the caller's own random state does not matter
+    assert torch.equal(first, examples(seed=5))
+    assert not torch.equal(first, examples(seed=6)), "another unit's seed, other noise"
+    assert not torch.equal(first[:16], first[16:32]), "each batch draws its own"
+    before = torch.random.get_rng_state()
+    examples(seed=5)
+    assert torch.equal(before, torch.random.get_rng_state()), "the caller's random state is restored"

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ..errors import ParamError, UnknownPluginError, UsageError, did_you_mean
 from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
-from ..torch_utils import eval_mode
+from ..torch_utils import eval_mode, seeded_global_randomness
 from .common import TARGET_CHOICES, choose_targets, target_param, targets_for
 
 # ART attacks that are always targeted (their ``y`` is the target) without a ``targeted`` argument.
@@ -100,28 +100,19 @@ def unusable_reason(cls: type) -> str | None:
 
 @contextmanager
 def _seeded_randomness(ctx: AttackContext, device):
-    """NumPy's and torch's global random numbers, seeded from ``ctx.generator`` for the duration of one ART
-    call and restored afterwards. ART's random starts and queries (PGD's ``num_random_init``, HopSkipJump,
-    SquareAttack, ...) draw from the global generators, which igbench never seeded: the same grid cell
-    gave other examples on every run. Without a generator nothing is seeded."""
-    import numpy as np
+    """The global random numbers (:func:`~igbench.torch_utils.seeded_global_randomness`), seeded from
+    ``ctx.generator`` for the duration of one ART call and restored afterwards. ART's random starts and
+    queries (PGD's ``num_random_init``, HopSkipJump, SquareAttack, ...) draw from the global generators,
+    which igbench never seeded: the same grid cell gave other examples on every run. Without a generator
+    nothing is seeded."""
     import torch
 
     if ctx.generator is None:
         yield
         return
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator, device=ctx.generator.device))
-    numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-        np.random.seed(seed)
-        torch.default_generator.manual_seed(seed)
-        if device.type == "cuda":  # only the input's GPU: fork_rng restores that one, and the others are not ours
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(numpy_state)
+    with seeded_global_randomness(seed, device):
+        yield
 
 
 def _raised_in_a_forward(exc: BaseException) -> bool:

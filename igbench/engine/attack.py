@@ -130,11 +130,13 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
                 t0 = time.perf_counter()
                 # copies: an attack that edits its inputs in place must not change the clean images and
                 # labels that every later attack and score uses
-                with plugin_call(attack, "targets"):
-                    tb = attack.targets(model, xb.clone(), yb.clone(), params, ctx)
-                bctx = ctx if tb is None else dataclasses.replace(ctx, extra={**(ctx.extra or {}), TARGETS_KEY: tb})
-                with plugin_call(attack, "perturb"):
-                    xa = attack.perturb(model, xb.clone(), yb.clone(), params, bctx)
+                with _global_randomness(ctx, i // batch_size, device):
+                    with plugin_call(attack, "targets"):
+                        tb = attack.targets(model, xb.clone(), yb.clone(), params, ctx)
+                    tb = _checked_targets(attack, tb, yb, params, ctx.num_classes)
+                    bctx = ctx if tb is None else dataclasses.replace(ctx, extra={**(ctx.extra or {}), TARGETS_KEY: tb})
+                    with plugin_call(attack, "perturb"):
+                        xa = attack.perturb(model, xb.clone(), yb.clone(), params, bctx)
                 _sync(device)
                 seconds += time.perf_counter() - t0
                 xa = _checked(attack, xa, xb, ctx, attack.linf_bound(params))
@@ -154,11 +156,60 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     return AttackRun(x_adv, stats, targets, pred)
 
 
+def _global_randomness(ctx: AttackContext, batch: int, device):
+    """The global random generators seeded for batch ``batch`` of a run whose ``ctx.generator`` was seeded
+    with the unit's seed (:func:`~igbench.torch_utils.seeded_global_randomness`), without drawing from that
+    generator: an attack that draws from ``torch.rand`` or ``np.random`` rather than ``ctx.generator`` (a
+    third-party one, say) then makes the same examples on every run, and a resumed grid's. Nothing is
+    seeded without a generator."""
+    from contextlib import nullcontext
+
+    from ..torch_utils import seeded_global_randomness
+
+    if ctx.generator is None:
+        return nullcontext()
+    return seeded_global_randomness((ctx.generator.initial_seed() * 1_000_003 + batch) % 2**31, device)
+
+
 def _sync(device) -> None:
     import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _checked_targets(attack, tb, yb, params: dict[str, Any], num_classes: int):
+    """``targets``' answer as int64 on ``yb``'s device; a PluginError when it does not fit what
+    ``is_targeted(params)`` says (targets for an untargeted attack, none for a targeted one), or is not one
+    class index per input other than its label (an int32 tensor failed inside perturb, blamed on perturb)."""
+    import torch
+
+    who = named(attack)
+    targeted = attack.is_targeted(params)
+    if tb is None:
+        if targeted:
+            raise PluginError(f"{who} is targeted but its targets() returned None; return one target class per "
+                              f"input (a LongTensor shaped like y), or make it untargeted (targeted = False)")
+        return None
+    if not targeted:
+        raise PluginError(f"{who} returned targets from targets() but is not targeted with these parameters; set "
+                          f"targeted = True on its class (or make is_targeted(params) say so), or return None")
+    if not isinstance(tb, torch.Tensor) or tuple(tb.shape) != tuple(yb.shape):
+        shape = tuple(tb.shape) if isinstance(tb, torch.Tensor) else type(tb).__name__
+        raise PluginError(f"{who} returned {shape} from targets() for {int(yb.shape[0])} labels; return one target "
+                          f"class per input, a LongTensor of shape {tuple(yb.shape)}")
+    if tb.is_floating_point() or tb.is_complex() or tb.dtype == torch.bool:
+        raise PluginError(f"{who} returned a {str(tb.dtype).replace('torch.', '')} tensor from targets(); return "
+                          f"class indices as a LongTensor (int64)")
+    tb = tb.to(yb.device, torch.int64)
+    if tb.numel() and not (0 <= int(tb.min()) and int(tb.max()) < num_classes):
+        raise PluginError(f"{who} returned targets outside 0..{num_classes - 1} from targets(); return class "
+                          f"indices of the data set's {num_classes} classes")
+    same = int((tb == yb).sum())
+    if same:
+        raise PluginError(f"{who} chose the true label as the target of {same} input(s); a target must differ from "
+                          f"its input's label (e.g. (y + 1) % num_classes)")
+    return tb
 
 
 def _checked(attack, xa, xb, ctx: AttackContext, linf_bound: float | None = None):
