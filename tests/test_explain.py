@@ -362,6 +362,25 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
                                                                              *common])
     assert "no selected plugin takes 'lamda'" in error_of([str(result_path), "--cache-dir", str(cache),
                                                            "--param", "lamda=1", *common])
+    # made with a plugin package this machine lacks: the error names the package to install
+    foreign = json.loads(result_path.read_text())
+    foreign["dataset"]["name"] = "mnist-tiny"
+    foreign["environment"]["plugin_packages"] = {"igbench-myplugin": "0.1.0"}
+    write_result(moved, foreign)
+    text = error_of([str(moved), "--cache-dir", str(cache), *common])
+    assert "unknown dataset 'mnist-tiny'" in text and text.endswith(
+        "the result was made with the plugin package(s) igbench-myplugin 0.1.0: install them here (e.g. pip install "
+        "igbench-myplugin) to use its plugins"), text
+
+
+def test_explain_says_what_target_means_for_an_untargeted_attack():
+    from igbench.cli.explain_cmd import render_scores
+
+    scores = {"none": {"adv_target_reached": 0.8}}
+    untargeted = render_scores(scores, 10, "logprob_sum", untargeted="fgsm")
+    assert ("fgsm is untargeted: an example's target is the class the model reads it as, so adv_target_reached is "
+            "the attack's success rate (any class but the label)") in untargeted
+    assert "untargeted" not in render_scores(scores, 10, "logprob_sum")
 
 
 def test_explain_does_not_overwrite_a_result_a_grid_is_writing_or_has_replaced(shared_data, tiny_result, tmp_path,

@@ -52,7 +52,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     from ..param_options import distribute_params
     from ..registry import get_registry
     from ..results.grid import scored_split
-    from ..results.io import read_result
+    from ..results.io import plugins_of, read_result
     from . import echo_plugin_problems
 
     reg = get_registry()
@@ -60,16 +60,18 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     plugin = reg.get("attack", attack)
     result_data = read_result(result)
     dataset_name = result_data["dataset"]["name"]
-    selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
-    given = distribute_params(param, selected)
-    attack_params = figure_attack_params(plugin, eps, given.get(attack, {}), "--eps")
-    if out_dir:
-        check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
-    out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
-                         dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
-                         device=resolve_device(device), max_images=max_images, gradient=gradient,
-                         update_result=update_result, progress=progress, result=result_data)
-    click.echo(render_scores(out.scores, out.n_images, gradient, scored_split(result_data)))
+    with plugins_of(result_data):  # a plugin package the result used and this machine lacks: named
+        selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
+        given = distribute_params(param, selected)
+        attack_params = figure_attack_params(plugin, eps, given.get(attack, {}), "--eps")
+        if out_dir:
+            check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
+        out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
+                             dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
+                             device=resolve_device(device), max_images=max_images, gradient=gradient,
+                             update_result=update_result, progress=progress, result=result_data)
+    click.echo(render_scores(out.scores, out.n_images, gradient, scored_split(result_data),
+                             untargeted=None if plugin.is_targeted(attack_params) else attack))
     if out.random_sign_alignment is not None:
         click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")
     click.echo(f"\nsaliency figure:    {out.saliency_png}")
@@ -79,8 +81,9 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
         click.echo(f"scores written to {result} (interpretability)")
 
 
-def render_scores(scores: dict, n_images: int, gradient: str, split: str = "test") -> str:
-    """A plain-text table of the scores (one row per model) with a line saying which direction is better."""
+def render_scores(scores: dict, n_images: int, gradient: str, split: str = "test", untargeted: str | None = None) -> str:
+    """A plain-text table of the scores (one row per model) with a line saying which direction is better.
+    ``untargeted``: the name of the attack when it aimed at no target, whose "target" the lines explain."""
     from tabulate import tabulate
 
     from ..interpret.measures import MEASURES
@@ -96,7 +99,9 @@ def render_scores(scores: dict, n_images: int, gradient: str, split: str = "test
             f"more interpretable: lower {lower}; higher {higher}\n"
             f"{ALIGNMENT_KEY}: cosine of each adversarial perturbation with the (target - true) class-mean image; "
             f"{REACHED_KEY}: share of examples the model classifies as their target; "
-            f"{REACHED_ALIGNMENT_KEY}: the cosine over those examples only")
+            f"{REACHED_ALIGNMENT_KEY}: the cosine over those examples only"
+            + (f"\n{untargeted} is untargeted: an example's target is the class the model reads it as, so "
+               f"{REACHED_KEY} is the attack's success rate (any class but the label)" if untargeted else ""))
 
 
 COMMANDS = [explain_command]

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -337,3 +338,21 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise ResultError(f"{os.fspath(p)}: no such file or directory")
     return out
+
+
+@contextmanager
+def plugins_of(result: dict[str, Any]):
+    """A lookup of a plugin the result used that fails inside the block (the plugin's package is not
+    installed here) names the third-party packages the result records, so that "unknown dataset 'x' (did
+    you mean 'mnist'?)" also says what to install."""
+    from ..errors import UnknownPluginError
+
+    try:
+        yield
+    except UnknownPluginError as exc:
+        packages = (result.get("environment") or {}).get("plugin_packages") or {}
+        if not packages:
+            raise
+        listed = ", ".join(f"{name} {version}" if version else name for name, version in sorted(packages.items()))
+        raise UnknownPluginError(f"{exc}; the result was made with the plugin package(s) {listed}: install them "
+                                 f"here (e.g. pip install {' '.join(sorted(packages))}) to use its plugins") from None
