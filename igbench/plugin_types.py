@@ -31,7 +31,7 @@ class Param:
     ``type`` is inferred from ``default`` when omitted (``None`` defaults need an explicit type).
     ``check`` returns an error text (what is wrong and what is allowed) or ``None`` when valid.
     ``recorded_at_default=False`` leaves the parameter out of what a result records while it has its
-    default (:meth:`PluginBase.recorded_params`): for a parameter added after results were recorded, so
+    default (:meth:`Plugin.recorded_params`): for a parameter added after results were recorded, so
     that those results keep their run ids (``igbench replicate`` reuses them, interrupted grids resume)
     and read the same.
     """

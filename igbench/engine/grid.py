@@ -252,7 +252,9 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     run_id = grid_run_id(spec, data, records, attack_records, int(x_eval.shape[0]), device)
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
     if reuse and (previous := _complete_result(out_path, run_id)) is not None:
-        echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it (--rerun attacks again)")
+        edited = (" (or after editing a plugin package's code without bumping its version, which the run id "
+                  "knows only by version)" if plugin_packages(spec) else "")
+        echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it (--rerun attacks again{edited})")
         return previous, out_path
     journal = Journal(journal_path(out_path), run_id)
 
