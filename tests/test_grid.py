@@ -1146,3 +1146,22 @@ def test_the_log_says_how_often_the_target_was_reached_for_an_art_attack_targete
     assert [(a["name"], a["targeted"]) for a in result["attacks"]] == [("art:FastGradientMethod", True)]
     result["attacks"][0]["params"] = {}  # what the installed plugin would say without the recorded flag
     assert _targeted(result, "art:FastGradientMethod") is True
+
+
+def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
+    """20 steps of the paper CNN fit the training batches (93%) but score 13% on the test digits: BatchNorm's
+    running statistics have not settled, and every attack cell then equals that chance-level accuracy."""
+    import torch.nn as nn
+
+    from igbench.engine.grid import chance_level_note
+
+    with_bn = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 10))
+    note = chance_level_note("none", with_bn, 0.134, 20, 10)
+    assert note.startswith("note: none scores 13.4% on clean data, close to chance (10%), after 20 training batches: "
+                           "its BatchNorm layers' running statistics, which evaluation uses, still hold 12% of their "
+                           "starting values; train longer"), note
+    plain = nn.Sequential(nn.Linear(4, 10))
+    assert "it has not learned the task" in chance_level_note("none", plain, 0.1, 20, 10)
+    assert "it has not learned the task" in chance_level_note("none", with_bn, 0.1, 2000, 10), "settled statistics"
+    assert chance_level_note("none", with_bn, 0.16, 20, 10) is None, "above 1.5x chance"
+    assert chance_level_note("none", with_bn, 0.5, 20, 2) is not None, "chance is 1 / classes"

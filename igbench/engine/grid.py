@@ -70,6 +70,33 @@ class GridSpec:
             raise UsageError(f"the evaluation batch size must be >= 1, got {self.eval_batch_size}")
 
 
+#: A clean accuracy at most this many times chance (1 / classes) is called "close to chance".
+CHANCE_FACTOR = 1.5
+
+
+def chance_level_note(model_id: str, model, clean_accuracy: float, steps: int | None, num_classes: int) -> str | None:
+    """A note when a model scores close to chance on clean data, which makes every attack number about it
+    meaningless, with the likely cause. After a short schedule that is the BatchNorm running statistics:
+    evaluation uses them, they start at mean 0 and variance 1 and move 10% of the way a step (PyTorch's
+    momentum), so after 20 steps a paper CNN that fits its training batches scores about 13% on MNIST."""
+    chance = 1.0 / max(num_classes, 1)
+    if not clean_accuracy <= CHANCE_FACTOR * chance:
+        return None
+    where = f"note: {model_id} scores {100 * clean_accuracy:.1f}% on clean data, close to chance ({100 * chance:.0f}%)"
+    if steps:
+        where += f", after {steps} training batches"
+    momenta = [m.momentum for m in model.modules() if getattr(m, "running_var", None) is not None
+               and isinstance(getattr(m, "momentum", None), float)]
+    if momenta and steps:
+        left = (1 - max(momenta)) ** steps
+        if left > 0.01:
+            return (f"{where}: its BatchNorm layers' running statistics, which evaluation uses, still hold "
+                    f"{100 * left:.0f}% of their starting values; train longer (--steps 100 or more) or choose an "
+                    f"architecture without BatchNorm (--arch mlp). Its attack numbers mean nothing until then")
+    return (f"{where}: it has not learned the task; train longer (--steps) or change --lr. Its attack numbers "
+            f"mean nothing until then")
+
+
 #: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.
 ACCURACY_GAP_HINT = 0.15
 
@@ -243,6 +270,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
             train_seconds += info["train_seconds"]
         models[m.id] = model
         records.append(_model_record(m, model, info, x_eval, y_eval, spec, data))
+        if note := chance_level_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
+            echo(note)
 
     for line in accuracy_gap_hints(records, next((m.id for m in spec.models if m.is_reference), None)):
         echo(line)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..registry import get_registry
 from .cache import CheckpointStore
-from .grid import size_notes
+from .grid import chance_level_note, size_notes
 from .models import ModelSpec, obtain_model
 
 
@@ -54,4 +54,6 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
                         "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
                                                    arch=get_registry().get("architecture", m.arch),
                                                    num_classes=data.num_classes)})
+        if note := chance_level_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
+            echo(note)
     return records
