@@ -65,13 +65,16 @@ class Param:
                 raise ValueError(value)  # int(True) would pass silently as 1
             elif t is int and isinstance(value, str):
                 v = int(float(value)) if float(value).is_integer() else int(value)
+            elif t is float and isinstance(value, str) and value.count("/") == 1:  # 8/255, as --eps takes
+                numerator, denominator = value.split("/")
+                v = float(numerator) / float(denominator)
             elif t is int and isinstance(value, float):
                 if not value.is_integer():  # a TOML 0.3 was cut to 0 without a word
                     raise ValueError(value)
                 v = int(value)
             else:
                 v = t(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ZeroDivisionError):
             what, hint = t.__name__, ""
             if t is int and _is_fraction(value):
                 what = "a whole number"

@@ -73,7 +73,8 @@ def test_command_lists_show_whole_summaries(group):
 
 @pytest.mark.parametrize("args, expected", [
     (["run", "--attack", "fgsm", "--eps", "abc"],
-     "Error: Invalid value for '--eps': 'abc' is not a number; use e.g. 0.1,0.2,0.3 (see `igbench run --help`)"),
+     "Error: Invalid value for '--eps': 'abc' is not a number; use e.g. 0.1,0.2,0.3 or 8/255 (see `igbench run --help`)"),
+    (["run", "--attack", "fgsm", "--eps", "8/0"], "'8/0' is not a number"),
     (["run", "--attack", "fgsm", "--eps", ","], "Error: Invalid value for '--eps': ',' has an empty value"),
     (["run", "--attack", "fgsm", "--eps", "0.1,,0.2"], "'0.1,,0.2' has an empty value"),
     (["train", "--steps", "x"], "Error: Invalid value for '--steps': 'x' is not a valid integer. (see `igbench train --help`)"),
@@ -130,3 +131,13 @@ def test_a_terminal_gone_away_exits_as_interrupted(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         igcli.main()
     assert stopped.value.code == 130
+
+
+def test_eps_takes_fractions_of_grey_levels():
+    from igbench.cli.options import parse_number_list
+
+    assert parse_number_list(None, None, ("8/255,0.1", "16/255")) == (8 / 255, 0.1, 16 / 255)
+    from igbench.registry import get_registry
+
+    fgsm = get_registry().get("attack", "fgsm")
+    assert fgsm.resolve_params({"eps": "8/255"})["eps"] == 8 / 255

@@ -1165,3 +1165,15 @@ def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
     assert "it has not learned the task" in chance_level_note("none", with_bn, 0.1, 2000, 10), "settled statistics"
     assert chance_level_note("none", with_bn, 0.16, 20, 10) is None, "above 1.5x chance"
     assert chance_level_note("none", with_bn, 0.5, 20, 2) is not None, "chance is 1 / classes"
+
+
+def test_an_eps_beyond_the_data_range_gets_a_note(registry):
+    """`--eps 8,16` (meant as 8/255) ran without a word and scored 0% everywhere."""
+    from igbench.engine.grid import eps_range_notes
+
+    fgsm, jsma = registry.get("attack", "fgsm"), registry.get("attack", "jsma")
+    units = [(fgsm, {}, 0.3), (fgsm, {}, 8.0), (fgsm, {}, 16.0), (jsma, {}, None)]
+    assert eps_range_notes(units, 0.0, 1.0) == [
+        "note: fgsm runs at eps 8, 16, more than the data's whole range [0, 1]: it may set any pixel to any value. "
+        "eps is in the data's units: for 8 of 255 grey levels write --eps 8/255 (0.03137)"]
+    assert eps_range_notes(units[:1], 0.0, 1.0) == []

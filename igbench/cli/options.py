@@ -10,8 +10,17 @@ import click
 from ..engine.memory_format import MEMORY_FORMATS
 
 
+def _number(part: str) -> float:
+    """A number, or a fraction of two (``8/255``, the usual way to write an eps for 8-bit images)."""
+    numerator, slash, denominator = part.partition("/")
+    if not slash:
+        return float(part)
+    value = float(numerator) / float(denominator)  # ZeroDivisionError for 8/0
+    return value
+
+
 def parse_number_list(ctx, param, values):
-    """``("0.1,0.2", "0.3")`` -> ``(0.1, 0.2, 0.3)``; a bad number is a usage error naming it."""
+    """``("0.1,0.2", "8/255")`` -> ``(0.1, 0.2, 0.0313...)``; a bad number is a usage error naming it."""
     out: list[float] = []
     for value in values:
         for part in value.split(","):
@@ -19,9 +28,9 @@ def parse_number_list(ctx, param, values):
             if not part:  # "--eps ," or "0.1,,0.2": used to be dropped, and "--eps ''" ran the default sweep
                 raise click.BadParameter(f"{value!r} has an empty value; use e.g. 0.1,0.2,0.3")
             try:
-                number = float(part)
-            except ValueError:
-                raise click.BadParameter(f"{part!r} is not a number; use e.g. 0.1,0.2,0.3") from None
+                number = _number(part)
+            except (ValueError, ZeroDivisionError):
+                raise click.BadParameter(f"{part!r} is not a number; use e.g. 0.1,0.2,0.3 or 8/255") from None
             if not math.isfinite(number):
                 raise click.BadParameter(f"{part!r} is not a finite number; use e.g. 0.1,0.2,0.3")
             out.append(number)
@@ -43,7 +52,7 @@ cache_dir_option = click.option(
          "named (data/). Env IGBENCH_CACHE_DIR; default $XDG_CACHE_HOME/igbench or ~/.cache/igbench.")
 
 _attack_option = click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks.")
-_eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps: 0.1,0.2,0.3 (default) or repeated. "
+_eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps, in the data's units (pixels in [0, 1]: 8/255, not 8): 0.1,0.2,0.3 (default) or repeated. "
                            "Replaces a --config file's eps lists, an attack's own `eps = [...]` included.")
 _out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
 

@@ -140,6 +140,20 @@ def plugin_packages(spec: GridSpec) -> dict[str, str | None]:
     return {source: package_version(source) for source in sources}
 
 
+def eps_range_notes(units, clip_min: float, clip_max: float) -> list[str]:
+    """A note for each attack swept at an eps larger than the data's whole range, where an L-inf attack
+    may set any pixel to any value: usually an eps meant in 0-255 units (8 for 8/255)."""
+    width = clip_max - clip_min
+    notes = []
+    for name in dict.fromkeys(plugin.name for plugin, _params, _eps in units):
+        large = sorted({eps for plugin, _p, eps in units if plugin.name == name and eps is not None and eps > width})
+        if large:
+            notes.append(f"note: {name} runs at eps {', '.join(f'{e:g}' for e in large)}, more than the data's whole "
+                         f"range [{clip_min:g}, {clip_max:g}]: it may set any pixel to any value. eps is in the "
+                         f"data's units: for 8 of 255 grey levels write --eps 8/255 ({8 / 255 * width:.4g})")
+    return notes
+
+
 def size_notes(spec: GridSpec, n_train: int, n_test: int, dataset: str) -> list[str]:
     """Notes for sizes the data set cannot give, so that nothing is cut down silently. ``n_test``: the
     images of the split the grid scores (``spec.score_on``)."""
@@ -254,6 +268,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     if packages := plugin_packages(spec):
         environment["plugin_packages"] = packages
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
+    for note in eps_range_notes(units, data.clip_min, data.clip_max):
+        echo(note)
     # and lets each attack judge its own parameters (ART's constructors), a later step's too
     check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)
 
