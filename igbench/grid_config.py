@@ -39,7 +39,7 @@ from .grid_values import check_entry_values, check_run_values, eps_list_problem
 from .engine.models import ModelSpec
 from .engine.monitor import DEFAULT_MONITOR_EPS
 from .engine.train import TrainConfig
-from .param_options import distribute_params
+from .param_options import distribute_params, shared_param_notes
 from .registry import get_registry
 
 if sys.version_info >= (3, 11):
@@ -199,6 +199,7 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     selected.setdefault(run["dataset"], reg.get("dataset", run["dataset"]))
     selected.setdefault(run["arch"], reg.get("architecture", run["arch"]))
     given = distribute_params(cli.get("param") or (), selected)
+    notes = shared_param_notes(cli.get("param") or (), selected)
     for m in models:
         m.defense_params.update(given.get(m.id, {}))
         if m.arch == run["arch"]:
@@ -221,6 +222,7 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
                         monitor_eps=float(run["monitor_eps"]))
     spec = GridSpec(dataset=run["dataset"], dataset_params=dataset_params, data_dir=run["data_dir"],
                     models=models, attacks=attacks, eps=[float(e) for e in run["eps"]], train=train,
-                    n_test=run["n_test"], eval_batch_size=int(run["eval_batch_size"]), score_on=str(run["score_on"]))
+                    n_test=run["n_test"], eval_batch_size=int(run["eval_batch_size"]), score_on=str(run["score_on"]),
+                    notes=notes)
     spec.validate()
     return spec

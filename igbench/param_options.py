@@ -55,5 +55,18 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
     return out
 
 
+def shared_param_notes(options: Iterable[str], plugins: dict[str, Any]) -> list[str]:
+    """A note for each unqualified ``--param NAME=VALUE`` that more than one selected plugin takes: it sets
+    all of them, which is easy to miss (``eps=0.25`` sets advtrain's training eps and fgsm's sweep alike)."""
+    notes = []
+    for text in options:
+        target, name, value = parse_param_option(text)
+        takers = [sel for sel, plugin in plugins.items() if _takes(plugin, name)] if target is None else []
+        if len(takers) > 1:
+            notes.append(f"note: --param {name}={value} sets {name} of {', '.join(takers)}; write "
+                         f"PLUGIN.{name}={value} (e.g. {takers[0]}.{name}={value}) to set it for one of them")
+    return notes
+
+
 def _takes(plugin: Any, name: str) -> bool:
     return any(p.name == name for p in getattr(plugin, "params", ()))

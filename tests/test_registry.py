@@ -470,6 +470,18 @@ def test_param_options_are_distributed_and_typos_rejected(registry):
         fgsm.resolve_params({"eps": "-1"})
 
 
+def test_a_param_that_sets_several_plugins_says_so(registry):
+    """`--param eps=0.25` set advtrain's training eps and replaced fgsm's sweep, without a word."""
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"defense": ("advtrain",), "attack": ("fgsm",), "param": ("eps=0.25", "mnist.validation=100"),
+                            "device": "cpu"})
+    assert spec.notes == ["note: --param eps=0.25 sets eps of advtrain, fgsm; write PLUGIN.eps=0.25 (e.g. "
+                          "advtrain.eps=0.25) to set it for one of them"]
+    assert build_grid_spec({"defense": ("advtrain",), "attack": ("fgsm",), "param": ("advtrain.eps=0.25",),
+                            "device": "cpu"}).notes == []
+
+
 def test_unqualified_param_typo_suggests_the_closest_name_of_the_selected_plugins(registry):
     """`gradreg.lamda=10` got "did you mean 'lambda'" from the plugin, but plain `lamda=10`, which no
     selected plugin takes, only listed every plugin's parameters."""

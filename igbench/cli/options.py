@@ -177,6 +177,8 @@ def grid_spec(options: dict, config_file):
     from ..grid_config import build_grid_spec, read_grid_file
 
     spec = build_grid_spec(options, config_file)
+    for note in spec.notes:
+        click.echo(note, err=True)
     ctx = click.get_current_context(silent=True)
     if config_file and ctx is not None and "data_dir" in ctx.params:
         from click.core import ParameterSource

@@ -48,6 +48,8 @@ class GridSpec:
     grad_norm_images: int = 1000
     transfer: bool = True  # False: score each model only on its own examples (white-box), as sweeps do
     score_on: str = "test"  # or "validation": the images the data set held out of training
+    #: how the options were read, for the user (a --param that set several plugins' values); not part of the grid
+    notes: list[str] = field(default_factory=list, compare=False)
 
     def validate(self) -> None:
         ids = [m.id for m in self.models]
