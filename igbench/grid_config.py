@@ -41,6 +41,7 @@ from .engine.monitor import DEFAULT_MONITOR_EPS
 from .engine.train import TrainConfig
 from .param_options import distribute_params, shared_param_notes
 from .registry import get_registry
+from .selections import parse_defense, split_list
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -166,9 +167,13 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     models = [ModelSpec(id=m.get("id", m["defense"]), defense=m["defense"], defense_params=dict(m.get("params", {})),
                         arch=m.get("arch", run["arch"]), arch_params=dict(m.get("arch_params", run.get("arch_params", {}))))
               for m in doc.get("models", [])]
-    for name in cli.get("defense") or ():
-        if name not in {m.id for m in models}:
-            models.append(ModelSpec(id=name, defense=name, arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
+    pinned: dict[str, dict[str, str]] = {}  # model id -> the settings written in its --defense NAME[...]
+    for item in split_list(cli.get("defense") or (), "--defense"):
+        name, settings = parse_defense(item)
+        if item not in {m.id for m in models}:
+            models.append(ModelSpec(id=item, defense=name, defense_params=dict(settings), arch=run["arch"],
+                                    arch_params=dict(run.get("arch_params", {}))))
+            pinned[item] = settings
     if not any(m.is_reference for m in models):
         models.insert(0, ModelSpec(id="none", defense="none", arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
     # --attack replaces the file's attacks (a file's entry of the same name keeps its parameters), so the
@@ -179,7 +184,7 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
                for a in doc.get("attacks", [])]
     if cli.get("attack"):
         by_name = {a.name: a for a in attacks}
-        attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(cli["attack"])]
+        attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(split_list(cli["attack"], "--attack"))]
 
     # look every name up now: an unknown name is a one-line error before anything runs
     reg.get("dataset", run["dataset"])
@@ -201,6 +206,8 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     given = distribute_params(cli.get("param") or (), selected)
     notes = shared_param_notes(cli.get("param") or (), selected)
     for m in models:
+        if clash := sorted(set(pinned.get(m.id, {})) & set(given.get(m.id, {}))):
+            raise UsageError(f"--defense {m.id} sets {', '.join(clash)} itself, and --param sets it too; drop one")
         m.defense_params.update(given.get(m.id, {}))
         if m.arch == run["arch"]:
             m.arch_params.update(given.get(run["arch"], {}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import inspect
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -752,3 +753,27 @@ def test_a_hook_with_another_argument_name_is_one_line(registry):
         registry.register(WrongArgument(), source="wrong-arg-pkg")
     assert str(info.value).endswith("its igbench_defenses takes arguments igbench does not pass; define it as "
                                     "def igbench_defenses(register)") and "\n" not in str(info.value)
+
+
+def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(registry):
+    """`--defense gradreg,advtrain` was 'unknown defense (did you mean advtrain?)', and one command line could not
+    hold gradreg at two lambdas, although sweep names its models gradreg[lambda=1000]."""
+    from igbench.errors import UsageError
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"defense": ("gradreg[lambda=1000],gradreg[lambda=56234, scaling=paper]", "advtrain"),
+                            "attack": ("fgsm,pgd", "tgsm"), "device": "cpu"})
+    assert [(m.id, m.defense, m.defense_params) for m in spec.models] == [
+        ("none", "none", {}), ("gradreg[lambda=1000]", "gradreg", {"lambda": "1000"}),
+        ("gradreg[lambda=56234, scaling=paper]", "gradreg", {"lambda": "56234", "scaling": "paper"}),
+        ("advtrain", "advtrain", {})]
+    assert [a.name for a in spec.attacks] == ["fgsm", "pgd", "tgsm"]
+    for defense, message in [("gradreg[lambda=1000", "opens a '[' it never closes"),
+                             ("gradreg,,advtrain", "has an empty item"),
+                             ("gradreg[lambda]", "each setting inside [...] is PARAM=VALUE"),
+                             ("gradreg[lamda=3]", "unknown parameter 'lamda' for defense 'gradreg'"),
+                             ("gradreg]", "closes a ']' it never opened")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            build_grid_spec({"defense": (defense,), "device": "cpu"})
+    with pytest.raises(UsageError, match=re.escape("--defense gradreg[lambda=10] sets lambda itself, and --param")):
+        build_grid_spec({"defense": ("gradreg[lambda=10]",), "param": ("lambda=5",), "device": "cpu"})

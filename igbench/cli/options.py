@@ -51,7 +51,7 @@ cache_dir_option = click.option(
     help="Cache folder: checkpoints (models/), decoded data sets (parsed/) and downloads when no data folder is "
          "named (data/). Env IGBENCH_CACHE_DIR; default $XDG_CACHE_HOME/igbench or ~/.cache/igbench.")
 
-_attack_option = click.option("--attack", multiple=True, help="Attack (repeatable): fgsm, tgsm, pgd, jsma, or art:<ClassName>. Replaces a --config file's attacks.")
+_attack_option = click.option("--attack", multiple=True, help="Attack (repeatable, or a comma list): fgsm, tgsm, pgd, jsma, art:<ClassName>, or a plugin's (`igbench plugins --kind attack` lists those installed). Replaces a --config file's attacks.")
 _eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps, in the data's units (pixels in [0, 1]: 8/255, not 8): 0.1,0.2,0.3 (default) or repeated. "
                            "Replaces a --config file's eps lists, an attack's own `eps = [...]` included.")
 _out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")

@@ -8,7 +8,7 @@ from .options import execute_grid, grid_options, grid_spec, rerun_option
 
 
 @click.command("run", short_help="Train, attack and score the full transfer grid.")
-@click.option("--defense", multiple=True, help="Defense to train (repeatable). `none` is always included as the reference model.")
+@click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives).")
 @rerun_option
 @grid_options
 def run_command(config_file, progress, out, cache_dir, rerun, **options) -> None:
