@@ -775,6 +775,9 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
     text = refused("--steps", "5", "--n-test", "50")
     assert "--steps --n-test make this a trial" in text and "--results-dir runs/trial/results" in text
     refused("--steps", "5", "--results-dir", "t/results")  # the leaderboards would still be the default ones
+    # the figures too: a user who named the first two met this as a second error
+    text = refused("--steps", "5", "--results-dir", "t/results", "--leaderboards", "t/boards")
+    assert "--steps make this a trial of" in text and "the default --figures would put it beside" in text
     assert "--score-on make this a trial" in refused("--score-on", "validation")  # not a test-set score
     text = refused("--out", "elsewhere/tiny.json", "--results-dir", "t/results")
     assert "--out elsewhere/tiny.json is not in --results-dir t/results" in text

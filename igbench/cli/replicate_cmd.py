@@ -114,11 +114,13 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
         raise UsageError(f"--out {out} is not in --results-dir {results_dir}, whose leaderboards replicate renders; "
                          f"pass --results-dir DIR instead (the result goes to DIR/{out.name}) or an --out inside it")
     overrides = [f"--{name.replace('_', '-')}" for name in TRIAL_OPTIONS if options.get(name) not in (None, ())]
-    if overrides and not (given("results_dir") and given("leaderboard_dir")):
+    defaulted = [flag for flag, name in (("--results-dir", "results_dir"), ("--leaderboards", "leaderboard_dir"),
+                                         ("--figures", "figure_dir")) if not given(name)]
+    if overrides and defaulted:
         raise UsageError(
-            f"{' '.join(overrides)} make this a trial of {config_file}, and the default --results-dir and "
-            f"--leaderboards would rank it beside the full-length runs; name where it goes, e.g. --results-dir "
-            f"runs/trial/results --leaderboards runs/trial --figures runs/trial/figures")
+            f"{' '.join(overrides)} make this a trial of {config_file}, and the default {', '.join(defaulted)} would "
+            f"put it beside the full-length runs; name where it goes, e.g. --results-dir runs/trial/results "
+            f"--leaderboards runs/trial --figures runs/trial/figures")
     scores = figure_folder / SCORES_FILE
     owner = _owner_of(scores)
     if owner is not None and Path(owner).resolve() != out.resolve():
