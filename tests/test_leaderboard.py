@@ -107,6 +107,25 @@ def test_summary_averages_each_attack_over_its_eps_values():
     assert rows["advtrain"][3] == "-"  # its file has no JSMA
 
 
+def test_summary_columns_average_only_the_eps_values_every_file_ran():
+    """A column titled "fgsm, eps 0.05-0.3 (4 values)" averaged 0.05-0.2 in one file's rows and 0.1-0.3 in
+    another's: rows that do not compare, under one heading."""
+    results = copy.deepcopy(load_results(FIXTURES))
+    short = next(d for p, d in results if p.stem == "mnist-advtrain")
+    short["attacks"] = [dict(a, eps=[0.1]) if a["name"] == "fgsm" else a for a in short["attacks"]]
+    short["cells"] = [c for c in short["cells"] if c["eps"] != 0.3]
+    section = _section(render_leaderboard(results, "mnist"), "## Summary")
+    header = next(ln for ln in section.splitlines() if ln.startswith("| model"))
+    assert "fgsm, eps 0.1: white-box / transfer %" in header, header
+    assert ("> Caution: the files ran different eps values. fgsm: only the eps values every file ran (0.1); the "
+            "per-eps tables below have the others.") in section
+    rows = {r[0]: r for r in _rows(section)}
+    data = next(d for p, d in results if p.stem == "mnist-paper-small")
+    wb = next(c["accuracy"] for c in data["cells"] if (c["attack"], c["eps"], c["source"], c["target"]) ==
+              ("fgsm", 0.1, "gradreg", "gradreg"))
+    assert rows["gradreg"][2].startswith(f"{100 * wb:.1f} / "), "eps 0.3 left out of the other file's rows too"
+
+
 def test_ties_share_a_rank_and_other_datasets_are_ignored():
     results = load_results(FIXTURES)
     path, data = results[1]

@@ -239,11 +239,22 @@ def _summary(entries: list[_Entry], sources: list[_Source]) -> list[str]:
     groups = _attack_groups(sources)
     if not groups:
         return []
-    headers, columns = ["model", "clean acc %"], []
+    headers, columns, notes = ["model", "clean acc %"], [], []
     for (name, _), g in groups.items():
         eps_values = sorted(e for e in g["eps"] if e > 0) if g["has_eps"] else [None]
         if not eps_values:
             continue
+        # a file that ran other eps values than another would average another range in the same column:
+        # the column keeps the values every file running the attack ran (all of them, if none is shared)
+        running = [s for s in sources if any(_uses(s, name, g["params"], e) for e in eps_values)]
+        shared = [e for e in eps_values if all(_uses(s, name, g["params"], e) for s in running)]
+        if shared != eps_values:
+            if shared:
+                notes.append(f"{g['title']}: only the eps values every file ran ({', '.join(map(format_eps, shared))}); "
+                             f"the per-eps tables below have the others")
+                eps_values = shared
+            else:
+                notes.append(f"{g['title']}: the files share no eps value, so each row averages its own file's")
         span = ("" if eps_values == [None] else f", eps {format_eps(eps_values[0])}" if len(eps_values) == 1
                 else f", eps {format_eps(eps_values[0])}-{format_eps(eps_values[-1])} ({len(eps_values)} values)")
         headers.append(f"{g['title']}{span}: white-box / transfer %")
@@ -263,6 +274,7 @@ def _summary(entries: list[_Entry], sources: list[_Source]) -> list[str]:
             "accuracy-vs-eps curve): white-box (examples crafted against the model itself) / transfer (mean "
             "over the examples crafted against each other model of its file). Higher is more robust; the "
             "per-eps tables and rankings follow.", "",
+            *([f"> Caution: the files ran different eps values. {'; '.join(notes)}.", ""] if notes else []),
             _table(rows, headers, set(range(1, len(headers)))), ""]
 
 
