@@ -323,7 +323,7 @@ def test_explain_loads_the_data_with_the_parameters_the_result_recorded(shared_d
     assert again.exit_code == 0, again.output
 
 
-def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path):
+def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path, monkeypatch):
     from igbench.results.io import write_result
 
     result_path, cache = tiny_result
@@ -362,6 +362,13 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path)
                                                                              *common])
     assert "no selected plugin takes 'lamda'" in error_of([str(result_path), "--cache-dir", str(cache),
                                                            "--param", "lamda=1", *common])
+    # no --data-dir, and the data is nowhere igbench looks by itself: the error says where the run's came from
+    monkeypatch.setenv("IGBENCH_OFFLINE", "1")
+    monkeypatch.delenv("IGBENCH_DATA_DIR", raising=False)
+    text = error_of([str(result_path), "--cache-dir", str(tmp_path / "no-data"), "--device", "cpu",
+                     "--no-update-result", "--out", str(tmp_path / "o")])
+    assert text.endswith(f"(the result's data came from {shared_data / 'mnist'}: pass --data-dir with the folder "
+                         "that holds it, as the run did)"), text
     # made with a plugin package this machine lacks: the error names the package to install
     foreign = json.loads(result_path.read_text())
     foreign["dataset"]["name"] = "mnist-tiny"

@@ -45,9 +45,17 @@ def load_result_data(result: dict[str, Any], data_dir=None, dataset_params: dict
     """
     from ..datasets.loading import load_dataset
 
+    from ..errors import DatasetNotFound
+
     want = result["dataset"]
     params = {**want.get("params", {}), **(dataset_params or {})}
-    data = load_dataset(want["name"], data_dir, params, fallback=False)
+    try:
+        data = load_dataset(want["name"], data_dir, params, fallback=False)
+    except DatasetNotFound as exc:
+        if data_dir or not want.get("source"):
+            raise
+        raise DatasetNotFound(f"{exc} (the result's data came from {want['source']}: pass --data-dir with the folder "
+                              f"that holds it, as the run did)") from None
     if data.variant != want["variant"] or data.checksum != want["checksum"]:
         raise DataError(
             f"data set '{want['name']}' loaded here is variant {data.variant!r} (checksum {data.checksum[:12]}) but the "
