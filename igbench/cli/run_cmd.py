@@ -25,7 +25,9 @@ def run_command(config_file, progress, out, cache_dir, rerun, **options) -> None
     Examples:
       igbench run --defense gradreg --attack fgsm
       igbench run --defense gradreg --defense advtrain --attack fgsm --attack tgsm --eps 0.1,0.2,0.3
-      igbench run --defense gradreg --param lambda=1000 --attack art:CarliniL2Method --param max_iter=10
+      igbench run --defense "gradreg[lambda=1000],advtrain" --attack fgsm,pgd --steps 300
+      igbench run --defense gradreg --param lambda=1000 --attack art:ProjectedGradientDescent \\
+          --param max_iter=20 --param eps_step=0.01 --eps 0.1
       igbench run --config configs/paper-mnist.toml --data-dir ../shared/data
     """
     from ..errors import UsageError
