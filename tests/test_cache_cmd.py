@@ -355,3 +355,19 @@ def test_a_plugin_that_edits_its_parameters_while_training_still_gets_a_loadable
     _, first = obtain_model(spec, data, cfg, store, progress=False)
     _, again = obtain_model(spec, data, cfg, store, progress=False)
     assert not first["cached"] and again["cached"] and again["config_hash"] == first["config_hash"]
+
+
+def test_list_tells_apart_models_of_other_seeds_and_data(tmp_path, mnist_slice):
+    """Two seeds, or a held-out split (other training images under the same data set name), looked identical."""
+    import dataclasses
+
+    store = CheckpointStore(tmp_path)
+    data = mnist_slice.subset(n_train=200, n_test=10)
+    other_data = dataclasses.replace(mnist_slice.subset(n_train=150, n_test=10), checksum="f" * 64)
+    for seed, d in ((0, data), (1, data), (0, other_data)):
+        obtain_model(ModelSpec("none", "none", arch="mlp"), d, TrainConfig(steps=2, batch_size=32, seed=seed, lr=0.01),
+                     store, progress=False)
+    table = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(store.root)]).output
+    rows = sorted((line.split()[2], line.split()[7]) for line in table.splitlines() if " mlp " in line)
+    assert rows == [(f"({data.checksum[:8]})", "0/32/0.01"), (f"({data.checksum[:8]})", "1/32/0.01"),
+                    ("(ffffffff)", "0/32/0.01")], table

@@ -25,6 +25,13 @@ def parse_duration(ctx, param, value: str) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
+def _dataset(info: dict) -> str:
+    """``mnist (0f471e2d)``: the name, and the start of the checksum that tells its variants and held-out
+    splits apart (two models of one name may have trained on other images)."""
+    checksum = info.get("dataset_checksum")
+    return f"{info.get('dataset')} ({checksum[:8]})" if checksum else str(info.get("dataset"))
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -59,15 +66,17 @@ def list_command(cache_dir, as_json: bool) -> None:
             for e in entries]}, indent=2, default=str))
         return
     click.echo(f"cache: {store.root}")
-    models = [[e.key[:12], e.info.get("dataset"), e.info.get("arch"), e.info.get("defense"),
+    models = [[e.key[:12], _dataset(e.info), e.info.get("arch"), e.info.get("defense"),
                json.dumps(e.info.get("defense_params") or {}, sort_keys=True), e.info.get("steps"),
+               "/".join(f"{e.info.get(k)}" for k in ("seed", "batch_size", "lr")),
                e.info.get("precision"), e.info.get("igbench"), _size(e.size), format_duration(e.age_seconds)]
               if "error" not in e.info else
-              [e.key[:12], e.info["error"], "", "", "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
+              [e.key[:12], e.info["error"], "", "", "", "", "", "", "", _size(e.size), format_duration(e.age_seconds)]
               for e in entries if e.kind == "checkpoint"]
     click.secho(f"\nmodels ({len(models)})", bold=True)
-    click.echo(tabulate(models, headers=["hash", "dataset", "arch", "defense", "parameters", "steps", "precision",
-                                         "igbench", "size", "written ago"]) if models else "  (none)")
+    click.echo(tabulate(models, headers=["hash", "dataset (data sha256)", "arch", "defense", "parameters", "steps",
+                                         "seed/batch/lr", "precision", "igbench", "size", "written ago"],
+                        disable_numparse=True) if models else "  (none)")
     snaps = [e for e in entries if e.kind != "checkpoint"]
     rows = []
     for e in snaps:

@@ -51,8 +51,10 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
         return blob
     meta = blob.get("meta", {})
     config = meta.get("config", {})
-    return {"dataset": (config.get("dataset") or {}).get("name"), "arch": config.get("arch"),
+    dataset, train = config.get("dataset") or {}, config.get("train") or {}
+    return {"dataset": dataset.get("name"), "dataset_checksum": dataset.get("checksum"), "arch": config.get("arch"),
             "defense": config.get("defense"), "defense_params": config.get("defense_params"),
+            "seed": train.get("seed"), "batch_size": train.get("batch_size"), "lr": train.get("lr"),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"),
             "precision": (config.get("train") or {}).get("precision", "fp32"),
             "igbench": (config.get("versions") or {}).get("igbench")}
