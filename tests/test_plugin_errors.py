@@ -489,3 +489,21 @@ def test_an_attack_drawing_from_the_global_generators_makes_the_same_examples_ev
     before = torch.random.get_rng_state()
     examples(seed=5)
     assert torch.equal(before, torch.random.get_rng_state()), "the caller's random state is restored"
+
+
+class SoftmaxOut(ArchitecturePlugin):
+    name = "softmax-out"
+    summary = "test architecture whose model ends in a softmax"
+
+    def build(self, input_shape, num_classes, params):
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes), nn.Softmax(dim=1))
+
+
+def test_a_model_that_outputs_probabilities_gets_a_note(install, small, capsys):
+    (arch,) = install(SoftmaxOut())
+    model = arch.build((1, 28, 28), 10, {}).eval()
+    accuracy(model, small.test_x, small.test_y, arch=arch, num_classes=10)
+    assert (f"note: architecture 'softmax-out' from package '{PACKAGE}' outputs probabilities (each row sums to 1), "
+            "but igbench reads a model's output as logits; remove its final softmax") in capsys.readouterr().err
+    accuracy(_mlp((1, 28, 28), 10).eval(), small.test_x, small.test_y, arch=arch, num_classes=10)
+    assert "probabilities" not in capsys.readouterr().err, "logits get no note"

@@ -102,6 +102,22 @@ def check_output(arch, logits, batch: int, num_classes: int) -> None:
         raise output_error(arch, problem)
 
 
+def probabilities_note(arch, logits) -> str | None:
+    """A note when a model's outputs look like probabilities (every row in [0, 1] summing to 1: a final
+    softmax), which cross-entropy and the attacks would treat as logits, training and attacking badly."""
+    import torch
+
+    if logits.ndim != 2 or logits.shape[0] < 2 or logits.shape[1] < 2:
+        return None
+    rows = logits.detach().float()
+    if bool(((rows >= 0) & (rows <= 1)).all()) and bool(torch.allclose(rows.sum(1), torch.ones(len(rows),
+                                                                                              device=rows.device),
+                                                                           atol=1e-4)):
+        return (f"note: {named(arch)} outputs probabilities (each row sums to 1), but igbench reads a model's "
+                f"output as logits; remove its final softmax")
+    return None
+
+
 def eval_forward(model, x) -> tuple[Any, Exception | None]:
     """``(output, None)`` of ``model`` on the batch ``x`` (eval mode, no gradients), or ``(None, the
     exception)`` when the model cannot run on it. Only for explaining a training step that has already

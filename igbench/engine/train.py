@@ -22,7 +22,7 @@ from .cache import cpu_state_dict, load_weights
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
 from .monitor import DEFAULT_MONITOR_EPS, TrainingMonitor
 from .model_checks import (build_model, check_output, eval_forward, loss_pair_problem, output_error,
-                           output_problem, output_problem_of)
+                           output_problem, output_problem_of, probabilities_note)
 from .snapshots import rng_state, set_rng_state
 
 
@@ -448,5 +448,7 @@ def accuracy(model, x, y, batch_size: int = 1024, arch=None, num_classes: int | 
     logits = predict_logits(model, x, batch_size)
     if arch is not None and num_classes is not None:
         check_output(arch, logits, int(x.shape[0]), num_classes)
+        if note := probabilities_note(arch, logits):
+            print(note, file=sys.stderr)
     pred = logits.argmax(1).cpu()
     return float((pred == y.cpu()).float().mean())
