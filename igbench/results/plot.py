@@ -57,7 +57,7 @@ def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]
                 points = [(e, v) for e in eps_values if (v := value(e)) is not None]
                 if points:
                     xs, ys = zip(*points)
-                    ax.plot(xs, ys, marker="o", markersize=4, label=model)
+                    ax.plot(xs, [100 * y for y in ys], marker="o", markersize=4, label=model)  # in %, as the tables
                     drew_transfer = drew_transfer or ax is ax_tr
         ax_wb.set_title("White-box: accuracy on examples crafted against the model itself", fontsize=9)
         if n_models > 1 and not drew_transfer:  # a sweep scores each model on its own examples only
@@ -71,9 +71,9 @@ def plot_accuracy_vs_eps(result: dict[str, Any], out_dir: str | os.PathLike[str]
             ax_tr.set_title("Transfer: needs at least two models (none here)", fontsize=9)
         for ax in (ax_wb, ax_tr):
             ax.set_xlabel("eps")
-            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylim(-2, 102)
             ax.grid(True, alpha=0.3)
-        ax_wb.set_ylabel("accuracy")
+        ax_wb.set_ylabel("accuracy (%)")
         handles, labels = ax_wb.get_legend_handles_labels()
         beside = bool(handles) and n_models > 6  # many lines: the legend goes beside the panels, not over them
         if beside:

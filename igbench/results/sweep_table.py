@@ -21,4 +21,4 @@ def sweep_table(result: dict[str, Any]) -> str:
         rows.append(row)
     headers = ["model", "clean %", "mean ‖dCE/dx‖"] + [
         f"{a}" + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]
-    return f"scored on {scored_images(result)}\n" + tabulate(rows, headers=headers, tablefmt="simple")
+    return f"scored on {scored_images(result)}\n" + tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)  # as formatted
