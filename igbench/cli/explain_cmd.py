@@ -29,7 +29,9 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     Loads the result's models from the checkpoint cache and its data set, then writes two figures:
     saliency.png (rows: models; columns: test images; each cell the input gradient of the sum of
     log-probabilities, grey, like the paper's gradient figure) and adversarial-<attack>-eps<eps>.png
-    (the examples crafted against each model, titled with its prediction). It scores each model's
+    (the examples crafted against each model: the top row holds the clean images titled label→target,
+    or the label alone for an untargeted attack; each model's row titles its prediction, in red where
+    the attack succeeded). It scores each model's
     gradients on the result's test images (total variation, share on the digit, correlation with the
     image, entropy, Gini) and how much the attack's examples against it draw their target class
     (adv_target_alignment: cosine of the perturbation with the target-minus-true class-mean image, a

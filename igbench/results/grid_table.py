@@ -30,4 +30,7 @@ def render_grid_tables(result: dict[str, Any]) -> str:
             # disable_numparse: tabulate would print 45.0 as "45"; keep the one decimal of every cell
             parts.append(tabulate(rows, headers=["crafted on \\ scored on", *ids], tablefmt="simple",
                                   disable_numparse=True, colalign=("left", *["right"] * len(ids))))
+    if len(parts) > 1:
+        parts.append("\nEach cell is the share of all scored images the target model still classifies correctly: an "
+                     "image it got wrong before the attack counts as wrong.")
     return "\n".join(parts)
