@@ -31,6 +31,6 @@ def render_grid_tables(result: dict[str, Any]) -> str:
             parts.append(tabulate(rows, headers=["crafted on \\ scored on", *ids], tablefmt="simple",
                                   disable_numparse=True, colalign=("left", *["right"] * len(ids))))
     if len(parts) > 1:
-        parts.append("\nEach cell is the share of all scored images the target model still classifies correctly: an "
-                     "image it got wrong before the attack counts as wrong.")
+        parts.append("\nEach cell is the share of all scored images whose adversarial example the target model "
+                     "classifies correctly; images it got wrong before the attack are attacked and counted too.")
     return "\n".join(parts)
