@@ -222,6 +222,9 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         reg.get("architecture", m.arch).resolve_params(m.arch_params)
     reg.get("dataset", run["dataset"]).resolve_params(dataset_params)
 
+    if not run["monitor_every"] and (cli.get("monitor_eps") is not None or "monitor_eps" in doc.get("run", {})):
+        raise UsageError("--monitor-eps has no effect without --monitor-every STEPS (monitor_every in [run]); add it, "
+                         "or drop --monitor-eps")
     train = TrainConfig(epochs=float(run["epochs"]), steps=run["steps"], batch_size=int(run["batch_size"]),
                         lr=float(run["lr"]), adam_eps=float(run["adam_eps"]), seed=int(run["seed"]),
                         device=resolve_device(run["device"]), precision=str(run["precision"]),

@@ -12,8 +12,10 @@ from .errors import ParamError, did_you_mean
 
 
 def parse_param_option(text: str) -> tuple[str | None, str, str]:
-    """``"gradreg.lambda=100"`` -> ``("gradreg", "lambda", "100")``; ``"eps=0.3"`` -> ``(None, "eps", "0.3")``."""
-    key, sep, value = text.partition("=")
+    """``"gradreg.lambda=100"`` -> ``("gradreg", "lambda", "100")``; ``"eps=0.3"`` -> ``(None, "eps", "0.3")``.
+    PLUGIN may be a model id with its own settings, ``gradreg[lambda=1000].scaling=paper`` (the ``=`` inside
+    brackets is not the one that separates the value)."""
+    key, sep, value = _split_value(text)
     key = key.strip()
     if not sep or not key:
         raise ParamError(f"--param {text!r} must look like NAME=VALUE or PLUGIN.NAME=VALUE (e.g. --param lambda=100)")
@@ -23,6 +25,16 @@ def parse_param_option(text: str) -> tuple[str | None, str, str]:
     if not plugin or not name:
         raise ParamError(f"--param {text!r}: expected PLUGIN.NAME=VALUE, e.g. gradreg.lambda=100")
     return plugin, name, value.strip()
+
+
+def _split_value(text: str) -> tuple[str, str, str]:
+    """``text.partition("=")`` at the first ``=`` outside brackets."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "=" and depth == 0:
+            return text[:i], "=", text[i + 1:]
+    return text, "", ""
 
 
 def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[str, dict[str, str]]:

@@ -13,10 +13,12 @@ from typing import Any
 
 from .plugin_types import ArchitecturePlugin, AttackPlugin, DatasetPlugin, DefensePlugin, LossDefense, Param, Plugin
 
-#: A plugin name: letters, digits, ``-``, ``_`` and ``+`` (``advtrain+gradreg``), starting with a letter or
-#: digit. ``.`` would make ``--param NAME.x=1`` ambiguous, ``:`` is an attack provider's prefix, ``,`` and
-#: ``=`` split option values, ``/`` and spaces end up in file names.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+\-]*$")
+#: A plugin name: letters, digits, ``-``, ``_``, ``+`` (``advtrain+gradreg``) and ``.`` (``cifar10.1``),
+#: starting with a letter or digit. ``:`` is an attack provider's prefix, ``,``, ``=`` and brackets split
+#: option values (``--defense a,b[x=1]``), ``/`` and spaces end up in file names.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
+#: A parameter name: what ``--param NAME=VALUE`` can name (no ``.``, ``=``, ``,``, brackets or spaces).
+PARAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 
 #: The method each kind must define (its base class's only raises NotImplementedError), and its signature.
 REQUIRED_METHODS: tuple[tuple[type[Plugin], str, str], ...] = (
@@ -31,7 +33,7 @@ REQUIRED_METHODS: tuple[tuple[type[Plugin], str, str], ...] = (
 def declaration_problem(obj: Plugin) -> str | None:
     """What is wrong with how ``obj`` declares itself (its name, its ``params``, its required method, its
     parameters' defaults), as one line that says what to change, or None."""
-    return (_name_problem(obj) or _params_problem(obj.params) or _missing_method(obj)
+    return (_name_problem(obj) or _params_problem(obj.params) or _missing_method(obj) or _targets_problem(obj)
             or obj.default_problem())
 
 
@@ -40,13 +42,13 @@ def _name_problem(obj: Plugin) -> str | None:
     if not isinstance(name, str) or not name:
         return f"it has no name; set name = \"...\" on its class ({type(obj).__name__})"
     if not NAME_PATTERN.match(name):
-        return (f"its name {name!r} is not a plain name; use letters, digits, '-', '_' and '+' only "
+        return (f"its name {name!r} is not a plain name; use letters, digits, '-', '_', '+' and '.' only "
                 f"(e.g. {_suggested_name(name)!r})")
     return None
 
 
 def _suggested_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_+\-]+", "-", name).strip("-_+") or "my-plugin"
+    return re.sub(r"[^A-Za-z0-9_+.\-]+", "-", name).strip("-_+.") or "my-plugin"
 
 
 def _params_problem(params: Any) -> str | None:
@@ -60,8 +62,9 @@ def _params_problem(params: Any) -> str | None:
         if not isinstance(p, Param):
             return (f"its params must hold igbench Param objects only, got {p!r} "
                     f"(from igbench.plugin_types import Param)")
-        if not isinstance(p.name, str) or not p.name.isidentifier():
-            return f"its parameter name {p.name!r} is not a plain name; use letters, digits and '_' (e.g. 'lambda')"
+        if not isinstance(p.name, str) or not PARAM_NAME_PATTERN.match(p.name):
+            return (f"its parameter name {p.name!r} is not a plain name; use letters, digits, '_' and '-' "
+                    f"(e.g. 'lambda')")
         if p.name in seen:
             return f"it declares parameter '{p.name}' twice; give each Param its own name"
         seen.add(p.name)
@@ -71,12 +74,24 @@ def _params_problem(params: Any) -> str | None:
     return None
 
 
+def _targets_problem(obj: Plugin) -> str | None:
+    """A targeted attack must say its targets: the runner scores success against what ``targets`` returns
+    (an attack that chose them inside ``perturb`` was scored as untargeted, and recorded as targeted)."""
+    if not isinstance(obj, AttackPlugin) or "targets" in vars(obj) or type(obj).targets is not AttackPlugin.targets:
+        return None
+    if obj.targeted or type(obj).is_targeted is not AttackPlugin.is_targeted:
+        return (f"{type(obj).__name__} is targeted but does not define targets; define targets(self, model, x, y, "
+                f"params, ctx) returning one target class per input (igbench.attacks.common.choose_targets "
+                f"gives next, random and least-likely), and use ctx.extra['targets'] in perturb")
+    return None
+
+
 def _missing_method(obj: Plugin) -> str | None:
     for base, method, signature in REQUIRED_METHODS:
         if base is LossDefense and isinstance(obj, LossDefense) and type(obj).train is not LossDefense.train:
             continue  # a loss defense with its own train need not use loss: train is its required method
         if isinstance(obj, base):
-            if getattr(type(obj), method) is getattr(base, method):
+            if getattr(type(obj), method) is getattr(base, method) and method not in vars(obj):
                 return f"{type(obj).__name__} does not define {method}; define {signature}"
             return None
     return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from .errors import ParamError, did_you_mean
+from .numbers import read_number
 from .plugin_calls import is_third_party, plugin_call
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,9 +66,8 @@ class Param:
                 raise ValueError(value)  # int(True) would pass silently as 1
             elif t is int and isinstance(value, str):
                 v = int(float(value)) if float(value).is_integer() else int(value)
-            elif t is float and isinstance(value, str) and value.count("/") == 1:  # 8/255, as --eps takes
-                numerator, denominator = value.split("/")
-                v = float(numerator) / float(denominator)
+            elif t is float and isinstance(value, str):  # 8/255 too, as --eps takes
+                v = read_number(value)
             elif t is int and isinstance(value, float):
                 if not value.is_integer():  # a TOML 0.3 was cut to 0 without a word
                     raise ValueError(value)

@@ -115,8 +115,9 @@ class Registry:
             try:
                 module = ep.load()
                 self.register(module, source=dist, name=ep.name)
-                if not self.pm.get_hookcallers(module):  # pluggy accepts an object without hooks silently
-                    self._no_hooks(ep, dist, module)
+                unmarked = any(callable(getattr(module, hook, None)) for hook in HOOK_FOR_KIND.values())
+                if not self.pm.get_hookcallers(module) and not unmarked:  # pluggy takes it without a word
+                    self._no_hooks(ep, dist, module)  # (an unmarked hook function has its own problem)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
                 if isinstance(exc, PluginError) and _strict():
                     raise  # already a one-line problem of its own (an unknown hook under strict mode)

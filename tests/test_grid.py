@@ -532,6 +532,8 @@ def test_what_used_to_be_dropped_silently_is_said(registry):
     assert swept_ids("gradreg", "lambda", [100.0, 56234.0]) == ["gradreg[lambda=100]", "gradreg[lambda=56234]"]
     assert swept_ids("gradreg", "lambda", [1e-7, 1.0000001e-7]) == ["gradreg[lambda=1e-07]",
                                                                    "gradreg[lambda=1.0000001e-07]"]
+    # every digit a value needs: `run --defense` with the id then trains the sweep's very model
+    assert swept_ids("gradreg", "lambda", [10 ** 4.75]) == ["gradreg[lambda=56234.13251903491]"]
     twice = CliRunner().invoke(cli, ["sweep", "--sweep", "lambda=1,1.0,2", "--defense", "gradreg"])
     assert twice.exit_code == 2 and "--sweep 'lambda=1,1.0,2' lists 1 more than once" in twice.output
 
@@ -991,7 +993,8 @@ def test_train_command_caches_models_a_later_run_loads(shared_data, tmp_path):
 
 def test_the_recorded_command_writes_eps_so_that_it_reads_back_exactly():
     """--eps 0.1234567 was recorded as 0.123457 (:g), so the recorded command ran another grid."""
-    from igbench.cli.options import exact_number, reproducible_command
+    from igbench.cli.options import reproducible_command
+    from igbench.numbers import exact_number
     from igbench.cli.run_cmd import run_command
 
     assert [exact_number(v) for v in (0.1, 0.25, 0.0, 1.0, 0.1234567)] == ["0.1", "0.25", "0", "1", "0.1234567"]
@@ -1178,5 +1181,10 @@ def test_an_eps_beyond_the_data_range_gets_a_note(registry):
     units = [(fgsm, {}, 0.3), (fgsm, {}, 8.0), (fgsm, {}, 16.0), (jsma, {}, None)]
     assert eps_range_notes(units, 0.0, 1.0) == [
         "note: fgsm runs at eps 8, 16, more than the data's whole range [0, 1]: it may set any pixel to any value. "
-        "eps is in the data's units: for 8 of 255 grey levels write --eps 8/255 (0.03137)"]
+        "eps is in the data's units: for 8 of 255 grey levels write --eps 8/255"]
     assert eps_range_notes(units[:1], 0.0, 1.0) == []
+    assert eps_range_notes(units[1:2], -1.0, 1.0)[0].endswith("write --eps 0.06275 (8/255 of the range)")
+    # an eps that bounds another norm (ART's L2 projected gradient descent) is not a pixel range
+    l2 = registry.get("attack", "art:ProjectedGradientDescent")
+    assert eps_range_notes([(l2, l2.resolve_params({"norm": "2"}), 3.0)], 0.0, 1.0) == []
+    assert eps_range_notes([(l2, l2.resolve_params({}), 3.0)], 0.0, 1.0) != []

@@ -130,3 +130,55 @@ def test_bad_monitoring_options_name_the_flag():
         TrainConfig(monitor_eps=float("nan"))
     with pytest.raises(UsageError, match="--monitor-every must be >= 0"):
         TrainConfig(monitor_every=-2)
+
+
+def test_monitoring_leaves_a_batchnorm_and_dropout_model_as_it_trains(small_mnist, tmp_path, registry):
+    """The paper CNN has BatchNorm and dropout: measuring it in train mode would move its running statistics
+    and draw dropout masks, and the monitored model would end with other weights."""
+    spec = ModelSpec("advtrain", "advtrain", arch="paper-cnn")
+    _, plain = obtain_model(spec, small_mnist, CONFIG, CheckpointStore(tmp_path / "plain"), progress=False)
+    _, monitored = obtain_model(spec, small_mnist, dataclasses.replace(CONFIG, monitor_every=3),
+                                CheckpointStore(tmp_path / "monitored"), progress=False)
+    assert monitored["checkpoint_sha256"] == plain["checkpoint_sha256"]
+    assert [p[0] for p in monitored["monitor"]["fits"][0]["points"]] == [3, 6, 9, 12]
+
+
+def test_monitor_eps_takes_fractions_and_needs_monitor_every(registry):
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+    from igbench.grid_config import build_grid_spec
+
+    assert build_grid_spec({"monitor_every": 5, "monitor_eps": 8 / 255, "device": "cpu"}).train.monitor_eps == 8 / 255
+    with pytest.raises(UsageError, match="--monitor-eps has no effect without --monitor-every"):
+        build_grid_spec({"monitor_eps": 0.1, "device": "cpu"})
+    result = CliRunner().invoke(cli, ["train", "--monitor-every", "5", "--monitor-eps", "8/0"])
+    assert result.exit_code == 2 and "'8/0' is not a number" in result.output
+
+
+def test_a_defense_with_its_own_training_loop_has_nothing_to_monitor(small_mnist, tmp_path, registry, install, capsys):
+    """It stored an empty curve with the checkpoint, which every later result then failed its schema on."""
+    from igbench.plugin_types import DefensePlugin
+
+    class OwnLoop(DefensePlugin):
+        name = "own-loop"
+
+        def train(self, trainer, params):
+            import torch.nn.functional as F
+
+            model = trainer.new_model()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for _ in range(3):
+                loss = F.cross_entropy(model(small_mnist.train_x[:32]), small_mnist.train_y[:32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return model.eval()
+
+    install(OwnLoop())
+    spec, store = ModelSpec("own-loop", "own-loop", arch="mlp"), CheckpointStore(tmp_path)
+    _, info = obtain_model(spec, small_mnist, MONITORED, store, progress=False)
+    assert "monitor" not in info
+    assert "own-loop: --monitor-every has nothing to measure, since own-loop trains without" in capsys.readouterr().err
+    _, cached = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    assert "monitor" not in cached

@@ -668,6 +668,14 @@ class _NoPerturb(AttackPlugin):
     summary = "forgot perturb"
 
 
+class _TargetedWithoutTargets(AttackPlugin):
+    name = "own-targets"
+    targeted = True
+
+    def perturb(self, model, x, y, params, ctx):
+        raise AssertionError("registry tests never call perturb")
+
+
 class _NoLoss(LossDefense):
     name = "no-loss"
 
@@ -692,8 +700,10 @@ def _declared(cls_name="Declared", **attrs):
     (_declared(params=(Param("volume", 1.0, "x"), Param("volume", 2.0, "y"))), "declares parameter 'volume' twice"),
     (_declared(params=(Param("strength", None, "x"),)), "parameter 'strength' has the default None and no type"),
     (_declared(params=(Param("two words", 1.0, "x"),)), "its parameter name 'two words' is not a plain name"),
-    (_declared(name="My Def"), "its name 'My Def' is not a plain name; use letters, digits, '-', '_' and '+' only "
-                               "(e.g. 'My-Def')"),
+    (_declared(name="My Def"), "its name 'My Def' is not a plain name; use letters, digits, '-', '_', '+' and '.' "
+                               "only (e.g. 'My-Def')"),
+    (_TargetedWithoutTargets(), "_TargetedWithoutTargets is targeted but does not define targets; define "
+                                "targets(self, model, x, y, params, ctx)"),
     (_declared(name="art:mine"), "its name 'art:mine' is not a plain name"),
     (_NoPerturb(), "_NoPerturb does not define perturb; define perturb(self, model, x, y, params, ctx)"),
     (_NoLoss(), "_NoLoss does not define loss; define loss(self, model, x, y, params, trainer)"),
@@ -709,6 +719,19 @@ def test_a_declaration_mistake_leaves_the_plugin_out_with_the_fix(registry, inst
                for p in registry.problems), registry.problems
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0 and "is left out" in result.output, result.output
+
+
+def test_names_and_methods_the_checks_must_accept(registry, install):
+    """A dotted name works with --param's PLUGIN.NAME form (it splits at the last dot), a hyphenated parameter
+    name with NAME=VALUE, and a method set on the instance is a method."""
+    class Dotted(Shout):
+        name = "cifar10.1"
+        params = (Param("max-iter", 3, "iterations"),)
+
+    wrapped = _NoPerturb()
+    wrapped.perturb = lambda model, x, y, params, ctx: x
+    install(Dotted(), wrapped)
+    assert registry.problems == []
 
 
 def test_a_loss_defense_with_its_own_train_needs_no_loss(registry, install):
@@ -775,5 +798,10 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
                              ("gradreg]", "closes a ']' it never opened")]:
         with pytest.raises(UsageError, match=re.escape(message)):
             build_grid_spec({"defense": (defense,), "device": "cpu"})
+    # --param reaches one of them by its id, and the shared-name note says so in a form --param reads
+    spec = build_grid_spec({"defense": ("gradreg[lambda=1000],gradreg[lambda=56234]",), "device": "cpu",
+                            "param": ("scaling=per-example", "gradreg[lambda=1000].scaling=paper")})
+    assert [m.defense_params.get("scaling") for m in spec.models[1:]] == ["paper", "per-example"]
+    assert "write PLUGIN.scaling=per-example (e.g. gradreg[lambda=1000].scaling=per-example)" in spec.notes[0]
     with pytest.raises(UsageError, match=re.escape("--defense gradreg[lambda=10] sets lambda itself, and --param")):
         build_grid_spec({"defense": ("gradreg[lambda=10]",), "param": ("lambda=5",), "device": "cpu"})

@@ -73,7 +73,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
                              device=resolve_device(device), max_images=max_images, gradient=gradient,
                              update_result=update_result, progress=progress, result=result_data)
     click.echo(render_scores(out.scores, out.n_images, gradient, scored_split(result_data),
-                             untargeted=None if plugin.is_targeted(attack_params) else attack))
+                             untargeted=None if plugin.is_targeted(plugin.resolve_params(attack_params)) else attack))
     if out.random_sign_alignment is not None:
         click.echo(f"random signs of the same eps reach adv_target_alignment {out.random_sign_alignment:.3f} (the noise level)")
     click.echo(f"\nsaliency figure:    {out.saliency_png}")

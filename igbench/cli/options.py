@@ -8,15 +8,17 @@ from pathlib import Path
 import click
 
 from ..engine.memory_format import MEMORY_FORMATS
+from ..numbers import exact_number, read_number
 
 
-def _number(part: str) -> float:
-    """A number, or a fraction of two (``8/255``, the usual way to write an eps for 8-bit images)."""
-    numerator, slash, denominator = part.partition("/")
-    if not slash:
-        return float(part)
-    value = float(numerator) / float(denominator)  # ZeroDivisionError for 8/0
-    return value
+def parse_number(value: str | None, option: str) -> float | None:
+    """One number or fraction (``8/255``) of an option, or None when not given."""
+    if value is None:
+        return None
+    try:
+        return read_number(value)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{value!r} is not a number; use e.g. 0.2 or 8/255", param_hint=option) from None
 
 
 def parse_number_list(ctx, param, values):
@@ -28,7 +30,7 @@ def parse_number_list(ctx, param, values):
             if not part:  # "--eps ," or "0.1,,0.2": used to be dropped, and "--eps ''" ran the default sweep
                 raise click.BadParameter(f"{value!r} has an empty value; use e.g. 0.1,0.2,0.3")
             try:
-                number = _number(part)
+                number = read_number(part)
             except (ValueError, ZeroDivisionError):
                 raise click.BadParameter(f"{part!r} is not a number; use e.g. 0.1,0.2,0.3 or 8/255") from None
             if not math.isfinite(number):
@@ -128,8 +130,8 @@ _SHARED = [
                  "--monitor-eps, as the study did while training; printed, stored with the checkpoint and recorded "
                  "in results (models[].train.monitor). Default 0: off. Does not change training or the checkpoint "
                  "key."),
-    click.option("--monitor-eps", type=float, metavar="EPS",
-                 help="FGSM size of --monitor-every (default 0.2, the study's)."),
+    click.option("--monitor-eps", metavar="EPS", callback=lambda ctx, param, value: parse_number(value, "--monitor-eps"),
+                 help="FGSM size of --monitor-every (default 0.2, the study's; 8/255 style fractions too)."),
     _seed,
     _n_test,
     _score_on,
@@ -189,13 +191,6 @@ def grid_spec(options: dict, config_file):
                 click.echo(f"note: IGBENCH_DATA_DIR={ctx.params['data_dir']} replaces {config_file}'s data_dir "
                            f"({file_dir}); unset it, or pass --data-dir, to choose", err=True)
     return spec
-
-
-def exact_number(value: float) -> str:
-    """``value`` as short as ``:g`` writes it when that reads back exactly (0.1, 0.25), else in full
-    (0.1234567, which ``:g`` rounded to 0.123457: the recorded command then ran another grid)."""
-    short = f"{value:g}"
-    return short if float(short) == value else repr(float(value))
 
 
 def reproducible_command(ctx: click.Context) -> str:

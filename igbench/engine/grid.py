@@ -143,16 +143,19 @@ def plugin_packages(spec: GridSpec) -> dict[str, str | None]:
 
 
 def eps_range_notes(units, clip_min: float, clip_max: float) -> list[str]:
-    """A note for each attack swept at an eps larger than the data's whole range, where an L-inf attack
-    may set any pixel to any value: usually an eps meant in 0-255 units (8 for 8/255)."""
+    """A note for each attack swept at an L-inf eps larger than the data's whole range, where it may set any
+    pixel to any value: usually an eps meant in 0-255 units (8 for 8/255). An eps that bounds another norm
+    (``linf_bound`` None: ART's ``norm=2``) is left alone."""
     width = clip_max - clip_min
     notes = []
     for name in dict.fromkeys(plugin.name for plugin, _params, _eps in units):
-        large = sorted({eps for plugin, _p, eps in units if plugin.name == name and eps is not None and eps > width})
+        large = sorted({eps for plugin, params, eps in units if plugin.name == name and eps is not None
+                        and eps > width and plugin.linf_bound({**params, "eps": eps}) is not None})
         if large:
+            grey = "8/255" if width == 1 else f"{8 * width / 255:.4g} (8/255 of the range)"
             notes.append(f"note: {name} runs at eps {', '.join(f'{e:g}' for e in large)}, more than the data's whole "
                          f"range [{clip_min:g}, {clip_max:g}]: it may set any pixel to any value. eps is in the "
-                         f"data's units: for 8 of 255 grey levels write --eps 8/255 ({8 / 255 * width:.4g})")
+                         f"data's units: for 8 of 255 grey levels write --eps {grey}")
     return notes
 
 

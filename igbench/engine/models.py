@@ -134,8 +134,11 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         model.eval()
         meta = {"config": config, "steps": trainer.steps_done, "train_seconds": trainer.train_seconds,
                 "ran_on": trainer.ran_on}
-        if trainer.monitor is not None:
+        if trainer.monitor is not None and trainer.monitor.curves:
             meta["monitor"] = trainer.monitor.describe()
+        elif trainer.monitor is not None:  # a defense with its own training loop: nothing went through fit
+            print(f"note: {spec.id}: --monitor-every has nothing to measure, since {defense.name} trains without "
+                  f"the shared training loop (trainer.fit)", file=sys.stderr)
         store.save(key, model, meta)
         snapshots.clear()
         lock_path.unlink(missing_ok=True)  # only once the checkpoint exists: a waiter then finds it
@@ -147,10 +150,15 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
 
     model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
-    if train.monitor_every and not meta.get("monitor"):
+    stored = meta.get("monitor")
+    if train.monitor_every and not (stored and stored.get("fits")):
         print(f"note: model {key[:12]} comes from the cache and was trained without --monitor-every, so it has no "
               f"training curve; delete {store.path(key)} (or use another --cache-dir) to train it again with one",
               file=sys.stderr)
+    elif train.monitor_every and (stored["every"], stored["eps"]) != (train.monitor_every, train.monitor_eps):
+        print(f"note: model {key[:12]} comes from the cache with the curve of its training, measured every "
+              f"{stored['every']} steps at eps {stored['eps']:g}, not every {train.monitor_every} at "
+              f"{train.monitor_eps:g}", file=sys.stderr)
     model.to(torch.device(train.device)).eval()
     return model, _record(model, config, key, meta, cached=True)
 
@@ -159,7 +167,8 @@ def _record(model, config: dict[str, Any], key: str, meta: dict[str, Any], cache
     """``obtain_model``'s ``info`` from the checkpoint's metadata (just written, or loaded)."""
     return {"config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": cached,
-            "ran_on": ran_on_of(meta), **({"monitor": meta["monitor"]} if meta.get("monitor") else {})}
+            "ran_on": ran_on_of(meta),
+            **({"monitor": meta["monitor"]} if (meta.get("monitor") or {}).get("fits") else {})}
 
 
 def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:

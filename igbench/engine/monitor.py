@@ -84,7 +84,8 @@ class TrainingMonitor:
         return self.curves.get(fit_index, {}).get("points", [])
 
     def line(self, label: str, step: int, total: int, clean: float, adv: float) -> str:
-        """A measurement in words, for the log: ``gradreg: step 500/15000: held-out accuracy 0.981, ...``."""
+        """A measurement in words, for the log: ``gradreg: step 500/15000: accuracy 0.981 clean, 0.412 under
+        FGSM eps 0.2 (512 test images)``."""
         return (f"{label}: step {step}/{total}: accuracy {clean:.3f} clean, {adv:.3f} under FGSM eps {self.eps:g} "
                 f"({len(self.y)} {self.split} images)")
 

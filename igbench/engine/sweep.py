@@ -12,6 +12,7 @@ from typing import Sequence
 
 from ..errors import ParamError, UsageError, did_you_mean
 from ..grid_values import repeated_values_problem
+from ..numbers import exact_number
 from .grid import GridSpec
 
 _NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
@@ -64,18 +65,17 @@ def sweep_values(text: str, values: list, param, owner: str) -> list:
 
 
 def swept_ids(defense: str, name: str, values: list) -> list[str]:
-    """``gradreg[lambda=1000]`` per value: numbers ``:g`` (six significant digits), or every digit when two
-    values would otherwise share an id (1e-07 and 1.0000001e-07); booleans ``true``/``false``; text as is."""
-    def label(v, exact: bool) -> str:
+    """``gradreg[lambda=1000]`` per value: numbers as short as they read back exactly (``exact_number``: a
+    logspace value keeps every digit, 56234.13251903491, so that ``run --defense`` with the id trains the
+    same model); booleans ``true``/``false``; text as is."""
+    def label(v) -> str:
         if isinstance(v, bool):
             return str(v).lower()
         if isinstance(v, (int, float)):
-            return repr(float(v)) if exact else f"{v:g}"
+            return exact_number(float(v))
         return str(v)
 
-    short = [label(v, False) for v in values]
-    labels = short if len(set(short)) == len(short) else [label(v, True) for v in values]
-    return [f"{defense}[{name}={label}]" for label in labels]
+    return [f"{defense}[{name}={label(v)}]" for v in values]
 
 
 def read_sweep(defense: str, sweep_text: str, param_texts: Sequence[str] = ()) -> tuple[str, list]:

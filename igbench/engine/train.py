@@ -364,7 +364,8 @@ class Trainer:
                         monitor.record(fit_index, step, clean, adv)
                         shown.update({"held-out": f"{clean:.3f}", f"fgsm{monitor.eps:g}": f"{adv:.3f}"})
                         bar.set_postfix(refresh=False, **shown)
-                        _log_line(bar, monitor.line(desc, step, total, clean, adv))
+                        who = desc if desc.startswith(self.label) else f"{self.label} ({desc})"  # a model id
+                        _log_line(bar, monitor.line(who, step, total, clean, adv))
                     bar.update(1)
                     if snaps is not None and step < total and (stop or snaps.due()):
                         saved = save_partial(step)
@@ -440,6 +441,10 @@ def predict_logits(model, x, batch_size: int = 1024):
     return torch.cat(out) if out else torch.empty(0)
 
 
+#: notes :func:`accuracy` has printed in this process (one per architecture, not one per model)
+_SAID: set[str] = set()
+
+
 def accuracy(model, x, y, batch_size: int = 1024, arch=None, num_classes: int | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``. With ``arch`` and ``num_classes``, logits that are not
     ``(len(x), num_classes)`` are a :class:`PluginError` naming the architecture."""
@@ -448,7 +453,8 @@ def accuracy(model, x, y, batch_size: int = 1024, arch=None, num_classes: int | 
     logits = predict_logits(model, x, batch_size)
     if arch is not None and num_classes is not None:
         check_output(arch, logits, int(x.shape[0]), num_classes)
-        if note := probabilities_note(arch, logits):
+        if (note := probabilities_note(arch, logits)) and note not in _SAID:  # once per architecture
+            _SAID.add(note)
             print(note, file=sys.stderr)
     pred = logits.argmax(1).cpu()
     return float((pred == y.cpu()).float().mean())

@@ -351,7 +351,7 @@ def plugins_of(result: dict[str, Any]):
         yield
     except UnknownPluginError as exc:
         packages = (result.get("environment") or {}).get("plugin_packages") or {}
-        if not packages:
+        if not packages or "is left out" in str(exc):  # installed, and refused for a reason it states
             raise
         listed = ", ".join(f"{name} {version}" if version else name for name, version in sorted(packages.items()))
         raise UnknownPluginError(f"{exc}; the result was made with the plugin package(s) {listed}: install them "
