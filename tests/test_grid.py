@@ -508,7 +508,7 @@ def test_cli_eps_must_be_finite_and_distinct_and_not_also_set_by_param(registry)
 
 
 def test_what_used_to_be_dropped_silently_is_said(registry):
-    from igbench.engine.grid import size_notes
+    from igbench.engine.grid_notes import size_notes
     from igbench.grid_config import build_grid_spec
 
     spec = build_grid_spec({"attack": ("fgsm",), "n_test": 5000, "batch_size": 5000})
@@ -740,7 +740,7 @@ def test_damaged_journal_lines_are_redone_not_a_traceback(tmp_path):
 
 
 def test_accuracy_gap_hint_names_model_gap_and_fix():
-    from igbench.engine.grid import accuracy_gap_hints
+    from igbench.engine.grid_notes import accuracy_gap_hints
 
     def rec(mid, defense, params, acc):
         return {"id": mid, "defense": defense, "defense_params": params, "clean_accuracy": acc,
@@ -1159,7 +1159,7 @@ def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
     running statistics have not settled, and every attack cell then equals that chance-level accuracy."""
     import torch.nn as nn
 
-    from igbench.engine.grid import chance_level_note
+    from igbench.engine.grid_notes import chance_level_note
 
     with_bn = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 10))
     note = chance_level_note("none", with_bn, 0.134, 20, 10)
@@ -1175,7 +1175,7 @@ def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
 
 def test_an_eps_beyond_the_data_range_gets_a_note(registry):
     """`--eps 8,16` (meant as 8/255) ran without a word and scored 0% everywhere."""
-    from igbench.engine.grid import eps_range_notes
+    from igbench.engine.grid_notes import eps_range_notes
 
     fgsm, jsma = registry.get("attack", "fgsm"), registry.get("attack", "jsma")
     units = [(fgsm, {}, 0.3), (fgsm, {}, 8.0), (fgsm, {}, 16.0), (jsma, {}, None)]

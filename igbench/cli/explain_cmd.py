@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
 from ..interpret.explain import FIGURE_EPS, figure_attack_params
@@ -54,7 +57,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     from ..param_options import distribute_params
     from ..registry import get_registry
     from ..results.grid import scored_split
-    from ..results.io import plugins_of, read_result
+    from ..results.io import read_result
     from . import echo_plugin_problems
 
     reg = get_registry()
@@ -104,6 +107,24 @@ def render_scores(scores: dict, n_images: int, gradient: str, split: str = "test
             f"{REACHED_ALIGNMENT_KEY}: the cosine over those examples only"
             + (f"\n{untargeted} is untargeted: an example's target is the class the model reads it as, so "
                f"{REACHED_KEY} is the attack's success rate (any class but the label)" if untargeted else ""))
+
+
+@contextmanager
+def plugins_of(result: dict[str, Any]):
+    """A lookup of a plugin the result used that fails inside the block (the plugin's package is not
+    installed here) names the third-party packages the result records, so that "unknown dataset 'x' (did
+    you mean 'mnist'?)" also says what to install."""
+    from ..errors import UnknownPluginError
+
+    try:
+        yield
+    except UnknownPluginError as exc:
+        packages = (result.get("environment") or {}).get("plugin_packages") or {}
+        if not packages or "is left out" in str(exc):  # installed, and refused for a reason it states
+            raise
+        listed = ", ".join(f"{name} {version}" if version else name for name, version in sorted(packages.items()))
+        raise UnknownPluginError(f"{exc}; the result was made with the plugin package(s) {listed}: install them "
+                                 f"here (e.g. pip install {' '.join(sorted(packages))}) to use its plugins") from None
 
 
 COMMANDS = [explain_command]

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..registry import get_registry
 from .cache import CheckpointStore
-from .grid import chance_level_note, size_notes
+from .grid_notes import chance_level_note, size_notes
 from .models import ModelSpec, obtain_model
 
 

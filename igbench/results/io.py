@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -339,20 +338,3 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
             raise ResultError(f"{os.fspath(p)}: no such file or directory")
     return out
 
-
-@contextmanager
-def plugins_of(result: dict[str, Any]):
-    """A lookup of a plugin the result used that fails inside the block (the plugin's package is not
-    installed here) names the third-party packages the result records, so that "unknown dataset 'x' (did
-    you mean 'mnist'?)" also says what to install."""
-    from ..errors import UnknownPluginError
-
-    try:
-        yield
-    except UnknownPluginError as exc:
-        packages = (result.get("environment") or {}).get("plugin_packages") or {}
-        if not packages or "is left out" in str(exc):  # installed, and refused for a reason it states
-            raise
-        listed = ", ".join(f"{name} {version}" if version else name for name, version in sorted(packages.items()))
-        raise UnknownPluginError(f"{exc}; the result was made with the plugin package(s) {listed}: install them "
-                                 f"here (e.g. pip install {' '.join(sorted(packages))}) to use its plugins") from None

@@ -1,0 +1,95 @@
+"""Notes a grid prints for the user: sizes the data cannot give, eps values beyond the data's range, models
+that score near chance or far below the undefended one. Each is a line of text (or None); the caller
+echoes it. None of them stops the work: they say what the numbers will mean, and what to change."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .grid import GridSpec
+
+#: A clean accuracy at most this many times chance (1 / classes) is called "close to chance".
+CHANCE_FACTOR = 1.5
+
+
+def chance_level_note(model_id: str, model, clean_accuracy: float, steps: int | None, num_classes: int) -> str | None:
+    """A note when a model scores close to chance on clean data, which makes every attack number about it
+    meaningless, with the likely cause. After a short schedule that is the BatchNorm running statistics:
+    evaluation uses them, they start at mean 0 and variance 1 and move 10% of the way a step (PyTorch's
+    momentum), so after 20 steps a paper CNN that fits its training batches scores about 13% on MNIST."""
+    chance = 1.0 / max(num_classes, 1)
+    if not clean_accuracy <= CHANCE_FACTOR * chance:
+        return None
+    where = f"note: {model_id} scores {100 * clean_accuracy:.1f}% on clean data, close to chance ({100 * chance:.0f}%)"
+    if steps:
+        where += f", after {steps} training batches"
+    momenta = [m.momentum for m in model.modules() if getattr(m, "running_var", None) is not None
+               and isinstance(getattr(m, "momentum", None), float)]
+    if momenta and steps:
+        left = (1 - max(momenta)) ** steps
+        if left > 0.01:
+            return (f"{where}: its BatchNorm layers' running statistics, which evaluation uses, still hold "
+                    f"{100 * left:.0f}% of their starting values; train longer (--steps 100 or more) or choose an "
+                    f"architecture without BatchNorm (--arch mlp). Its attack numbers mean nothing until then")
+    return (f"{where}: it has not learned the task; train longer (--steps) or change --lr. Its attack numbers "
+            f"mean nothing until then")
+
+
+#: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.
+ACCURACY_GAP_HINT = 0.15
+
+
+def accuracy_gap_hints(records: list[dict[str, Any]], reference_id: str | None) -> list[str]:
+    """One line per model whose clean accuracy is far below the reference model's (``reference_id``, the
+    grid's undefended model), saying why it may be and what to try (a short schedule under a strength
+    tuned for a long one is the common cause)."""
+    ref = next((r for r in records if r["id"] == reference_id), None)
+    if ref is None:
+        return []
+    lines = []
+    for r in records:
+        gap = ref["clean_accuracy"] - r["clean_accuracy"]
+        if r is ref or gap < ACCURACY_GAP_HINT:
+            continue
+        steps, batch = r["train"]["steps"], r["train"]["batch_size"]
+        fix = "a longer schedule (--steps)"
+        lam = r["defense_params"].get("lambda")
+        if lam is not None:
+            why = f"it is {lam:g}; the paper's 56,234 was tuned for 15,000 batches of 256"
+            if r["defense_params"].get("scaling") == "paper" and batch != 256:
+                why += f", and in scaling=paper a batch of {batch} makes it {256 / batch:g}x stronger per example"
+            fix = f"a smaller lambda ({why}) or {fix}"
+        lines.append(f"note: {r['id']} is {100 * gap:.1f} points less accurate than {ref['id']} on clean data "
+                     f"after {steps} training batches; it may be undertrained for its strength: try {fix}")
+    return lines
+
+
+def eps_range_notes(units, clip_min: float, clip_max: float) -> list[str]:
+    """A note for each attack swept at an L-inf eps larger than the data's whole range, where it may set any
+    pixel to any value: usually an eps meant in 0-255 units (8 for 8/255). An eps that bounds another norm
+    (``linf_bound`` None: ART's ``norm=2``) is left alone."""
+    width = clip_max - clip_min
+    notes = []
+    for name in dict.fromkeys(plugin.name for plugin, _params, _eps in units):
+        large = sorted({eps for plugin, params, eps in units if plugin.name == name and eps is not None
+                        and eps > width and plugin.linf_bound({**params, "eps": eps}) is not None})
+        if large:
+            grey = "8/255" if width == 1 else f"{8 * width / 255:.4g} (8/255 of the range)"
+            notes.append(f"note: {name} runs at eps {', '.join(f'{e:g}' for e in large)}, more than the data's whole "
+                         f"range [{clip_min:g}, {clip_max:g}]: it may set any pixel to any value. eps is in the "
+                         f"data's units: for 8 of 255 grey levels write --eps {grey}")
+    return notes
+
+
+def size_notes(spec: "GridSpec", n_train: int, n_test: int, dataset: str) -> list[str]:
+    """Notes for sizes the data set cannot give, so that nothing is cut down silently. ``n_test``: the
+    images of the split the grid scores (``spec.score_on``)."""
+    notes = []
+    if spec.n_test is not None and spec.n_test > n_test:
+        notes.append(f"note: --n-test {spec.n_test} is more than the {n_test} {spec.score_on} images of {dataset}; "
+                     f"scoring all {n_test} (the result records {n_test})")
+    if spec.train.batch_size > n_train:
+        notes.append(f"note: --batch-size {spec.train.batch_size} is more than the {n_train} training images of "
+                     f"{dataset}; every step takes all of them")
+    return notes
