@@ -79,7 +79,7 @@ def _targets_problem(obj: Plugin) -> str | None:
     (an attack that chose them inside ``perturb`` was scored as untargeted, and recorded as targeted)."""
     if not isinstance(obj, AttackPlugin) or "targets" in vars(obj) or type(obj).targets is not AttackPlugin.targets:
         return None
-    if obj.targeted or type(obj).is_targeted is not AttackPlugin.is_targeted:
+    if obj.targeted:  # one whose parameters decide (is_targeted) is checked when it runs targeted
         return (f"{type(obj).__name__} is targeted but does not define targets; define targets(self, model, x, y, "
                 f"params, ctx) returning one target class per input (igbench.attacks.common.choose_targets "
                 f"gives next, random and least-likely), and use ctx.extra['targets'] in perturb")

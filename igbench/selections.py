@@ -31,8 +31,9 @@ def split_list(values: Iterable[str], option: str) -> list[str]:
             elif char == "," and depth == 0:
                 item = value[start:i].strip()
                 if not item:
+                    example = "gradreg,advtrain" if option == "--defense" else "fgsm,pgd"
                     raise UsageError(f"{option} {value!r} has an empty item; write names separated by commas, e.g. "
-                                     f"{option} gradreg,advtrain")
+                                     f"{option} {example}")
                 items.append(item)
                 start = i + 1
         if depth:
@@ -50,6 +51,9 @@ def parse_defense(item: str) -> tuple[str, dict[str, str]]:
                              f"gradreg[lambda=1000]")
         return item, {}
     name, inside = match.group(1).strip(), match.group(2)
+    if "[" in inside or "]" in inside:
+        raise UsageError(f"--defense {item!r}: write all its settings inside one [...], separated by commas, e.g. "
+                         f"gradreg[lambda=1000,scaling=paper]")
     settings: dict[str, str] = {}
     for part in inside.split(","):
         key, sep, value = part.partition("=")

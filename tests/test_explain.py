@@ -380,6 +380,13 @@ def test_explain_command_errors_are_one_line(shared_data, tiny_result, tmp_path,
         "igbench-myplugin) to use its plugins"), text
 
 
+def test_explain_eps_takes_fractions(tmp_path):
+    missing = CliRunner().invoke(cli, ["explain", str(tmp_path / "none.json"), "--eps", "8/255"])
+    assert missing.exit_code == 1 and "no such result file" in missing.output, missing.output  # read as a number
+    bad = CliRunner().invoke(cli, ["explain", str(tmp_path / "none.json"), "--eps", "8/0"])
+    assert bad.exit_code == 2 and "'8/0' is not a number" in bad.output, bad.output
+
+
 def test_explain_says_what_target_means_for_an_untargeted_attack():
     from igbench.cli.explain_cmd import render_scores
 

@@ -1188,3 +1188,30 @@ def test_an_eps_beyond_the_data_range_gets_a_note(registry):
     l2 = registry.get("attack", "art:ProjectedGradientDescent")
     assert eps_range_notes([(l2, l2.resolve_params({"norm": "2"}), 3.0)], 0.0, 1.0) == []
     assert eps_range_notes([(l2, l2.resolve_params({}), 3.0)], 0.0, 1.0) != []
+
+
+def test_a_grid_naming_one_model_twice_is_refused_before_training(shared_data, tmp_path, registry):
+    """gradreg beside gradreg[lambda=56234] (its default) trained once and was attacked twice, and the cell
+    between them read as transfer while it was white-box."""
+    from igbench.errors import UsageError
+    from igbench.grid_config import build_grid_spec
+
+    for defenses in ("gradreg,gradreg[lambda=56234]", "gradreg[lambda=1000],gradreg[lambda=1e3]"):
+        spec = build_grid_spec({"defense": (defenses,), "attack": ("fgsm",), "arch": "mlp", "steps": 5,
+                                "data_dir": str(shared_data), "device": "cpu"})
+        with pytest.raises(UsageError, match=r"^models gradreg.* and gradreg\[lambda=.*\] are the same model"):
+            run_grid(spec, tmp_path / "r.json", CheckpointStore(tmp_path / "c"), progress=False, echo=lambda s: None)
+        assert not (tmp_path / "c" / "models").exists(), "refused before any training"
+
+
+def test_notes_about_a_defense_with_its_own_training_loop_do_not_suggest_steps():
+    import torch.nn as nn
+
+    from igbench.engine.grid_notes import accuracy_gap_hints, chance_level_note
+
+    note = chance_level_note("own", nn.Sequential(nn.Linear(4, 10)), 0.1, 0, 10)
+    assert note.endswith("its defense trains in its own loop, which --steps does not set; check its training")
+    records = [{"id": "none", "clean_accuracy": 0.95, "train": {"steps": 20, "batch_size": 64}, "defense_params": {}},
+               {"id": "own", "clean_accuracy": 0.5, "train": {"steps": 0, "batch_size": 64}, "defense_params": {}}]
+    (hint,) = accuracy_gap_hints(records, "none")
+    assert "after 0 training batches" not in hint and "--steps does not set" in hint

@@ -180,5 +180,16 @@ def test_a_defense_with_its_own_training_loop_has_nothing_to_monitor(small_mnist
     _, info = obtain_model(spec, small_mnist, MONITORED, store, progress=False)
     assert "monitor" not in info
     assert "own-loop: --monitor-every has nothing to measure, since own-loop trains without" in capsys.readouterr().err
-    _, cached = obtain_model(spec, small_mnist, CONFIG, store, progress=False)
+    _, cached = obtain_model(spec, small_mnist, MONITORED, store, progress=False)
     assert "monitor" not in cached
+    err = capsys.readouterr().err
+    assert "its defense trained in its own loop, so it has no training curve" in err and "delete" not in err
+
+
+def test_monitor_lines_name_the_model_id(small_mnist, tmp_path, registry, capsys):
+    """An id that begins the defense's name (dist, distillation) was dropped from the lines."""
+    spec = ModelSpec("dist", "distillation", {"T": 20.0}, arch="mlp")
+    obtain_model(spec, small_mnist, dataclasses.replace(CONFIG, steps=4, monitor_every=4), CheckpointStore(tmp_path),
+                 progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "step 4/4" in line]
+    assert [line.split(":")[0] for line in lines] == ["dist (distillation teacher)", "dist (distillation student)"]

@@ -730,7 +730,18 @@ def test_names_and_methods_the_checks_must_accept(registry, install):
 
     wrapped = _NoPerturb()
     wrapped.perturb = lambda model, x, y, params, ctx: x
-    install(Dotted(), wrapped)
+
+    class TargetedByParam(_NoPerturb):  # untargeted by default: checked when a run makes it targeted
+        name = "targeted-by-param"
+        params = (Param("targeted", False, "aim at targets"),)
+
+        def is_targeted(self, params):
+            return bool(params["targeted"])
+
+        def perturb(self, model, x, y, params, ctx):
+            return x
+
+    install(Dotted(), wrapped, TargetedByParam())
     assert registry.problems == []
 
 
@@ -795,7 +806,8 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
                              ("gradreg,,advtrain", "has an empty item"),
                              ("gradreg[lambda]", "each setting inside [...] is PARAM=VALUE"),
                              ("gradreg[lamda=3]", "unknown parameter 'lamda' for defense 'gradreg'"),
-                             ("gradreg]", "closes a ']' it never opened")]:
+                             ("gradreg]", "closes a ']' it never opened"),
+                             ("gradreg[lambda=1][scaling=paper]", "write all its settings inside one [...]")]:
         with pytest.raises(UsageError, match=re.escape(message)):
             build_grid_spec({"defense": (defense,), "device": "cpu"})
     # --param reaches one of them by its id, and the shared-name note says so in a form --param reads

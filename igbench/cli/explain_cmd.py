@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..interpret.explain import FIGURE_EPS, figure_attack_params
-from .options import cache_dir_option, check_writable_folder
+from .options import cache_dir_option, check_writable_folder, parse_number
 
 
 @click.command("explain", short_help="Input-gradient and adversarial-example figures of a result.")
@@ -17,7 +17,9 @@ from .options import cache_dir_option, check_writable_folder
 @click.option("--n-images", type=int, default=8, show_default=True, help="Test images (columns) in each figure.")
 @click.option("--max-images", type=int, default=1000, show_default=True, help="Scored test images used for the measures (at most the result's eval.n_test).")
 @click.option("--attack", default="tgsm", show_default=True, help="Attack of the adversarial figure (tgsm: next-class target, as in the paper).")
-@click.option("--eps", type=float, default=None, help=f"Perturbation size of the attack (default {FIGURE_EPS:g}; an error for attacks without eps).")
+@click.option("--eps", default=None, callback=lambda ctx, param, value: parse_number(value, "--eps"),
+              help=f"Perturbation size of the attack (default {FIGURE_EPS:g}; 8/255 style fractions too; an error for "
+                   f"attacks without eps).")
 @click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Attack or dataset parameter, e.g. steps=3 or notmnist.split_seed=1 (repeatable).")
 @click.option("--gradient", type=click.Choice(["logprob_sum", "loss"]), default="logprob_sum", show_default=True, help="Gradient scored: of the sum of log-probabilities (the paper's figures) or of the loss at the true label.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")

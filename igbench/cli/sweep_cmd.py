@@ -42,6 +42,9 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, re
         raise UsageError(f"igbench sweep sweeps one defense, got --defense {' --defense '.join(defense)}; "
                          f"run one sweep per defense")
     defense = defense[0]
+    if "[" in defense:
+        raise UsageError(f"igbench sweep takes a plain defense name, got --defense {defense}; give its other settings "
+                         f"with --param (e.g. --param scaling=paper)")
     name, values = read_sweep(defense, sweep_text, options.get("param") or ())
     spec = sweep_spec(grid_spec({**options, "defense": (defense,)}, config_file), defense, name, values)
     execute_grid(spec, out, cache_dir, progress, render=sweep_table, reuse=not rerun)

@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
-from .models import ModelSpec, obtain_model
+from .models import ModelSpec, model_config, obtain_model
 from .grid_notes import accuracy_gap_hints, chance_level_note, eps_range_notes, size_notes
 from .train import TrainConfig, accuracy
 
@@ -85,6 +85,18 @@ def plugin_packages(spec: GridSpec) -> dict[str, str | None]:
     used += [reg.get("attack", a.name) for a in spec.attacks]
     sources = sorted({p.source for p in used if p.source and p.source != "igbench"})
     return {source: package_version(source) for source in sources}
+
+
+def same_models_check(spec: GridSpec, data) -> None:
+    """Refuse a grid that names one model twice (``gradreg`` beside ``gradreg[lambda=56234]``, its default;
+    ``lambda=1000`` beside ``lambda=1e3``): their cell would read as transfer but be white-box."""
+    seen: dict[str, str] = {}
+    for m in spec.models:
+        key = config_hash(model_config(m, data, spec.train))
+        if key in seen:
+            raise UsageError(f"models {seen[key]} and {m.id} are the same model (the same defense, parameters and "
+                             f"training: checkpoint {key[:12]}); drop one, or give them different settings")
+        seen[key] = m.id
 
 
 def _stable_seed(*parts: Any) -> int:
@@ -187,6 +199,7 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
     if packages := plugin_packages(spec):
         environment["plugin_packages"] = packages
+    same_models_check(spec, data)
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
     for note in eps_range_notes(units, data.clip_min, data.clip_max):
         echo(note)

@@ -151,7 +151,10 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
     model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
     stored = meta.get("monitor")
-    if train.monitor_every and not (stored and stored.get("fits")):
+    if train.monitor_every and not (stored and stored.get("fits")) and not meta.get("steps"):
+        print(f"note: model {key[:12]} comes from the cache; its defense trained in its own loop, so it has no "
+              f"training curve to show (--monitor-every measures the shared training loop only)", file=sys.stderr)
+    elif train.monitor_every and not (stored and stored.get("fits")):
         print(f"note: model {key[:12]} comes from the cache and was trained without --monitor-every, so it has no "
               f"training curve; delete {store.path(key)} (or use another --cache-dir) to train it again with one",
               file=sys.stderr)

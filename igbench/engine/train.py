@@ -364,7 +364,8 @@ class Trainer:
                         monitor.record(fit_index, step, clean, adv)
                         shown.update({"held-out": f"{clean:.3f}", f"fgsm{monitor.eps:g}": f"{adv:.3f}"})
                         bar.set_postfix(refresh=False, **shown)
-                        who = desc if desc.startswith(self.label) else f"{self.label} ({desc})"  # a model id
+                        same = desc == self.label or desc.startswith(self.label + " ")  # "distillation teacher"
+                        who = desc if same else f"{self.label} ({desc})"  # the model id, which may be dist
                         _log_line(bar, monitor.line(who, step, total, clean, adv))
                     bar.update(1)
                     if snaps is not None and step < total and (stop or snaps.due()):
