@@ -1215,3 +1215,30 @@ def test_notes_about_a_defense_with_its_own_training_loop_do_not_suggest_steps()
                {"id": "own", "clean_accuracy": 0.5, "train": {"steps": 0, "batch_size": 64}, "defense_params": {}}]
     (hint,) = accuracy_gap_hints(records, "none")
     assert "after 0 training batches" not in hint and "--steps does not set" in hint
+
+
+def test_dry_run_lists_cached_and_untrained_models_and_the_units_without_training(shared_data, tmp_path, registry):
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    common = ["--defense", "gradreg[lambda=10]", "--attack", "fgsm,jsma", "--eps", "0.1,0.3", "--arch", "mlp",
+              "--steps", "5", "--n-test", "50", "--data-dir", str(shared_data), "--cache-dir", str(tmp_path / "c"),
+              "--no-progress"]
+    train = CliRunner().invoke(cli, ["train", *common[:2], *common[6:], "--model", "none"])
+    assert train.exit_code == 0, train.output
+    before = sorted((tmp_path / "c" / "models").iterdir())
+    plan = CliRunner().invoke(cli, ["run", *common, "--dry-run", "--out", str(tmp_path / "r.json")])
+    assert plan.exit_code == 0, plan.output
+    lines = plan.output.splitlines()
+    assert lines[0] == "dry run: nothing is trained or attacked"
+    assert any(line.split()[:4] == ["none", "none", "on", "mlp;"] and "in the cache" in line for line in lines)
+    assert any(line.startswith("  gradreg[lambda=10]") and "to train" in line and "5 steps of batch 64" in line
+               for line in lines), plan.output
+    assert "attacks: fgsm at eps 0.1, 0.3; jsma; 6 units (one per attack, eps and model), each scored on 2 model(s)" \
+        in lines
+    assert sorted((tmp_path / "c" / "models").iterdir()) == before and not (tmp_path / "r.json").exists()
+    # what a run refuses before training, a dry run refuses too
+    twice = CliRunner().invoke(cli, ["run", *common, "--defense", "gradreg", "--param", "gradreg.lambda=10",
+                                     "--dry-run"])
+    assert twice.exit_code != 0 and "are the same model" in twice.output, twice.output

@@ -67,6 +67,22 @@ rerun_option = click.option(
          "come out the same.")
 
 
+#: `run`, `sweep` and `train`: say what would be done, and do nothing
+dry_run_option = click.option(
+    "--dry-run", is_flag=True,
+    help="Check everything a run checks before it starts, then list the models the cache holds and those that "
+         "would train, and the attack units that would run; train and attack nothing.")
+
+
+def dry_run(spec, cache_dir, out=None) -> None:
+    """Print :func:`~igbench.engine.plan.plan_grid`'s lines for ``spec``."""
+    from ..engine.cache import CheckpointStore
+    from ..engine.plan import plan_grid
+
+    for line in plan_grid(spec, CheckpointStore(cache_dir), out):
+        click.echo(line)
+
+
 def _seed_option(help: str = "Seed for initialisation, batching and random attack choices (default 0)."):
     return click.option("--seed", type=int, help=help)
 

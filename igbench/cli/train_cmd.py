@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from .options import CACHE_FOLDER, check_writable_folder, grid_spec, training_options
+from .options import CACHE_FOLDER, check_writable_folder, dry_run as show_plan, dry_run_option, grid_spec, training_options
 
 
 @click.command("train", short_help="Train a grid's models into the cache, no attacks.")
 @click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives).")
 @click.option("--model", "model_ids", multiple=True, metavar="ID", help="Train only the grid's model with this id (repeatable; default: every model).")
+@dry_run_option
 @training_options
-def train_command(config_file, model_ids, progress, cache_dir, **options) -> None:
+def train_command(config_file, model_ids, progress, cache_dir, dry_run: bool, **options) -> None:
     """Train a grid's models into the checkpoint cache, without attacking them.
 
     The models are cached under the same configuration hashes `igbench run` and `igbench replicate` use
@@ -37,6 +38,11 @@ def train_command(config_file, model_ids, progress, cache_dir, **options) -> Non
 
     echo_plugin_problems()
     spec = grid_spec(options, config_file)
+    if dry_run:
+        from ..engine.train_grid import select_models
+
+        spec.models, spec.attacks = select_models(spec, model_ids), []
+        return show_plan(spec, cache_dir)
     store = CheckpointStore(cache_dir)
     check_writable_folder(store.root, CACHE_FOLDER)  # before training, not when the checkpoint is saved
     records = train_models(spec, store, model_ids, progress=progress,

@@ -1,0 +1,63 @@
+"""``--dry-run``: what a grid would do, without training or attacking anything.
+
+It loads the data set and checks what a run checks before it starts (parameters, attack settings, models
+named twice), then says which models the cache already holds and which would train, how many attack units
+would run, and whether a journal at ``--out`` holds finished units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cache import CheckpointStore, config_hash
+from .grid import GridSpec, attack_units, same_models_check
+from .grid_notes import eps_range_notes, size_notes
+from .journal import journal_path
+from .models import model_config
+
+
+def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | None = None) -> list[str]:
+    """The lines of a dry run of ``spec`` (its notes first), after the checks a run makes before training."""
+    from ..datasets.loading import load_dataset
+    from .attack import check_attacks
+
+    spec.validate()
+    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    same_models_check(spec, data)
+    units = attack_units(spec)
+    check_attacks([(plugin, params) for plugin, params, _eps in units], data, spec.train.seed)
+    _, y_scored = data.scored(spec.score_on)
+    lines = [*size_notes(spec, len(data.train_y), len(y_scored), data.name),
+             *eps_range_notes(units, data.clip_min, data.clip_max),
+             "dry run: nothing is trained or attacked",
+             f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
+             f"{min(spec.n_test or len(y_scored), len(y_scored))} {spec.score_on} images"]
+    steps = spec.train.total_steps(len(data.train_y))
+    width = max(len(m.id) for m in spec.models)
+    to_train = 0
+    lines.append(f"models ({len(spec.models)}):")
+    for m in spec.models:
+        key = config_hash(model_config(m, data, spec.train))
+        if store.has(key):
+            state = f"in the cache ({key[:12]})"
+        else:
+            to_train += 1
+            state = (f"to train ({key[:12]}): {steps} steps of batch {spec.train.batch_size}"
+                     + (" per stage (teacher, then student)" if m.defense == "distillation" else ""))
+        lines.append(f"  {m.id:<{width}}  {m.defense} on {m.arch}; {state}")
+    sweeps = "; ".join(_attack_line(units, name) for name in dict.fromkeys(p.name for p, _params, _eps in units))
+    if units:
+        scored_on = len(spec.models) if spec.transfer else 1
+        lines.append(f"attacks: {sweeps}; {len(units) * len(spec.models)} units (one per attack, eps and model), "
+                     f"each scored on {scored_on} model(s)")
+    if out_path is not None and Path(out_path).is_file():
+        lines.append(f"{out_path} exists: a run of this same grid reuses it (--rerun attacks again)")
+    if out_path is not None and journal_path(out_path).is_file():
+        lines.append(f"{journal_path(out_path)} exists: a run of this same grid resumes from the units it holds")
+    lines.append(f"{to_train} model(s) to train, {len(spec.models) - to_train} from the cache ({store.root})")
+    return lines
+
+
+def _attack_line(units, name: str) -> str:
+    eps = [e for plugin, _params, e in units if plugin.name == name]
+    return name if eps == [None] else f"{name} at eps {', '.join(f'{e:g}' for e in eps)}"
