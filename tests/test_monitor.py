@@ -193,3 +193,24 @@ def test_monitor_lines_name_the_model_id(small_mnist, tmp_path, registry, capsys
                  progress=False)
     lines = [line for line in capsys.readouterr().err.splitlines() if "step 4/4" in line]
     assert [line.split(":")[0] for line in lines] == ["dist (distillation teacher)", "dist (distillation student)"]
+
+
+def test_the_engines_notes_go_to_the_callers_echo(shared_data, tmp_path, registry, capsys):
+    """The trainer's and the cache's notes went to stderr whatever echo run_grid or train_models was given."""
+    from igbench.engine.train_grid import train_models
+    from igbench.grid_config import build_grid_spec
+    from igbench.messages import said_through, say
+
+    heard: list[str] = []
+    with said_through(heard.append):
+        say("one")
+    say("two")
+    assert heard == ["one"] and capsys.readouterr().err == "two\n"
+
+    options = {"arch": "mlp", "steps": 4, "n_test": 20, "data_dir": str(shared_data), "device": "cpu"}
+    store = CheckpointStore(tmp_path)
+    train_models(build_grid_spec(options), store, progress=False, echo=lambda s: None)
+    heard.clear()
+    train_models(build_grid_spec({**options, "monitor_every": 2}), store, progress=False, echo=heard.append)
+    assert any("was trained without --monitor-every" in line for line in heard), heard
+    assert "monitor-every" not in capsys.readouterr().err

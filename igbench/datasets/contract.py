@@ -10,10 +10,10 @@ the fix. It reads the tensors once (a min/max pass per split), so it costs far l
 from __future__ import annotations
 
 import re
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PluginError
+from ..messages import say
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugin_types import DatasetPlugin
@@ -116,8 +116,8 @@ def _warn_if_channels_last(splits, plugin) -> None:
     """A one-line warning (not an error: such a shape may be meant) for images shaped like (N, H, W, C)."""
     hint = _layout_hint(splits.train_x)
     if hint:
-        print(f"igbench: warning: dataset plugin '{plugin.name}' (package '{plugin.source or 'unknown'}') gives "
-              f"images of (C, H, W) {tuple(splits.train_x.shape[1:])}{hint}", file=sys.stderr)
+        say(f"igbench: warning: dataset plugin '{plugin.name}' (package '{plugin.source or 'unknown'}') gives "
+            f"images of (C, H, W) {tuple(splits.train_x.shape[1:])}{hint}")
 
 
 def _layout_hint(*xs) -> str:

@@ -4,12 +4,12 @@ for a user who named no data folder."""
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetNotFound
+from ..messages import say
 from ..plugin_calls import plugin_call
 from .contract import validate_splits
 from .locate import ENV_DATA_DIR, search_roots
@@ -61,11 +61,8 @@ def load_dataset(
         reason = f"not in {' or '.join(roots)}"
         if getattr(exc, "download_failure", None):
             reason += f"; {exc.download_failure}"
-        print(
-            f"igbench: MNIST not found ({reason}); using the bundled 5,000-digit sample ({substitute}) instead. "
-            "Pass --data-dir to use full MNIST.",
-            file=sys.stderr,
-        )
+        say(f"igbench: MNIST not found ({reason}); using the bundled 5,000-digit sample ({substitute}) instead. "
+            "Pass --data-dir to use full MNIST.")
         sample = registry.get("dataset", substitute)
         sample_params = sample.resolve_params({})
         splits = sample.load(None, sample_params)

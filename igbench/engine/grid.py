@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from .. import __version__
 from ..atomic import remove_orphan_temps
 from ..errors import UsageError
+from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
@@ -179,7 +180,16 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
 
     ``also_check``: ``(attack plugin, resolved params)`` pairs a later step will run on this grid's data
     (``replicate``'s figure attack); they are checked with the grid's own attacks, before any training.
+
+    Every note said inside (the trainer's, the data loader's: :mod:`igbench.messages`) goes to ``echo`` too.
     """
+    with said_through(echo):
+        return _run_grid(spec, out_path, store, progress, command, echo, reuse, also_check)
+
+
+def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | None, progress: bool, command: str | None,
+              echo: Callable[[str], None], reuse: bool,
+              also_check: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[dict[str, Any], Path]:
     from ..datasets.loading import load_dataset
     from ..environment import capture_environment, compute_device
     from ..results.io import write_result

@@ -5,7 +5,6 @@ A result's models are loaded by :mod:`.result_models`; `igbench train`'s loop ov
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +12,7 @@ from .. import __version__
 from ..atomic import remove_orphan_temps
 from ..environment import package_version
 from ..locks import exclusive_lock
+from ..messages import say
 from ..plugin_calls import plugin_call
 from ..plugin_types import LossDefense
 from ..registry import get_registry
@@ -109,8 +109,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         return _load_cached(store, key, config, arch, arch_params, data, train)
 
     def wait(lock_path):
-        print(f"{spec.id}: another igbench process is training this model ({key[:12]}, lock {lock_path}); "
-              "waiting for it to finish, then loading its checkpoint", file=sys.stderr, flush=True)
+        say(f"{spec.id}: another igbench process is training this model ({key[:12]}, lock {lock_path}); "
+            "waiting for it to finish, then loading its checkpoint")
 
     # One trainer per model: a second process that needs it (a grid while `igbench train --model` runs,
     # two grids sharing a model) waits and then loads the checkpoint instead of training it again.
@@ -137,8 +137,8 @@ def obtain_model(spec: ModelSpec, data, train: TrainConfig, store: CheckpointSto
         if trainer.monitor is not None and trainer.monitor.curves:
             meta["monitor"] = trainer.monitor.describe()
         elif trainer.monitor is not None:  # a defense with its own training loop: nothing went through fit
-            print(f"note: {spec.id}: --monitor-every has nothing to measure, since {defense.name} trains without "
-                  f"the shared training loop (trainer.fit)", file=sys.stderr)
+            say(f"note: {spec.id}: --monitor-every has nothing to measure, since {defense.name} trains without "
+                f"the shared training loop (trainer.fit)")
         store.save(key, model, meta)
         snapshots.clear()
         lock_path.unlink(missing_ok=True)  # only once the checkpoint exists: a waiter then finds it
@@ -152,16 +152,15 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
     meta = store.load(key, model)
     stored = meta.get("monitor")
     if train.monitor_every and not (stored and stored.get("fits")) and not meta.get("steps"):
-        print(f"note: model {key[:12]} comes from the cache; its defense trained in its own loop, so it has no "
-              f"training curve to show (--monitor-every measures the shared training loop only)", file=sys.stderr)
+        say(f"note: model {key[:12]} comes from the cache; its defense trained in its own loop, so it has no "
+            f"training curve to show (--monitor-every measures the shared training loop only)")
     elif train.monitor_every and not (stored and stored.get("fits")):
-        print(f"note: model {key[:12]} comes from the cache and was trained without --monitor-every, so it has no "
-              f"training curve; delete {store.path(key)} (or use another --cache-dir) to train it again with one",
-              file=sys.stderr)
+        say(f"note: model {key[:12]} comes from the cache and was trained without --monitor-every, so it has no "
+            f"training curve; delete {store.path(key)} (or use another --cache-dir) to train it again with one")
     elif train.monitor_every and (stored["every"], stored["eps"]) != (train.monitor_every, train.monitor_eps):
-        print(f"note: model {key[:12]} comes from the cache with the curve of its training, measured every "
-              f"{stored['every']} steps at eps {stored['eps']:g}, not every {train.monitor_every} at "
-              f"{train.monitor_eps:g}", file=sys.stderr)
+        say(f"note: model {key[:12]} comes from the cache with the curve of its training, measured every "
+            f"{stored['every']} steps at eps {stored['eps']:g}, not every {train.monitor_every} at "
+            f"{train.monitor_eps:g}")
     model.to(torch.device(train.device)).eval()
     return model, _record(model, config, key, meta, cached=True)
 

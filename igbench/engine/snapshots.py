@@ -21,12 +21,12 @@ All tensors are plain, so the files load with ``torch.load(..., weights_only=Tru
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path, is_disk_full, remove_orphan_temps_matching, write_failure
+from ..messages import say
 from .cache import read_torch_file
 
 #: Seconds between two snapshots of one training (a snapshot of the paper CNN takes well under a second).
@@ -68,9 +68,8 @@ class TrainingSnapshots:
             if not is_disk_full(exc):  # a state that cannot be saved is a bug to see, not a warning to repeat
                 raise
             self._last_save = time.monotonic()  # try again at the next interval, not every step
-            print(f"warning: could not write the training snapshot {path} ({write_failure(exc, self.folder)}); "
-                  "training goes on, but an interruption now loses the steps since the last snapshot",
-                  file=sys.stderr)
+            say(f"warning: could not write the training snapshot {path} ({write_failure(exc, self.folder)}); "
+                "training goes on, but an interruption now loses the steps since the last snapshot")
             return False
         self._last_save = time.monotonic()
         if kind == "done":

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..environment import compute_device, cpu_model, gpu_name, torch_threads
 from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError
+from ..messages import say
 from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict, load_weights
@@ -254,13 +255,13 @@ class Trainer:
         gen.set_state(partial["generator"])
         set_rng_state(partial["rng"], self.device)
         first = int(partial["step"]) + 1
-        print(f"{desc}: resuming training at step {first}/{total} from {path}", file=sys.stderr)
+        say(f"{desc}: resuming training at step {first}/{total} from {path}")
         last = partial.get("setup")
         if last is not None and not _same_setup(last, self._setup()):
-            print(f"{desc}: the snapshot was trained on {describe_setup(last)} and continues on "
-                  f"{describe_setup(self._setup())}; "
-                  "float sums are ordered differently, so the weights will differ slightly from an "
-                  "uninterrupted training's (the result file lists both)", file=sys.stderr)
+            say(f"{desc}: the snapshot was trained on {describe_setup(last)} and continues on "
+                f"{describe_setup(self._setup())}; "
+                "float sums are ordered differently, so the weights will differ slightly from an "
+                "uninterrupted training's (the result file lists both)")
         self._ran_on(partial.get("ran_on"))
         if self.monitor is not None:
             self.monitor.start(fit_index, desc, partial.get("monitor"))
@@ -456,6 +457,6 @@ def accuracy(model, x, y, batch_size: int = 1024, arch=None, num_classes: int | 
         check_output(arch, logits, int(x.shape[0]), num_classes)
         if (note := probabilities_note(arch, logits)) and note not in _SAID:  # once per architecture
             _SAID.add(note)
-            print(note, file=sys.stderr)
+            say(note)
     pred = logits.argmax(1).cpu()
     return float((pred == y.cpu()).float().mean())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore
 from .grid_notes import chance_level_note, size_notes
@@ -30,8 +31,14 @@ def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] 
     later run or replicate of the same grid loads them. Returns one record per model: id, config hash,
     steps, training seconds, whether it was cached, and clean accuracy on the grid's first ``n_test``
     test images (``n_scored`` of them: fewer when the split holds fewer, which a note says), and the
-    training's ``monitor`` record when it was monitored (else None).
+    training's ``monitor`` record when it was monitored (else None). Every note said inside
+    (:mod:`igbench.messages`) goes to ``echo`` too.
     """
+    with said_through(echo):
+        return _train_models(spec, store, ids, progress, echo)
+
+
+def _train_models(spec, store: CheckpointStore, ids, progress: bool, echo) -> list[dict[str, Any]]:
     from ..datasets.loading import load_dataset
     from ..environment import compute_device
     from .train import accuracy
