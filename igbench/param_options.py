@@ -48,8 +48,11 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
         target, name, value = parse_param_option(text)
         if target is not None:
             if target not in plugins:
+                models = [sel for sel in plugins if sel.startswith(f"{target}[")]  # --defense gradreg[lambda=1]
+                hint = (f"; write {models[0]}.{name}={value} for one of its models, or {name}={value} for every "
+                        f"plugin that takes it" if models else "")
                 raise ParamError(
-                    f"--param {text}: '{target}' is not selected; selected: {', '.join(plugins)}"
+                    f"--param {text}: '{target}' is not selected; selected: {', '.join(plugins)}{hint}"
                 )
             out[target][name] = value
             continue

@@ -214,3 +214,33 @@ def test_the_engines_notes_go_to_the_callers_echo(shared_data, tmp_path, registr
     train_models(build_grid_spec({**options, "monitor_every": 2}), store, progress=False, echo=heard.append)
     assert any("was trained without --monitor-every" in line for line in heard), heard
     assert "monitor-every" not in capsys.readouterr().err
+
+
+def test_training_seconds_leave_the_monitors_measuring_out(small_mnist, tmp_path, registry, monkeypatch):
+    import time
+
+    import igbench.attacks.common as common
+
+    real = common.sign_steps
+
+    def slow(*args, **kwargs):  # the monitor's FGSM, made a second slower
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    spec, config = ModelSpec("none", "none", arch="mlp"), dataclasses.replace(CONFIG, steps=4)
+    _, plain = obtain_model(spec, small_mnist, config, CheckpointStore(tmp_path / "plain"), progress=False)
+    monkeypatch.setattr(common, "sign_steps", slow)
+    _, monitored = obtain_model(spec, small_mnist, dataclasses.replace(config, monitor_every=2),
+                                CheckpointStore(tmp_path / "monitored"), progress=False)
+    assert len(monitored["monitor"]["fits"][0]["points"]) == 2
+    assert monitored["train_seconds"] < plain["train_seconds"] + 1.0, "the two seconds of measuring are left out"
+
+
+def test_a_monitor_eps_beyond_the_data_range_gets_a_note(small_mnist, registry, capsys):
+    from igbench.engine.train import Trainer
+
+    arch = registry.get("architecture", "mlp")
+    Trainer(small_mnist, arch, arch.resolve_params({}), TrainConfig(monitor_every=5, monitor_eps=8.0), progress=False)
+    assert "note: --monitor-eps 8 is more than the data's whole range [0, 1]" in capsys.readouterr().err
+    Trainer(small_mnist, arch, arch.resolve_params({}), TrainConfig(monitor_every=5, monitor_eps=0.3), progress=False)
+    assert "monitor-eps" not in capsys.readouterr().err

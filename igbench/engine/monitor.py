@@ -40,6 +40,8 @@ class TrainingMonitor:
     clip_max: float = 1.0
     num_classes: int = 10
     curves: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: time spent measuring, which the training's own seconds leave out
+    seconds: float = 0.0
 
     @classmethod
     def for_data(cls, data, every: int, eps: float, device) -> "TrainingMonitor":
@@ -57,12 +59,15 @@ class TrainingMonitor:
     def measure(self, model) -> tuple[float, float]:
         """``(clean accuracy, FGSM accuracy)`` of ``model`` on the monitoring images, in eval mode; the
         model's train/eval flags are restored."""
+        import time
+
         import torch
 
         from ..attacks.common import sign_steps
         from ..plugin_types import AttackContext
         from ..torch_utils import eval_mode
 
+        started = time.perf_counter()
         ctx = AttackContext(clip_min=self.clip_min, clip_max=self.clip_max, num_classes=self.num_classes)
         with eval_mode(model):
             with torch.no_grad():
@@ -71,6 +76,7 @@ class TrainingMonitor:
             with torch.no_grad():
                 adv = model(x_adv).argmax(1) == self.y
         hits = torch.stack([clean.sum(), adv.sum()]).tolist()  # one host sync for both
+        self.seconds += time.perf_counter() - started
         return hits[0] / len(self.y), hits[1] / len(self.y)
 
     def start(self, fit_index: int, label: str, points: list | None = None) -> None:

@@ -155,6 +155,9 @@ class Trainer:
         #: held-out accuracy during training (``config.monitor_every``), or None
         self.monitor = (TrainingMonitor.for_data(data, config.monitor_every, config.monitor_eps, self.device)
                         if config.monitor_every else None)
+        if self.monitor is not None and config.monitor_eps > data.clip_max - data.clip_min:
+            say(f"note: --monitor-eps {config.monitor_eps:g} is more than the data's whole range [{data.clip_min:g}, "
+                f"{data.clip_max:g}]: the monitoring FGSM may set any pixel to any value (8 of 255 grey levels: 8/255)")
 
     # ------------------------------------------------------------------ errors
     def _blame_architecture(self, model, x, exc: Exception) -> None:
@@ -318,13 +321,19 @@ class Trainer:
         loss_sum = correct = torch.zeros((), device=self.device)
         seen = batches = 0
         shown: dict[str, str] = {}  # the bar's postfix: running loss and accuracy, the last monitored accuracies
+        monitored_before = monitor.seconds if monitor is not None else 0.0
+
+        def trained_for() -> float:
+            """Seconds of training in this fit, earlier attempts included; the monitor's measuring left out."""
+            measuring = monitor.seconds - monitored_before if monitor is not None else 0.0
+            return seconds_before + time.perf_counter() - started - measuring
 
         def save_partial(step) -> bool:
             return snaps.save(fit_index, "partial", {
                 "step": step, "total": total, "label": desc,
                 "model": cpu_state_dict(model), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "order": order, "pos": pos, "rng": rng_state(self.device),
-                "seconds": seconds_before + time.perf_counter() - started, "ran_on": self.ran_on,
+                "seconds": trained_for(), "ran_on": self.ran_on,
                 "setup": self._setup(), **self._monitored(fit_index)})
 
         try:
@@ -382,7 +391,7 @@ class Trainer:
                             raise KeyboardInterrupt
         finally:
             bar.close()
-        seconds = seconds_before + time.perf_counter() - started
+        seconds = trained_for()
         if snaps is not None:
             snaps.save(fit_index, "done", {"model": cpu_state_dict(model), "rng": rng_state(self.device),
                                            "steps": total, "seconds": seconds, "ran_on": self.ran_on,
