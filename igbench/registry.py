@@ -71,6 +71,12 @@ def _strict() -> bool:
     return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes"}
 
 
+def _keeping(which: str) -> str:
+    """``; keeping 'igbench's`` for a warning; nothing under strict mode, where the problem is an error and
+    nothing is kept."""
+    return "" if _strict() else f"; keeping {which}"
+
+
 class Registry:
     """Holds the pluggy manager and the collected plugin objects, by kind and name."""
 
@@ -270,8 +276,8 @@ class Registry:
             if taken is not None:
                 both = (f"attack prefix '{obj.prefix}' is served by both" if taken.prefix == obj.prefix else
                         f"attack prefixes '{taken.prefix}' and '{obj.prefix}' overlap, served by")
-                self._problem(f"{both} '{taken.source}' and '{source}'; keeping '{taken.source}'s; choose "
-                              "another prefix")
+                kept = _keeping(f"'{taken.source}'s")
+                self._problem(f"{both} '{taken.source}' and '{source}'{kept}; choose another prefix")
                 return
             obj.source = source
             providers.append(obj)
@@ -290,16 +296,14 @@ class Registry:
             return
         existing = collected[kind].get(obj.name)
         if existing is not None and existing.source == source:
-            self._problem(
-                f"{source} registers {kind} '{obj.name}' twice; keeping the first "
-                f"({type(existing).__name__}); remove one register() call or rename one of them"
-            )
+            kept = _keeping(f"the first ({type(existing).__name__})")
+            self._problem(f"{source} registers {kind} '{obj.name}' twice{kept}; remove one register() call or "
+                          f"rename one of them")
             return
         if existing is not None:
-            self._problem(
-                f"{kind} '{obj.name}' is registered by both '{existing.source}' and '{source}'; "
-                f"keeping '{existing.source}'s; rename one of them"
-            )
+            kept = _keeping(f"'{existing.source}'s")
+            self._problem(f"{kind} '{obj.name}' is registered by both '{existing.source}' and '{source}'{kept}; "
+                          f"rename one of them")
             return
         problem = declaration_problem(obj)
         if problem:

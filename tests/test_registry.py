@@ -819,3 +819,18 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
         build_grid_spec({"defense": ("gradreg[lambda=0.5]",), "param": ("gradreg.scaling=paper",), "device": "cpu"})
     with pytest.raises(UsageError, match=re.escape("--defense gradreg[lambda=10] sets lambda itself, and --param")):
         build_grid_spec({"defense": ("gradreg[lambda=10]",), "param": ("lambda=5",), "device": "cpu"})
+
+
+def test_strict_mode_errors_do_not_claim_to_keep_anything(registry, install, monkeypatch):
+    class Twin(Shout):
+        name = "gradreg"
+
+    install(Twin(), look_up=False)
+    assert any(p.endswith("is registered by both 'igbench' and 'test-suite'; keeping 'igbench's; rename one of them")
+               for p in registry.problems), registry.problems
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    registry.refresh()
+    with pytest.raises(PluginError) as err:
+        registry.plugins("defense")
+    assert str(err.value) == ("defense 'gradreg' is registered by both 'igbench' and 'test-suite'; rename one of "
+                              "them")
