@@ -49,8 +49,8 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
         if target is not None:
             if target not in plugins:
                 models = [sel for sel in plugins if sel.startswith(f"{target}[")]  # --defense gradreg[lambda=1]
-                hint = (f"; write {models[0]}.{name}={value} for one of its models, or {name}={value} for every "
-                        f"plugin that takes it" if models else "")
+                hint = (f"; this grid names the models of {target} {', '.join(models)}: address one as "
+                        f"{models[0]}.{name}=VALUE, or give {name} inside its [...]" if models else "")
                 raise ParamError(
                     f"--param {text}: '{target}' is not selected; selected: {', '.join(plugins)}{hint}"
                 )

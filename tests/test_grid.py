@@ -1238,7 +1238,43 @@ def test_dry_run_lists_cached_and_untrained_models_and_the_units_without_trainin
     assert "attacks: fgsm at eps 0.1, 0.3; jsma; 6 units (one per attack, eps and model), each scored on 2 model(s)" \
         in lines
     assert sorted((tmp_path / "c" / "models").iterdir()) == before and not (tmp_path / "r.json").exists()
-    # what a run refuses before training, a dry run refuses too
+    # what a run refuses before training, a dry run refuses too: where it would write, models named twice
+    (tmp_path / "afile").write_text("")
+    for where in (["--out", str(tmp_path / "afile" / "r.json")], ["--cache-dir", str(tmp_path / "afile" / "c")]):
+        refused = CliRunner().invoke(cli, ["run", *common, *where, "--dry-run"])
+        assert refused.exit_code == 2 and "afile is a file, not a folder" in refused.output, refused.output
     twice = CliRunner().invoke(cli, ["run", *common, "--defense", "gradreg", "--param", "gradreg.lambda=10",
                                      "--dry-run"])
     assert twice.exit_code != 0 and "are the same model" in twice.output, twice.output
+
+
+def test_train_refuses_one_model_named_twice_as_run_does(shared_data, tmp_path, registry):
+    from igbench.engine.train_grid import train_models
+    from igbench.errors import UsageError
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"defense": ("gradreg,gradreg[lambda=56234]",), "arch": "mlp", "steps": 2,
+                            "data_dir": str(shared_data), "device": "cpu"})
+    with pytest.raises(UsageError, match="are the same model"):
+        train_models(spec, CheckpointStore(tmp_path), progress=False)
+
+
+def test_an_attack_its_parameters_make_targeted_needs_targets_before_training(mnist_slice, registry, install):
+    from igbench.engine.attack import check_attacks
+    from igbench.errors import PluginError
+    from igbench.plugin_types import AttackPlugin, Param
+
+    class TargetedByParam(AttackPlugin):
+        name = "targeted-by-param"
+        params = (Param("targeted", False, "aim at targets"),)
+
+        def is_targeted(self, params):
+            return bool(params["targeted"])
+
+        def perturb(self, model, x, y, params, ctx):
+            return x
+
+    (attack,) = install(TargetedByParam())
+    check_attacks([(attack, {"targeted": False})], mnist_slice)
+    with pytest.raises(PluginError, match="is targeted with these parameters but does not define targets"):
+        check_attacks([(attack, {"targeted": True})], mnist_slice)

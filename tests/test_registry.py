@@ -815,7 +815,8 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
                             "param": ("scaling=per-example", "gradreg[lambda=1000].scaling=paper")})
     assert [m.defense_params.get("scaling") for m in spec.models[1:]] == ["paper", "per-example"]
     assert "write PLUGIN.scaling=per-example (e.g. gradreg[lambda=1000].scaling=per-example)" in spec.notes[0]
-    with pytest.raises(UsageError, match=re.escape("write gradreg[lambda=0.5].scaling=paper for one of its models")):
+    with pytest.raises(UsageError, match=re.escape("this grid names the models of gradreg gradreg[lambda=0.5]: address one as "
+                                                      "gradreg[lambda=0.5].scaling=VALUE")):
         build_grid_spec({"defense": ("gradreg[lambda=0.5]",), "param": ("gradreg.scaling=paper",), "device": "cpu"})
     with pytest.raises(UsageError, match=re.escape("--defense gradreg[lambda=10] sets lambda itself, and --param")):
         build_grid_spec({"defense": ("gradreg[lambda=10]",), "param": ("lambda=5",), "device": "cpu"})

@@ -74,12 +74,18 @@ dry_run_option = click.option(
          "would train, and the attack units that would run; train and attack nothing.")
 
 
-def dry_run(spec, cache_dir, out=None) -> None:
-    """Print :func:`~igbench.engine.plan.plan_grid`'s lines for ``spec``."""
+def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = False) -> None:
+    """Print :func:`~igbench.engine.plan.plan_grid`'s lines for ``spec``, after the checks of where the run
+    would write (``--out`` and the cache folder; for ``trains_only``, ``igbench train``, the cache's)."""
     from ..engine.cache import CheckpointStore
     from ..engine.plan import plan_grid
 
-    for line in plan_grid(spec, CheckpointStore(cache_dir), out):
+    store = CheckpointStore(cache_dir)
+    if trains_only:
+        check_writable_folder(store.root, CACHE_FOLDER)
+    else:
+        check_run_destinations(out, store)
+    for line in plan_grid(spec, store, out, rerun=rerun):
         click.echo(line)
 
 
@@ -270,6 +276,16 @@ def _check_folder(folder: Path, what: str) -> None:
         raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
 
 
+def check_run_destinations(out, store) -> None:
+    """Before any work: ``--out``'s folder, and the cache folder when it holds no models yet, can be written.
+    Checkpoints are written there after training. A cache that already holds models may be read-only (a
+    shared one): its models load, and a model that needs training stops at its lock file, before training."""
+    if out:
+        check_writable(Path(out), "--out")
+    if not (store.root / "models").is_dir():
+        check_writable_folder(store.root, CACHE_FOLDER)
+
+
 def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False, also_check=()):
     """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path;
     returns ``(result, path)``. ``reuse`` and ``also_check``: see :func:`~igbench.engine.grid.run_grid`."""
@@ -277,13 +293,8 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
 
-    if out:
-        check_writable(Path(out), "--out")
     store = CheckpointStore(cache_dir)
-    # Checkpoints are written there after training. A cache that already holds models may be read-only (a
-    # shared one): its models load, and a model that needs training stops at its lock file, before training.
-    if not (store.root / "models").is_dir():
-        check_writable_folder(store.root, CACHE_FOLDER)
+    check_run_destinations(out, store)
     command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=store, progress=progress,
                             command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse,

@@ -39,7 +39,7 @@ def run_command(config_file, progress, out, cache_dir, rerun, dry_run: bool, **o
     if not spec.attacks:
         raise UsageError("no attack selected; add --attack NAME (see `igbench plugins --kind attack`)")
     if dry_run:
-        return show_plan(spec, cache_dir, out)
+        return show_plan(spec, cache_dir, out, rerun=rerun)
     execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
 
 

@@ -50,7 +50,7 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, re
     name, values = read_sweep(defense, sweep_text, options.get("param") or ())
     spec = sweep_spec(grid_spec({**options, "defense": (defense,)}, config_file), defense, name, values)
     if dry_run:
-        return show_plan(spec, cache_dir, out)
+        return show_plan(spec, cache_dir, out, rerun=rerun)
     execute_grid(spec, out, cache_dir, progress, render=sweep_table, reuse=not rerun)
 
 

@@ -42,7 +42,7 @@ def train_command(config_file, model_ids, progress, cache_dir, dry_run: bool, **
         from ..engine.train_grid import select_models
 
         spec.models, spec.attacks = select_models(spec, model_ids), []
-        return show_plan(spec, cache_dir)
+        return show_plan(spec, cache_dir, trains_only=True)
     store = CheckpointStore(cache_dir)
     check_writable_folder(store.root, CACHE_FOLDER)  # before training, not when the checkpoint is saved
     records = train_models(spec, store, model_ids, progress=progress,

@@ -23,7 +23,7 @@ from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
 from .models import ModelSpec, model_config, obtain_model
-from .grid_notes import accuracy_gap_hints, chance_level_note, eps_range_notes, size_notes
+from .grid_notes import accuracy_gap_hints, chance_level_note, eps_range_notes, monitor_eps_note, size_notes
 from .train import TrainConfig, accuracy
 
 
@@ -211,7 +211,7 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
         environment["plugin_packages"] = packages
     same_models_check(spec, data)
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
-    for note in eps_range_notes(units, data.clip_min, data.clip_max):
+    for note in [*eps_range_notes(units, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data)]:
         echo(note)
     # and lets each attack judge its own parameters (ART's constructors), a later step's too
     check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)

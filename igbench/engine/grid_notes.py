@@ -71,6 +71,21 @@ def accuracy_gap_hints(records: list[dict[str, Any]], reference_id: str | None) 
     return lines
 
 
+def _grey_levels(width: float) -> str:
+    """How to write 8 of 255 grey levels as an eps, for data whose range is ``width`` wide."""
+    return "8/255" if width == 1 else f"{8 * width / 255:.4g} (8/255 of the range)"
+
+
+def monitor_eps_note(train, data) -> list[str]:
+    """A note when ``--monitor-eps`` is larger than the data's whole range (only when monitoring is on)."""
+    width = data.clip_max - data.clip_min
+    if not train.monitor_every or train.monitor_eps <= width:
+        return []
+    return [f"note: --monitor-eps {train.monitor_eps:g} is more than the data's whole range [{data.clip_min:g}, "
+            f"{data.clip_max:g}]: the monitoring FGSM may set any pixel to any value; for 8 of 255 grey levels "
+            f"write --monitor-eps {_grey_levels(width)}"]
+
+
 def eps_range_notes(units, clip_min: float, clip_max: float) -> list[str]:
     """A note for each attack swept at an L-inf eps larger than the data's whole range, where it may set any
     pixel to any value: usually an eps meant in 0-255 units (8 for 8/255). An eps that bounds another norm
@@ -81,7 +96,7 @@ def eps_range_notes(units, clip_min: float, clip_max: float) -> list[str]:
         large = sorted({eps for plugin, params, eps in units if plugin.name == name and eps is not None
                         and eps > width and plugin.linf_bound({**params, "eps": eps}) is not None})
         if large:
-            grey = "8/255" if width == 1 else f"{8 * width / 255:.4g} (8/255 of the range)"
+            grey = _grey_levels(width)
             notes.append(f"note: {name} runs at eps {', '.join(f'{e:g}' for e in large)}, more than the data's whole "
                          f"range [{clip_min:g}, {clip_max:g}]: it may set any pixel to any value. eps is in the "
                          f"data's units: for 8 of 255 grey levels write --eps {grey}")

@@ -11,13 +11,15 @@ from pathlib import Path
 
 from .cache import CheckpointStore, config_hash
 from .grid import GridSpec, attack_units, same_models_check
-from .grid_notes import eps_range_notes, size_notes
+from .grid_notes import eps_range_notes, monitor_eps_note, size_notes
 from .journal import journal_path
 from .models import model_config
 
 
-def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | None = None) -> list[str]:
-    """The lines of a dry run of ``spec`` (its notes first), after the checks a run makes before training."""
+def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | None = None,
+              rerun: bool = False) -> list[str]:
+    """The lines of a dry run of ``spec`` (its notes first), after the checks a run makes before training
+    (``rerun``: the run would attack again rather than reuse a finished result at ``out_path``)."""
     from ..datasets.loading import load_dataset
     from .attack import check_attacks
 
@@ -28,7 +30,7 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
     check_attacks([(plugin, params) for plugin, params, _eps in units], data, spec.train.seed)
     _, y_scored = data.scored(spec.score_on)
     lines = [*size_notes(spec, len(data.train_y), len(y_scored), data.name),
-             *eps_range_notes(units, data.clip_min, data.clip_max),
+             *eps_range_notes(units, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data),
              "dry run: nothing is trained or attacked",
              f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
              f"{min(spec.n_test or len(y_scored), len(y_scored))} {spec.score_on} images"]
@@ -43,7 +45,8 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
         else:
             to_train += 1
             state = (f"to train ({key[:12]}): {steps} steps of batch {spec.train.batch_size}"
-                     + (" per stage (teacher, then student)" if m.defense == "distillation" else ""))
+                     + (" per stage (teacher, then student)" if m.defense == "distillation" else "")
+                     + (", resuming from its snapshots" if any(store.path(key).parent.glob(f"{key}.fit*.pt")) else ""))
         lines.append(f"  {m.id:<{width}}  {m.defense} on {m.arch}; {state}")
     sweeps = "; ".join(_attack_line(units, name) for name in dict.fromkeys(p.name for p, _params, _eps in units))
     if units:
@@ -51,7 +54,8 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
         lines.append(f"attacks: {sweeps}; {len(units) * len(spec.models)} units (one per attack, eps and model), "
                      f"each scored on {scored_on} model(s)")
     if out_path is not None and Path(out_path).is_file():
-        lines.append(f"{out_path} exists: a run of this same grid reuses it (--rerun attacks again)")
+        lines.append(f"{out_path} exists: " + ("--rerun attacks again and replaces it" if rerun else
+                                               "a run of this same grid reuses it (--rerun attacks again)"))
     if out_path is not None and journal_path(out_path).is_file():
         lines.append(f"{journal_path(out_path)} exists: a run of this same grid resumes from the units it holds")
     lines.append(f"{to_train} model(s) to train, {len(spec.models) - to_train} from the cache ({store.root})")

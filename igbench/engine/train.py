@@ -155,9 +155,6 @@ class Trainer:
         #: held-out accuracy during training (``config.monitor_every``), or None
         self.monitor = (TrainingMonitor.for_data(data, config.monitor_every, config.monitor_eps, self.device)
                         if config.monitor_every else None)
-        if self.monitor is not None and config.monitor_eps > data.clip_max - data.clip_min:
-            say(f"note: --monitor-eps {config.monitor_eps:g} is more than the data's whole range [{data.clip_min:g}, "
-                f"{data.clip_max:g}]: the monitoring FGSM may set any pixel to any value (8 of 255 grey levels: 8/255)")
 
     # ------------------------------------------------------------------ errors
     def _blame_architecture(self, model, x, exc: Exception) -> None:
@@ -385,7 +382,7 @@ class Trainer:
                                      "its snapshot could not be written (above): a re-run resumes from the last "
                                      "snapshot written, or from step 1")
                             try:
-                                print(f"\n{desc}: stopped after step {step}/{total}; {where}", file=sys.stderr)
+                                say(f"\n{desc}: stopped after step {step}/{total}; {where}")
                             except OSError:  # a hangup closed the terminal: the snapshot is what matters
                                 pass
                             raise KeyboardInterrupt
@@ -405,12 +402,11 @@ class Trainer:
 
 
 def _log_line(bar, line: str) -> None:
-    """Print ``line`` above a tqdm bar (or as a plain line of a log)."""
-    write = getattr(bar, "write", None)
-    if write is not None:
-        write(line, file=sys.stderr)
+    """``line`` above a live tqdm bar (so the bar is redrawn below it), else :func:`~igbench.messages.say`."""
+    if getattr(bar, "disable", True) is False and hasattr(bar, "write"):
+        bar.write(line, file=sys.stderr)
     else:
-        print(line, file=sys.stderr, flush=True)
+        say(line)
 
 
 def describe_setup(setup: dict[str, Any]) -> str:

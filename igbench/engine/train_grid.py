@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore
-from .grid_notes import chance_level_note, size_notes
+from .grid import same_models_check
+from .grid_notes import chance_level_note, monitor_eps_note, size_notes
 from .models import ModelSpec, obtain_model
 
 
@@ -24,7 +26,7 @@ def select_models(spec, ids: tuple[str, ...] | list[str] = ()) -> list[ModelSpec
 
 
 def train_models(spec, store: CheckpointStore, ids: tuple[str, ...] | list[str] = (), progress: bool = True,
-                 echo=print) -> list[dict[str, Any]]:
+                 echo=lambda s: print(s, file=sys.stderr)) -> list[dict[str, Any]]:
     """Train (or find in the cache) the grid's models, without attacking them.
 
     The checkpoints are addressed exactly as :func:`~igbench.engine.grid.run_grid` addresses them, so a
@@ -45,10 +47,11 @@ def _train_models(spec, store: CheckpointStore, ids, progress: bool, echo) -> li
 
     chosen = select_models(spec, ids)
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    same_models_check(spec, data)  # as run_grid does: one model under two ids is a mistake
     device = compute_device(spec.train.device)
     x_scored, y_scored = data.scored(spec.score_on)
     x_eval, y_eval = x_scored[: spec.n_test].to(device), y_scored[: spec.n_test].to(device)
-    for note in size_notes(spec, len(data.train_y), len(y_scored), data.name):
+    for note in [*size_notes(spec, len(data.train_y), len(y_scored), data.name), *monitor_eps_note(spec.train, data)]:
         echo(note)
     records = []
     for k, m in enumerate(chosen, 1):
