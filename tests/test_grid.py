@@ -1258,23 +1258,3 @@ def test_train_refuses_one_model_named_twice_as_run_does(shared_data, tmp_path, 
     with pytest.raises(UsageError, match="are the same model"):
         train_models(spec, CheckpointStore(tmp_path), progress=False)
 
-
-def test_an_attack_its_parameters_make_targeted_needs_targets_before_training(mnist_slice, registry, install):
-    from igbench.engine.attack import check_attacks
-    from igbench.errors import PluginError
-    from igbench.plugin_types import AttackPlugin, Param
-
-    class TargetedByParam(AttackPlugin):
-        name = "targeted-by-param"
-        params = (Param("targeted", False, "aim at targets"),)
-
-        def is_targeted(self, params):
-            return bool(params["targeted"])
-
-        def perturb(self, model, x, y, params, ctx):
-            return x
-
-    (attack,) = install(TargetedByParam())
-    check_attacks([(attack, {"targeted": False})], mnist_slice)
-    with pytest.raises(PluginError, match="is targeted with these parameters but does not define targets"):
-        check_attacks([(attack, {"targeted": True})], mnist_slice)

@@ -721,7 +721,7 @@ def test_a_declaration_mistake_leaves_the_plugin_out_with_the_fix(registry, inst
     assert result.exit_code == 0 and "is left out" in result.output, result.output
 
 
-def test_names_and_methods_the_checks_must_accept(registry, install):
+def test_names_and_methods_the_checks_must_accept(registry, install, mnist_slice):
     """A dotted name works with --param's PLUGIN.NAME form (it splits at the last dot), a hyphenated parameter
     name with NAME=VALUE, and a method set on the instance is a method."""
     class Dotted(Shout):
@@ -741,8 +741,14 @@ def test_names_and_methods_the_checks_must_accept(registry, install):
         def perturb(self, model, x, y, params, ctx):
             return x
 
-    install(Dotted(), wrapped, TargetedByParam())
+    _, _, targeted_by_param = install(Dotted(), wrapped, TargetedByParam())
     assert registry.problems == []
+    # made targeted by its parameters, it is refused with the other attack checks, before any training
+    from igbench.engine.attack import check_attacks
+
+    check_attacks([(targeted_by_param, {"targeted": False})], mnist_slice)
+    with pytest.raises(PluginError, match="is targeted with these parameters but does not define targets"):
+        check_attacks([(targeted_by_param, {"targeted": True})], mnist_slice)
 
 
 def test_a_loss_defense_with_its_own_train_needs_no_loss(registry, install):
