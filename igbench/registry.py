@@ -71,6 +71,12 @@ def _strict() -> bool:
     return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes"}
 
 
+def _left_out() -> str:
+    """How a refused plugin is spoken of: left out (a warning, the rest goes on), or, under strict mode,
+    where the problem stops the command, refused."""
+    return "is refused (IGBENCH_STRICT_PLUGINS)" if _strict() else "is left out"
+
+
 def _keeping(which: str) -> str:
     """``; keeping 'igbench's`` for a warning; nothing under strict mode, where the problem is an error and
     nothing is kept."""
@@ -292,7 +298,7 @@ class Registry:
             return
         if not isinstance(obj.name, str) or not obj.name:
             self._problem(f"{source} registered {with_article(kind)} ({type(obj).__name__}) without a name, so it "
-                          f"is left out; set name = \"...\" on its class")
+                          f"{_left_out()}; set name = \"...\" on its class")
             return
         existing = collected[kind].get(obj.name)
         if existing is not None and existing.source == source:
@@ -307,7 +313,7 @@ class Registry:
             return
         problem = declaration_problem(obj)
         if problem:
-            why = f"{kind} '{obj.name}' from package '{source}' is left out: {problem}"
+            why = f"{kind} '{obj.name}' from package '{source}' {_left_out()}: {problem}"
             self._left_out[(kind, obj.name)] = why  # for a later lookup by name, which says why
             self._problem(why)
             return

@@ -841,3 +841,12 @@ def test_strict_mode_errors_do_not_claim_to_keep_anything(registry, install, mon
         registry.plugins("defense")
     assert str(err.value) == ("defense 'gradreg' is registered by both 'igbench' and 'test-suite'; rename one of "
                               "them")
+
+
+def test_strict_mode_calls_a_declaration_problem_a_refusal(registry, install, monkeypatch):
+    install(_NoPerturb(), look_up=False)
+    monkeypatch.setenv("IGBENCH_STRICT_PLUGINS", "1")
+    registry.refresh()
+    with pytest.raises(PluginError, match=r"^attack 'no-perturb' from package 'test-suite' is refused "
+                                          r"\(IGBENCH_STRICT_PLUGINS\): _NoPerturb does not define perturb"):
+        registry.plugins("attack")
