@@ -30,6 +30,16 @@ REQUIRED_METHODS: tuple[tuple[type[Plugin], str, str], ...] = (
 )
 
 
+#: What a targeted attack without ``targets`` is told to write.
+DEFINE_TARGETS = ("define targets(self, model, x, y, params, ctx) returning one target class per input "
+                  "(igbench.attacks.common.choose_targets gives next, random and least-likely)")
+
+
+def defines(obj: Plugin, method: str, base: type[Plugin]) -> bool:
+    """Whether ``obj`` has its own ``method`` rather than ``base``'s: on its class, or set on the instance."""
+    return method in vars(obj) or getattr(type(obj), method) is not getattr(base, method)
+
+
 def declaration_problem(obj: Plugin) -> str | None:
     """What is wrong with how ``obj`` declares itself (its name, its ``params``, its required method, its
     parameters' defaults), as one line that says what to change, or None."""
@@ -38,9 +48,8 @@ def declaration_problem(obj: Plugin) -> str | None:
 
 
 def _name_problem(obj: Plugin) -> str | None:
+    """A name that is not plain (the registry has already refused a plugin without a name)."""
     name = obj.name
-    if not isinstance(name, str) or not name:
-        return f"it has no name; set name = \"...\" on its class ({type(obj).__name__})"
     if not NAME_PATTERN.match(name):
         return (f"its name {name!r} is not a plain name; use letters, digits, '-', '_', '+' and '.' only "
                 f"(e.g. {_suggested_name(name)!r})")
@@ -77,21 +86,19 @@ def _params_problem(params: Any) -> str | None:
 def _targets_problem(obj: Plugin) -> str | None:
     """A targeted attack must say its targets: the runner scores success against what ``targets`` returns
     (an attack that chose them inside ``perturb`` was scored as untargeted, and recorded as targeted)."""
-    if not isinstance(obj, AttackPlugin) or "targets" in vars(obj) or type(obj).targets is not AttackPlugin.targets:
-        return None
-    if obj.targeted:  # one whose parameters decide (is_targeted) is checked when it runs targeted
-        return (f"{type(obj).__name__} is targeted but does not define targets; define targets(self, model, x, y, "
-                f"params, ctx) returning one target class per input (igbench.attacks.common.choose_targets "
-                f"gives next, random and least-likely), and use ctx.extra['targets'] in perturb")
+    # one whose parameters decide (is_targeted) is checked when a grid runs it targeted (check_attacks)
+    if isinstance(obj, AttackPlugin) and obj.targeted and not defines(obj, "targets", AttackPlugin):
+        return (f"{type(obj).__name__} is targeted but does not define targets; {DEFINE_TARGETS}, and use "
+                f"ctx.extra['targets'] in perturb")
     return None
 
 
 def _missing_method(obj: Plugin) -> str | None:
     for base, method, signature in REQUIRED_METHODS:
-        if base is LossDefense and isinstance(obj, LossDefense) and type(obj).train is not LossDefense.train:
+        if base is LossDefense and isinstance(obj, LossDefense) and defines(obj, "train", LossDefense):
             continue  # a loss defense with its own train need not use loss: train is its required method
         if isinstance(obj, base):
-            if getattr(type(obj), method) is getattr(base, method) and method not in vars(obj):
+            if not defines(obj, method, base):
                 return f"{type(obj).__name__} does not define {method}; define {signature}"
             return None
     return None

@@ -147,9 +147,8 @@ class Registry:
 
     def _no_hooks(self, ep, dist: str, loaded: Any) -> None:
         """Report an entry point whose object implements no igbench hook (it registered nothing)."""
-        what = f"the {'class' if isinstance(loaded, type) else 'object'} {getattr(loaded, '__name__', type(loaded).__name__)}"
-        if isinstance(loaded, type(importlib)):
-            what = f"the module {loaded.__name__}"
+        kind = "module" if isinstance(loaded, type(importlib)) else "class" if isinstance(loaded, type) else "object"
+        what = f"the {kind} {getattr(loaded, '__name__', type(loaded).__name__)}"
         hint = ""
         if isinstance(loaded, Plugin) or (isinstance(loaded, type) and issubclass(loaded, Plugin)):
             hint = (" (a plugin object is registered from a hook: @hookimpl def igbench_<kinds>(register): "

@@ -28,14 +28,14 @@ def check_attacks(attacks, data, seed: int = 0) -> None:
     """Let each ``(plugin, resolved params)`` of ``attacks`` judge its parameters for ``data``'s inputs
     (:meth:`~igbench.plugin_types.AttackPlugin.check`: ART's constructors), before any model trains or
     loads. A value the attack refuses stops here, as a one-line error."""
+    from ..plugin_checks import DEFINE_TARGETS, defines
     from ..plugin_types import AttackPlugin
 
     preflight = make_context(data, device="cpu", seed=seed)
     for plugin, params in attacks:
-        if plugin.is_targeted(params) and type(plugin).targets is AttackPlugin.targets and "targets" not in vars(plugin):
+        if plugin.is_targeted(params) and not defines(plugin, "targets", AttackPlugin):
             raise PluginError(f"{named(plugin)} is targeted with these parameters but does not define targets(); "
-                              f"define targets(self, model, x, y, params, ctx) returning one target class per input "
-                              f"(igbench.attacks.common.choose_targets gives next, random and least-likely)")
+                              f"{DEFINE_TARGETS}")
         with plugin_call(plugin, "check"):
             plugin.check(params, data.input_shape, preflight)
 

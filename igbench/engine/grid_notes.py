@@ -24,10 +24,10 @@ def chance_level_note(model_id: str, model, clean_accuracy: float, steps: int | 
     where = f"note: {model_id} scores {100 * clean_accuracy:.1f}% on clean data, close to chance ({100 * chance:.0f}%)"
     if steps:
         where += f", after {steps} training batches"
-    momenta = [m.momentum for m in model.modules() if getattr(m, "running_var", None) is not None
-               and isinstance(getattr(m, "momentum", None), float)]
     if steps == 0:  # a defense with its own training loop: igbench's schedule does not reach it
         return f"{where}: its defense trains in its own loop, which --steps does not set; check its training"
+    momenta = [m.momentum for m in model.modules() if getattr(m, "running_var", None) is not None
+               and isinstance(getattr(m, "momentum", None), float)]
     if momenta and steps:
         left = (1 - max(momenta)) ** steps
         if left > 0.01:

@@ -150,11 +150,11 @@ def _load_cached(store: CheckpointStore, key: str, config, arch, arch_params, da
 
     model = build_model(arch, tuple(data.input_shape), data.num_classes, arch_params)
     meta = store.load(key, model)
-    stored = meta.get("monitor")
-    if train.monitor_every and not (stored and stored.get("fits")) and not meta.get("steps"):
+    stored = stored_curve(meta)
+    if train.monitor_every and stored is None and not meta.get("steps"):
         say(f"note: model {key[:12]} comes from the cache; its defense trained in its own loop, so it has no "
             f"training curve to show (--monitor-every measures the shared training loop only)")
-    elif train.monitor_every and not (stored and stored.get("fits")):
+    elif train.monitor_every and stored is None:
         say(f"note: model {key[:12]} comes from the cache and was trained without --monitor-every, so it has no "
             f"training curve; delete {store.path(key)} (or use another --cache-dir) to train it again with one")
     elif train.monitor_every and (stored["every"], stored["eps"]) != (train.monitor_every, train.monitor_eps):
@@ -169,8 +169,14 @@ def _record(model, config: dict[str, Any], key: str, meta: dict[str, Any], cache
     """``obtain_model``'s ``info`` from the checkpoint's metadata (just written, or loaded)."""
     return {"config": config, "config_hash": key, "checkpoint_sha256": weights_sha256(model),
             "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "cached": cached,
-            "ran_on": ran_on_of(meta),
-            **({"monitor": meta["monitor"]} if (meta.get("monitor") or {}).get("fits") else {})}
+            "ran_on": ran_on_of(meta), **({"monitor": curve} if (curve := stored_curve(meta)) else {})}
+
+
+def stored_curve(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The training curve a checkpoint's metadata holds (:mod:`.monitor`), or None when it has none with a
+    fit in it."""
+    curve = meta.get("monitor")
+    return curve if curve and curve.get("fits") else None
 
 
 def ran_on_of(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
