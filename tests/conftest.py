@@ -90,6 +90,15 @@ def install(registry):
     return _install
 
 
+@pytest.fixture
+def one_thread(_quiet_threads):
+    """One torch thread for the test (after ``_quiet_threads``' 1-2): the modules whose tests compare weights
+    or time training use it through ``pytestmark``."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_threads():
     import torch

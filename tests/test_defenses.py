@@ -27,9 +27,7 @@ def _one_thread_for_module_fixtures():
     torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_quiet_threads):
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(data, arch_name="mlp", arch_params=None, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=0,

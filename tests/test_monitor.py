@@ -20,9 +20,7 @@ CONFIG = TrainConfig(steps=STEPS, batch_size=32, lr=1e-3, seed=3)
 MONITORED = dataclasses.replace(CONFIG, monitor_every=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_quiet_threads):
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -25,9 +25,7 @@ from igbench.plugin_types import ArchitecturePlugin, AttackPlugin, DefensePlugin
 PACKAGE = "igbench-broken"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_quiet_threads):
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
