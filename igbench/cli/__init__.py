@@ -71,10 +71,11 @@ def cli() -> None:
 
 
 def _add_commands() -> None:
-    from . import (cache_cmd, explain_cmd, plugins_cmd, replicate_cmd, results_cmd, run_cmd, sweep_cmd,
+    from . import (cache_cmd, explain_cmd, plugins_cmd, replicate_cmd, results_cmd, run_cmd, study_cmd, sweep_cmd,
                    train_cmd)
 
-    for module in (plugins_cmd, run_cmd, train_cmd, sweep_cmd, results_cmd, explain_cmd, replicate_cmd, cache_cmd):
+    for module in (plugins_cmd, run_cmd, train_cmd, sweep_cmd, results_cmd, explain_cmd, study_cmd, replicate_cmd,
+                   cache_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

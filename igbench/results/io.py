@@ -207,7 +207,7 @@ def _n_promised(attacks: dict[str, Any], n_models: int, transfer: bool) -> int:
     return units * (n_models if transfer else 1)
 
 
-def _check_against(validator: Any, data: Any, where: str) -> None:
+def check_against(validator: Any, data: Any, where: str) -> None:
     """Raise a one-line :class:`ResultError` for a non-finite number or the most relevant schema error."""
     from jsonschema.exceptions import best_match
 
@@ -223,7 +223,7 @@ def _check_against(validator: Any, data: Any, where: str) -> None:
 def validate_result(data: Any, source: str | os.PathLike[str] = "<result>") -> None:
     """Raise :class:`ResultError` (one line: ``source: json.path: problem``) unless ``data`` is a valid result."""
     where = os.fspath(source)
-    _check_against(_validator(), data, where)
+    check_against(_validator(), data, where)
     problem = _semantic_problem(data)
     if problem is not None:
         path, message = problem
@@ -251,7 +251,7 @@ def _scores_validator() -> Any:
 
 def validate_scores(data: Any, source: str | os.PathLike[str] = "<scores>") -> None:
     """Raise :class:`ResultError` (one line) unless ``data`` is a valid ``explain-scores.json`` record."""
-    _check_against(_scores_validator(), data, os.fspath(source))
+    check_against(_scores_validator(), data, os.fspath(source))
 
 
 def dumps_result(data: dict[str, Any]) -> str:
@@ -275,7 +275,7 @@ def _reject_constant(name: str) -> Any:
 
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one result file; any problem is a one-line :class:`ResultError` naming the file."""
-    data = _read_json(path)
+    data = read_json(path)
     if isinstance(data, dict) and {"explain", "interpretability", "result"} <= set(data) and "cells" not in data:
         raise ResultError(f"{os.fspath(path)}: is the gradient scores `igbench explain` wrote, not a result file; "
                           f"pass the result it was drawn from ({data['result']})")
@@ -285,12 +285,12 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one ``explain-scores.json`` record (one-line :class:`ResultError` on a problem)."""
-    data = _read_json(path)
+    data = read_json(path)
     validate_scores(data, os.fspath(path))
     return data
 
 
-def _read_json(path: str | os.PathLike[str]) -> Any:
+def read_json(path: str | os.PathLike[str]) -> Any:
     where = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -1,0 +1,156 @@
+"""What ``igbench study make`` does, as a library call: attack a result's models, pick the trials, and write
+the questionnaire for participants and the key for the analysis."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UsageError
+from ..messages import say
+
+#: Trials per model pair unless told otherwise.
+DEFAULT_PER_PAIR = 30
+#: First scored images every model is attacked on, the pool trials are drawn from.
+DEFAULT_CANDIDATES = 1000
+#: What to try when too few examples reach their target in one step.
+ITERATE_HINT = "--param steps=10 --param step_size=0.05 --param stop_at_target=true"
+
+
+@dataclass
+class StudyOutput:
+    folder: Path
+    questionnaire: Path
+    key: Path
+    study: str
+    n_trials: int
+    pairs: list[dict[str, Any]]
+
+
+def chosen_models(result: dict[str, Any], models: Sequence[str] | None, versus: str | None) -> list[str]:
+    """The result's model ids the study compares (all by default), checked: two or more, each in the result,
+    ``versus`` among them."""
+    ids = [m["id"] for m in result["models"]]
+    wanted = list(dict.fromkeys(models)) if models else ids
+    unknown = [m for m in wanted if m not in ids]
+    if unknown:
+        raise UsageError(f"--models: {', '.join(unknown)} not in the result; its models are {', '.join(ids)}")
+    if versus is not None and versus not in wanted:
+        raise UsageError(f"--versus {versus}: not among the models compared ({', '.join(wanted)})")
+    if len(wanted) < 2:
+        raise UsageError(f"a study compares two or more models; {'the result has' if not models else '--models names'} "
+                         f"only {', '.join(wanted)}")
+    return wanted
+
+
+def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm",
+               attack_params: dict[str, Any] | None = None, dataset_params: dict[str, Any] | None = None,
+               data_dir=None, cache_dir=None, device: str = "cpu", models: Sequence[str] | None = None,
+               versus: str | None = None, per_pair: int = DEFAULT_PER_PAIR, candidates: int = DEFAULT_CANDIDATES,
+               reached_only: bool = True, seed: int | None = None, batch_size: int = 256, progress: bool = True,
+               result: dict[str, Any] | None = None) -> StudyOutput:
+    """Attack every compared model on the first ``candidates`` scored images of the result, choose up to
+    ``per_pair`` trials per model pair (:func:`.trials.choose_trials`, seeded with ``seed``, by default the
+    result's), and write ``questionnaire.html`` and ``study-key.json`` into ``out_dir``.
+
+    The attack must aim at a target (the question names it). By default a trial shows only examples that
+    fool their model into the target (``reached_only``): people judge adversarial examples that work. A
+    folder holding another study's key is refused: that key is what its answers are scored with.
+    """
+    from ..atomic import atomic_write_text
+    from ..engine.attack import check_attacks, make_context, run_attack, success_mask
+    from ..engine.cache import CheckpointStore
+    from ..engine.result_models import load_result_models
+    from ..engine.train import predict_logits
+    from ..environment import compute_device
+    from ..interpret.explain import load_result_data
+    from ..interpret.target_alignment import class_means, target_alignment
+    from ..registry import get_registry
+    from ..results.grid import scored_split
+    from ..results.io import read_result
+    from . import questionnaire, record
+    from .trials import Examples, choose_trials, model_pairs
+
+    if per_pair < 1:
+        raise UsageError(f"--trials-per-pair must be >= 1, got {per_pair}")
+    if candidates < 1:
+        raise UsageError(f"--candidates must be >= 1, got {candidates}")
+    result_path = Path(result_path)
+    if result is None:
+        result = read_result(result_path)
+    compared = chosen_models(result, models, versus)
+    plugin = get_registry().get("attack", attack)
+    params = plugin.resolve_params(attack_params or {})
+    if not plugin.is_targeted(params):
+        raise UsageError(f"attack '{plugin.name}' aims at no target class, and the study asks which example looks "
+                         "more like its target; use a targeted attack (tgsm, or jsma)")
+    folder = Path(out_dir)
+    _check_folder_free(folder)
+    data = load_result_data(result, data_dir, dataset_params)
+    seed = int(result["environment"]["seed"]) if seed is None else int(seed)
+    check_attacks([(plugin, params)], data, seed)
+    device = compute_device(device)
+    split = scored_split(result)
+    x_all, y_all = data.scored(split)
+    n = min(int(result["eval"]["n_test"]), int(candidates))
+    x, y = x_all[:n].cpu(), y_all[:n].cpu()
+    loaded = load_result_models(result, CheckpointStore(cache_dir), device)
+    means = class_means(data.train_x, data.train_y, data.num_classes)
+
+    examples = {}
+    for mid in compared:
+        run = run_attack(plugin, params, loaded[mid], x, y, make_context(data, device, seed), batch_size=batch_size,
+                         progress=progress)
+        x_adv, targets, pred = run.x_adv.detach().cpu(), run.targets.cpu(), run.predictions.cpu()
+        clean = predict_logits(loaded[mid], x, batch_size=batch_size).argmax(1).cpu()
+        examples[mid] = Examples(x_adv, targets, success_mask(pred, y, targets),
+                                 target_alignment(x, x_adv, y, targets, means), clean == y)
+    pairs = model_pairs(compared, versus)
+    trials, eligible = choose_trials(x, y, examples, pairs, per_pair, seed, reached_only)
+    pair_records = [{"pair": list(p), "eligible": eligible[p], "trials": min(per_pair, eligible[p])} for p in pairs]
+    short = [f"{a} vs {b}: {eligible[(a, b)]}" for a, b in pairs if eligible[(a, b)] < per_pair]
+    if not trials:
+        raise UsageError(_no_trials_message(plugin.name, n, reached_only, short))
+    if short:
+        say(f"note: fewer eligible images than --trials-per-pair {per_pair} for {'; '.join(short)} (of {n} attacked); "
+            f"{'more --candidates, or an attack that reaches the target more often (' + ITERATE_HINT + ')' if reached_only else 'more --candidates'}")
+
+    lo, hi = float(data.clip_min), float(data.clip_max)
+    left = [questionnaire.png_data_uri(examples[t["left"]].x_adv[t["image"]], lo, hi) for t in trials]
+    right = [questionnaire.png_data_uri(examples[t["right"]].x_adv[t["image"]], lo, hi) for t in trials]
+    recorded = plugin.recorded_params(params)
+    study = record.study_id(trials, result["run_id"], plugin.name, recorded)
+    names = list(data.class_names)
+    page = questionnaire.render(questionnaire.page_data(study, trials, names, left, right))
+    key = {
+        "igbench_study": "1", "study": study, "result": result_path.as_posix(), "run_id": result["run_id"],
+        "dataset": {"name": data.name, "checksum": data.checksum, "split": split},
+        "attack": plugin.name, "attack_params": recorded, "seed": seed, "candidates": n,
+        "reached_only": bool(reached_only), "models": compared, "pairs": pair_records, "class_names": names,
+        "questionnaire": record.QUESTIONNAIRE_FILE, "questionnaire_sha256": hashlib.sha256(page.encode()).hexdigest(),
+        "trials": trials, **record.provenance(),
+    }
+    record.validate(key, "key", folder / record.KEY_FILE)  # before the page: a page without its key is no use
+    folder.mkdir(parents=True, exist_ok=True)
+    page_path = atomic_write_text(folder / record.QUESTIONNAIRE_FILE, page)
+    key_path = record.write_json(folder / record.KEY_FILE, key, "key")
+    return StudyOutput(folder, page_path, key_path, study, len(trials), pair_records)
+
+
+def _check_folder_free(folder: Path) -> None:
+    """Refuse a folder that already holds a study's key: its answers can be scored only with it."""
+    from .record import KEY_FILE
+
+    if (folder / KEY_FILE).exists():
+        raise UsageError(f"{folder} already holds a study ({KEY_FILE}); its answers are scored with that key, so "
+                         "pick another --out (or delete the folder if no one has answered it)")
+
+
+def _no_trials_message(attack: str, n: int, reached_only: bool, short: list[str]) -> str:
+    if reached_only:
+        return (f"no image of the {n} attacked has examples that reach their target against both models of any "
+                f"pair ({'; '.join(short)}); iterate the attack ({ITERATE_HINT}), raise its eps, or show examples "
+                f"that did not reach the target (--all-examples)")
+    return f"no image of the {n} attacked has a changed example of the same target for both models of any pair ({attack})"

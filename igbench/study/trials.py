@@ -1,0 +1,79 @@
+"""Which images the study shows: for each pair of models, test images both models classify correctly, on
+which both models' examples aim at the same target, changed the image and (by default) reached their
+target, drawn at random (seeded); each pair's two examples on random sides; all trials in one random
+order."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+
+class Examples(NamedTuple):
+    """One model's adversarial examples of the candidate images (all ``(N, ...)`` tensors on the CPU)."""
+
+    x_adv: Any
+    #: the class each example was pushed toward
+    targets: Any
+    #: whether the model classifies the example as its target
+    reached: Any
+    #: per-image :func:`igbench.interpret.target_alignment.target_alignment` (NaN where undefined)
+    alignment: Any
+    #: whether the model classifies the clean image as its label
+    clean_correct: Any
+
+
+def model_pairs(models: Sequence[str], versus: str | None = None) -> list[tuple[str, str]]:
+    """Every unordered pair of ``models`` in their order, or, with ``versus``, that model against each other."""
+    if versus is not None:
+        return [(versus, m) for m in models if m != versus]
+    return [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+
+
+def eligible(x, y, first: Examples, second: Examples, reached_only: bool = True):
+    """Boolean mask of the images a trial of this pair may show: both models classify the clean image
+    correctly, both examples aim at the same class (not the label) and changed the image, and with
+    ``reached_only`` both fool their model into that class (not merely a class it read before the attack)."""
+    changed_first = (first.x_adv - x).flatten(1).abs().amax(1) > 0
+    changed_second = (second.x_adv - x).flatten(1).abs().amax(1) > 0
+    mask = (first.targets == second.targets) & (first.targets != y) & changed_first & changed_second
+    mask &= first.clean_correct & second.clean_correct
+    if reached_only:
+        mask &= first.reached & second.reached
+    return mask
+
+
+def choose_trials(x, y, examples: dict[str, Examples], pairs: list[tuple[str, str]], per_pair: int, seed: int,
+                  reached_only: bool = True) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+    """The trials (numbered from 1 in their shown order) and, per pair, how many images were eligible.
+
+    A trial records the image's index among the candidates, its label and target, the model on each side
+    and each side's alignment with the target (the stand-in's verdict, kept in the key for comparison).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed))
+    trials, counts = [], {}
+    for a, b in pairs:
+        mask = eligible(x, y, examples[a], examples[b], reached_only)
+        idx = mask.nonzero().flatten()
+        counts[(a, b)] = int(idx.numel())
+        picked = idx[torch.randperm(idx.numel(), generator=gen)[:per_pair]]
+        swap = torch.randint(0, 2, (picked.numel(),), generator=gen).bool()
+        for i, flip in zip(picked.tolist(), swap.tolist()):
+            left, right = (b, a) if flip else (a, b)
+            trials.append({
+                "image": i, "label": int(y[i]), "target": int(examples[a].targets[i]), "pair": [a, b],
+                "left": left, "right": right,
+                "left_alignment": _finite(examples[left].alignment[i]),
+                "right_alignment": _finite(examples[right].alignment[i]),
+            })
+    order = torch.randperm(len(trials), generator=gen).tolist()
+    shown = [trials[k] for k in order]
+    for number, trial in enumerate(shown, start=1):
+        trial["trial"] = number
+    return shown, counts
+
+
+def _finite(value) -> float | None:
+    v = float(value)
+    return v if v == v else None
