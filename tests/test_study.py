@@ -200,6 +200,14 @@ def test_study_make_and_score_end_to_end(shared_data, two_models, tmp_path):
     # bob always agrees with the stand-in; ann (always the plain model's example) where it scores that one higher
     assert stand_in["answers"] == 48 and stand_in["chosen"] == 24 + bob_picks_none
     assert "people first/second/tied" in scored.output and f"scores: {folder / 'study-scores.json'}" in scored.output
+    checked = CliRunner().invoke(cli, ["validate", str(folder / "study-key.json"), str(folder / "study-scores.json")])
+    assert checked.exit_code == 0 and checked.output.count("ok ") == 2, checked.output  # not read as results
+    key["trials"][0]["left_alignment"] = 1.5
+    broken = tmp_path / "broken" / "study-key.json"
+    broken.parent.mkdir()
+    broken.write_text(json.dumps(key))
+    refused = CliRunner().invoke(cli, ["validate", str(broken)])
+    assert refused.exit_code != 0 and "trials[0].left_alignment: 1.5 is greater than the maximum of 1" in refused.output
 
 
 def test_study_refusals_are_one_line(shared_data, two_models, tmp_path):

@@ -57,18 +57,27 @@ def write_json(path: Path, data: dict[str, Any], part: str) -> Path:
     return atomic_write_text(path, dumps_result(data))
 
 
-def read_key(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """The key of the study in ``folder`` (a study folder, or its key file), validated."""
+def read_study_file(path: str | os.PathLike[str], part: str) -> dict[str, Any]:
+    """A study's key (``part="key"``) or scores (``"scores"``) file, read and validated (one-line errors)."""
     from ..results.io import read_json
 
+    data = read_json(path)
+    validate(data, part, path)
+    return data
+
+
+#: The file names ``igbench validate`` checks against this schema, and the part each holds.
+STUDY_FILES = {KEY_FILE: "key", SCORES_FILE: "scores"}
+
+
+def read_key(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The key of the study in ``folder`` (a study folder, or its key file), validated."""
     path = Path(folder)
     if path.is_dir():
         path = path / KEY_FILE
     if not path.is_file():
         raise UsageError(f"{path}: no study key here; pass the folder `igbench study make` wrote")
-    data = read_json(path)
-    validate(data, "key", path)
-    return path, data
+    return path, read_study_file(path, "key")
 
 
 def provenance() -> dict[str, Any]:
