@@ -96,7 +96,7 @@ class AttackRun(NamedTuple):
 
 
 def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackContext, batch_size: int = 500,
-               progress: bool = True, optimize: bool = True) -> AttackRun:
+               progress: bool = True, optimize: bool = True, label: str | None = None) -> AttackRun:
     """Attack ``(x, y)`` in batches on the model's device.
 
     ``params`` are resolved (and checked) by the plugin first. For each batch the attack's ``targets``
@@ -104,7 +104,7 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     adversarial batch. The model's train/eval flags are restored afterwards. With ``optimize`` (default)
     the attack runs on :func:`~igbench.engine.inference.inference_copy` of the model (the same function,
     faster; native and ``art:`` attacks alike), which also makes the predictions; ``model`` itself is
-    never modified.
+    never modified. ``label`` (a model id) names the model on the progress bar.
     """
     import torch
 
@@ -125,7 +125,7 @@ def run_attack(attack, params: dict[str, Any] | None, model, x, y, ctx: AttackCo
     batch_size = max(1, int(batch_size))
     outs, tgts, preds = [], [], []
     seconds = 0.0
-    bar = progress_bar(n, f"attack {attack.name}", unit="img", enabled=progress)
+    bar = progress_bar(n, f"attack {attack.name}" + (f" on {label}" if label else ""), unit="img", enabled=progress)
     try:
         with eval_mode(model):
             if optimize:

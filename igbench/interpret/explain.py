@@ -197,7 +197,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     for mid, model in models.items():
         summary = interpretability_summary(model, x_score, y_score, gradient=gradient, batch_size=batch_size)
         aligned = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
-                                        means, batch_size=batch_size, progress=progress)
+                                        means, batch_size=batch_size, progress=progress, label=mid)
         scores[mid] = {**summary, **aligned.entry(), "n_images": n_score}
     record = explain_record(plugin.name, plugin.recorded_params(params), gradient, n_score, baseline)
     scores_json = write_scores(out / SCORES_FILE, result_path, record,

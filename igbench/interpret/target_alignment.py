@@ -91,12 +91,12 @@ class Alignment(NamedTuple):
 
 
 def adversarial_alignment(model, attack, params: dict[str, Any], x, y, ctx, means, batch_size: int = 256,
-                          progress: bool = False) -> Alignment:
+                          progress: bool = False, label: str | None = None) -> Alignment:
     """:func:`target_alignment` of ``attack``'s examples against ``model``, summarized as an
     :class:`Alignment`: over every image where it is defined, and over those whose example reached its target."""
     from ..engine.attack import run_attack, success_mask
 
-    run = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress)
+    run = run_attack(attack, params, model, x, y, ctx, batch_size=batch_size, progress=progress, label=label)
     # untargeted: the class each example was pushed into
     targets = run.predictions if run.targets is None else run.targets
     per_image = target_alignment(x, run.x_adv, y, targets, means)

@@ -102,7 +102,7 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
     examples = {}
     for mid in compared:
         run = run_attack(plugin, params, loaded[mid], x, y, make_context(data, device, seed), batch_size=batch_size,
-                         progress=progress)
+                         progress=progress, label=mid)
         x_adv, targets, pred = run.x_adv.detach().cpu(), run.targets.cpu(), run.predictions.cpu()
         clean = predict_logits(loaded[mid], x, batch_size=batch_size).argmax(1).cpu()
         examples[mid] = Examples(x_adv, targets, success_mask(pred, y, targets),
