@@ -4,6 +4,7 @@ the key, reading answers and their tally, end to end on a real two-model MNIST r
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import io
 import json
@@ -22,7 +23,7 @@ DRIVER = Path(__file__).parent / "fixtures" / "questionnaire_driver.js"
 
 
 # --------------------------------------------------------------------------- pure parts
-def test_trials_show_only_comparable_examples_on_random_sides():
+def test_trials_show_comparable_examples_each_image_once_sides_balanced():
     from igbench.study.trials import Examples, choose_trials, model_pairs
 
     n = 400
@@ -46,9 +47,14 @@ def test_trials_show_only_comparable_examples_on_random_sides():
                 "c": Examples(unchanged, targets, reached, align + 0.1, wrong_before)}
     assert model_pairs(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "c")]
     assert model_pairs(["a", "b", "c"], versus="c") == [("c", "a"), ("c", "b")]
-    trials, eligible = choose_trials(x, y, examples, model_pairs(["a", "b", "c"]), 120, seed=3)
+    trials, eligible = choose_trials(x, y, examples, model_pairs(["a", "b", "c"]), 60, seed=3)
     assert eligible == {("a", "b"): 250, ("a", "c"): 340, ("b", "c"): 190}
-    assert [t["trial"] for t in trials] == list(range(1, 361))
+    assert [t["trial"] for t in trials] == list(range(1, 181))
+    images = [t["image"] for t in trials]
+    assert len(set(images)) == len(images)  # no picture is shown twice
+    for pair in (["a", "b"], ["a", "c"], ["b", "c"]):
+        mine = [t for t in trials if t["pair"] == pair]
+        assert len(mine) == 60 and sum(t["left"] == pair[0] for t in mine) == 30  # balanced sides
     for t in trials:
         a, b = t["pair"]
         assert {t["left"], t["right"]} == {a, b} and t["target"] == 1 and t["label"] == 0
@@ -58,43 +64,114 @@ def test_trials_show_only_comparable_examples_on_random_sides():
             assert not 150 <= t["image"] < 200 and t["image"] < 390
         side = {t["left"]: t["left_alignment"], t["right"]: t["right_alignment"]}
         assert side["a"] == pytest.approx(0.3) if "a" in side else side["c"] == pytest.approx(0.4)
-    on_left = sum(t["left"] == t["pair"][0] for t in trials) / len(trials)
-    assert 0.4 < on_left < 0.6  # sides drawn at random
     assert [t["pair"] for t in trials[:20]] != [t["pair"] for t in sorted(trials, key=lambda t: t["pair"])][:20]
-    again, _ = choose_trials(x, y, examples, model_pairs(["a", "b", "c"]), 120, seed=3)
+    again, _ = choose_trials(x, y, examples, model_pairs(["a", "b", "c"]), 60, seed=3)
     assert again == trials  # seeded
+    odd, _ = choose_trials(x, y, examples, [("a", "c")], 51, seed=3)
+    assert sum(t["left"] == "a" for t in odd) in (25, 26)  # an odd count: one more or less
+    # not enough images for everyone: the pairs take turns, so the last pair is not starved
+    few, _ = choose_trials(x[:260], y[:260], {k: Examples(*(v[:260] for v in e)) for k, e in examples.items()},
+                           model_pairs(["a", "b", "c"]), 1000, seed=3)
+    counts = {tuple(p): sum(t["pair"] == p for t in few) for p in (["a", "b"], ["a", "c"], ["b", "c"])}
+    # every image serves some pair, once; b-c, eligible on only 60 of them (200..259), still gets a fair share
+    assert sum(counts.values()) == 260 and counts[("b", "c")] >= 30, counts
     with_all, counts = choose_trials(x, y, examples, [("a", "b")], 1000, seed=3, reached_only=False)
     assert counts[("a", "b")] == 300 and len(with_all) == 300
 
 
-def test_shares_are_exact_binomial_tests_with_wilson_intervals():
-    from igbench.study.statistics import share
+def test_shares_are_exact_binomial_tests_with_wilson_intervals_and_holm_adjusts():
+    from igbench.study.statistics import holm, share
 
     s = share(9, 10)
     assert s.share == 0.9 and s.p_value == pytest.approx(22 / 1024)  # P(X >= 9) + P(X <= 1), X ~ Bin(10, 1/2)
     assert s.low == pytest.approx(0.5958, abs=1e-3) and s.high == pytest.approx(0.9821, abs=1e-3)  # Wilson, 95%
     assert share(5, 10).p_value == 1.0 and share(0, 0).share is None
+    # Holm: sorted 0.01, 0.02, 0.04 times 3, 2, 1, kept increasing; a missing test stays missing
+    assert holm([0.04, None, 0.01, 0.02]) == [pytest.approx(0.04), None, pytest.approx(0.03), pytest.approx(0.04)]
+    assert holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def _answer(person, trial, choice, mirrored=False, seconds=None):
+    from igbench.study.answers import Answer
+
+    return Answer(person, trial, choice, mirrored, seconds, "")
 
 
 def test_answers_are_tallied_per_pair_per_participant_and_per_model():
-    from igbench.study.answers import Answer
-    from igbench.study.scoring import score_answers
+    from igbench.study.scoring import participant_summary, score_answers
 
     trials = [{"trial": 1, "pair": ["a", "b"], "left": "a", "right": "b", "left_alignment": 0.5, "right_alignment": 0.1},
               {"trial": 2, "pair": ["a", "b"], "left": "b", "right": "a", "left_alignment": 0.2, "right_alignment": 0.3},
               {"trial": 3, "pair": ["a", "c"], "left": "c", "right": "a", "left_alignment": None, "right_alignment": 0.3}]
-    answers = [Answer("p", 1, "left", None, ""), Answer("p", 2, "right", None, ""), Answer("p", 3, "left", None, ""),
-               Answer("q", 1, "right", None, ""), Answer("q", 2, "right", None, "")]
-    out = score_answers(trials, answers, ["a", "b", "c"])
-    ab, ac = out["pairs"]
-    assert ab["pair"] == ["a", "b"] and (ab["chosen"], ab["answers"]) == (3, 4)  # a picked by p twice, q once
+    # p sees the key's layout and picks a, a, c; q sees it mirrored: screen right is the key's left
+    answers = [_answer("p", 1, "left"), _answer("p", 2, "right"), _answer("p", 3, "left"),
+               _answer("q", 1, "left", mirrored=True), _answer("q", 2, "left", mirrored=True)]
+    out = score_answers(trials, answers, ["a", "b", "c"], [["a", "b"], ["a", "c"], ["b", "c"]])
+    ab, ac, bc = out["pairs"]  # in the key's order, a pair without answers too
+    assert ab["pair"] == ["a", "b"] and (ab["chosen"], ab["answers"]) == (3, 4)  # q: b on trial 1, a on trial 2
     assert (ab["participants_preferring_first"], ab["participants_preferring_second"], ab["participants_tied"]) == (1, 0, 1)
+    assert ab["participants_p_value"] == 1.0  # one person of one: no evidence
     assert ac["pair"] == ["a", "c"] and (ac["chosen"], ac["answers"]) == (0, 1)
+    assert bc["answers"] == 0 and bc["share"] is None and bc["p_value_holm"] is None
+    assert ab["p_value_holm"] == pytest.approx(min(1.0, 2 * ab["p_value"]))
     models = {m["model"]: (m["chosen"], m["answers"]) for m in out["models"]}
     assert models == {"a": (3, 5), "b": (1, 4), "c": (1, 1)}
-    assert (out["position"]["chosen"], out["position"]["answers"]) == (2, 5)
-    # trial 3 has no stand-in verdict; of the other four answers, p's two and q's second agree with it
+    assert (out["position"]["chosen"], out["position"]["answers"]) == (4, 5)  # on screen: p left twice, q twice
+    # trial 3 has no stand-in verdict; of the other four answers p's two and q's second pick the higher one
     assert (out["stand_in"]["chosen"], out["stand_in"]["answers"]) == (3, 4)
+    people = participant_summary([_answer("fast", t, "left", seconds=0.2) for t in range(1, 11)]
+                                 + [_answer("slow", 1, "left", seconds=3.0), _answer("slow", 2, "right", seconds=5.0)])
+    assert people == [
+        {"participant": "fast", "answers": 10, "median_seconds": 0.2, "left_share": 1.0, "flags": ["fast", "one_side"]},
+        {"participant": "slow", "answers": 2, "median_seconds": 4.0, "left_share": 0.5, "flags": []}]
+
+
+def test_answer_files_as_spreadsheets_save_them_are_read_and_mistakes_named(tmp_path, capsys):
+    from igbench.errors import UsageError
+    from igbench.study.answers import read_answers
+
+    sid = "0123456789ab"
+
+    def read(*texts, encoding="utf-8"):
+        paths = []
+        for i, text in enumerate(texts):
+            paths.append(tmp_path / f"a{i}.csv")
+            paths[-1].write_bytes(text.encode(encoding))
+        return read_answers(paths, sid, 5)
+
+    def refused(*texts) -> str:
+        with pytest.raises(UsageError) as exc:
+            read(*texts)
+        assert "\n" not in str(exc.value)
+        return str(exc.value)
+
+    head = "study,participant,trial,choice,mirrored,seconds\n"
+    plain = read(head + f"{sid},p,1,left,1,2.5\n{sid},p,2,RIGHT,0,\n")
+    assert [(a.trial, a.choice, a.mirrored, a.seconds) for a in plain] == [(1, "left", True, 2.5), (2, "right", False, None)]
+    assert plain[0].chose_key_side() == "right" and plain[1].chose_key_side() == "right"
+    excel = read(f"Study;Participant;Trial;Choice\r\n{sid};p;3;left\r\n", encoding="utf-8-sig")  # ; and a BOM
+    assert [(a.trial, a.mirrored) for a in excel] == [(3, False)]  # no mirrored column: the key's layout
+    wide = read(f"\ufeffstudy\tparticipant\ttrial\tchoice\n{sid}\tp\t4\tright\n", encoding="utf-16")
+    assert [(a.trial, a.choice) for a in wide] == [(4, "right")]
+    capsys.readouterr()
+    joined = read(head + f"{sid},p,1,left,0,1\n" + head + f"{sid},q,1,right,0,1\n", "", head + f"{sid},p,1,left,0,1\n")
+    notes = capsys.readouterr().err
+    assert len(joined) == 2 and "1 repeated header row(s) skipped" in notes and "a1.csv is empty" in notes
+    assert "1 answer(s) appear twice with the same choice" in notes and "holds answers of 2 participants" in notes
+    assert "participant 'p' answered trial 1 right here and left at" in refused(
+        head + f"{sid},p,1,left,0,1\n", head + f"{sid},p,1,right,0,1\n")
+    # the line of a problem, blank lines counted
+    assert refused(head + f"\n\n{sid},p,x,left,0,1\n").startswith(f"{tmp_path / 'a0.csv'}:4: trial 'x'")
+    assert "more fields than the header" in refused(head + f"{sid},p,1,left,0,1,EXTRA\n")
+    for bad in ("nan", "-1", "inf", "soon"):
+        assert "is not a time" in refused(head + f"{sid},p,1,left,0,{bad}\n")
+    assert "mirrored 'yes'" in refused(head + f"{sid},p,1,left,yes,1\n")
+    assert "not this study" in refused(head + "ffffffffffff,p,1,left,0,1\n")
+    assert "trial 6 is not in this study (trials 1 to 5)" in refused(head + f"{sid},p,6,left,0,1\n")
+    assert "write left or right" in refused(head + f"{sid},p,1,A,0,1\n")
+    assert "no participant" in refused(head + f"{sid}, ,1,left,0,1\n")
+    assert "no column choice" in refused("study;participant;trial\n")
+    assert "no answers in" in refused(head)
 
 
 # --------------------------------------------------------------------------- the commands, on a real result
@@ -123,7 +200,23 @@ def _pixels(uri: str) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).float()[None] / 255
 
 
-def test_study_make_and_score_end_to_end(shared_data, two_models, tmp_path):
+def _make(result_path, cache, shared_data, folder, *args):
+    return CliRunner().invoke(cli, ["study", "make", str(result_path), "--out", str(folder), "--data-dir",
+                                    str(shared_data), "--cache-dir", str(cache), "--device", "cpu", "--no-progress",
+                                    *args])
+
+
+@pytest.fixture(scope="module")
+def study(shared_data, two_models, tmp_path_factory):
+    """A study of the two models: 24 trials of TGSM eps 0.3 (the default), drawn from 300 images."""
+    result_path, cache = two_models
+    folder = tmp_path_factory.mktemp("made") / "study"
+    made = _make(result_path, cache, shared_data, folder, "--trials-per-pair", "24", "--candidates", "300")
+    assert made.exit_code == 0, made.output
+    return folder, made.output
+
+
+def test_study_make_writes_a_blind_page_whose_images_are_the_keys(shared_data, two_models, study):
     from igbench.engine.attack import make_context, run_attack
     from igbench.engine.cache import CheckpointStore
     from igbench.engine.result_models import load_result_models
@@ -133,35 +226,37 @@ def test_study_make_and_score_end_to_end(shared_data, two_models, tmp_path):
     from igbench.study.record import validate
 
     result_path, cache = two_models
-    folder = tmp_path / "study"
-    made = CliRunner().invoke(cli, ["study", "make", str(result_path), "--out", str(folder), "--data-dir",
-                                    str(shared_data), "--cache-dir", str(cache), "--device", "cpu",
-                                    "--trials-per-pair", "24", "--no-progress"])
-    assert made.exit_code == 0, made.output
+    folder, output = study
     key = json.loads((folder / "study-key.json").read_text())
     validate(key, "key", "key")
     html = (folder / "questionnaire.html").read_text()
     assert key["questionnaire_sha256"] == hashlib.sha256((folder / "questionnaire.html").read_bytes()).hexdigest()
     page = _page_data(html)
-    assert made.output.startswith(f"study {key['study']}: 24 trials") and "questionnaire.html" in made.output
+    assert output.startswith(f"study {key['study']}: 24 trials") and "questionnaire.html" in output
     assert key["models"] == ["none", "gradreg[lambda=100]"] and key["attack"] == "tgsm"
-    assert key["attack_params"]["eps"] == 0.3 and key["candidates"] == 200 and key["reached_only"] is True
+    assert key["attack_params"]["eps"] == 0.3 and key["candidates"] == 300 and key["reached_only"] is True
+    assert key["candidates"] > read_result(result_path)["eval"]["n_test"]  # not limited to the scored images
     # blind: the page holds the study, the trial numbers, the target's name and two images; no model
     assert page["study"] == key["study"] and all(set(t) == {"trial", "target", "left", "right"} for t in page["trials"])
     assert "gradreg" not in html and "lambda" not in html
     assert [t["target"] for t in page["trials"]] == [str(t["target"]) for t in key["trials"]]
+    assert sum(t["left"] == "none" for t in key["trials"]) == 12  # sides balanced
+    assert len({t["image"] for t in key["trials"]}) == 24
 
     # each side shows the example the key says: the attack re-run against each model gives those pixels
     result = read_result(result_path)
     data = load_result_data(result, shared_data)
     models = load_result_models(result, CheckpointStore(cache), "cpu")
     tgsm = get_registry().get("attack", "tgsm")
-    x, y = data.test_x[:200], data.test_y[:200]
+    x, y = data.test_x[:300], data.test_y[:300]
     adv = {m: run_attack(tgsm, {"eps": 0.3}, models[m], x, y, make_context(data, "cpu", 0), progress=False).x_adv
            for m in key["models"]}
     mismatched_other_side = 0
     for shown, trial in zip(page["trials"], key["trials"]):
         assert int(y[trial["image"]]) == trial["label"]
+        for m in key["models"]:  # both models read the clean image right, and the example as the target
+            assert int(models[m](x[trial["image"]][None]).argmax()) == trial["label"]
+            assert int(models[m](adv[m][trial["image"]][None]).argmax()) == trial["target"]
         for side in ("left", "right"):
             pixels = _pixels(shown[side])
             assert torch.allclose(pixels, adv[trial[side]][trial["image"]], atol=0.6 / 255)
@@ -169,39 +264,58 @@ def test_study_make_and_score_end_to_end(shared_data, two_models, tmp_path):
             mismatched_other_side += not torch.allclose(pixels, adv[other][trial["image"]], atol=0.6 / 255)
     assert mismatched_other_side == 2 * len(key["trials"])  # a swapped side would have been caught
 
-    # a participant answers in the page itself (node drives its script): the CSV it saves is what score reads
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: the questionnaire's script was not run")
-    choices = "".join("l" if t["left"] == "none" else "r" for t in key["trials"])  # always the plain model's
-    driven = subprocess.run(["node", str(DRIVER), str(folder / "questionnaire.html"), "ann, \"a\"", choices],
-                            capture_output=True, text=True, check=True)
-    saved = json.loads(driven.stdout)
-    assert saved["resumed"] == "Trial 13 of 24"  # a reload went on where the participant had stopped
-    page_answers = tmp_path / "ann.csv"
-    page_answers.write_text(saved["csv"], newline="")
-    # a second participant who picks the image the stand-in scores higher
-    rows = ["study,participant,trial,choice"] + [
-        f"{key['study']},bob,{t['trial']},{'left' if t['left_alignment'] > t['right_alignment'] else 'right'}"
-        for t in key["trials"]]
-    (tmp_path / "bob.csv").write_text("\n".join(rows) + "\n")
 
-    scored = CliRunner().invoke(cli, ["study", "score", str(folder), str(page_answers), str(tmp_path / "bob.csv")])
+def test_study_score_end_to_end(study, tmp_path):
+    from igbench.study.record import validate
+
+    folder, _ = study
+    key = json.loads((folder / "study-key.json").read_text())
+    sid, trials = key["study"], key["trials"]
+    # bob picks the image the stand-in scores higher, on a page mirrored for him; cat always clicks left
+    bob = ["study,participant,trial,choice,mirrored,seconds"] + [
+        f"{sid},bob,{t['trial']},{'right' if t['left_alignment'] > t['right_alignment'] else 'left'},1,2.0"
+        for t in trials]
+    cat = ["study,participant,trial,choice"] + [f"{sid},cat,{t['trial']},left" for t in trials]
+    (tmp_path / "bob.csv").write_text("\n".join(bob) + "\n")
+    (tmp_path / "cat.csv").write_text("\n".join(cat) + "\n")
+    out = tmp_path / "scores" / "s.json"
+    scored = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), str(tmp_path / "cat.csv"),
+                                      "--out", str(out)])
     assert scored.exit_code == 0, scored.output
-    scores = json.loads((folder / "study-scores.json").read_text())
+    scores = json.loads(out.read_text())
     validate(scores, "scores", "scores")
-    assert [p["participant"] for p in scores["participants"]] == ['ann, "a"', "bob"]
-    assert all(p["answers"] == 24 for p in scores["participants"])
     (pair,) = scores["pairs"]
+    bob_picks_none = sum((t["left"] == "none") == (t["left_alignment"] > t["right_alignment"]) for t in trials)
     assert pair["pair"] == ["none", "gradreg[lambda=100]"] and pair["answers"] == 48
-    bob_picks_none = sum((t["left"] == "none") == (t["left_alignment"] > t["right_alignment"]) for t in key["trials"])
-    assert pair["chosen"] == 24 + bob_picks_none
-    assert (pair["participants_preferring_first"] + pair["participants_tied"] + pair["participants_preferring_second"]) == 2
-    stand_in = scores["stand_in"]
-    # bob always agrees with the stand-in; ann (always the plain model's example) where it scores that one higher
-    assert stand_in["answers"] == 48 and stand_in["chosen"] == 24 + bob_picks_none
-    assert "people first/second/tied" in scored.output and f"scores: {folder / 'study-scores.json'}" in scored.output
+    # cat's side preference favours neither model: the key puts none on the left in 12 of 24 trials
+    assert pair["chosen"] == bob_picks_none + 12
+    bob_prefers = "first" if 2 * bob_picks_none > 24 else "second"
+    assert pair[f"participants_preferring_{bob_prefers}"] == 1 and pair["participants_tied"] == 1
+    cat_agrees = sum(t["left_alignment"] > t["right_alignment"] for t in trials)  # cat picks the key's left
+    assert (scores["stand_in"]["chosen"], scores["stand_in"]["answers"]) == (24 + cat_agrees, 48)
+    assert scores["position"]["chosen"] == (24 - cat_agrees) + 24  # bob's left clicks (mirrored) and all of cat's
+    assert [(p["participant"], p["flags"]) for p in scores["participants"]] == [("bob", []), ("cat", ["one_side"])]
+    assert "answers that may not be judgements: cat (one_side)" in scored.output
+    assert "people first/second/tied" in scored.output and f"scores: {out}" in scored.output
+    table = (out.parent / "study-answers.csv").read_text().splitlines()
+    assert len(table) == 49 and table[0].startswith("participant,trial,image,label,target,first_model")
+    # --exclude leaves a participant out, and says so
+    without = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), str(tmp_path / "cat.csv"),
+                                       "--exclude", "cat", "--out", str(tmp_path / "x.json")])
+    assert without.exit_code == 0 and "1 excluded (cat)" in without.output, without.output
+    assert json.loads((tmp_path / "x.json").read_text())["pairs"][0]["answers"] == 24
+    # the study's own files and the answers cannot be written over
+    for target in (folder / "study-key.json", folder / "questionnaire.html", tmp_path / "bob.csv"):
+        refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out", str(target)])
+        assert refused.exit_code != 0 and "choose another path" in refused.output, refused.output
+    assert json.loads((folder / "study-key.json").read_text()) == key
+    checked = CliRunner().invoke(cli, ["validate", str(folder / "study-key.json"), str(out)])
+    assert checked.exit_code != 0  # s.json is not named as a study's scores: read as a result, and refused
+    assert "is a study's scores (`igbench study`), not a result file" in checked.output
+    default = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv")])
+    assert default.exit_code == 0, default.output
     checked = CliRunner().invoke(cli, ["validate", str(folder / "study-key.json"), str(folder / "study-scores.json")])
-    assert checked.exit_code == 0 and checked.output.count("ok ") == 2, checked.output  # not read as results
+    assert checked.exit_code == 0 and checked.output.count("ok ") == 2, checked.output
     key["trials"][0]["left_alignment"] = 1.5
     broken = tmp_path / "broken" / "study-key.json"
     broken.parent.mkdir()
@@ -210,48 +324,102 @@ def test_study_make_and_score_end_to_end(shared_data, two_models, tmp_path):
     assert refused.exit_code != 0 and "trials[0].left_alignment: 1.5 is greater than the maximum of 1" in refused.output
 
 
-def test_study_refusals_are_one_line(shared_data, two_models, tmp_path):
-    result_path, cache = two_models
-    common = ["--data-dir", str(shared_data), "--cache-dir", str(cache), "--device", "cpu", "--no-progress"]
+def test_a_key_that_contradicts_itself_is_refused_in_one_line(study, tmp_path):
+    from igbench.errors import ResultError
+    from igbench.study.record import validate
 
-    def make(*args):
-        return CliRunner().invoke(cli, ["study", "make", str(result_path), *args, *common])
+    folder, _ = study
+    key = json.loads((folder / "study-key.json").read_text())
+    for mend, message in [
+        (lambda k: k["trials"][0].update(trial=999), "trials[0].trial: 999: trials are numbered 1 to 24 in order"),
+        (lambda k: k["trials"][0].update(left="typo"), "trials[0].left: sides 'typo' and"),
+        (lambda k: k["trials"][0].update(right=k["trials"][0]["left"]), "trials[0].left: sides"),
+        (lambda k: k["trials"][0].update(target=k["trials"][0]["label"]), "trials[0].target: the target is the label"),
+        (lambda k: k["trials"][0].update(image=10_000), "trials[0].image: 10000 is beyond the 300 candidates"),
+        (lambda k: k["pairs"][0].update(trials=23), "pairs[0].trials: 23, but 24 trials show the pair"),
+        (lambda k: k.update(junk=1), "junk"),
+        (lambda k: k["pairs"][0].update(pair=["none", "none"]), "pairs[0].pair"),
+    ]:
+        broken = json.loads(json.dumps(key))
+        mend(broken)
+        with pytest.raises(ResultError) as exc:
+            validate(broken, "key", "k.json")
+        assert message in str(exc.value) and "\n" not in str(exc.value), (message, str(exc.value))
+
+
+def test_the_page_as_a_participant_uses_it(study, tmp_path):
+    """node runs the page's own script: clicks and arrow keys, a double click and a held key (ignored), Back
+    (the earlier answer outlined, and answering returns to where the participant was), a reload (resumed
+    in the same order); the CSV it saves is what `study score` reads."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the questionnaire's script was not run")
+    folder, _ = study
+    key = json.loads((folder / "study-key.json").read_text())
+    wanted = "".join("l" if t["left"] == "none" else "r" for t in key["trials"])  # always the plain model's
+    runs = {}
+    for person in ("=ann, \"a\"", "ben"):
+        driven = subprocess.run(["node", str(DRIVER), str(folder / "questionnaire.html"), person, wanted],
+                                capture_output=True, text=True, check=True)
+        runs[person] = json.loads(driven.stdout)
+    ann = runs["=ann, \"a\""]
+    first, second = ann["after_double_click"]
+    assert int(second.split()[1]) == int(first.split()[1]) + 1  # a double click and held keys: one answer
+    assert ann["back_at"] == "Trial 1 of 24" and ann["outlined"] in ("chosen|", "|chosen")
+    assert ann["after_reanswer"] == second and ann["resumed"] == second
+    (tmp_path / "ann.csv").write_text(ann["csv"], newline="")
+    (tmp_path / "ben.csv").write_text(runs["ben"]["csv"], newline="")
+    rows = list(csv.DictReader(io.StringIO(ann["csv"])))
+    assert {r["participant"] for r in rows} == {"'=ann, \"a\""}  # a formula-looking code is quoted for spreadsheets
+    assert len(rows) == 24 and {r["mirrored"] for r in rows} in ({"0"}, {"1"})
+    from igbench.study.answers import read_answers
+
+    answers = read_answers([tmp_path / "ann.csv", tmp_path / "ben.csv"], key["study"], 24)
+    by_trial = {t["trial"]: t for t in key["trials"]}
+    off = [a for a in answers if by_trial[a.trial][a.chose_key_side()] != "none"]
+    # every answer picked the plain model's example but the one the double click gave, on the left of the screen
+    assert len(off) <= 2 and all(a.choice == "left" for a in off), off
+    scored = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "ann.csv"), str(tmp_path / "ben.csv"),
+                                      "--out", str(tmp_path / "s.json")])
+    assert scored.exit_code == 0, scored.output
+    (pair,) = json.loads((tmp_path / "s.json").read_text())["pairs"]
+    assert pair["chosen"] == 48 - len(off) and pair["participants_preferring_first"] == 2
+
+
+def test_the_page_keeps_its_script_whatever_the_class_names():
+    from igbench.study.questionnaire import page_data, render
+
+    names = ["<!--<script>", "@SCRIPT@", "</script><b>", "a & b", "7"]
+    trials = [{"trial": k + 1, "target": k} for k in range(5)]
+    html = render(page_data("0123456789ab", trials, names, ["data:l"] * 5, ["data:r"] * 5))
+    block = re.search(r'<script id="study-data" type="application/json">(.*?)</script>', html, re.S)[1]
+    assert "<" not in block and ">" not in block and "&" not in block
+    assert [t["target"] for t in json.loads(block)["trials"]] == names
+    assert html.count("<script") == 2 and html.count("function answersCsv") == 1
+
+
+def test_study_refusals_are_one_line(shared_data, two_models, study, tmp_path):
+    result_path, cache = two_models
+
+    def make(*args, out="x"):
+        return _make(result_path, cache, shared_data, tmp_path / out, *args)
 
     def error(run) -> str:
         assert run.exit_code != 0 and run.output.startswith("Error: ") and run.output.count("\n") == 1, run.output
         return run.output
 
-    assert "aims at no target class" in error(make("--attack", "fgsm", "--out", str(tmp_path / "f")))
-    assert "compares two or more models" in error(make("--models", "none", "--out", str(tmp_path / "one")))
-    assert "--models: nothing not in the result" in error(make("--models", "none,nothing", "--out", str(tmp_path / "u")))
-    assert "--versus x: not among" in error(make("--versus", "x", "--out", str(tmp_path / "v")))
+    assert "aims at no target class" in error(make("--attack", "fgsm"))
+    assert "--param targeted=true for an art: attack" in error(make("--attack", "art:FastGradientMethod"))
+    assert "compares two or more models" in error(make("--models", "none"))
+    assert "--models: nothing not in the result" in error(make("--models", "none,nothing"))
+    assert "--versus x: not among" in error(make("--versus", "x"))
+    assert not (tmp_path / "x").exists()  # a failed make leaves no empty folder behind
     # a one-step TGSM at a tiny eps reaches no target: the error names what to change
-    tiny = error(make("--eps", "0.001", "--candidates", "10", "--out", str(tmp_path / "tiny")))
+    tiny = error(make("--eps", "0.001", "--candidates", "10", out="tiny"))
     assert "iterate the attack (--param steps=10" in tiny and "--all-examples" in tiny
-    shown = make("--eps", "0.001", "--candidates", "10", "--all-examples", "--trials-per-pair", "5", "--out", str(tmp_path / "tiny"))
-    assert shown.exit_code == 0 and ": 5 trials" in shown.output, shown.output
-    assert "already holds a study" in error(make("--out", str(tmp_path / "tiny")))
-    short = make("--trials-per-pair", "500", "--out", str(tmp_path / "short"))
-    assert short.exit_code == 0 and "fewer eligible images than --trials-per-pair 500" in short.output, short.output
-
-    folder = tmp_path / "tiny"
-    key = json.loads((folder / "study-key.json").read_text())
-    head = "study,participant,trial,choice\n"
-
-    def score(text: str) -> str:
-        answers = tmp_path / "answers.csv"
-        answers.write_text(text)
-        return error(CliRunner().invoke(cli, ["study", "score", str(folder), str(answers)]))
-
-    sid = key["study"]
-    assert "not this study" in score(head + "0123456789ab,p,1,left\n")
-    assert "trial 6 is not in this study (trials 1 to 5)" in score(head + f"{sid},p,6,left\n")
-    assert "write left or right" in score(head + f"{sid},p,1,A\n")
-    assert "no participant" in score(head + f"{sid}, ,1,left\n")
-    assert "answered trial 1 again (first at" in score(head + f"{sid},p,1,left\n{sid},p,1,right\n")
-    assert "no column choice" in score("study,participant,trial\n")
-    assert "no answers in" in score(head)
-    assert "no study key here" in error(CliRunner().invoke(cli, ["study", "score", str(tmp_path), str(tmp_path / "answers.csv")]))
-    (tmp_path / "some.csv").write_text(head + f"{sid},p,1,left\n{sid},p,2,right\n")
-    some = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "some.csv")])
-    assert some.exit_code == 0 and "1 participant(s) answered fewer than the 5 trials" in some.output, some.output
+    assert "already holds a study" in error(make(out=str(study[0])))
+    assert "is a study's key" in error(CliRunner().invoke(cli, ["study", "make", str(study[0] / "study-key.json")]))
+    short = make("--trials-per-pair", "500", "--candidates", "300", "--versus", "none", out="short")
+    assert short.exit_code == 0 and "fewer trials than --trials-per-pair 500" in short.output, short.output
+    loud = make("--eps", "8", "--candidates", "50", out="loud")
+    assert loud.exit_code == 0 and "more than the data's whole range" in loud.output, loud.output
+    assert "no study key here" in error(CliRunner().invoke(cli, ["study", "score", str(tmp_path), "a.csv"]))

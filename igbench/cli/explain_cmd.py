@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any
-
 import click
 
-from ..interpret.explain import FIGURE_EPS, figure_attack_params
-from .options import cache_dir_option, check_writable_folder, parse_number
+from ..interpret.explain import FIGURE_EPS
+from .options import attack_on_result, cache_dir_option, check_writable_folder, parse_number, plugins_of
 
 
 @click.command("explain", short_help="Input-gradient and adversarial-example figures of a result.")
@@ -56,25 +53,18 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     """
     from ..grid_config import resolve_device
     from ..interpret.explain import explain_result
-    from ..param_options import distribute_params
-    from ..registry import get_registry
     from ..results.grid import scored_split
     from ..results.io import read_result
     from . import echo_plugin_problems
 
-    reg = get_registry()
     echo_plugin_problems()
-    plugin = reg.get("attack", attack)
     result_data = read_result(result)
-    dataset_name = result_data["dataset"]["name"]
     with plugins_of(result_data):  # a plugin package the result used and this machine lacks: named
-        selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
-        given = distribute_params(param, selected)
-        attack_params = figure_attack_params(plugin, eps, given.get(attack, {}), "--eps")
+        plugin, attack_params, dataset_params = attack_on_result(result_data, attack, eps, param)
         if out_dir:
             check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
         out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
-                             dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
+                             dataset_params=dataset_params, data_dir=data_dir, cache_dir=cache_dir,
                              device=resolve_device(device), max_images=max_images, gradient=gradient,
                              update_result=update_result, progress=progress, result=result_data)
     click.echo(render_scores(out.scores, out.n_images, gradient, scored_split(result_data),
@@ -109,24 +99,6 @@ def render_scores(scores: dict, n_images: int, gradient: str, split: str = "test
             f"{REACHED_ALIGNMENT_KEY}: the cosine over those examples only"
             + (f"\n{untargeted} is untargeted: an example's target is the class the model reads it as, so "
                f"{REACHED_KEY} is the attack's success rate (any class but the label)" if untargeted else ""))
-
-
-@contextmanager
-def plugins_of(result: dict[str, Any]):
-    """A lookup of a plugin the result used that fails inside the block (the plugin's package is not
-    installed here) names the third-party packages the result records, so that "unknown dataset 'x' (did
-    you mean 'mnist'?)" also says what to install."""
-    from ..errors import UnknownPluginError
-
-    try:
-        yield
-    except UnknownPluginError as exc:
-        packages = (result.get("environment") or {}).get("plugin_packages") or {}
-        if not packages or "is left out" in str(exc):  # installed, and refused for a reason it states
-            raise
-        listed = ", ".join(f"{name} {version}" if version else name for name, version in sorted(packages.items()))
-        raise UnknownPluginError(f"{exc}; the result was made with the plugin package(s) {listed}: install them "
-                                 f"here (e.g. pip install {' '.join(sorted(packages))}) to use its plugins") from None
 
 
 COMMANDS = [explain_command]

@@ -1,9 +1,12 @@
-"""Options shared by the commands that train and attack models (`run`, `sweep`, `replicate`, `train`)."""
+"""Options shared by the commands that train and attack models (`run`, `sweep`, `replicate`, `train`), and
+the helpers of the commands that attack a result's models (`explain`, `study make`)."""
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -302,3 +305,36 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
     click.echo((render or render_grid_tables)(result))
     click.echo(f"\nresult in {path}")
     return result, path
+
+
+@contextmanager
+def plugins_of(result: dict[str, Any]):
+    """A lookup of a plugin the result used that fails inside the block (the plugin's package is not
+    installed here) names the third-party packages the result records, so that "unknown dataset 'x' (did
+    you mean 'mnist'?)" also says what to install."""
+    from ..errors import UnknownPluginError
+
+    try:
+        yield
+    except UnknownPluginError as exc:
+        packages = (result.get("environment") or {}).get("plugin_packages") or {}
+        if not packages or "is left out" in str(exc):  # installed, and refused for a reason it states
+            raise
+        listed = ", ".join(f"{name} {version}" if version else name for name, version in sorted(packages.items()))
+        raise UnknownPluginError(f"{exc}; the result was made with the plugin package(s) {listed}: install them "
+                                 f"here (e.g. pip install {' '.join(sorted(packages))}) to use its plugins") from None
+
+
+def attack_on_result(result: dict[str, Any], attack: str, eps: float | None, param: tuple[str, ...]):
+    """For a command that attacks a result's models (``explain``, ``study make``): the attack's plugin, its
+    parameters from ``--eps`` and ``--param``, and the data set's ``--param`` values (call it inside
+    :func:`plugins_of`)."""
+    from ..interpret.explain import figure_attack_params
+    from ..param_options import distribute_params
+    from ..registry import get_registry
+
+    reg = get_registry()
+    plugin = reg.get("attack", attack)
+    dataset_name = result["dataset"]["name"]
+    given = distribute_params(param, {attack: plugin, dataset_name: reg.get("dataset", dataset_name)})
+    return plugin, figure_attack_params(plugin, eps, given.get(attack, {}), "--eps"), given.get(dataset_name, {})

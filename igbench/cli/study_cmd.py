@@ -3,12 +3,15 @@ participants from a result's models, and the tally of their answers."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from ..interpret.explain import FIGURE_EPS
-from .options import cache_dir_option, check_writable, check_writable_folder, parse_number
+from ..study.make import DEFAULT_CANDIDATES, DEFAULT_PER_PAIR
+from .options import (attack_on_result, cache_dir_option, check_writable, check_writable_folder, parse_number,
+                      plugins_of)
 
 
 @click.group("study", short_help="The paper's human-subject study: questionnaire and scores.")
@@ -28,11 +31,6 @@ def study_group() -> None:
     """
 
 
-def _default_out(result: str) -> Path:
-    p = Path(result)
-    return p.with_name(f"{p.stem}-study")
-
-
 @study_group.command("make", short_help="Write a questionnaire and its key from a result's models.")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Study folder (default: <result stem>-study/ next to the result); refused if it holds another study.")
@@ -40,10 +38,10 @@ def _default_out(result: str) -> Path:
 @click.option("--eps", default=None, callback=lambda ctx, param, value: parse_number(value, "--eps"),
               help=f"Perturbation size (default {FIGURE_EPS:g}; 8/255 style fractions too).")
 @click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Attack or dataset parameter, e.g. steps=10 (repeatable).")
-@click.option("--models", help="Comma list of the result's model ids to compare (default: all).")
+@click.option("--models", help="Comma list of the result's model ids to compare (default: all); only their checkpoints are needed.")
 @click.option("--versus", metavar="MODEL", help="Compare this model with each other one (default: every pair).")
-@click.option("--trials-per-pair", type=int, default=30, show_default=True, help="Trials for each pair of models.")
-@click.option("--candidates", type=int, default=1000, show_default=True, help="First scored test images attacked, the pool trials are drawn from.")
+@click.option("--trials-per-pair", type=int, default=DEFAULT_PER_PAIR, show_default=True, help="Trials for each pair of models (each image is shown in one trial at most).")
+@click.option("--candidates", type=int, default=DEFAULT_CANDIDATES, show_default=True, help="First images of the result's scored split attacked, the pool trials are drawn from (not limited to the images the result scored).")
 @click.option("--all-examples", is_flag=True, help="Also show examples that did not fool their model into the target (default: only those that did).")
 @click.option("--seed", type=int, help="Seed of the trial choice, sides and order (default: the result's seed).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
@@ -55,39 +53,34 @@ def make_command(result, out_dir, attack, eps, param, models, versus, trials_per
     """Attack the result's models and write a questionnaire (questionnaire.html) and its key
     (study-key.json) into the study folder.
 
-    Each trial shows one test image's adversarial examples against two models, on random sides, and
-    asks which looks more like the attack's target class. By default only examples that fool their
-    model into the target are shown; an attack that rarely gets there in one step can iterate
-    (--param steps=10 --param step_size=0.05 --param stop_at_target=true). Trials, sides and order
-    are drawn with --seed; the key records them, with the model-free stand-in's verdict per side
-    (adv_target_alignment), so that `study score` can say how often people agreed with it.
+    Each trial shows one image's adversarial examples against two models and asks which looks more like
+    the attack's target class. A trial's image is one both models classify correctly, and by default
+    each example fools its model into the target; an attack that rarely gets there in one step can
+    iterate (--param steps=10 --param step_size=0.05 --param stop_at_target=true). Trials are drawn with
+    --seed, each image in one trial at most, with each pair's first model on the left in half its trials.
+    The page shows every participant the trials in an order of their own, with the sides swapped for
+    about half of them, and records it. The key records which model made each image, and the model-free
+    stand-in's verdict per side (target_alignment), so that `study score` can say how often people
+    agreed with it.
     """
     from ..grid_config import resolve_device
-    from ..interpret.explain import figure_attack_params
-    from ..param_options import distribute_params
-    from ..registry import get_registry
     from ..results.io import read_result
     from ..selections import split_list
     from ..study.make import make_study
+    from ..interpret.result_attack import default_out_dir
     from . import echo_plugin_problems
-    from .explain_cmd import plugins_of
 
-    reg = get_registry()
     echo_plugin_problems()
-    plugin = reg.get("attack", attack)
     result_data = read_result(result)
-    dataset_name = result_data["dataset"]["name"]
-    out = Path(out_dir) if out_dir else _default_out(result)
-    with plugins_of(result_data):
-        selected = {attack: plugin, dataset_name: reg.get("dataset", dataset_name)}
-        given = distribute_params(param, selected)
-        attack_params = figure_attack_params(plugin, eps, given.get(attack, {}), "--eps")
+    out = Path(out_dir) if out_dir else default_out_dir(result, "study")
+    with plugins_of(result_data), _removed_if_left_empty(out):
+        plugin, attack_params, dataset_params = attack_on_result(result_data, attack, eps, param)
         check_writable_folder(out, "--out")
-        made = make_study(result, out, attack=attack, attack_params=attack_params,
-                          dataset_params=given.get(dataset_name, {}), data_dir=data_dir, cache_dir=cache_dir,
-                          device=resolve_device(device), models=split_list([models], "--models") if models else None,
-                          versus=versus, per_pair=trials_per_pair, candidates=candidates,
-                          reached_only=not all_examples, seed=seed, progress=progress, result=result_data)
+        made = make_study(result, out, attack=attack, attack_params=attack_params, dataset_params=dataset_params,
+                          data_dir=data_dir, cache_dir=cache_dir, device=resolve_device(device),
+                          models=split_list([models], "--models") if models else None, versus=versus,
+                          per_pair=trials_per_pair, candidates=candidates, reached_only=not all_examples, seed=seed,
+                          progress=progress, result=result_data)
     lines = [f"{a} vs {b}: {p['trials']} trials ({p['eligible']} images eligible)" for p in made.pairs
              for a, b in [p["pair"]]]
     click.echo(f"study {made.study}: {made.n_trials} trials\n  " + "\n  ".join(lines))
@@ -96,27 +89,44 @@ def make_command(result, out_dir, attack, eps, param, models, versus, trials_per
     click.echo(f"then:          igbench study score {made.folder} ANSWERS.csv ...")
 
 
+@contextmanager
+def _removed_if_left_empty(folder: Path):
+    """A study folder this command creates is removed again if the command fails before writing into it."""
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
 @study_group.command("score", short_help="Tally participants' answers to a study.")
 @click.argument("study", type=click.Path())
 @click.argument("answers", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="Scores file (default: study-scores.json in the study folder).")
-def score_command(study, answers, out) -> None:
+@click.option("--out", type=click.Path(dir_okay=False), help="Scores file (default: study-scores.json in the study folder); study-answers.csv goes beside it.")
+@click.option("--exclude", multiple=True, metavar="PARTICIPANT", help="Leave out a participant's answers (repeatable), e.g. one flagged as answering too fast; recorded in the scores.")
+def score_command(study, answers, out, exclude) -> None:
     """Score the answer files (CSV, as the questionnaire saves them) of the study in STUDY (its folder).
 
     Per pair of models: how often the first one's example was picked (share, 95% Wilson interval,
     exact binomial p against 1/2, which treats every answer as independent), and how many participants
-    preferred each (a sign test over people, the safer test with few of them). Per model: its share of
-    all its comparisons. Two checks of the study itself: how often the left image was picked (near 1/2
-    unless people favour a side) and how often people picked the image the stand-in
-    (adv_target_alignment) scores higher. Written, validated, to study-scores.json.
+    preferred each (a sign test over people, ties left out: the safer test with few of them); both
+    p-values also Holm-adjusted over the pairs. Per model: its share of all its comparisons. Per
+    participant: answers, median time, share of left picks, and flags for answers that may not be
+    judgements (too fast, all on one side). Two checks of the study itself: how often the left image was
+    picked (near 1/2 unless people favour a side) and how often people picked the image the model-free
+    stand-in (target_alignment) scores higher. Written, validated, to study-scores.json, with one row per
+    answer in study-answers.csv for an analysis of your own (the images are a sample too: a mixed model
+    with participant and image effects is the thorough test).
     """
     from ..study.scoring import score_study
 
     if out:
         check_writable(Path(out), "--out")
-    scores, path = score_study(study, answers, out)
+    scores, path = score_study(study, answers, out, exclude=exclude)
     click.echo(render_study_scores(scores))
-    click.echo(f"\nscores: {path}")
+    click.echo(f"\nscores: {path}\nanswers, one row each: {path.parent / 'study-answers.csv'}")
 
 
 def _pct(value) -> str:
@@ -127,30 +137,43 @@ def _p(value) -> str:
     return "-" if value is None else (f"{value:.2g}" if value < 0.001 else f"{value:.3f}")
 
 
+def _share_cell(r: dict) -> str:
+    return f"{_pct(r['share'])} ({_pct(r['ci_low'])}-{_pct(r['ci_high'])})"
+
+
 def render_study_scores(scores: dict) -> str:
     """Plain-text tables of :func:`igbench.study.scoring.score_study`'s scores."""
     from tabulate import tabulate
 
     people = scores["participants"]
+    excluded = f", {len(scores['excluded'])} excluded ({', '.join(scores['excluded'])})" if scores["excluded"] else ""
     head = (f"study {scores['study']}: {sum(p['answers'] for p in people)} answers from {len(people)} participant(s) "
-            f"to {scores['n_trials']} trials")
-    pair_rows = [[f"{r['pair'][0]} vs {r['pair'][1]}", r["answers"], f"{_pct(r['share'])} ({_pct(r['ci_low'])}-{_pct(r['ci_high'])})",
-                  _p(r["p_value"]), f"{r['participants_preferring_first']}/{r['participants_preferring_second']}/{r['participants_tied']}",
-                  _p(r["participants_p_value"])] for r in scores["pairs"]]
-    pairs = tabulate(pair_rows, headers=["pair (first vs second)", "answers", "first picked % (95% CI)", "p (answers)",
-                                         "people first/second/tied", "p (people)"], tablefmt="simple",
-                     disable_numparse=True)
-    model_rows = [[r["model"], r["answers"], f"{_pct(r['share'])} ({_pct(r['ci_low'])}-{_pct(r['ci_high'])})"]
-                  for r in sorted(scores["models"], key=lambda r: -(r["share"] or 0))]
+            f"to {scores['n_trials']} trials{excluded}")
+    several = len(scores["pairs"]) > 1
+    pair_rows = [[f"{r['pair'][0]} vs {r['pair'][1]}", r["answers"], _share_cell(r),
+                  _p(r["p_value"]) + (f" ({_p(r['p_value_holm'])})" if several else ""),
+                  f"{r['participants_preferring_first']}/{r['participants_preferring_second']}/{r['participants_tied']}",
+                  _p(r["participants_p_value"]) + (f" ({_p(r['participants_p_value_holm'])})" if several else "")]
+                 for r in scores["pairs"]]
+    holm = " (Holm)" if several else ""
+    pairs = tabulate(pair_rows, headers=["pair (first vs second)", "answers", "first picked % (95% CI)",
+                                         f"p{holm}", "people first/second/tied", f"p people{holm}"],
+                     tablefmt="simple", disable_numparse=True)
+    model_rows = [[r["model"], r["answers"], _share_cell(r)] for r in sorted(scores["models"], key=lambda r: -(r["share"] or 0))]
     models = tabulate(model_rows, headers=["model", "comparisons", "picked % (95% CI)"], tablefmt="simple",
                       disable_numparse=True)
+    person_rows = [[p["participant"], p["answers"], "-" if p["median_seconds"] is None else f"{p['median_seconds']:.1f}",
+                    _pct(p["left_share"]), ", ".join(p["flags"])] for p in people]
+    persons = tabulate(person_rows, headers=["participant", "answers", "median s", "left %", "flags"], tablefmt="simple",
+                       disable_numparse=True)
     pos, stand = scores["position"], scores["stand_in"]
     checks = (f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
-              f"people favoured a side)\n"
+              f"people favoured a side; each pair shows its first model on the left half the time, so a side "
+              f"preference does not favour a model)\n"
               f"people picked the image the stand-in ({stand['key']}) scores higher in {_pct(stand['share'])}% of "
               f"{stand['answers']} answers")
     return (f"{head}\n\nwhich example looks more like the target, per pair of models\n{pairs}\n\n"
-            f"per model, over all its comparisons\n{models}\n\n{checks}")
+            f"per model, over all its comparisons\n{models}\n\nper participant\n{persons}\n\n{checks}")
 
 
 COMMANDS = [study_group]

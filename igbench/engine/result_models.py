@@ -34,8 +34,10 @@ def missing_checkpoint(model_id: str, key: str, store: CheckpointStore, command:
             "(same --cache-dir) to recreate it, or `igbench cache import` the archive `igbench cache export` made of it")
 
 
-def load_result_models(result: dict[str, Any], store: CheckpointStore, device: str = "cpu") -> dict[str, Any]:
-    """The trained models of a result file, from the checkpoint cache, keyed by model id (eval mode).
+def load_result_models(result: dict[str, Any], store: CheckpointStore, device: str = "cpu",
+                       ids: list[str] | None = None) -> dict[str, Any]:
+    """The trained models of a result file (those in ``ids``, default all), from the checkpoint cache, keyed
+    by model id (eval mode).
 
     A checkpoint missing from the cache is a one-line error that says how to recreate it (re-run the
     result's command: the cache key is the same, so only the missing models are retrained). So is one
@@ -52,6 +54,8 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
     num_classes = int(result["dataset"]["num_classes"])
     models: dict[str, Any] = {}
     for rec in result["models"]:
+        if ids is not None and rec["id"] not in ids:
+            continue
         key = rec["config_hash"]
         if not store.has(key):
             raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))

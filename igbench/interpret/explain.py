@@ -27,12 +27,6 @@ class ExplainOutput:
     scores_json: Path | None = None  # the record next to the figures (SCORES_FILE)
 
 
-def default_out_dir(result_path: str | Path) -> Path:
-    """``runs/mnist-abc.json`` -> ``runs/mnist-abc-explain/``."""
-    p = Path(result_path)
-    return p.with_name(f"{p.stem}-explain")
-
-
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "attack"
 
@@ -146,16 +140,11 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     scored image once per model, so an expensive attack (``art:CarliniL2Method``) takes its time here;
     ``progress`` shows it. ``result`` is the file's content when the caller has already read it.
     """
-    from ..engine.attack import check_attacks, make_context
-    from ..engine.cache import CheckpointStore
-    from ..engine.result_models import load_result_models
-    from ..environment import compute_device
-    from ..registry import get_registry
-    from ..results.grid import scored_split
     from ..results.io import read_result, write_result
     from .figures import adversarial_grid, saliency_grid
     from .measures import interpretability_summary
-    from .target_alignment import adversarial_alignment, class_means, random_sign_alignment
+    from .result_attack import default_out_dir, prepare
+    from .target_alignment import adversarial_alignment, random_sign_alignment
 
     if n_images < 1:
         raise UsageError(f"--n-images must be >= 1, got {n_images}")
@@ -164,40 +153,33 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     result_path = Path(result_path)
     if result is None:
         result = read_result(result_path)
-    plugin = get_registry().get("attack", attack)
-    params = plugin.resolve_params(attack_params or {})
-    data = load_result_data(result, data_dir, dataset_params)
-    seed = int(result["environment"]["seed"])
-    check_attacks([(plugin, params)], data, seed)  # ART's checks, before the work
-    device = compute_device(device)
-    x_scored, y_scored = data.scored(scored_split(result))  # the images the grid attacked and scored
-    models = load_result_models(result, CheckpointStore(cache_dir), device)
-
-    n_eval = int(result["eval"]["n_test"])
-    x_eval, y_eval = x_scored[:n_eval], y_scored[:n_eval]
-    out = Path(out_dir) if out_dir else default_out_dir(result_path)
+    n_eval = int(result["eval"]["n_test"])  # the images the grid attacked and scored
+    setup = prepare(result, attack, attack_params, dataset_params, data_dir, cache_dir, device, n_images=n_eval)
+    plugin, params, models, seed = setup.plugin, setup.params, setup.models, setup.seed
+    x_eval, y_eval = setup.x, setup.y
+    out = Path(out_dir) if out_dir else default_out_dir(result_path, "explain")
     out.mkdir(parents=True, exist_ok=True)
 
     x_fig, y_fig = x_eval[:n_images], y_eval[:n_images]
-    names = list(data.class_names) or None
+    names = list(setup.data.class_names) or None
     saliency = saliency_grid(models, x_fig, out / "saliency.png", n_images=n_images,
                              titles=[names[int(k)] if names else str(int(k)) for k in y_fig], batch_size=batch_size)
     eps_tag = f"-eps{params['eps']:g}" if plugin.uses_eps else ""
-    ctx = make_context(data, device, seed)
+    ctx = setup.context()
     adversarial = adversarial_grid(models, x_fig, y_fig, plugin, params, ctx,
                                    out / f"adversarial-{_safe(plugin.name)}{eps_tag}.png",
                                    n_images=n_images, class_names=names, batch_size=batch_size)
 
     n_score = min(n_eval, int(max_images))
     x_score, y_score = x_eval[:n_score], y_eval[:n_score]
-    means = class_means(data.train_x, data.train_y, ctx.num_classes)
+    means = setup.class_means()
     baseline = (random_sign_alignment(x_score, y_score, params["eps"], (ctx.clip_min, ctx.clip_max), means, seed)
                 if plugin.uses_eps else None)
     scores = {}
     for mid, model in models.items():
         summary = interpretability_summary(model, x_score, y_score, gradient=gradient, batch_size=batch_size)
-        aligned = adversarial_alignment(model, plugin, params, x_score, y_score, make_context(data, device, seed),
-                                        means, batch_size=batch_size, progress=progress, label=mid)
+        aligned = adversarial_alignment(model, plugin, params, x_score, y_score, setup.context(), means,
+                                        batch_size=batch_size, progress=progress, label=mid)
         scores[mid] = {**summary, **aligned.entry(), "n_images": n_score}
     record = explain_record(plugin.name, plugin.recorded_params(params), gradient, n_score, baseline)
     scores_json = write_scores(out / SCORES_FILE, result_path, record,

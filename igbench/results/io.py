@@ -279,6 +279,10 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     if isinstance(data, dict) and {"explain", "interpretability", "result"} <= set(data) and "cells" not in data:
         raise ResultError(f"{os.fspath(path)}: is the gradient scores `igbench explain` wrote, not a result file; "
                           f"pass the result it was drawn from ({data['result']})")
+    if isinstance(data, dict) and ("igbench_study" in data or "igbench_study_scores" in data):
+        made_from = data.get("result") or f"the one its key {data.get('key')} names"
+        raise ResultError(f"{os.fspath(path)}: is a study's {'key' if 'igbench_study' in data else 'scores'} "
+                          f"(`igbench study`), not a result file; pass the result it was made from ({made_from})")
     validate_result(data, os.fspath(path))
     return data
 
@@ -291,6 +295,8 @@ def read_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON content of ``path``; a missing or unreadable file, invalid JSON or a non-finite number is a
+    one-line :class:`ResultError` naming the file."""
     where = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

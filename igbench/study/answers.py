@@ -1,73 +1,142 @@
-"""Reading participants' answer files: CSV with a header ``study,participant,trial,choice`` (and optionally
-``seconds``), one row per answered trial, as the questionnaire's download writes them. Every problem is one
-line naming the file, the row and the fix; no row is dropped without an error."""
+"""Reading participants' answer files: CSV with a header ``study,participant,trial,choice`` and optionally
+``mirrored`` and ``seconds``, one row per answered trial, as the questionnaire's download writes them.
+
+``choice`` is the side of the screen the participant picked (``left`` or ``right``). ``mirrored`` (``0`` or
+``1``; ``0`` when the column is absent, as for answers collected on paper from the key's layout) says that
+the page showed the trial with its sides swapped, which it does for half the participants.
+
+Files a spreadsheet saved are read too: a UTF-8 or UTF-16 byte-order mark, ``;`` or tab between fields,
+any line ending. Every problem is one line naming the file, its line and the fix; what is set aside (an
+empty file, a header repeated by joining files, a row repeated identically by a partial and a final save)
+is said in a note, never dropped silently.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 from ..errors import UsageError
+from ..messages import say
 
 #: The columns an answer file must have.
 COLUMNS = ("study", "participant", "trial", "choice")
-#: What ``choice`` may hold: the side of the image the participant picked.
+#: The columns it may also have.
+OPTIONAL_COLUMNS = ("mirrored", "seconds")
+#: What ``choice`` may hold: the side of the screen the participant picked.
 CHOICES = ("left", "right")
+_DELIMITERS = (",", ";", "\t")
 
 
 class Answer(NamedTuple):
+    """One answered trial."""
+
     participant: str
     trial: int
+    #: the side of the screen picked
     choice: str
+    #: whether the page showed the key's right image on the left
+    mirrored: bool
     seconds: float | None
-    where: str  # file:row, for messages
+    #: ``file:line``, for messages
+    where: str
+
+    def chose_key_side(self) -> str:
+        """The side of the key's layout (``left``/``right`` in ``study-key.json``) that was picked."""
+        return self.choice if not self.mirrored else ("right" if self.choice == "left" else "left")
 
 
 def read_answers(paths: Sequence[str | os.PathLike[str]], study_id: str, n_trials: int) -> list[Answer]:
     """Every answer in ``paths`` for the study ``study_id`` with trials numbered ``1..n_trials``.
 
-    Refused, in one line: a file that cannot be read or lacks a column, a row of another study (answers
-    to another questionnaire), a trial number out of range, a choice other than left or right, an empty
-    participant, and a participant who answered one trial twice (two downloads of one session, say).
+    Refused, in one line: a file that cannot be read or lacks a column, a row of another study, a trial
+    out of range, a choice other than left or right, a ``mirrored`` other than 0 or 1, a ``seconds`` that is
+    not a finite number >= 0, an empty participant, a row with more fields than the header, and one
+    participant giving two different answers to one trial (two sessions under one code).
     """
     answers: list[Answer] = []
-    first_seen: dict[tuple[str, int], str] = {}
+    first_seen: dict[tuple[str, int], Answer] = {}
+    repeated = 0
     for path in paths:
         for answer in _read_file(Path(path), study_id, n_trials):
             key = (answer.participant, answer.trial)
-            if key in first_seen:
-                raise UsageError(f"{answer.where}: participant {answer.participant!r} answered trial {answer.trial} "
-                                 f"again (first at {first_seen[key]}); keep one of the two files or rows")
-            first_seen[key] = answer.where
+            earlier = first_seen.get(key)
+            if earlier is not None:
+                if (earlier.choice, earlier.mirrored) == (answer.choice, answer.mirrored):
+                    repeated += 1  # the same saved answer twice: a partial save and the final one
+                    continue
+                raise UsageError(
+                    f"{answer.where}: participant {answer.participant!r} answered trial {answer.trial} "
+                    f"{answer.choice} here and {earlier.choice} at {earlier.where}: two sessions under one code? "
+                    "Give one of them another participant code (its file's participant column), or keep one file")
+            first_seen[key] = answer
             answers.append(answer)
+    if repeated:
+        say(f"note: {repeated} answer(s) appear twice with the same choice (a partial save and the final one?); "
+            "each is counted once")
     if not answers:
         raise UsageError(f"no answers in {', '.join(os.fspath(p) for p in paths)}; pass the CSV files the "
-                         "questionnaire's 'Download answers' button saved")
+                         "questionnaire's 'Download your answers' link saved")
     return answers
 
 
-def _read_file(path: Path, study_id: str, n_trials: int) -> list[Answer]:
+def _decode(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such answer file; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the answers ({exc})") from None
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder; pass the answer files in it (e.g. {path}/*.csv)") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the answers ({exc.strerror or exc})") from None
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        return raw.decode(encoding).lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 or UTF-16 text; save it as CSV (UTF-8)") from None
+
+
+def _read_file(path: Path, study_id: str, n_trials: int) -> list[Answer]:
+    text = _decode(path)
+    if not text.strip():
+        say(f"note: {path} is empty; no answers read from it")
+        return []
+    header_line = text.lstrip().splitlines()[0]
+    delimiter = max(_DELIMITERS, key=header_line.count)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    reader.fieldnames = fields
+    missing = [c for c in COLUMNS if c not in fields]
     if missing:
-        raise UsageError(f"{path}: no column {', '.join(missing)}; an answer file has the header "
-                         f"{','.join(COLUMNS)}[,seconds]")
-    out = []
-    for row_number, row in enumerate(reader, start=2):
-        where = f"{path}:{row_number}"
-        out.append(_answer(row, where, study_id, n_trials))
+        raise UsageError(f"{path}: no column {', '.join(missing)} (its header: {header_line.strip()[:80]!r}); an "
+                         f"answer file has the header {','.join(COLUMNS)}[,mirrored][,seconds]")
+    other = [f for f in fields if f not in COLUMNS + OPTIONAL_COLUMNS]
+    if other:
+        say(f"note: {path}: column(s) {', '.join(repr(f) for f in other)} are not read")
+    out, headers, people = [], 0, set()
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if None in row:
+            raise UsageError(f"{where}: more fields than the header has; mend or remove the row")
+        if all((row.get(c) or "").strip().lower() == c for c in COLUMNS):
+            headers += 1  # files joined with cat: their headers
+            continue
+        answer = _answer(row, where, study_id, n_trials)
+        people.add(answer.participant)
+        out.append(answer)
+    if headers:
+        say(f"note: {path}: {headers} repeated header row(s) skipped (files joined together?)")
+    if len(people) > 1:
+        say(f"note: {path} holds answers of {len(people)} participants ({', '.join(sorted(people)[:5])}"
+            f"{', ...' if len(people) > 5 else ''}); the page saves one per file: check that no code was mistyped")
     return out
 
 
-def _answer(row: dict[str, Any], where: str, study_id: str, n_trials: int) -> Answer:
+def _answer(row: dict[str, str | None], where: str, study_id: str, n_trials: int) -> Answer:
     if (row.get("study") or "").strip() != study_id:
         raise UsageError(f"{where}: answers study {row.get('study')!r}, not this study ({study_id}); pass the "
                          "answers to this study's questionnaire")
@@ -82,12 +151,17 @@ def _answer(row: dict[str, Any], where: str, study_id: str, n_trials: int) -> An
         raise UsageError(f"{where}: trial {trial} is not in this study (trials 1 to {n_trials})")
     choice = (row.get("choice") or "").strip().lower()
     if choice not in CHOICES:
-        raise UsageError(f"{where}: choice {row.get('choice')!r}; write left or right (the image picked)")
+        raise UsageError(f"{where}: choice {row.get('choice')!r}; write left or right (the side picked)")
+    mirrored_text = (row.get("mirrored") or "0").strip()
+    if mirrored_text not in ("0", "1"):
+        raise UsageError(f"{where}: mirrored {mirrored_text!r}; write 1 if the page swapped the sides, else 0")
     seconds = None
     text = (row.get("seconds") or "").strip()
     if text:
         try:
             seconds = float(text)
         except ValueError:
-            raise UsageError(f"{where}: seconds {text!r} is not a number; leave it empty if unknown") from None
-    return Answer(participant, trial, choice, seconds, where)
+            seconds = float("nan")
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise UsageError(f"{where}: seconds {text!r} is not a time (a number >= 0); leave it empty if unknown")
+    return Answer(participant, trial, choice, mirrored_text == "1", seconds, where)

@@ -17,10 +17,15 @@ DEFAULT_PER_PAIR = 30
 DEFAULT_CANDIDATES = 1000
 #: What to try when too few examples reach their target in one step.
 ITERATE_HINT = "--param steps=10 --param step_size=0.05 --param stop_at_target=true"
+#: Channel counts the questionnaire can show (grey, colour).
+SHOWABLE_CHANNELS = (1, 3)
 
 
 @dataclass
 class StudyOutput:
+    """What :func:`make_study` wrote: the folder, its two files, the study's id, its trial count and, per
+    pair, how many images were eligible and how many trials it got."""
+
     folder: Path
     questionnaire: Path
     key: Path
@@ -45,30 +50,40 @@ def chosen_models(result: dict[str, Any], models: Sequence[str] | None, versus: 
     return wanted
 
 
+def check_study_attack(plugin, params: dict[str, Any], input_shape: Sequence[int]) -> None:
+    """Before any work: the attack aims at a target (the question names it) and the images can be shown."""
+    if not plugin.is_targeted(params):
+        how = "--param targeted=true for an art: attack, or tgsm" if plugin.name.startswith("art:") else "tgsm or jsma"
+        raise UsageError(f"attack '{plugin.name}' aims at no target class, and the study asks which example looks "
+                         f"more like its target; use a targeted attack ({how})")
+    channels = int(input_shape[0])
+    if channels not in SHOWABLE_CHANNELS:
+        raise UsageError(f"the data's images have {channels} channels; the questionnaire shows grey (1) or colour (3) "
+                         "images only")
+
+
 def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm",
                attack_params: dict[str, Any] | None = None, dataset_params: dict[str, Any] | None = None,
                data_dir=None, cache_dir=None, device: str = "cpu", models: Sequence[str] | None = None,
                versus: str | None = None, per_pair: int = DEFAULT_PER_PAIR, candidates: int = DEFAULT_CANDIDATES,
                reached_only: bool = True, seed: int | None = None, batch_size: int = 256, progress: bool = True,
                result: dict[str, Any] | None = None) -> StudyOutput:
-    """Attack every compared model on the first ``candidates`` scored images of the result, choose up to
-    ``per_pair`` trials per model pair (:func:`.trials.choose_trials`, seeded with ``seed``, by default the
-    result's), and write ``questionnaire.html`` and ``study-key.json`` into ``out_dir``.
+    """Attack every compared model on the first ``candidates`` scored images of the result's data set (any
+    of them, not only those the result scored), choose up to ``per_pair`` trials per model pair
+    (:func:`.trials.choose_trials`, seeded with ``seed``, by default the result's), and write
+    ``questionnaire.html`` and ``study-key.json`` into ``out_dir``.
 
     The attack must aim at a target (the question names it). By default a trial shows only examples that
     fool their model into the target (``reached_only``): people judge adversarial examples that work. A
     folder holding another study's key is refused: that key is what its answers are scored with.
     """
     from ..atomic import atomic_write_text
-    from ..engine.attack import check_attacks, make_context, run_attack, success_mask
-    from ..engine.cache import CheckpointStore
-    from ..engine.result_models import load_result_models
+    from ..engine.attack import run_attack, success_mask
+    from ..engine.grid_notes import eps_range_notes
     from ..engine.train import predict_logits
-    from ..environment import compute_device
-    from ..interpret.explain import load_result_data
-    from ..interpret.target_alignment import class_means, target_alignment
+    from ..interpret.result_attack import prepare
+    from ..interpret.target_alignment import target_alignment
     from ..registry import get_registry
-    from ..results.grid import scored_split
     from ..results.io import read_result
     from . import questionnaire, record
     from .trials import Examples, choose_trials, model_pairs
@@ -82,40 +97,45 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
         result = read_result(result_path)
     compared = chosen_models(result, models, versus)
     plugin = get_registry().get("attack", attack)
-    params = plugin.resolve_params(attack_params or {})
-    if not plugin.is_targeted(params):
-        raise UsageError(f"attack '{plugin.name}' aims at no target class, and the study asks which example looks "
-                         "more like its target; use a targeted attack (tgsm, or jsma)")
+    check_study_attack(plugin, plugin.resolve_params(attack_params or {}), result["dataset"]["input_shape"])
     folder = Path(out_dir)
-    _check_folder_free(folder)
-    data = load_result_data(result, data_dir, dataset_params)
-    seed = int(result["environment"]["seed"]) if seed is None else int(seed)
-    check_attacks([(plugin, params)], data, seed)
-    device = compute_device(device)
-    split = scored_split(result)
-    x_all, y_all = data.scored(split)
-    n = min(int(result["eval"]["n_test"]), int(candidates))
-    x, y = x_all[:n].cpu(), y_all[:n].cpu()
-    loaded = load_result_models(result, CheckpointStore(cache_dir), device)
-    means = class_means(data.train_x, data.train_y, data.num_classes)
+    if (folder / record.KEY_FILE).exists():
+        raise UsageError(record.already_a_study(folder))
+    setup = prepare(result, attack, attack_params, dataset_params, data_dir, cache_dir, device, n_images=candidates,
+                    model_ids=compared)
+    params, data, x, y = setup.params, setup.data, setup.x, setup.y
+    for note in eps_range_notes([(plugin, params, params.get("eps"))], data.clip_min, data.clip_max):
+        say(note)
+    n = int(x.shape[0])
+    if n < candidates:
+        say(f"note: --candidates {candidates}: the {setup.split} split holds {n} images; all are attacked")
+    seed = setup.seed if seed is None else int(seed)
+    means = setup.class_means()
 
     examples = {}
     for mid in compared:
-        run = run_attack(plugin, params, loaded[mid], x, y, make_context(data, device, seed), batch_size=batch_size,
-                         progress=progress, label=mid)
+        model = setup.models[mid]
+        run = run_attack(plugin, params, model, x, y, setup.context(), batch_size=batch_size, progress=progress,
+                         label=mid)
         x_adv, targets, pred = run.x_adv.detach().cpu(), run.targets.cpu(), run.predictions.cpu()
-        clean = predict_logits(loaded[mid], x, batch_size=batch_size).argmax(1).cpu()
+        clean = predict_logits(model, x, batch_size=batch_size).argmax(1).cpu()
         examples[mid] = Examples(x_adv, targets, success_mask(pred, y, targets),
                                  target_alignment(x, x_adv, y, targets, means), clean == y)
     pairs = model_pairs(compared, versus)
     trials, eligible = choose_trials(x, y, examples, pairs, per_pair, seed, reached_only)
-    pair_records = [{"pair": list(p), "eligible": eligible[p], "trials": min(per_pair, eligible[p])} for p in pairs]
-    short = [f"{a} vs {b}: {eligible[(a, b)]}" for a, b in pairs if eligible[(a, b)] < per_pair]
+    taken = {tuple(p): 0 for p in pairs}
+    for t in trials:
+        taken[tuple(t["pair"])] += 1
+    pair_records = [{"pair": list(p), "eligible": eligible[p], "trials": taken[p]} for p in pairs]
+    short = [f"{a} vs {b}: {taken[(a, b)]} (of {eligible[(a, b)]} eligible)" for a, b in pairs if taken[(a, b)] < per_pair]
     if not trials:
-        raise UsageError(_no_trials_message(plugin.name, n, reached_only, short))
+        raise UsageError(_no_trials_message(n, reached_only, short))
     if short:
-        say(f"note: fewer eligible images than --trials-per-pair {per_pair} for {'; '.join(short)} (of {n} attacked); "
-            f"{'more --candidates, or an attack that reaches the target more often (' + ITERATE_HINT + ')' if reached_only else 'more --candidates'}")
+        more = (f"more --candidates (up to the {setup.split} split's images)" if n == candidates else
+                "other models or pairs")
+        fix = f"{more}, or an attack that reaches the target more often ({ITERATE_HINT})" if reached_only else more
+        say(f"note: fewer trials than --trials-per-pair {per_pair} for {'; '.join(short)}; each image is shown "
+            f"once, in one pair; {fix}")
 
     lo, hi = float(data.clip_min), float(data.clip_max)
     left = [questionnaire.png_data_uri(examples[t["left"]].x_adv[t["image"]], lo, hi) for t in trials]
@@ -126,31 +146,21 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
     page = questionnaire.render(questionnaire.page_data(study, trials, names, left, right))
     key = {
         "igbench_study": "1", "study": study, "result": result_path.as_posix(), "run_id": result["run_id"],
-        "dataset": {"name": data.name, "checksum": data.checksum, "split": split},
+        "dataset": {"name": data.name, "checksum": data.checksum, "split": setup.split},
         "attack": plugin.name, "attack_params": recorded, "seed": seed, "candidates": n,
         "reached_only": bool(reached_only), "models": compared, "pairs": pair_records, "class_names": names,
         "questionnaire": record.QUESTIONNAIRE_FILE, "questionnaire_sha256": hashlib.sha256(page.encode()).hexdigest(),
         "trials": trials, **record.provenance(),
     }
-    record.validate(key, "key", folder / record.KEY_FILE)  # before the page: a page without its key is no use
-    folder.mkdir(parents=True, exist_ok=True)
+    key_path = record.create_key(folder / record.KEY_FILE, key)  # refused if another run wrote one meanwhile
     page_path = atomic_write_text(folder / record.QUESTIONNAIRE_FILE, page)
-    key_path = record.write_json(folder / record.KEY_FILE, key, "key")
     return StudyOutput(folder, page_path, key_path, study, len(trials), pair_records)
 
 
-def _check_folder_free(folder: Path) -> None:
-    """Refuse a folder that already holds a study's key: its answers can be scored only with it."""
-    from .record import KEY_FILE
-
-    if (folder / KEY_FILE).exists():
-        raise UsageError(f"{folder} already holds a study ({KEY_FILE}); its answers are scored with that key, so "
-                         "pick another --out (or delete the folder if no one has answered it)")
-
-
-def _no_trials_message(attack: str, n: int, reached_only: bool, short: list[str]) -> str:
+def _no_trials_message(n: int, reached_only: bool, short: list[str]) -> str:
     if reached_only:
         return (f"no image of the {n} attacked has examples that reach their target against both models of any "
                 f"pair ({'; '.join(short)}); iterate the attack ({ITERATE_HINT}), raise its eps, or show examples "
                 f"that did not reach the target (--all-examples)")
-    return f"no image of the {n} attacked has a changed example of the same target for both models of any pair ({attack})"
+    return (f"no image of the {n} attacked is classified correctly by both models of a pair and changed toward "
+            f"one target by both attacks ({'; '.join(short)}); raise the attack's eps")

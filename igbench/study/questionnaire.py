@@ -44,48 +44,105 @@ def page_data(study: str, trials: Sequence[dict[str, Any]], class_names: Sequenc
 
 
 def render(data: dict[str, Any]) -> str:
-    """The questionnaire page for :func:`page_data`'s ``data``."""
-    embedded = json.dumps(data, ensure_ascii=True).replace("</", "<\\/")
-    return _PAGE.replace("@SHOWN@", str(SHOWN_PIXELS)).replace("@N@", str(len(data["trials"]))).replace(
-        "@DATA@", embedded).replace("@SCRIPT@", SCRIPT)
+    """The questionnaire page for :func:`page_data`'s ``data``. The data is embedded as JSON with ``<``,
+    ``>`` and ``&`` escaped, so no class name can end or reopen the script block, and the placeholders are
+    filled in one pass, so no inserted text is read as a placeholder."""
+    import re
+
+    embedded = json.dumps(data, ensure_ascii=True)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        embedded = embedded.replace(char, escaped)
+    values = {"SHOWN": str(SHOWN_PIXELS), "N": str(len(data["trials"])), "DATA": embedded, "SCRIPT": SCRIPT}
+    return re.sub(r"@(SHOWN|N|DATA|SCRIPT)@", lambda m: values[m[1]], _PAGE)
 
 
-#: The page's logic. The functions above the DOM wiring are plain JavaScript that the tests run with node.
+#: Milliseconds after a trial appears during which a click or key press is ignored (a double click or a
+#: held key would otherwise answer the next trial unseen).
+MIN_MS = 300
+
+#: The page's logic. The functions above the DOM wiring are plain JavaScript that the tests also run with
+#: node. Each participant gets an order of trials and a side mirroring of their own, drawn from their code
+#: (so a reload restores both); every answer records whether its sides were mirrored.
 SCRIPT = r"""
 function csvField(value) {
   const text = String(value);
-  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  return /[",;\r\n\t]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+function cleanCode(text) {
+  // no control or line-separator characters; a leading = + - @ would run as a formula in a spreadsheet
+  const code = String(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, "").trim();
+  return /^[=+\-@]/.test(code) ? "'" + code : code;
 }
 
 function answersCsv(study, participant, answers) {
-  const rows = ["study,participant,trial,choice,seconds"];
+  const rows = ["study,participant,trial,choice,mirrored,seconds"];
   Object.keys(answers).map(Number).sort((a, b) => a - b).forEach(function (trial) {
     const a = answers[trial];
-    rows.push([study, participant, trial, a.choice, a.seconds.toFixed(2)].map(csvField).join(","));
+    rows.push([study, participant, trial, a.choice, a.mirrored ? 1 : 0, a.seconds.toFixed(2)].map(csvField).join(","));
   });
   return rows.join("\r\n") + "\r\n";
 }
 
-function firstUnanswered(trials, answers) {
-  for (let i = 0; i < trials.length; i++) {
-    if (!(trials[i].trial in answers)) return i;
-  }
-  return trials.length;
+function seededRandom(text) {
+  let h = 2166136261;  // FNV-1a of the text, then mulberry32
+  for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 16777619) >>> 0; }
+  return function () {
+    h = (h + 0x6D2B79F5) >>> 0;
+    let t = h;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
-if (typeof module !== "undefined") module.exports = { csvField, answersCsv, firstUnanswered };
+function participantLayout(study, participant, n) {
+  const random = seededRandom(study + "\n" + participant);
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return { order: order, mirrored: random() < 0.5 };
+}
+
+function firstUnanswered(trials, order, answers) {
+  for (let i = 0; i < order.length; i++) {
+    if (!(trials[order[i]].trial in answers)) return i;
+  }
+  return order.length;
+}
+
+function storedAnswers(text) {
+  try {
+    const parsed = JSON.parse(text || "{}");
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return {};
+    const kept = {};
+    Object.keys(parsed).forEach(function (k) {
+      const a = parsed[k];
+      if (a && (a.choice === "left" || a.choice === "right") && typeof a.seconds === "number") kept[k] = a;
+    });
+    return kept;
+  } catch (e) {
+    return {};
+  }
+}
+
+if (typeof module !== "undefined") {
+  module.exports = { csvField, cleanCode, answersCsv, seededRandom, participantLayout, firstUnanswered, storedAnswers };
+}
 
 if (typeof document !== "undefined") {
   const STUDY = JSON.parse(document.getElementById("study-data").textContent);
   const $ = (id) => document.getElementById(id);
-  let participant = "", answers = {}, index = 0, shownAt = 0;
+  let participant = "", answers = {}, layout = null, index = 0, shownAt = 0;
   const storeKey = () => "igbench-study-" + STUDY.study + "-" + participant;
 
   function save() {
     try { localStorage.setItem(storeKey(), JSON.stringify(answers)); } catch (e) { /* private mode: kept in memory */ }
     const csv = answersCsv(STUDY.study, participant, answers);
     const link = $("download");
-    if (link.href) URL.revokeObjectURL(link.href);
+    if (link.href && link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
     link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
     link.download = "answers-" + STUDY.study + "-" + participant.replace(/[^A-Za-z0-9_-]+/g, "_") + ".csv";
     $("partial").href = link.href;
@@ -93,36 +150,42 @@ if (typeof document !== "undefined") {
   }
 
   function show() {
-    if (index >= STUDY.trials.length) {
+    if (index >= layout.order.length) {
       $("trial").hidden = true;
       $("done").hidden = false;
       return;
     }
-    const t = STUDY.trials[index];
+    const t = STUDY.trials[layout.order[index]];
+    const given = answers[t.trial];
     $("done").hidden = true;
     $("trial").hidden = false;
-    $("progress").textContent = "Trial " + (index + 1) + " of " + STUDY.trials.length;
+    $("progress").textContent = "Trial " + (index + 1) + " of " + layout.order.length;
     $("target").textContent = t.target;
-    $("left-img").src = t.left;
-    $("right-img").src = t.right;
+    $("left-img").src = layout.mirrored ? t.right : t.left;
+    $("right-img").src = layout.mirrored ? t.left : t.right;
+    $("left").className = given && given.choice === "left" ? "chosen" : "";
+    $("right").className = given && given.choice === "right" ? "chosen" : "";
     $("back").disabled = index === 0;
     shownAt = performance.now();
   }
 
   function choose(side) {
-    if ($("trial").hidden) return;
-    const t = STUDY.trials[index];
-    answers[t.trial] = { choice: side, seconds: (performance.now() - shownAt) / 1000 };
+    if ($("trial").hidden || performance.now() - shownAt < @MIN_MS@) return;
+    const t = STUDY.trials[layout.order[index]];
+    answers[t.trial] = { choice: side, mirrored: layout.mirrored, seconds: (performance.now() - shownAt) / 1000 };
     save();
-    index += 1;
+    index = firstUnanswered(STUDY.trials, layout.order, answers);  // after a Back: where the participant was
     show();
   }
 
   $("begin").addEventListener("click", function () {
-    participant = $("participant").value.trim();
+    participant = cleanCode($("participant").value);
     if (!participant) { $("need-code").hidden = false; return; }
-    try { answers = JSON.parse(localStorage.getItem(storeKey()) || "{}"); } catch (e) { answers = {}; }
-    index = firstUnanswered(STUDY.trials, answers);
+    let stored = null;
+    try { stored = localStorage.getItem(storeKey()); } catch (e) { stored = null; }
+    answers = storedAnswers(stored);
+    layout = participantLayout(STUDY.study, participant, STUDY.trials.length);
+    index = firstUnanswered(STUDY.trials, layout.order, answers);
     $("start").hidden = true;
     save();
     show();
@@ -130,24 +193,29 @@ if (typeof document !== "undefined") {
   $("left").addEventListener("click", () => choose("left"));
   $("right").addEventListener("click", () => choose("right"));
   $("back").addEventListener("click", function () { if (index > 0) { index -= 1; show(); } });
+  $("review").addEventListener("click", function () { if (layout) { index = layout.order.length - 1; show(); } });
   document.addEventListener("keydown", function (e) {
-    if (e.key === "ArrowLeft") choose("left");
-    if (e.key === "ArrowRight") choose("right");
+    if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+    if (e.preventDefault) e.preventDefault();
+    if (e.repeat) return;
+    choose(e.key === "ArrowLeft" ? "left" : "right");
   });
 }
-"""
+""".replace("@MIN_MS@", str(MIN_MS))
 
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Image study</title>
 <style>
   body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
-  .pair { display: flex; gap: 2rem; justify-content: center; margin: 1.5rem 0; }
-  .pair button { border: 2px solid #888; background: #fff; padding: 0.5rem; cursor: pointer; }
+  .pair { display: flex; gap: 1rem; justify-content: center; margin: 1.5rem 0; }
+  .pair button { border: 3px solid #888; background: #fff; padding: 0.5rem; cursor: pointer; }
   .pair button:hover, .pair button:focus { border-color: #06c; }
-  .pair img { width: @SHOWN@px; height: @SHOWN@px; image-rendering: pixelated; display: block; }
+  .pair button.chosen { border-color: #c60; }
+  .pair img { width: min(@SHOWN@px, 38vw); height: auto; aspect-ratio: 1; image-rendering: pixelated; display: block; }
   h2 { text-align: center; }
   .small { color: #555; font-size: 0.9rem; }
 </style>
@@ -156,8 +224,9 @@ _PAGE = """<!doctype html>
 <section id="start">
   <h1>Image study</h1>
   <p>You will see @N@ pairs of small images. Each time, pick the image that looks more like the named
-  class. There are no right answers: go with your first impression. Your answers stay in this browser
-  until you save them at the end.</p>
+  class. There are no right answers: go with your first impression.</p>
+  <p>Your answers stay in this browser until you save them. Save this file on your computer before you
+  open it, and use "Save answers so far" if you stop before the end.</p>
   <p><label>Your participant code: <input id="participant" autocomplete="off"></label>
   <button id="begin">Begin</button></p>
   <p id="need-code" hidden>Please enter the participant code you were given.</p>
@@ -169,12 +238,14 @@ _PAGE = """<!doctype html>
     <button id="left" aria-label="left image"><img id="left-img" alt="left image"></button>
     <button id="right" aria-label="right image"><img id="right-img" alt="right image"></button>
   </div>
-  <p class="small">Click an image, or press the left or right arrow key.
+  <p class="small">Click an image, or press the left or right arrow key. Back shows your earlier answers
+  (outlined); answering one again returns you to where you were.
   <button id="back">Back</button> <a id="partial" href="#">Save answers so far</a></p>
 </section>
 <section id="done" hidden>
   <h2>Thank you</h2>
   <p><a id="download" href="#">Download your answers</a> and send the file to the person running the study.</p>
+  <p class="small"><button id="review">Review my answers</button></p>
 </section>
 <script id="study-data" type="application/json">@DATA@</script>
 <script>@SCRIPT@</script>

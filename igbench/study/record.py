@@ -18,6 +18,7 @@ from ..errors import UsageError
 KEY_FILE = "study-key.json"
 QUESTIONNAIRE_FILE = "questionnaire.html"
 SCORES_FILE = "study-scores.json"
+ANSWERS_TABLE_FILE = "study-answers.csv"
 
 
 @functools.lru_cache(maxsize=2)
@@ -31,10 +32,49 @@ def _validator(part: str) -> Any:
 
 
 def validate(data: Any, part: str, where: str | os.PathLike[str]) -> None:
-    """One-line :class:`igbench.errors.ResultError` unless ``data`` is a valid ``part`` (``key`` or ``scores``)."""
-    from ..results.io import check_against
+    """One-line :class:`igbench.errors.ResultError` unless ``data`` is a valid ``part`` (``key`` or
+    ``scores``): the schema, then for a key what the schema cannot say (:func:`key_problem`)."""
+    from ..errors import ResultError
+    from ..results.io import check_against, json_path
 
     check_against(_validator(part), data, os.fspath(where))
+    problem = key_problem(data) if part == "key" else None
+    if problem is not None:
+        path, message = problem
+        raise ResultError(f"{os.fspath(where)}: {json_path(path)}: {message}")
+
+
+def key_problem(key: dict[str, Any]) -> tuple[list[Any], str] | None:
+    """The first inconsistency of a schema-valid key, as ``(json path, message)``: trials numbered other
+    than 1..N in order, a side that is not one of its pair's models, a pair not among the key's pairs or
+    with a model not among its models, a target equal to the label, an image beyond the candidates, or
+    more trials than eligible images."""
+    models = set(key["models"])
+    pairs = [tuple(p["pair"]) for p in key["pairs"]]
+    for i, p in enumerate(key["pairs"]):
+        if not set(p["pair"]) <= models:
+            return ["pairs", i, "pair"], f"{p['pair']} names a model not in models"
+        if p["trials"] > p["eligible"]:
+            return ["pairs", i, "trials"], f"{p['trials']} trials of {p['eligible']} eligible images"
+    if len(set(pairs)) != len(pairs):
+        return ["pairs"], "a pair is listed twice"
+    counted: dict[tuple[str, ...], int] = {}
+    for i, t in enumerate(key["trials"]):
+        if t["trial"] != i + 1:
+            return ["trials", i, "trial"], f"{t['trial']}: trials are numbered 1 to {len(key['trials'])} in order"
+        if tuple(t["pair"]) not in pairs:
+            return ["trials", i, "pair"], f"{t['pair']} is not one of the key's pairs"
+        if t["left"] == t["right"] or {t["left"], t["right"]} != set(t["pair"]):
+            return ["trials", i, "left"], f"sides {t['left']!r} and {t['right']!r} are not the pair {t['pair']}"
+        if t["target"] == t["label"]:
+            return ["trials", i, "target"], "the target is the label"
+        if t["image"] >= key["candidates"]:
+            return ["trials", i, "image"], f"{t['image']} is beyond the {key['candidates']} candidates"
+        counted[tuple(t["pair"])] = counted.get(tuple(t["pair"]), 0) + 1
+    for i, p in enumerate(key["pairs"]):
+        if counted.get(tuple(p["pair"]), 0) != p["trials"]:
+            return ["pairs", i, "trials"], f"{p['trials']}, but {counted.get(tuple(p['pair']), 0)} trials show the pair"
+    return None
 
 
 def study_id(trials: list[dict[str, Any]], run_id: str, attack: str, params: dict[str, Any]) -> str:
@@ -45,6 +85,7 @@ def study_id(trials: list[dict[str, Any]], run_id: str, attack: str, params: dic
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -55,6 +96,36 @@ def write_json(path: Path, data: dict[str, Any], part: str) -> Path:
 
     validate(data, part, path)
     return atomic_write_text(path, dumps_result(data))
+
+
+def create_key(path: Path, key: dict[str, Any]) -> Path:
+    """Validate ``key`` and write it to ``path`` whole, only if no file is there: two ``study make`` runs
+    into one folder cannot replace each other's key (the later gets the "already holds a study" error)."""
+    import tempfile
+
+    from ..results.io import dumps_result
+
+    validate(key, "key", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as fh:
+        fh.write(dumps_result(key))
+        fh.flush()
+        os.fsync(fh.fileno())
+    staged = Path(fh.name)
+    try:
+        os.chmod(staged, 0o644)
+        os.link(staged, path)  # fails if the key exists, where a rename would replace it
+    except FileExistsError:
+        raise UsageError(already_a_study(path.parent)) from None
+    finally:
+        staged.unlink(missing_ok=True)
+    return path
+
+
+def already_a_study(folder: Path) -> str:
+    return (f"{folder} already holds a study ({KEY_FILE}); its answers are scored with that key, so pick another "
+            "--out (or delete the folder if no one has answered it)")
 
 
 def read_study_file(path: str | os.PathLike[str], part: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@ and how surprising that share would be if people chose at random."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 #: Coverage of the interval reported with every share.
 CONFIDENCE = 0.95
@@ -30,3 +30,16 @@ def share(k: int, n: int) -> Share:
     test = binomtest(int(k), int(n), 0.5, alternative="two-sided")
     ci = test.proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return Share(int(k), int(n), k / n, float(ci.low), float(ci.high), min(1.0, float(test.pvalue)))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of ``p_values`` (None stays None and does not count as a test): each
+    adjusted p-value keeps the family-wise error rate across the tests."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out

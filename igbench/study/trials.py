@@ -1,7 +1,7 @@
-"""Which images the study shows: for each pair of models, test images both models classify correctly, on
-which both models' examples aim at the same target, changed the image and (by default) reached their
-target, drawn at random (seeded); each pair's two examples on random sides; all trials in one random
-order."""
+"""Which images the study shows: for each pair of models, scored images both models classify correctly,
+on which both models' examples aim at the same target, changed the image and (by default) reached their
+target, drawn at random (seeded), each image in one trial at most; each pair's first model on the left in
+half its trials; all trials in one random order."""
 
 from __future__ import annotations
 
@@ -44,7 +44,14 @@ def eligible(x, y, first: Examples, second: Examples, reached_only: bool = True)
 
 def choose_trials(x, y, examples: dict[str, Examples], pairs: list[tuple[str, str]], per_pair: int, seed: int,
                   reached_only: bool = True) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
-    """The trials (numbered from 1 in their shown order) and, per pair, how many images were eligible.
+    """The trials (numbered from 1 in the key's order) and, per pair, how many images were eligible.
+
+    Each image is shown in one trial at most: the pairs take turns drawing from their eligible images
+    (in a seeded random order), so that a pair sharing a model with another never shows that model's
+    very picture twice, and no pair is starved by the pairs before it. Within a pair the first model is
+    on the left in half its trials (one more or less for an odd count), on sides drawn at random: a
+    participant who favours one side then favours neither model. The questionnaire shuffles the order
+    and mirrors the sides again per participant.
 
     A trial records the image's index among the candidates, its label and target, the model on each side
     and each side's alignment with the target (the stand-in's verdict, kept in the key for comparison).
@@ -52,14 +59,30 @@ def choose_trials(x, y, examples: dict[str, Examples], pairs: list[tuple[str, st
     import torch
 
     gen = torch.Generator().manual_seed(int(seed))
-    trials, counts = [], {}
+    counts, queues = {}, {}
     for a, b in pairs:
-        mask = eligible(x, y, examples[a], examples[b], reached_only)
-        idx = mask.nonzero().flatten()
+        idx = eligible(x, y, examples[a], examples[b], reached_only).nonzero().flatten()
         counts[(a, b)] = int(idx.numel())
-        picked = idx[torch.randperm(idx.numel(), generator=gen)[:per_pair]]
-        swap = torch.randint(0, 2, (picked.numel(),), generator=gen).bool()
-        for i, flip in zip(picked.tolist(), swap.tolist()):
+        queues[(a, b)] = idx[torch.randperm(idx.numel(), generator=gen)].tolist()
+    picked: dict[tuple[str, str], list[int]] = {p: [] for p in pairs}
+    used: set[int] = set()
+    active = [p for p in pairs if queues[p]]
+    while active:
+        for p in list(active):
+            queue = queues[p]
+            while queue and queue[0] in used:
+                queue.pop(0)
+            if queue and len(picked[p]) < per_pair:
+                used.add(queue[0])
+                picked[p].append(queue.pop(0))
+            else:
+                active.remove(p)
+    trials = []
+    for (a, b), images in picked.items():
+        k = len(images)
+        flips = [False] * (k // 2) + [True] * (k // 2) + ([bool(torch.randint(0, 2, (1,), generator=gen))] if k % 2 else [])
+        flips = [flips[j] for j in torch.randperm(k, generator=gen).tolist()]
+        for i, flip in zip(images, flips):
             left, right = (b, a) if flip else (a, b)
             trials.append({
                 "image": i, "label": int(y[i]), "target": int(examples[a].targets[i]), "pair": [a, b],
