@@ -381,6 +381,7 @@ def test_broken_entry_point_is_reported_and_others_still_load(monkeypatch, plugi
 
 
 @pytest.mark.parametrize("command", [["plugins", "ifgsm"], ["explain", "no-such-result.json", "--attack", "ifgsm"],
+                                     ["study", "make", "no-such-result.json", "--attack", "ifgsm"],
                                      ["run", "--attack", "ifgsm"]])
 def test_unknown_name_points_at_the_package_that_failed_to_load(monkeypatch, plugins_env, command):
     """`igbench plugins ifgsm` and `igbench explain` printed no load warnings, so the name of an attack

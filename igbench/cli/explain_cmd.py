@@ -54,10 +54,12 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
     from ..grid_config import resolve_device
     from ..interpret.explain import explain_result
     from ..results.grid import scored_split
+    from ..registry import get_registry
     from ..results.io import read_result
     from . import echo_plugin_problems
 
     echo_plugin_problems()
+    get_registry().get("attack", attack)  # an unknown attack before a missing result: says what failed to load
     result_data = read_result(result)
     with plugins_of(result_data):  # a plugin package the result used and this machine lacks: named
         plugin, attack_params, dataset_params = attack_on_result(result_data, attack, eps, param)

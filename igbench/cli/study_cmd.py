@@ -64,6 +64,7 @@ def make_command(result, out_dir, attack, eps, param, models, versus, trials_per
     agreed with it.
     """
     from ..grid_config import resolve_device
+    from ..registry import get_registry
     from ..results.io import read_result
     from ..selections import split_list
     from ..study.make import make_study
@@ -71,6 +72,7 @@ def make_command(result, out_dir, attack, eps, param, models, versus, trials_per
     from . import echo_plugin_problems
 
     echo_plugin_problems()
+    get_registry().get("attack", attack)  # an unknown attack before a missing result: says what failed to load
     result_data = read_result(result)
     out = Path(out_dir) if out_dir else default_out_dir(result, "study")
     with plugins_of(result_data), _removed_if_left_empty(out):
