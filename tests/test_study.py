@@ -120,10 +120,13 @@ def test_answers_are_tallied_per_pair_per_participant_and_per_model():
     # trial 3 has no stand-in verdict; of the other four answers p's two and q's second pick the higher one
     assert (out["stand_in"]["chosen"], out["stand_in"]["answers"]) == (3, 4)
     people = participant_summary([_answer("fast", t, "left", seconds=0.2) for t in range(1, 11)]
-                                 + [_answer("slow", 1, "left", seconds=3.0), _answer("slow", 2, "right", seconds=5.0)])
+                                 + [_answer("slow", 1, "left", seconds=3.0), _answer("slow", 2, "right", seconds=5.0)],
+                                 checks=[{"trial": 2, "correct": "right"}])
     assert people == [
-        {"participant": "fast", "answers": 10, "median_seconds": 0.2, "left_share": 1.0, "flags": ["fast", "one_side"]},
-        {"participant": "slow", "answers": 2, "median_seconds": 4.0, "left_share": 0.5, "flags": []}]
+        {"participant": "fast", "answers": 10, "median_seconds": 0.2, "left_share": 1.0, "catch_correct": 0,
+         "catch_answers": 1, "flags": ["fast", "one_side", "missed_catch"]},
+        {"participant": "slow", "answers": 2, "median_seconds": 4.0, "left_share": 0.5, "catch_correct": 1,
+         "catch_answers": 1, "flags": []}]
 
 
 def test_answer_files_as_spreadsheets_save_them_are_read_and_mistakes_named(tmp_path, capsys):
@@ -331,7 +334,7 @@ def test_a_key_that_contradicts_itself_is_refused_in_one_line(study, tmp_path):
     folder, _ = study
     key = json.loads((folder / "study-key.json").read_text())
     for mend, message in [
-        (lambda k: k["trials"][0].update(trial=999), "trials[0].trial: 999: trials are numbered 1 to 24 in order"),
+        (lambda k: k["trials"][0].update(trial=999), "trials: trial numbers run from 1 to 24 across trials and catch_trials, once each; none is numbered 1"),
         (lambda k: k["trials"][0].update(left="typo"), "trials[0].left: sides 'typo' and"),
         (lambda k: k["trials"][0].update(right=k["trials"][0]["left"]), "trials[0].left: sides"),
         (lambda k: k["trials"][0].update(target=k["trials"][0]["label"]), "trials[0].target: the target is the label"),
@@ -389,11 +392,13 @@ def test_the_page_keeps_its_script_whatever_the_class_names():
     from igbench.study.questionnaire import page_data, render
 
     names = ["<!--<script>", "@SCRIPT@", "</script><b>", "a & b", "7"]
-    trials = [{"trial": k + 1, "target": k} for k in range(5)]
-    html = render(page_data("0123456789ab", trials, names, ["data:l"] * 5, ["data:r"] * 5))
+    shown = [(k + 1, k, "data:l", "data:r") for k in range(5)]
+    html = render(page_data("0123456789ab", shown, names, intro="<b>consent</b> @DATA@", completion_code="</script>"))
     block = re.search(r'<script id="study-data" type="application/json">(.*?)</script>', html, re.S)[1]
     assert "<" not in block and ">" not in block and "&" not in block
-    assert [t["target"] for t in json.loads(block)["trials"]] == names
+    data = json.loads(block)
+    assert [t["target"] for t in data["trials"]] == names
+    assert data["intro"] == "<b>consent</b> @DATA@" and data["completion_code"] == "</script>"  # shown as text
     assert html.count("<script") == 2 and html.count("function answersCsv") == 1
 
 
@@ -423,3 +428,56 @@ def test_study_refusals_are_one_line(shared_data, two_models, study, tmp_path):
     loud = make("--eps", "8", "--candidates", "50", out="loud")
     assert loud.exit_code == 0 and "more than the data's whole range" in loud.output, loud.output
     assert "no study key here" in error(CliRunner().invoke(cli, ["study", "score", str(tmp_path), "a.csv"]))
+
+
+def test_attention_checks_intro_and_completion_code(shared_data, two_models, tmp_path):
+    from igbench.datasets.loading import load_dataset
+
+    result_path, cache = two_models
+    intro = tmp_path / "intro.txt"
+    intro.write_text("This study is run by the lab.\n\nYou may stop at any time.\n")
+    folder = tmp_path / "s"
+    made = _make(result_path, cache, shared_data, folder, "--trials-per-pair", "6", "--candidates", "200",
+                 "--catch-trials", "4", "--intro", str(intro), "--completion-code", "C0DE-42")
+    assert made.exit_code == 0 and "6 trials and 4 attention check(s)" in made.output, made.output
+    key = json.loads((folder / "study-key.json").read_text())
+    checks = key["catch_trials"]
+    assert len(checks) == 4 and sorted(c["correct"] for c in checks) == ["left", "left", "right", "right"]
+    assert sorted(t["trial"] for t in key["trials"] + checks) == list(range(1, 11))
+    data = load_dataset("mnist", shared_data, {})
+    x, y = data.test_x[:200], data.test_y[:200]
+    page = {t["trial"]: t for t in _page_data((folder / "questionnaire.html").read_text())["trials"]}
+    for c in checks:  # a clean image of the named class, on the side the key says, beside one of another class
+        assert int(y[c["target_image"]]) == c["target"] != c["other_label"] == int(y[c["other_image"]])
+        shown = page[c["trial"]]
+        assert shown["target"] == str(c["target"])
+        named = shown[c["correct"]]
+        other = shown["right" if c["correct"] == "left" else "left"]
+        assert torch.allclose(_pixels(named), x[c["target_image"]], atol=0.6 / 255)
+        assert torch.allclose(_pixels(other), x[c["other_image"]], atol=0.6 / 255)
+    assert not {c["target_image"] for c in checks} & {t["image"] for t in key["trials"]}
+    if shutil.which("node"):
+        driven = json.loads(subprocess.run(["node", str(DRIVER), str(folder / "questionnaire.html"), "dee", "l" * 10],
+                                           capture_output=True, text=True, check=True).stdout)
+        assert driven["intro"] == ["This study is run by the lab.", "You may stop at any time."]
+        assert driven["completion"] == "C0DE-42"
+    # eve passes every check, fay misses one; the checks stay out of the models' tally
+    sid = key["study"]
+    rows = ["study,participant,trial,choice"]
+    for person, miss in (("eve", None), ("fay", checks[0]["trial"])):
+        rows += [f"{sid},{person},{t['trial']},left" for t in key["trials"]]
+        for c in checks:
+            side = c["correct"] if c["trial"] != miss else ("right" if c["correct"] == "left" else "left")
+            rows.append(f"{sid},{person},{c['trial']},{side}")
+    (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
+    scored = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "a.csv")])
+    assert scored.exit_code == 0, scored.output
+    scores = json.loads((folder / "study-scores.json").read_text())
+    people = {p["participant"]: p for p in scores["participants"]}
+    assert (people["eve"]["catch_correct"], people["eve"]["catch_answers"], people["eve"]["flags"]) == (4, 4, [])
+    assert (people["fay"]["catch_correct"], people["fay"]["flags"]) == (3, ["missed_catch"])
+    assert people["eve"]["answers"] == 10 and scores["n_catch_trials"] == 4
+    assert scores["pairs"][0]["answers"] == 12 and scores["position"]["answers"] == 12
+    assert "fay (missed_catch)" in scored.output and "checks passed" in scored.output
+    missing = CliRunner().invoke(cli, ["study", "make", str(result_path), "--intro", str(tmp_path / "nope.txt")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output and missing.output.count("\n") == 1

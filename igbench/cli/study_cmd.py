@@ -44,12 +44,15 @@ def study_group() -> None:
 @click.option("--candidates", type=int, default=DEFAULT_CANDIDATES, show_default=True, help="First images of the result's scored split attacked, the pool trials are drawn from (not limited to the images the result scored).")
 @click.option("--all-examples", is_flag=True, help="Also show examples that did not fool their model into the target (default: only those that did).")
 @click.option("--seed", type=int, help="Seed of the trial choice, sides and order (default: the result's seed).")
+@click.option("--catch-trials", type=int, default=0, show_default=True, help="Attention checks mixed in: a clean image of the named class beside one of another class; `study score` flags a participant who misses one.")
+@click.option("--intro", type=click.Path(dir_okay=False, exists=True), help="Text file shown above the instructions (consent, purpose, contact); blank lines separate paragraphs.")
+@click.option("--completion-code", help="Code shown to participants at the end (for crowdsourcing platforms).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
 @click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
 @cache_dir_option
 @click.option("--progress/--no-progress", default=True, help="Show progress bars while each model is attacked (default on).")
 def make_command(result, out_dir, attack, eps, param, models, versus, trials_per_pair, candidates, all_examples, seed,
-                 device, data_dir, cache_dir, progress) -> None:
+                 catch_trials, intro, completion_code, device, data_dir, cache_dir, progress) -> None:
     """Attack the result's models and write a questionnaire (questionnaire.html) and its key
     (study-key.json) into the study folder.
 
@@ -74,6 +77,7 @@ def make_command(result, out_dir, attack, eps, param, models, versus, trials_per
     echo_plugin_problems()
     get_registry().get("attack", attack)  # an unknown attack before a missing result: says what failed to load
     result_data = read_result(result)
+    intro_text = _read_intro(intro) if intro else None
     out = Path(out_dir) if out_dir else default_out_dir(result, "study")
     with plugins_of(result_data), _removed_if_left_empty(out):
         plugin, attack_params, dataset_params = attack_on_result(result_data, attack, eps, param)
@@ -82,13 +86,27 @@ def make_command(result, out_dir, attack, eps, param, models, versus, trials_per
                           data_dir=data_dir, cache_dir=cache_dir, device=resolve_device(device),
                           models=split_list([models], "--models") if models else None, versus=versus,
                           per_pair=trials_per_pair, candidates=candidates, reached_only=not all_examples, seed=seed,
+                          catch_trials=catch_trials, intro=intro_text, completion_code=completion_code,
                           progress=progress, result=result_data)
     lines = [f"{a} vs {b}: {p['trials']} trials ({p['eligible']} images eligible)" for p in made.pairs
              for a, b in [p["pair"]]]
-    click.echo(f"study {made.study}: {made.n_trials} trials\n  " + "\n  ".join(lines))
+    checks = f" and {made.n_checks} attention check(s)" if made.n_checks else ""
+    click.echo(f"study {made.study}: {made.n_trials} trials{checks}\n  " + "\n  ".join(lines))
     click.echo(f"questionnaire: {made.questionnaire}  (send this one file to participants; it names no model)")
     click.echo(f"key:           {made.key}  (keep it: which model made each image)")
     click.echo(f"then:          igbench study score {made.folder} ANSWERS.csv ...")
+
+
+def _read_intro(path: str) -> str:
+    from ..errors import UsageError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--intro {path}: cannot read it as UTF-8 text ({exc})") from None
+    if not text:
+        raise UsageError(f"--intro {path}: the file is empty; write the text participants should read first")
+    return text
 
 
 @contextmanager
@@ -149,8 +167,9 @@ def render_study_scores(scores: dict) -> str:
 
     people = scores["participants"]
     excluded = f", {len(scores['excluded'])} excluded ({', '.join(scores['excluded'])})" if scores["excluded"] else ""
+    checks = f" and {scores['n_catch_trials']} attention checks" if scores["n_catch_trials"] else ""
     head = (f"study {scores['study']}: {sum(p['answers'] for p in people)} answers from {len(people)} participant(s) "
-            f"to {scores['n_trials']} trials{excluded}")
+            f"to {scores['n_trials']} trials{checks}{excluded}")
     several = len(scores["pairs"]) > 1
     pair_rows = [[f"{r['pair'][0]} vs {r['pair'][1]}", r["answers"], _share_cell(r),
                   _p(r["p_value"]) + (f" ({_p(r['p_value_holm'])})" if several else ""),
@@ -164,10 +183,12 @@ def render_study_scores(scores: dict) -> str:
     model_rows = [[r["model"], r["answers"], _share_cell(r)] for r in sorted(scores["models"], key=lambda r: -(r["share"] or 0))]
     models = tabulate(model_rows, headers=["model", "comparisons", "picked % (95% CI)"], tablefmt="simple",
                       disable_numparse=True)
+    checked = scores["n_catch_trials"] > 0
     person_rows = [[p["participant"], p["answers"], "-" if p["median_seconds"] is None else f"{p['median_seconds']:.1f}",
-                    _pct(p["left_share"]), ", ".join(p["flags"])] for p in people]
-    persons = tabulate(person_rows, headers=["participant", "answers", "median s", "left %", "flags"], tablefmt="simple",
-                       disable_numparse=True)
+                    _pct(p["left_share"])] + ([f"{p['catch_correct']}/{p['catch_answers']}"] if checked else [])
+                   + [", ".join(p["flags"])] for p in people]
+    persons = tabulate(person_rows, headers=["participant", "answers", "median s", "left %"]
+                       + (["checks passed"] if checked else []) + ["flags"], tablefmt="simple", disable_numparse=True)
     pos, stand = scores["position"], scores["stand_in"]
     checks = (f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
               f"people favoured a side; each pair shows its first model on the left half the time, so a side "

@@ -32,6 +32,8 @@ class StudyOutput:
     study: str
     n_trials: int
     pairs: list[dict[str, Any]]
+    #: attention checks among the trials
+    n_checks: int = 0
 
 
 def chosen_models(result: dict[str, Any], models: Sequence[str] | None, versus: str | None) -> list[str]:
@@ -66,7 +68,8 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
                attack_params: dict[str, Any] | None = None, dataset_params: dict[str, Any] | None = None,
                data_dir=None, cache_dir=None, device: str = "cpu", models: Sequence[str] | None = None,
                versus: str | None = None, per_pair: int = DEFAULT_PER_PAIR, candidates: int = DEFAULT_CANDIDATES,
-               reached_only: bool = True, seed: int | None = None, batch_size: int = 256, progress: bool = True,
+               reached_only: bool = True, seed: int | None = None, catch_trials: int = 0, intro: str | None = None,
+               completion_code: str | None = None, batch_size: int = 256, progress: bool = True,
                result: dict[str, Any] | None = None) -> StudyOutput:
     """Attack every compared model on the first ``candidates`` scored images of the result's data set (any
     of them, not only those the result scored), choose up to ``per_pair`` trials per model pair
@@ -76,7 +79,11 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
     The attack must aim at a target (the question names it). By default a trial shows only examples that
     fool their model into the target (``reached_only``): people judge adversarial examples that work. A
     folder holding another study's key is refused: that key is what its answers are scored with.
+    ``catch_trials`` attention checks (:func:`.trials.choose_catch_trials`) are mixed in; ``intro`` (the
+    researcher's text: consent, contact) opens the page and ``completion_code`` ends it.
     """
+    import torch
+
     from ..atomic import atomic_write_text
     from ..engine.attack import run_attack, success_mask
     from ..engine.grid_notes import eps_range_notes
@@ -86,12 +93,14 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
     from ..registry import get_registry
     from ..results.io import read_result
     from . import questionnaire, record
-    from .trials import Examples, choose_trials, model_pairs
+    from .trials import Examples, choose_catch_trials, choose_trials, model_pairs, number_together
 
     if per_pair < 1:
         raise UsageError(f"--trials-per-pair must be >= 1, got {per_pair}")
     if candidates < 1:
         raise UsageError(f"--candidates must be >= 1, got {candidates}")
+    if catch_trials < 0:
+        raise UsageError(f"--catch-trials must be >= 0, got {catch_trials}")
     result_path = Path(result_path)
     if result is None:
         result = read_result(result_path)
@@ -137,24 +146,37 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
         say(f"note: fewer trials than --trials-per-pair {per_pair} for {'; '.join(short)}; each image is shown "
             f"once, in one pair; {fix}")
 
+    checks = []
+    if catch_trials:
+        usable = torch.stack([examples[m].clean_correct for m in compared]).all(0)
+        checks = choose_catch_trials(y, usable, catch_trials, data.num_classes, {t["image"] for t in trials}, seed)
+        if len(checks) < catch_trials:
+            say(f"note: {len(checks)} attention check(s) of --catch-trials {catch_trials}: the other images are in "
+                "trials; more --candidates makes room")
+        number_together(trials, checks, seed)
+
     lo, hi = float(data.clip_min), float(data.clip_max)
-    left = [questionnaire.png_data_uri(examples[t["left"]].x_adv[t["image"]], lo, hi) for t in trials]
-    right = [questionnaire.png_data_uri(examples[t["right"]].x_adv[t["image"]], lo, hi) for t in trials]
+    shown = [(t["trial"], t["target"], questionnaire.png_data_uri(examples[t["left"]].x_adv[t["image"]], lo, hi),
+              questionnaire.png_data_uri(examples[t["right"]].x_adv[t["image"]], lo, hi)) for t in trials]
+    for c in checks:
+        named, other = (questionnaire.png_data_uri(x[c[k]], lo, hi) for k in ("target_image", "other_image"))
+        shown.append((c["trial"], c["target"], *((named, other) if c["correct"] == "left" else (other, named))))
     recorded = plugin.recorded_params(params)
-    study = record.study_id(trials, result["run_id"], plugin.name, recorded)
+    study = record.study_id(trials + checks, result["run_id"], plugin.name, recorded)
     names = list(data.class_names)
-    page = questionnaire.render(questionnaire.page_data(study, trials, names, left, right))
+    page = questionnaire.render(questionnaire.page_data(study, shown, names, intro, completion_code))
     key = {
         "igbench_study": "1", "study": study, "result": result_path.as_posix(), "run_id": result["run_id"],
         "dataset": {"name": data.name, "checksum": data.checksum, "split": setup.split},
         "attack": plugin.name, "attack_params": recorded, "seed": seed, "candidates": n,
         "reached_only": bool(reached_only), "models": compared, "pairs": pair_records, "class_names": names,
         "questionnaire": record.QUESTIONNAIRE_FILE, "questionnaire_sha256": hashlib.sha256(page.encode()).hexdigest(),
-        "trials": trials, **record.provenance(),
+        "trials": trials, "catch_trials": checks, "intro": intro, "completion_code": completion_code,
+        **record.provenance(),
     }
     key_path = record.create_key(folder / record.KEY_FILE, key)  # refused if another run wrote one meanwhile
     page_path = atomic_write_text(folder / record.QUESTIONNAIRE_FILE, page)
-    return StudyOutput(folder, page_path, key_path, study, len(trials), pair_records)
+    return StudyOutput(folder, page_path, key_path, study, len(trials), pair_records, len(checks))
 
 
 def _no_trials_message(n: int, reached_only: bool, short: list[str]) -> str:

@@ -30,16 +30,17 @@ def png_data_uri(image, lo: float, hi: float) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def page_data(study: str, trials: Sequence[dict[str, Any]], class_names: Sequence[str], left_images: Sequence[str],
-              right_images: Sequence[str]) -> dict[str, Any]:
-    """What the page embeds: the study id and, per trial, its number, the target's name and the two images.
-    Nothing here tells the models apart."""
+def page_data(study: str, shown: Sequence[tuple[int, int, str, str]], class_names: Sequence[str],
+              intro: str | None = None, completion_code: str | None = None) -> dict[str, Any]:
+    """What the page embeds: the study id, the researcher's intro text and completion code (or None), and per
+    trial (``(number, target class, left image URI, right image URI)``, attention checks among them) its
+    number, the target's name and the two images. Nothing here tells the models, or the checks, apart."""
     def name(k: int) -> str:
         return class_names[k] if 0 <= k < len(class_names) else str(k)
 
-    return {"study": study, "trials": [
-        {"trial": t["trial"], "target": name(int(t["target"])), "left": lu, "right": ru}
-        for t, lu, ru in zip(trials, left_images, right_images)
+    return {"study": study, "intro": intro, "completion_code": completion_code, "trials": [
+        {"trial": number, "target": name(int(target)), "left": left, "right": right}
+        for number, target, left, right in sorted(shown)
     ]}
 
 
@@ -178,6 +179,18 @@ if (typeof document !== "undefined") {
     show();
   }
 
+  if (STUDY.intro) {
+    STUDY.intro.split(/\n\s*\n/).forEach(function (text) {
+      const p = document.createElement("p");
+      p.textContent = text;
+      $("intro").appendChild(p);
+    });
+  }
+  if (STUDY.completion_code) {
+    $("completion").hidden = false;
+    $("completion-code").textContent = STUDY.completion_code;
+  }
+
   $("begin").addEventListener("click", function () {
     participant = cleanCode($("participant").value);
     if (!participant) { $("need-code").hidden = false; return; }
@@ -223,6 +236,7 @@ _PAGE = """<!doctype html>
 <body>
 <section id="start">
   <h1>Image study</h1>
+  <div id="intro"></div>
   <p>You will see @N@ pairs of small images. Each time, pick the image that looks more like the named
   class. There are no right answers: go with your first impression.</p>
   <p>Your answers stay in this browser until you save them. Save this file on your computer before you
@@ -245,6 +259,7 @@ _PAGE = """<!doctype html>
 <section id="done" hidden>
   <h2>Thank you</h2>
   <p><a id="download" href="#">Download your answers</a> and send the file to the person running the study.</p>
+  <p id="completion" hidden>Your completion code: <strong id="completion-code"></strong></p>
   <p class="small"><button id="review">Review my answers</button></p>
 </section>
 <script id="study-data" type="application/json">@DATA@</script>

@@ -45,10 +45,10 @@ def validate(data: Any, part: str, where: str | os.PathLike[str]) -> None:
 
 
 def key_problem(key: dict[str, Any]) -> tuple[list[Any], str] | None:
-    """The first inconsistency of a schema-valid key, as ``(json path, message)``: trials numbered other
-    than 1..N in order, a side that is not one of its pair's models, a pair not among the key's pairs or
-    with a model not among its models, a target equal to the label, an image beyond the candidates, or
-    more trials than eligible images."""
+    """The first inconsistency of a schema-valid key, as ``(json path, message)``: trials and attention
+    checks not numbered 1..N between them, a side that is not one of its pair's models, a pair not among
+    the key's pairs or with a model not among its models, a target equal to the label, an image beyond
+    the candidates or in two trials, or more trials than eligible images."""
     models = set(key["models"])
     pairs = [tuple(p["pair"]) for p in key["pairs"]]
     for i, p in enumerate(key["pairs"]):
@@ -58,10 +58,17 @@ def key_problem(key: dict[str, Any]) -> tuple[list[Any], str] | None:
             return ["pairs", i, "trials"], f"{p['trials']} trials of {p['eligible']} eligible images"
     if len(set(pairs)) != len(pairs):
         return ["pairs"], "a pair is listed twice"
+    checks = key["catch_trials"]
+    numbers = sorted(t["trial"] for t in key["trials"] + checks)
+    if numbers != list(range(1, len(numbers) + 1)):
+        missing = next(k for k in range(1, len(numbers) + 1) if k not in numbers)
+        return ["trials"], (f"trial numbers run from 1 to {len(numbers)} across trials and catch_trials, once each; "
+                            f"none is numbered {missing}")
+    images: set[int] = set()
     counted: dict[tuple[str, ...], int] = {}
     for i, t in enumerate(key["trials"]):
-        if t["trial"] != i + 1:
-            return ["trials", i, "trial"], f"{t['trial']}: trials are numbered 1 to {len(key['trials'])} in order"
+        if i and t["trial"] < key["trials"][i - 1]["trial"]:
+            return ["trials", i, "trial"], "trials are listed in the order of their numbers"
         if tuple(t["pair"]) not in pairs:
             return ["trials", i, "pair"], f"{t['pair']} is not one of the key's pairs"
         if t["left"] == t["right"] or {t["left"], t["right"]} != set(t["pair"]):
@@ -70,7 +77,17 @@ def key_problem(key: dict[str, Any]) -> tuple[list[Any], str] | None:
             return ["trials", i, "target"], "the target is the label"
         if t["image"] >= key["candidates"]:
             return ["trials", i, "image"], f"{t['image']} is beyond the {key['candidates']} candidates"
+        if t["image"] in images:
+            return ["trials", i, "image"], f"image {t['image']} is in another trial too"
+        images.add(t["image"])
         counted[tuple(t["pair"])] = counted.get(tuple(t["pair"]), 0) + 1
+    for i, c in enumerate(checks):
+        if c["target"] == c["other_label"]:
+            return ["catch_trials", i, "target"], "the other image is of the named class"
+        for field in ("target_image", "other_image"):
+            if c[field] >= key["candidates"] or c[field] in images:
+                return ["catch_trials", i, field], f"image {c[field]} is beyond the candidates or in another trial"
+            images.add(c[field])
     for i, p in enumerate(key["pairs"]):
         if counted.get(tuple(p["pair"]), 0) != p["trials"]:
             return ["pairs", i, "trials"], f"{p['trials']}, but {counted.get(tuple(p['pair']), 0)} trials show the pair"

@@ -84,12 +84,14 @@ def score_answers(trials: Sequence[dict[str, Any]], answers: Sequence[Answer], m
     }
 
 
-def participant_summary(answers: Sequence[Answer]) -> list[dict[str, Any]]:
-    """Per participant (in order of first answer): trials answered, median time, share of left picks, and
-    flags for answers that may not be judgements (``fast``: median time under :data:`FAST_SECONDS`;
-    ``one_side``: every one of at least :data:`ONE_SIDE_MIN_ANSWERS` answers on one side)."""
+def participant_summary(answers: Sequence[Answer], checks: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Per participant (in order of first answer): trials answered (attention checks included), median time,
+    share of left picks, attention checks passed, and flags for answers that may not be judgements
+    (``fast``: median time under :data:`FAST_SECONDS`; ``one_side``: every one of at least
+    :data:`ONE_SIDE_MIN_ANSWERS` answers on one side; ``missed_catch``: an attention check answered wrong)."""
     from statistics import median
 
+    correct_side = {c["trial"]: c["correct"] for c in checks}
     by_person: dict[str, list[Answer]] = {}
     for a in answers:
         by_person.setdefault(a.participant, []).append(a)
@@ -97,13 +99,18 @@ def participant_summary(answers: Sequence[Answer]) -> list[dict[str, Any]]:
     for person, given in by_person.items():
         times = [a.seconds for a in given if a.seconds is not None]
         lefts = sum(a.choice == "left" for a in given)
+        checked = [a for a in given if a.trial in correct_side]
+        passed = sum(a.chose_key_side() == correct_side[a.trial] for a in checked)
         flags = []
         if times and median(times) < FAST_SECONDS:
             flags.append("fast")
         if len(given) >= ONE_SIDE_MIN_ANSWERS and lefts in (0, len(given)):
             flags.append("one_side")
+        if passed < len(checked):
+            flags.append("missed_catch")
         out.append({"participant": person, "answers": len(given), "median_seconds": median(times) if times else None,
-                    "left_share": lefts / len(given), "flags": flags})
+                    "left_share": lefts / len(given), "catch_correct": passed, "catch_answers": len(checked),
+                    "flags": flags})
     return out
 
 
@@ -156,31 +163,36 @@ def score_study(folder, answer_files: Sequence[Any], out=None, exclude: Sequence
         if any(_same_file(written, p) for p in protected):
             raise UsageError(f"--out {path}: would replace {written.name}, one of the study's own files or an answer "
                              "file; choose another path")
-    trials = key["trials"]
-    answers = read_answers(answer_files, key["study"], len(trials))
+    trials, checks = key["trials"], key["catch_trials"]
+    n_shown = len(trials) + len(checks)
+    answers = read_answers(answer_files, key["study"], n_shown)
     unknown = [p for p in exclude if p not in {a.participant for a in answers}]
     if unknown:
         raise UsageError(f"--exclude {', '.join(unknown)}: no such participant in the answers")
     answers = [a for a in answers if a.participant not in set(exclude)]
     if not answers:
         raise UsageError("every participant is excluded; nothing to score")
-    people = participant_summary(answers)
-    partial = [f"{p['participant']} ({p['answers']})" for p in people if p["answers"] < len(trials)]
+    people = participant_summary(answers, checks)
+    partial = [f"{p['participant']} ({p['answers']})" for p in people if p["answers"] < n_shown]
     if partial:
-        say(f"note: {len(partial)} participant(s) answered fewer than the {len(trials)} trials, scored on what they "
+        say(f"note: {len(partial)} participant(s) answered fewer than the {n_shown} trials, scored on what they "
             f"answered: {', '.join(partial)}")
     flagged = [f"{p['participant']} ({', '.join(p['flags'])})" for p in people if p["flags"]]
     if flagged:
         say(f"note: answers that may not be judgements: {', '.join(flagged)} (fast: median under {FAST_SECONDS:g} s; "
-            f"one_side: every answer on one side); they are counted unless you pass --exclude NAME")
+            f"one_side: every answer on one side; missed_catch: an attention check answered wrong); they are "
+            "counted unless you pass --exclude NAME")
+    check_numbers = {c["trial"] for c in checks}
+    judged = [a for a in answers if a.trial not in check_numbers]
     scores = {
         "igbench_study_scores": "1", "study": key["study"], "key": key_path.as_posix(),
         "answer_files": [{"file": Path(f).as_posix(), "sha256": sha256_file(f)} for f in answer_files],
         "excluded": sorted(set(exclude)), "participants": people, "n_trials": len(trials),
-        **score_answers(trials, answers, key["models"], [p["pair"] for p in key["pairs"]]), **provenance(),
+        "n_catch_trials": len(checks),
+        **score_answers(trials, judged, key["models"], [p["pair"] for p in key["pairs"]]), **provenance(),
     }
     written = write_json(path, scores, "scores")
-    atomic_write_text(table_path, answers_table(trials, answers))
+    atomic_write_text(table_path, answers_table(trials, judged))
     return scores, written
 
 

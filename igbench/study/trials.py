@@ -100,3 +100,48 @@ def choose_trials(x, y, examples: dict[str, Examples], pairs: list[tuple[str, st
 def _finite(value) -> float | None:
     v = float(value)
     return v if v == v else None
+
+
+def choose_catch_trials(y, usable, n_catch: int, num_classes: int, used: set[int], seed: int) -> list[dict[str, Any]]:
+    """``n_catch`` attention checks: a clean image of the named class beside a clean image of another class,
+    the named one on the left in half of them. Both images come from ``usable`` (a mask: images every compared
+    model classifies correctly, as clear examples) and from no other trial (``used``). Fewer when the images
+    run out. Unnumbered: :func:`number_together` numbers them among the model trials."""
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    free = [i for i in torch.randperm(int(y.shape[0]), generator=gen).tolist() if bool(usable[i]) and i not in used]
+    by_class: dict[int, list[int]] = {}
+    for i in free:
+        by_class.setdefault(int(y[i]), []).append(i)
+    checks: list[dict[str, Any]] = []
+    for i in free:
+        if len(checks) == n_catch:
+            break
+        if i in used:
+            continue
+        label = int(y[i])
+        others = [k for k in range(num_classes) if k != label and any(j not in used for j in by_class.get(k, []))]
+        if not others:
+            continue
+        target = others[int(torch.randint(0, len(others), (1,), generator=gen))]
+        shown = next(j for j in by_class[target] if j not in used)
+        used.update((i, shown))
+        checks.append({"target": target, "target_image": shown, "other_image": i, "other_label": label})
+    sides = ["left", "right"] * (len(checks) // 2) + (["left"] if len(checks) % 2 else [])
+    for check, k in zip(checks, torch.randperm(len(checks), generator=gen).tolist()):
+        check["correct"] = sides[k]
+    return checks
+
+
+def number_together(trials: list[dict[str, Any]], checks: list[dict[str, Any]], seed: int) -> None:
+    """Number the model trials and the attention checks 1..N in one random order (in place), so that a
+    check can come anywhere."""
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed) + 2)
+    both = trials + checks
+    for number, k in enumerate(torch.randperm(len(both), generator=gen).tolist(), start=1):
+        both[k]["trial"] = number
+    trials.sort(key=lambda t: t["trial"])
+    checks.sort(key=lambda t: t["trial"])
