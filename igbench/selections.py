@@ -31,7 +31,7 @@ def split_list(values: Iterable[str], option: str) -> list[str]:
             elif char == "," and depth == 0:
                 item = value[start:i].strip()
                 if not item:
-                    example = "gradreg,advtrain" if option == "--defense" else "fgsm,pgd"
+                    example = {"--defense": "gradreg,advtrain", "--models": "none,gradreg"}.get(option, "fgsm,pgd")
                     raise UsageError(f"{option} {value!r} has an empty item; write names separated by commas, e.g. "
                                      f"{option} {example}")
                 items.append(item)

@@ -127,6 +127,28 @@ def test_answers_are_tallied_per_pair_per_participant_and_per_model():
          "catch_answers": 1, "flags": ["fast", "one_side", "missed_catch"]},
         {"participant": "slow", "answers": 2, "median_seconds": 4.0, "left_share": 0.5, "catch_correct": 1,
          "catch_answers": 1, "flags": []}]
+    # a mirrored page: the check's right answer is on the other side of the screen, and one side is the screen's
+    mirrored = participant_summary([_answer("m", t, "left", mirrored=True) for t in range(1, 11)],
+                                   checks=[{"trial": 2, "correct": "right"}])
+    assert (mirrored[0]["catch_correct"], mirrored[0]["left_share"], mirrored[0]["flags"]) == (1, 1.0, ["one_side"])
+
+
+def test_the_answers_table_undoes_each_participants_mirroring():
+    from igbench.study.scoring import answers_table
+
+    trials = [{"trial": 1, "image": 7, "label": 3, "target": 4, "pair": ["a", "b"], "left": "a", "right": "b",
+               "left_alignment": 0.5, "right_alignment": 0.1}]
+    checks = [{"trial": 2, "target": 5, "target_image": 9, "other_image": 8, "other_label": 1, "correct": "left",
+               "model": "a"}]
+    rows = list(csv.DictReader(io.StringIO(answers_table(trials, checks, [
+        _answer("p", 1, "left"), _answer("q", 1, "left", mirrored=True, seconds=1.5),
+        _answer("q", 2, "right", mirrored=True)]))))
+    assert [(r["shown_left"], r["shown_right"], r["screen_side"], r["chosen_model"], r["chose_first"],
+             r["chosen_alignment"], r["other_alignment"]) for r in rows[:2]] == [
+        ("a", "b", "left", "a", "1", "0.5", "0.1"), ("b", "a", "left", "b", "0", "0.1", "0.5")]
+    assert rows[1]["seconds"] == "1.5" and rows[1]["mirrored"] == "1" and rows[0]["attention_check"] == "0"
+    # q's check: the named image was on the key's left, shown on the screen's right, and picked
+    assert (rows[2]["attention_check"], rows[2]["chose_first"], rows[2]["chosen_model"]) == ("1", "1", "")
 
 
 def test_answer_files_as_spreadsheets_save_them_are_read_and_mistakes_named(tmp_path, capsys):
@@ -175,6 +197,24 @@ def test_answer_files_as_spreadsheets_save_them_are_read_and_mistakes_named(tmp_
     assert "no participant" in refused(head + f"{sid}, ,1,left,0,1\n")
     assert "no column choice" in refused("study;participant;trial\n")
     assert "no answers in" in refused(head)
+    # a decimal-comma locale's times, a spreadsheet's empty rows and trailing delimiters, blank lines on top
+    comma = read(f"study;participant;trial;choice;seconds;\n{sid};p;1;left;2,5;\n;;;;;\n   \n")
+    assert [(a.trial, a.seconds) for a in comma] == [(1, 2.5)] and "2 empty row(s) skipped" in capsys.readouterr().err
+    assert [a.trial for a in read(f"\n\nstudy,participant,trial,choice\n{sid},p,2,left,\n")] == [2]
+    assert refused(f"\nstudy,participant,trial,choice\n{sid},p,x,left\n").endswith("trial 'x' is not a whole number")
+    assert ":3: trial 'x'" in refused(f"\nstudy,participant,trial,choice\n{sid},p,x,left\n")
+    assert "fewer fields than the header" in refused(head + f"{sid},p,1\n")
+    assert "column study appears twice" in refused("study,participant,trial,choice,study\n")
+    assert "an empty cell would read a swapped page backwards" in refused(head + f"{sid},p,1,left,,1\n")
+    # --exclude leaves a participant out before their answers are compared, and names who is there
+    both = [head + f"{sid},zed,1,left,0,1\n{sid},p,1,left,0,1\n", head + f"{sid},zed,1,right,0,1\n"]
+    assert "or --exclude 'zed'" in refused(*both)
+    paths = [tmp_path / "a0.csv", tmp_path / "a1.csv"]
+    assert [a.participant for a in read_answers(paths, sid, 5, exclude=["zed"])] == ["p"]
+    with pytest.raises(UsageError, match="'nobody': no such participant in the answers; they are 'p', 'zed'"):
+        read_answers(paths, sid, 5, exclude=["zed", "nobody"])
+    with pytest.raises(UsageError, match="every participant is excluded"):
+        read_answers(paths, sid, 5, exclude=["zed", "p"])
 
 
 # --------------------------------------------------------------------------- the commands, on a real result
@@ -301,20 +341,30 @@ def test_study_score_end_to_end(study, tmp_path):
     assert "answers that may not be judgements: cat (one_side)" in scored.output
     assert "people first/second/tied" in scored.output and f"scores: {out}" in scored.output
     table = (out.parent / "study-answers.csv").read_text().splitlines()
-    assert len(table) == 49 and table[0].startswith("participant,trial,image,label,target,first_model")
+    assert len(table) == 49 and table[0].startswith("participant,trial,attention_check,image,label,target,first_model")
     # --exclude leaves a participant out, and says so
     without = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), str(tmp_path / "cat.csv"),
                                        "--exclude", "cat", "--out", str(tmp_path / "x.json")])
     assert without.exit_code == 0 and "1 excluded (cat)" in without.output, without.output
     assert json.loads((tmp_path / "x.json").read_text())["pairs"][0]["answers"] == 24
     # the study's own files and the answers cannot be written over
-    for target in (folder / "study-key.json", folder / "questionnaire.html", tmp_path / "bob.csv"):
-        refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out", str(target)])
+    (tmp_path / "bob.json").write_text((tmp_path / "bob.csv").read_text())  # an answer file of another name
+    for target in (folder / "study-key.json", folder / "questionnaire.html", tmp_path / "bob.json"):
+        refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.json"), "--out", str(target)])
         assert refused.exit_code != 0 and "choose another path" in refused.output, refused.output
     assert json.loads((folder / "study-key.json").read_text()) == key
     checked = CliRunner().invoke(cli, ["validate", str(folder / "study-key.json"), str(out)])
-    assert checked.exit_code != 0  # s.json is not named as a study's scores: read as a result, and refused
-    assert "is a study's scores (`igbench study`), not a result file" in checked.output
+    assert checked.exit_code == 0 and checked.output.count("ok ") == 2, checked.output  # known by content
+    for target, words in ((out.parent / "study-answers.csv", "name a .json file"),
+                          (tmp_path / "t.csv", "name a .json file")):
+        refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out", str(target)])
+        assert refused.exit_code != 0 and words in refused.output, refused.output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "study-key.json").write_text("{}")
+    refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out",
+                                       str(other / "s.json")])
+    assert refused.exit_code != 0 and "that folder holds another study" in refused.output, refused.output
     default = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv")])
     assert default.exit_code == 0, default.output
     checked = CliRunner().invoke(cli, ["validate", str(folder / "study-key.json"), str(folder / "study-scores.json")])
@@ -350,42 +400,103 @@ def test_a_key_that_contradicts_itself_is_refused_in_one_line(study, tmp_path):
         assert message in str(exc.value) and "\n" not in str(exc.value), (message, str(exc.value))
 
 
+def _node(script: str) -> str:
+    return subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+
+
+def _page_module(folder) -> str:
+    """node code that loads the page's script as a module, as ``page``."""
+    from igbench.study.questionnaire import SCRIPT
+
+    path = folder / "page.js"
+    path.write_text(SCRIPT)
+    return f"const page = require({json.dumps(str(path))});"
+
+
+def test_each_participant_gets_an_order_and_sides_of_their_own(tmp_path):
+    """The page's layout: the same code gives the same order and sides (a reload resumes), other codes
+    other orders, and about half of them swapped sides."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the questionnaire's script was not run")
+    out = json.loads(_node(_page_module(tmp_path) + """
+        const layouts = Array.from({ length: 200 }, (_, k) => page.participantLayout("s0123456789a", "p" + k, 30));
+        const again = page.participantLayout("s0123456789a", "p7", 30);
+        process.stdout.write(JSON.stringify({
+          same: JSON.stringify(again) === JSON.stringify(layouts[7]),
+          orders: new Set(layouts.map((l) => l.order.join())).size,
+          mirrored: layouts.filter((l) => l.mirrored).length,
+          permutation: layouts.every((l) => [...l.order].sort((a, b) => a - b).join() === [...Array(30).keys()].join()),
+          other_study: JSON.stringify(page.participantLayout("s0123456789b", "p7", 30)) !== JSON.stringify(again),
+          first_positions: new Set(layouts.map((l) => l.order[0])).size,
+          code: [page.cleanCode("  =sum(a1) "), page.cleanCode("ann\u2028x\u0007"), page.cleanCode("-")],
+          stored: [page.storedAnswers("null"), page.storedAnswers("[1]"), page.storedAnswers("{bad"),
+                   page.storedAnswers('{"3": {"choice": "left", "seconds": 1}, "4": {"choice": "up", "seconds": 1}}')],
+        }));
+    """))
+    assert out["same"] and out["permutation"] and out["other_study"]
+    assert out["orders"] == 200 and out["first_positions"] >= 25  # every code its own order, starting anywhere
+    assert 70 <= out["mirrored"] <= 130  # about half swapped (binomial: 200 codes, p 1/2)
+    assert out["code"] == ["'=sum(a1)", "annx", "'-"]  # formula-looking codes quoted, control characters gone
+    assert out["stored"] == [{}, {}, {}, {"3": {"choice": "left", "seconds": 1}}]  # damaged storage: dropped
+
+
+def _codes_with_mirroring(tmp_path, study: str, n: int) -> dict[bool, str]:
+    """A participant code whose page is mirrored and one whose page is not, for ``study``."""
+    found = json.loads(_node(_page_module(tmp_path) + f"""
+        const out = {{}};
+        for (let k = 0; Object.keys(out).length < 2; k++) {{
+          const code = "person" + k;
+          const mirrored = page.participantLayout({json.dumps(study)}, code, {n}).mirrored;
+          if (!(mirrored in out)) out[mirrored] = code;
+        }}
+        process.stdout.write(JSON.stringify(out));
+    """))
+    return {k == "true": v for k, v in found.items()}
+
+
 def test_the_page_as_a_participant_uses_it(study, tmp_path):
-    """node runs the page's own script: clicks and arrow keys, a double click and a held key (ignored), Back
-    (the earlier answer outlined, and answering returns to where the participant was), a reload (resumed
-    in the same order); the CSV it saves is what `study score` reads."""
+    """node runs the page's own script: clicks and arrow keys, Alt+Left, a double click and a held key
+    (ignored), Back (the earlier answer outlined, and answering returns to where the participant was, the
+    first answer's time kept), a reload (resumed in the same order), the completion code only once the answers
+    are downloaded; the CSV it saves, from a mirrored page and an unmirrored one, is what `study score` reads."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed: the questionnaire's script was not run")
     folder, _ = study
     key = json.loads((folder / "study-key.json").read_text())
     wanted = "".join("l" if t["left"] == "none" else "r" for t in key["trials"])  # always the plain model's
+    codes = _codes_with_mirroring(tmp_path, key["study"], len(key["trials"]))
     runs = {}
-    for person in ("=ann, \"a\"", "ben"):
+    for mirrored, person in codes.items():
         driven = subprocess.run(["node", str(DRIVER), str(folder / "questionnaire.html"), person, wanted],
                                 capture_output=True, text=True, check=True)
-        runs[person] = json.loads(driven.stdout)
-    ann = runs["=ann, \"a\""]
-    first, second = ann["after_double_click"]
-    assert int(second.split()[1]) == int(first.split()[1]) + 1  # a double click and held keys: one answer
-    assert ann["back_at"] == "Trial 1 of 24" and ann["outlined"] in ("chosen|", "|chosen")
-    assert ann["after_reanswer"] == second and ann["resumed"] == second
-    (tmp_path / "ann.csv").write_text(ann["csv"], newline="")
-    (tmp_path / "ben.csv").write_text(runs["ben"]["csv"], newline="")
-    rows = list(csv.DictReader(io.StringIO(ann["csv"])))
-    assert {r["participant"] for r in rows} == {"'=ann, \"a\""}  # a formula-looking code is quoted for spreadsheets
-    assert len(rows) == 24 and {r["mirrored"] for r in rows} in ({"0"}, {"1"})
+        runs[mirrored] = json.loads(driven.stdout)
     from igbench.study.answers import read_answers
 
-    answers = read_answers([tmp_path / "ann.csv", tmp_path / "ben.csv"], key["study"], 24)
     by_trial = {t["trial"]: t for t in key["trials"]}
-    off = [a for a in answers if by_trial[a.trial][a.chose_key_side()] != "none"]
-    # every answer picked the plain model's example but the one the double click gave, on the left of the screen
-    assert len(off) <= 2 and all(a.choice == "left" for a in off), off
-    scored = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "ann.csv"), str(tmp_path / "ben.csv"),
+    off = 0
+    for mirrored, run in runs.items():
+        assert run["arrow_on_start_page_prevented"] is False and run["after_alt_left"] == "Trial 1 of 24"
+        first, second = run["after_double_click"]
+        assert int(second.split()[1]) == int(first.split()[1]) + 1  # a double click and held keys: one answer
+        assert run["back_at"] == "Trial 1 of 24" and run["outlined"] in ("chosen|", "|chosen")
+        assert run["after_reanswer"] == second and run["resumed"] == second
+        assert run["completion_before_download"] is None and run["completion"] is None  # the study set none
+        assert run["partial_file"].endswith("-partial.csv") and run["file"] != run["partial_file"]
+        path = tmp_path / f"{mirrored}.csv"
+        path.write_text(run["csv"], newline="")
+        rows = list(csv.DictReader(io.StringIO(run["csv"])))
+        assert len(rows) == 24 and {r["mirrored"] for r in rows} == {str(int(mirrored))}
+        assert {r["seconds"] for r in rows if int(r["trial"]) == run["first_shown"]} == {"2.00"}  # kept after Back
+        answers = read_answers([path], key["study"], 24)
+        # every answer picked the plain model's example, but the double click's: the left of the screen
+        assert all(by_trial[a.trial][a.chose_key_side()] == "none" for a in answers if a.trial != run["double_click_trial"])
+        assert [a.choice for a in answers if a.trial == run["double_click_trial"]] == ["left"]
+        off += sum(by_trial[a.trial][a.chose_key_side()] != "none" for a in answers)
+    scored = CliRunner().invoke(cli, ["study", "score", str(folder), *(str(tmp_path / f"{m}.csv") for m in runs),
                                       "--out", str(tmp_path / "s.json")])
     assert scored.exit_code == 0, scored.output
     (pair,) = json.loads((tmp_path / "s.json").read_text())["pairs"]
-    assert pair["chosen"] == 48 - len(off) and pair["participants_preferring_first"] == 2
+    assert pair["chosen"] == 48 - off and pair["participants_preferring_first"] == 2
 
 
 def test_the_page_keeps_its_script_whatever_the_class_names():
@@ -444,23 +555,38 @@ def test_attention_checks_intro_and_completion_code(shared_data, two_models, tmp
     checks = key["catch_trials"]
     assert len(checks) == 4 and sorted(c["correct"] for c in checks) == ["left", "left", "right", "right"]
     assert sorted(t["trial"] for t in key["trials"] + checks) == list(range(1, 11))
+    from igbench.engine.attack import make_context, run_attack
+    from igbench.engine.cache import CheckpointStore
+    from igbench.engine.result_models import load_result_models
+    from igbench.registry import get_registry
+    from igbench.results.io import read_result
+
     data = load_dataset("mnist", shared_data, {})
     x, y = data.test_x[:200], data.test_y[:200]
+    models = load_result_models(read_result(result_path), CheckpointStore(cache), "cpu")
+    tgsm = get_registry().get("attack", "tgsm")
+    adv = {m: run_attack(tgsm, {"eps": 0.3}, models[m], x, y, make_context(data, "cpu", 0), progress=False)
+           for m in models}
+    assert sorted(c["model"] for c in checks) == sorted(["none", "gradreg[lambda=100]"] * 2)  # the models take turns
     page = {t["trial"]: t for t in _page_data((folder / "questionnaire.html").read_text())["trials"]}
-    for c in checks:  # a clean image of the named class, on the side the key says, beside one of another class
+    for c in checks:  # the model's examples of an image of the named class and of another class, as the key says
+        run = adv[c["model"]]
         assert int(y[c["target_image"]]) == c["target"] != c["other_label"] == int(y[c["other_image"]])
+        assert c["target"] not in (int(run.targets[c["target_image"]]), int(run.targets[c["other_image"]]))
         shown = page[c["trial"]]
         assert shown["target"] == str(c["target"])
         named = shown[c["correct"]]
         other = shown["right" if c["correct"] == "left" else "left"]
-        assert torch.allclose(_pixels(named), x[c["target_image"]], atol=0.6 / 255)
-        assert torch.allclose(_pixels(other), x[c["other_image"]], atol=0.6 / 255)
+        assert torch.allclose(_pixels(named), run.x_adv[c["target_image"]], atol=0.6 / 255)
+        assert torch.allclose(_pixels(other), run.x_adv[c["other_image"]], atol=0.6 / 255)
+        assert not torch.allclose(_pixels(named), x[c["target_image"]], atol=0.05)  # noisy like every trial
     assert not {c["target_image"] for c in checks} & {t["image"] for t in key["trials"]}
     if shutil.which("node"):
         driven = json.loads(subprocess.run(["node", str(DRIVER), str(folder / "questionnaire.html"), "dee", "l" * 10],
                                            capture_output=True, text=True, check=True).stdout)
         assert driven["intro"] == ["This study is run by the lab.", "You may stop at any time."]
-        assert driven["completion"] == "C0DE-42"
+        assert driven["completion_before_download"] is None and driven["completion"] == "C0DE-42"
+        assert driven["instructions"].startswith("A few pairs have a clear answer")
     # eve passes every check, fay misses one; the checks stay out of the models' tally
     sid = key["study"]
     rows = ["study,participant,trial,choice"]

@@ -61,22 +61,22 @@ def validate_command(paths: tuple[str, ...]) -> None:
     """Check result files against the result schema (files, or directories of *.json).
 
     A file named explain-scores.json (what `igbench explain` writes beside its figures) is checked
-    against the schema's explain and interpretability blocks instead, and a study's study-key.json and
-    study-scores.json (`igbench study`) against the study schema. Prints `ok PATH` for each valid file
+    against the schema's explain and interpretability blocks instead, and a study's key and scores
+    (`igbench study`; by their content, whatever their names) against the study schema. Prints `ok PATH` for each valid file
     and one line per invalid file naming the failing field.
     """
     from functools import partial
 
     from ..interpret.explain import SCORES_FILE
     from ..results.io import expand_paths, read_result, read_scores
-    from ..study.record import STUDY_FILES, read_study_file
+    from ..study.record import STUDY_FILES, read_study_file, study_file_or_result
 
     readers = {SCORES_FILE: read_scores, **{name: partial(read_study_file, part=part) for name, part in STUDY_FILES.items()}}
     files = expand_paths(paths)
     bad = 0
     for path in files:
         try:
-            readers.get(path.name, read_result)(path)
+            (readers.get(path.name) or partial(study_file_or_result, read_result=read_result))(path)
         except ResultError as exc:
             bad += 1
             click.echo(str(exc), err=True)

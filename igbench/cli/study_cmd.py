@@ -133,20 +133,20 @@ def score_command(study, answers, out, exclude) -> None:
     exact binomial p against 1/2, which treats every answer as independent), and how many participants
     preferred each (a sign test over people, ties left out: the safer test with few of them); both
     p-values also Holm-adjusted over the pairs. Per model: its share of all its comparisons. Per
-    participant: answers, median time, share of left picks, and flags for answers that may not be
-    judgements (too fast, all on one side). Two checks of the study itself: how often the left image was
+    participant: answers, median time, share of left picks, attention checks passed, and flags for
+    answers that may not be judgements (fast, one_side, missed_catch). Two checks of the study itself: how often the left image was
     picked (near 1/2 unless people favour a side) and how often people picked the image the model-free
     stand-in (target_alignment) scores higher. Written, validated, to study-scores.json, with one row per
-    answer in study-answers.csv for an analysis of your own (the images are a sample too: a mixed model
+    answer (attention checks included) in study-answers.csv for an analysis of your own (the images are a sample too: a mixed model
     with participant and image effects is the thorough test).
     """
     from ..study.scoring import score_study
 
     if out:
         check_writable(Path(out), "--out")
-    scores, path = score_study(study, answers, out, exclude=exclude)
+    scores, path, table = score_study(study, answers, out, exclude=exclude)
     click.echo(render_study_scores(scores))
-    click.echo(f"\nscores: {path}\nanswers, one row each: {path.parent / 'study-answers.csv'}")
+    click.echo(f"\nscores: {path}\nanswers, one row each: {table}")
 
 
 def _pct(value) -> str:
@@ -190,13 +190,13 @@ def render_study_scores(scores: dict) -> str:
     persons = tabulate(person_rows, headers=["participant", "answers", "median s", "left %"]
                        + (["checks passed"] if checked else []) + ["flags"], tablefmt="simple", disable_numparse=True)
     pos, stand = scores["position"], scores["stand_in"]
-    checks = (f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
+    study_checks = (f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
               f"people favoured a side; each pair shows its first model on the left half the time, so a side "
               f"preference does not favour a model)\n"
               f"people picked the image the stand-in ({stand['key']}) scores higher in {_pct(stand['share'])}% of "
               f"{stand['answers']} answers")
     return (f"{head}\n\nwhich example looks more like the target, per pair of models\n{pairs}\n\n"
-            f"per model, over all its comparisons\n{models}\n\nper participant\n{persons}\n\n{checks}")
+            f"per model, over all its comparisons\n{models}\n\nper participant\n{persons}\n\n{study_checks}")
 
 
 COMMANDS = [study_group]

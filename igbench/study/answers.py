@@ -47,22 +47,33 @@ class Answer(NamedTuple):
 
     def chose_key_side(self) -> str:
         """The side of the key's layout (``left``/``right`` in ``study-key.json``) that was picked."""
-        return self.choice if not self.mirrored else ("right" if self.choice == "left" else "left")
+        return other_side(self.choice) if self.mirrored else self.choice
 
 
-def read_answers(paths: Sequence[str | os.PathLike[str]], study_id: str, n_trials: int) -> list[Answer]:
-    """Every answer in ``paths`` for the study ``study_id`` with trials numbered ``1..n_trials``.
+def other_side(side: str) -> str:
+    return "right" if side == "left" else "left"
 
-    Refused, in one line: a file that cannot be read or lacks a column, a row of another study, a trial
-    out of range, a choice other than left or right, a ``mirrored`` other than 0 or 1, a ``seconds`` that is
-    not a finite number >= 0, an empty participant, a row with more fields than the header, and one
-    participant giving two different answers to one trial (two sessions under one code).
+
+def read_answers(paths: Sequence[str | os.PathLike[str]], study_id: str, n_trials: int,
+                 exclude: Sequence[str] = ()) -> list[Answer]:
+    """Every answer in ``paths`` for the study ``study_id`` with trials numbered ``1..n_trials``, except
+    those of the participants in ``exclude`` (left out before their answers are compared, so that a
+    participant whose files contradict each other can be left out).
+
+    Refused, in one line: a file that cannot be read or lacks a column, a column twice, a row of another
+    study, a trial out of range, a choice other than left or right, a ``mirrored`` other than 0 or 1, a
+    ``seconds`` that is not a number >= 0, an empty participant, a row with more or fewer fields than the
+    header, and one participant giving two different answers to one trial.
     """
     answers: list[Answer] = []
     first_seen: dict[tuple[str, int], Answer] = {}
     repeated = 0
+    everyone: set[str] = set()
     for path in paths:
         for answer in _read_file(Path(path), study_id, n_trials):
+            everyone.add(answer.participant)
+            if answer.participant in exclude:
+                continue
             key = (answer.participant, answer.trial)
             earlier = first_seen.get(key)
             if earlier is not None:
@@ -71,16 +82,21 @@ def read_answers(paths: Sequence[str | os.PathLike[str]], study_id: str, n_trial
                     continue
                 raise UsageError(
                     f"{answer.where}: participant {answer.participant!r} answered trial {answer.trial} "
-                    f"{answer.choice} here and {earlier.choice} at {earlier.where}: two sessions under one code? "
-                    "Give one of them another participant code (its file's participant column), or keep one file")
+                    f"{answer.choice} here and {earlier.choice} at {earlier.where}: a partial save and a later "
+                    "one with a changed answer (pass only the later file), or two people under one code (give one "
+                    f"of them another code in its file's participant column); or --exclude {answer.participant!r}")
             first_seen[key] = answer
             answers.append(answer)
+    unknown = [p for p in exclude if p not in everyone]
+    if unknown:
+        raise UsageError(f"--exclude {', '.join(repr(p) for p in unknown)}: no such participant in the answers; they "
+                         f"are {', '.join(repr(p) for p in sorted(everyone))}")
     if repeated:
         say(f"note: {repeated} answer(s) appear twice with the same choice (a partial save and the final one?); "
             "each is counted once")
     if not answers:
-        raise UsageError(f"no answers in {', '.join(os.fspath(p) for p in paths)}; pass the CSV files the "
-                         "questionnaire's 'Download your answers' link saved")
+        what = "every participant is excluded" if everyone else f"no answers in {', '.join(os.fspath(p) for p in paths)}"
+        raise UsageError(f"{what}; pass the CSV files the questionnaire's 'Download your answers' link saved")
     return answers
 
 
@@ -105,38 +121,54 @@ def _read_file(path: Path, study_id: str, n_trials: int) -> list[Answer]:
     if not text.strip():
         say(f"note: {path} is empty; no answers read from it")
         return []
-    header_line = text.lstrip().splitlines()[0]
+    lines = text.splitlines(keepends=True)
+    skipped = next(i for i, line in enumerate(lines) if line.strip())  # blank lines above the header
+    text = "".join(lines[skipped:])
+    header_line = lines[skipped].strip()
     delimiter = max(_DELIMITERS, key=header_line.count)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    while fields and not fields[-1]:  # a trailing delimiter
+        fields.pop()
+    twice = sorted({f for f in fields if f and fields.count(f) > 1})
+    if twice:
+        raise UsageError(f"{path}: column {', '.join(twice)} appears twice in the header; keep one")
     reader.fieldnames = fields
     missing = [c for c in COLUMNS if c not in fields]
     if missing:
-        raise UsageError(f"{path}: no column {', '.join(missing)} (its header: {header_line.strip()[:80]!r}); an "
+        raise UsageError(f"{path}: no column {', '.join(missing)} (its header: {header_line[:80]!r}); an "
                          f"answer file has the header {','.join(COLUMNS)}[,mirrored][,seconds]")
     other = [f for f in fields if f not in COLUMNS + OPTIONAL_COLUMNS]
     if other:
         say(f"note: {path}: column(s) {', '.join(repr(f) for f in other)} are not read")
-    out, headers, people = [], 0, set()
+    out, headers, blank, people = [], 0, 0, set()
     for row in reader:
-        where = f"{path}:{reader.line_num}"
-        if None in row:
+        where = f"{path}:{reader.line_num + skipped}"
+        extra = row.pop(None, None)
+        if extra and any(v.strip() for v in extra):
             raise UsageError(f"{where}: more fields than the header has; mend or remove the row")
+        if all(not (v or "").strip() for v in row.values()):
+            blank += 1  # a spreadsheet's empty row (,,,)
+            continue
+        if any(row.get(c) is None for c in fields):
+            raise UsageError(f"{where}: fewer fields than the header has; mend or remove the row")
         if all((row.get(c) or "").strip().lower() == c for c in COLUMNS):
             headers += 1  # files joined with cat: their headers
             continue
-        answer = _answer(row, where, study_id, n_trials)
+        answer = _answer(row, where, study_id, n_trials, decimal_comma=delimiter != ",")
         people.add(answer.participant)
         out.append(answer)
     if headers:
         say(f"note: {path}: {headers} repeated header row(s) skipped (files joined together?)")
+    if blank:
+        say(f"note: {path}: {blank} empty row(s) skipped")
     if len(people) > 1:
         say(f"note: {path} holds answers of {len(people)} participants ({', '.join(sorted(people)[:5])}"
             f"{', ...' if len(people) > 5 else ''}); the page saves one per file: check that no code was mistyped")
     return out
 
 
-def _answer(row: dict[str, str | None], where: str, study_id: str, n_trials: int) -> Answer:
+def _answer(row: dict[str, str | None], where: str, study_id: str, n_trials: int, decimal_comma: bool = False) -> Answer:
     if (row.get("study") or "").strip() != study_id:
         raise UsageError(f"{where}: answers study {row.get('study')!r}, not this study ({study_id}); pass the "
                          "answers to this study's questionnaire")
@@ -152,14 +184,15 @@ def _answer(row: dict[str, str | None], where: str, study_id: str, n_trials: int
     choice = (row.get("choice") or "").strip().lower()
     if choice not in CHOICES:
         raise UsageError(f"{where}: choice {row.get('choice')!r}; write left or right (the side picked)")
-    mirrored_text = (row.get("mirrored") or "0").strip()
+    mirrored_text = "0" if "mirrored" not in row else (row["mirrored"] or "").strip()
     if mirrored_text not in ("0", "1"):
-        raise UsageError(f"{where}: mirrored {mirrored_text!r}; write 1 if the page swapped the sides, else 0")
+        raise UsageError(f"{where}: mirrored {mirrored_text!r}; write 1 if the page swapped the sides, else 0 (the "
+                         "page writes it: an empty cell would read a swapped page backwards)")
     seconds = None
     text = (row.get("seconds") or "").strip()
     if text:
         try:
-            seconds = float(text)
+            seconds = float(text.replace(",", ".") if decimal_comma else text)
         except ValueError:
             seconds = float("nan")
         if not (math.isfinite(seconds) and seconds >= 0):

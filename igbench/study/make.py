@@ -82,8 +82,6 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
     ``catch_trials`` attention checks (:func:`.trials.choose_catch_trials`) are mixed in; ``intro`` (the
     researcher's text: consent, contact) opens the page and ``completion_code`` ends it.
     """
-    import torch
-
     from ..atomic import atomic_write_text
     from ..engine.attack import run_attack, success_mask
     from ..engine.grid_notes import eps_range_notes
@@ -148,23 +146,27 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
 
     checks = []
     if catch_trials:
-        usable = torch.stack([examples[m].clean_correct for m in compared]).all(0)
-        checks = choose_catch_trials(y, usable, catch_trials, data.num_classes, {t["image"] for t in trials}, seed)
+        checks = choose_catch_trials(y, examples, compared, catch_trials, data.num_classes,
+                                     {t["image"] for t in trials}, seed)
         if len(checks) < catch_trials:
-            say(f"note: {len(checks)} attention check(s) of --catch-trials {catch_trials}: the other images are in "
-                "trials; more --candidates makes room")
+            say(f"note: {len(checks)} attention check(s) of --catch-trials {catch_trials}: each takes two images no "
+                "other trial shows, read right by the model whose examples it shows, and those ran out; more "
+                "--candidates makes room")
+        if len(checks) > len(trials):
+            say(f"note: {len(checks)} attention checks outnumber the {len(trials)} trials that compare models")
         number_together(trials, checks, seed)
 
     lo, hi = float(data.clip_min), float(data.clip_max)
     shown = [(t["trial"], t["target"], questionnaire.png_data_uri(examples[t["left"]].x_adv[t["image"]], lo, hi),
               questionnaire.png_data_uri(examples[t["right"]].x_adv[t["image"]], lo, hi)) for t in trials]
     for c in checks:
-        named, other = (questionnaire.png_data_uri(x[c[k]], lo, hi) for k in ("target_image", "other_image"))
+        adv = examples[c["model"]].x_adv
+        named, other = (questionnaire.png_data_uri(adv[c[k]], lo, hi) for k in ("target_image", "other_image"))
         shown.append((c["trial"], c["target"], *((named, other) if c["correct"] == "left" else (other, named))))
     recorded = plugin.recorded_params(params)
     study = record.study_id(trials + checks, result["run_id"], plugin.name, recorded)
     names = list(data.class_names)
-    page = questionnaire.render(questionnaire.page_data(study, shown, names, intro, completion_code))
+    page = questionnaire.render(questionnaire.page_data(study, shown, names, intro, completion_code, bool(checks)))
     key = {
         "igbench_study": "1", "study": study, "result": result_path.as_posix(), "run_id": result["run_id"],
         "dataset": {"name": data.name, "checksum": data.checksum, "split": setup.split},

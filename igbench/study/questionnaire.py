@@ -31,14 +31,15 @@ def png_data_uri(image, lo: float, hi: float) -> str:
 
 
 def page_data(study: str, shown: Sequence[tuple[int, int, str, str]], class_names: Sequence[str],
-              intro: str | None = None, completion_code: str | None = None) -> dict[str, Any]:
+              intro: str | None = None, completion_code: str | None = None, checks: bool = False) -> dict[str, Any]:
     """What the page embeds: the study id, the researcher's intro text and completion code (or None), and per
     trial (``(number, target class, left image URI, right image URI)``, attention checks among them) its
-    number, the target's name and the two images. Nothing here tells the models, or the checks, apart."""
+    number, the target's name and the two images; ``checks``: whether some trials have a right answer (the
+    instructions then say so). Nothing here tells the models, or the checks, apart."""
     def name(k: int) -> str:
         return class_names[k] if 0 <= k < len(class_names) else str(k)
 
-    return {"study": study, "intro": intro, "completion_code": completion_code, "trials": [
+    return {"study": study, "intro": intro, "completion_code": completion_code, "checks": checks, "trials": [
         {"trial": number, "target": name(int(target)), "left": left, "right": right}
         for number, target, left, right in sorted(shown)
     ]}
@@ -145,9 +146,10 @@ if (typeof document !== "undefined") {
     const link = $("download");
     if (link.href && link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
     link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
-    link.download = "answers-" + STUDY.study + "-" + participant.replace(/[^A-Za-z0-9_-]+/g, "_") + ".csv";
+    const stem = "answers-" + STUDY.study + "-" + participant.replace(/[^A-Za-z0-9_-]+/g, "_");
+    link.download = stem + ".csv";
     $("partial").href = link.href;
-    $("partial").download = link.download;
+    $("partial").download = stem + "-partial.csv";
   }
 
   function show() {
@@ -167,13 +169,17 @@ if (typeof document !== "undefined") {
     $("left").className = given && given.choice === "left" ? "chosen" : "";
     $("right").className = given && given.choice === "right" ? "chosen" : "";
     $("back").disabled = index === 0;
+    $("to-end").hidden = firstUnanswered(STUDY.trials, layout.order, answers) < layout.order.length;
     shownAt = performance.now();
   }
 
   function choose(side) {
     if ($("trial").hidden || performance.now() - shownAt < @MIN_MS@) return;
     const t = STUDY.trials[layout.order[index]];
-    answers[t.trial] = { choice: side, mirrored: layout.mirrored, seconds: (performance.now() - shownAt) / 1000 };
+    const earlier = answers[t.trial];  // an answer changed after Back keeps the time of the first judgement
+    const seconds = earlier ? earlier.seconds : (performance.now() - shownAt) / 1000;
+    answers[t.trial] = { choice: side, mirrored: layout.mirrored, seconds: seconds };
+    if (document.activeElement && document.activeElement.blur) document.activeElement.blur();  // no Enter/Space replay
     save();
     index = firstUnanswered(STUDY.trials, layout.order, answers);  // after a Back: where the participant was
     show();
@@ -186,10 +192,16 @@ if (typeof document !== "undefined") {
       $("intro").appendChild(p);
     });
   }
-  if (STUDY.completion_code) {
-    $("completion").hidden = false;
-    $("completion-code").textContent = STUDY.completion_code;
+  if (STUDY.checks) {
+    $("no-right-answers").textContent = "A few pairs have a clear answer; for the rest there is none: go with your " +
+      "first impression.";
   }
+  $("download").addEventListener("click", function () {  // the code only once the answers are saved
+    if (STUDY.completion_code) {
+      $("completion").hidden = false;
+      $("completion-code").textContent = STUDY.completion_code;
+    }
+  });
 
   $("begin").addEventListener("click", function () {
     participant = cleanCode($("participant").value);
@@ -207,8 +219,10 @@ if (typeof document !== "undefined") {
   $("right").addEventListener("click", () => choose("right"));
   $("back").addEventListener("click", function () { if (index > 0) { index -= 1; show(); } });
   $("review").addEventListener("click", function () { if (layout) { index = layout.order.length - 1; show(); } });
+  $("to-end").addEventListener("click", function () { if (layout) { index = layout.order.length; show(); } });
   document.addEventListener("keydown", function (e) {
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+    if ($("trial").hidden || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;  // typing, or browser keys
     if (e.preventDefault) e.preventDefault();
     if (e.repeat) return;
     choose(e.key === "ArrowLeft" ? "left" : "right");
@@ -238,7 +252,7 @@ _PAGE = """<!doctype html>
   <h1>Image study</h1>
   <div id="intro"></div>
   <p>You will see @N@ pairs of small images. Each time, pick the image that looks more like the named
-  class. There are no right answers: go with your first impression.</p>
+  class. <span id="no-right-answers">There are no right answers: go with your first impression.</span></p>
   <p>Your answers stay in this browser until you save them. Save this file on your computer before you
   open it, and use "Save answers so far" if you stop before the end.</p>
   <p><label>Your participant code: <input id="participant" autocomplete="off"></label>
@@ -254,12 +268,14 @@ _PAGE = """<!doctype html>
   </div>
   <p class="small">Click an image, or press the left or right arrow key. Back shows your earlier answers
   (outlined); answering one again returns you to where you were.
-  <button id="back">Back</button> <a id="partial" href="#">Save answers so far</a></p>
+  <button id="back">Back</button> <button id="to-end" hidden>To the end</button>
+  <a id="partial" href="#">Save answers so far</a></p>
 </section>
 <section id="done" hidden>
   <h2>Thank you</h2>
   <p><a id="download" href="#">Download your answers</a> and send the file to the person running the study.</p>
-  <p id="completion" hidden>Your completion code: <strong id="completion-code"></strong></p>
+  <p id="completion" hidden>Your completion code: <strong id="completion-code"></strong>. Send the answer file
+  as well: the code alone carries no answers.</p>
   <p class="small"><button id="review">Review my answers</button></p>
 </section>
 <script id="study-data" type="application/json">@DATA@</script>

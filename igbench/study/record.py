@@ -82,6 +82,8 @@ def key_problem(key: dict[str, Any]) -> tuple[list[Any], str] | None:
         images.add(t["image"])
         counted[tuple(t["pair"])] = counted.get(tuple(t["pair"]), 0) + 1
     for i, c in enumerate(checks):
+        if c["model"] not in models:
+            return ["catch_trials", i, "model"], f"{c['model']!r} is not among the models"
         if c["target"] == c["other_label"]:
             return ["catch_trials", i, "target"], "the other image is of the named class"
         for field in ("target_image", "other_image"):
@@ -95,10 +97,10 @@ def key_problem(key: dict[str, Any]) -> tuple[list[Any], str] | None:
 
 
 def study_id(trials: list[dict[str, Any]], run_id: str, attack: str, params: dict[str, Any]) -> str:
-    """12 hex digits naming a study by what its participants see and what the answers mean: answers carry it,
-    so answers to another study's questionnaire are refused."""
+    """``s`` and 11 hex digits naming a study by what its participants see and what the answers mean: answers
+    carry it, so answers to another study's questionnaire are refused."""
     text = json.dumps({"trials": trials, "run_id": run_id, "attack": attack, "params": params}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return "s" + hashlib.sha256(text.encode()).hexdigest()[:11]  # a letter first: spreadsheets keep it text
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -152,6 +154,19 @@ def read_study_file(path: str | os.PathLike[str], part: str) -> dict[str, Any]:
     data = read_json(path)
     validate(data, part, path)
     return data
+
+
+def study_file_or_result(path: str | os.PathLike[str], read_result) -> dict[str, Any]:
+    """A study's key or scores, known by its content and validated as such; anything else goes to
+    ``read_result``."""
+    from ..results.io import read_json
+
+    data = read_json(path)
+    if isinstance(data, dict) and "igbench_study" in data:
+        return read_study_file(path, "key")
+    if isinstance(data, dict) and "igbench_study_scores" in data:
+        return read_study_file(path, "scores")
+    return read_result(path)
 
 
 #: The file names ``igbench validate`` checks against this schema, and the part each holds.

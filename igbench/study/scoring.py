@@ -11,7 +11,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from .answers import Answer
+from ..atomic import atomic_write_text
+from ..errors import UsageError
+from ..messages import say
+from .answers import Answer, other_side, read_answers
+from .record import ANSWERS_TABLE_FILE, KEY_FILE, SCORES_FILE, provenance, read_key, sha256_file, write_json
 from .statistics import Share, holm, share
 
 #: A participant whose median answer time is below this many seconds is flagged as answering too fast.
@@ -114,25 +118,31 @@ def participant_summary(answers: Sequence[Answer], checks: Sequence[dict[str, An
     return out
 
 
-def answers_table(trials: Sequence[dict[str, Any]], answers: Sequence[Answer]) -> str:
+def answers_table(trials: Sequence[dict[str, Any]], checks: Sequence[dict[str, Any]], answers: Sequence[Answer]) -> str:
     """One CSV row per answer with everything known about its trial, for an analysis of one's own (e.g. a
-    mixed model with participant and image effects: the images are a sample too)."""
+    mixed model with participant and image effects: the images are a sample too). An attention check's row
+    has ``attention_check`` 1, no models, and ``chose_first`` 1 when it was answered right."""
     by_number = {t["trial"]: t for t in trials}
+    check_by_number = {c["trial"]: c for c in checks}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["participant", "trial", "image", "label", "target", "first_model", "second_model",
-                     "shown_left", "shown_right", "screen_side", "chosen_model", "chose_first", "seconds",
-                     "chosen_alignment", "other_alignment"])
+    writer.writerow(["participant", "trial", "attention_check", "image", "label", "target", "first_model",
+                     "second_model", "mirrored", "shown_left", "shown_right", "screen_side", "chosen_model",
+                     "chose_first", "seconds", "chosen_alignment", "other_alignment"])
     for a in answers:
+        seconds = "" if a.seconds is None else a.seconds
+        side = a.chose_key_side()
+        if a.trial in check_by_number:
+            c = check_by_number[a.trial]
+            writer.writerow([a.participant, a.trial, 1, c["target_image"], c["target"], c["target"], "", "",
+                             int(a.mirrored), "", "", a.choice, "", int(side == c["correct"]), seconds, "", ""])
+            continue
         t = by_number[a.trial]
         shown_left, shown_right = (t["right"], t["left"]) if a.mirrored else (t["left"], t["right"])
         chosen = chosen_model(t, a)
-        side = a.chose_key_side()
-        other = "right" if side == "left" else "left"
-        writer.writerow([a.participant, a.trial, t["image"], t["label"], t["target"], t["pair"][0], t["pair"][1],
-                         shown_left, shown_right, a.choice, chosen, int(chosen == t["pair"][0]),
-                         "" if a.seconds is None else a.seconds,
-                         _blank(t.get(f"{side}_alignment")), _blank(t.get(f"{other}_alignment"))])
+        writer.writerow([a.participant, a.trial, 0, t["image"], t["label"], t["target"], t["pair"][0], t["pair"][1],
+                         int(a.mirrored), shown_left, shown_right, a.choice, chosen, int(chosen == t["pair"][0]),
+                         seconds, _blank(t.get(f"{side}_alignment")), _blank(t.get(f"{other_side(side)}_alignment"))])
     return out.getvalue()
 
 
@@ -140,42 +150,38 @@ def _blank(value) -> Any:
     return "" if value is None else value
 
 
-def score_study(folder, answer_files: Sequence[Any], out=None, exclude: Sequence[str] = ()) -> tuple[dict[str, Any], Path]:
+def score_study(folder, answer_files: Sequence[Any], out=None,
+                exclude: Sequence[str] = ()) -> tuple[dict[str, Any], Path, Path]:
     """Read the study in ``folder`` and the participants' ``answer_files``, leave out the participants in
     ``exclude``, tally the rest, and write the validated scores to ``out`` (default ``study-scores.json`` in
-    the folder) and one row per answer to ``study-answers.csv`` beside it. Returns the scores and the path.
+    the folder) and one row per answer to ``study-answers.csv`` beside it. Returns the scores and both paths.
 
-    ``out`` may not be the key, the questionnaire or an answer file (it would replace them). A participant
-    who left trials unanswered is scored on what they answered, and said so; flagged participants are
-    named, and left in unless excluded.
+    ``out`` may not be a CSV file, the key, the questionnaire or an answer file, nor lie in another study's
+    folder (it would replace them). A participant who left trials unanswered is scored on what they
+    answered, and said so; flagged participants are named, and left in unless excluded.
     """
-    from ..atomic import atomic_write_text
-    from ..errors import UsageError
-    from ..messages import say
-    from .answers import read_answers
-    from .record import ANSWERS_TABLE_FILE, SCORES_FILE, provenance, read_key, sha256_file, write_json
-
     key_path, key = read_key(folder)
     path = Path(out) if out else key_path.parent / SCORES_FILE
     table_path = path.parent / ANSWERS_TABLE_FILE
+    if path.suffix.lower() == ".csv":
+        raise UsageError(f"--out {path}: the scores are JSON, and {ANSWERS_TABLE_FILE} goes beside them; name a .json file")
     protected = {key_path, key_path.parent / key["questionnaire"], *map(Path, answer_files)}
     for written in (path, table_path):
         if any(_same_file(written, p) for p in protected):
             raise UsageError(f"--out {path}: would replace {written.name}, one of the study's own files or an answer "
                              "file; choose another path")
+    other_key = path.parent / KEY_FILE
+    if other_key.exists() and not _same_file(other_key, key_path):
+        raise UsageError(f"--out {path}: that folder holds another study, whose scores it would replace; choose "
+                         "another folder")
     trials, checks = key["trials"], key["catch_trials"]
     n_shown = len(trials) + len(checks)
-    answers = read_answers(answer_files, key["study"], n_shown)
-    unknown = [p for p in exclude if p not in {a.participant for a in answers}]
-    if unknown:
-        raise UsageError(f"--exclude {', '.join(unknown)}: no such participant in the answers")
-    answers = [a for a in answers if a.participant not in set(exclude)]
-    if not answers:
-        raise UsageError("every participant is excluded; nothing to score")
+    shown = f"{n_shown} ({len(trials)} trials and {len(checks)} attention checks)" if checks else str(n_shown)
+    answers = read_answers(answer_files, key["study"], n_shown, exclude)
     people = participant_summary(answers, checks)
     partial = [f"{p['participant']} ({p['answers']})" for p in people if p["answers"] < n_shown]
     if partial:
-        say(f"note: {len(partial)} participant(s) answered fewer than the {n_shown} trials, scored on what they "
+        say(f"note: {len(partial)} participant(s) answered fewer than the {shown} trials, scored on what they "
             f"answered: {', '.join(partial)}")
     flagged = [f"{p['participant']} ({', '.join(p['flags'])})" for p in people if p["flags"]]
     if flagged:
@@ -192,8 +198,8 @@ def score_study(folder, answer_files: Sequence[Any], out=None, exclude: Sequence
         **score_answers(trials, judged, key["models"], [p["pair"] for p in key["pairs"]]), **provenance(),
     }
     written = write_json(path, scores, "scores")
-    atomic_write_text(table_path, answers_table(trials, judged))
-    return scores, written
+    table = atomic_write_text(table_path, answers_table(trials, checks, answers))
+    return scores, written, table
 
 
 def _same_file(a: Path, b: Path) -> bool:

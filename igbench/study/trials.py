@@ -102,32 +102,38 @@ def _finite(value) -> float | None:
     return v if v == v else None
 
 
-def choose_catch_trials(y, usable, n_catch: int, num_classes: int, used: set[int], seed: int) -> list[dict[str, Any]]:
-    """``n_catch`` attention checks: a clean image of the named class beside a clean image of another class,
-    the named one on the left in half of them. Both images come from ``usable`` (a mask: images every compared
-    model classifies correctly, as clear examples) and from no other trial (``used``). Fewer when the images
-    run out. Unnumbered: :func:`number_together` numbers them among the model trials."""
+def choose_catch_trials(y, examples: dict[str, Examples], models: Sequence[str], n_catch: int, num_classes: int,
+                        used: set[int], seed: int) -> list[dict[str, Any]]:
+    """``n_catch`` attention checks, each with a right answer: beside each other, one model's adversarial
+    examples of an image *of* the named class and of an image of another class, neither pushed toward the
+    named class. They carry the same kind of noise as every other trial, so they cannot be told apart by
+    looking clean. The models take turns; both images are read right by that model before the attack and
+    are in no other trial (``used``, updated). The named image is on the left in half the checks. Fewer when
+    the images run out. Unnumbered: :func:`number_together` numbers them among the model trials."""
     import torch
 
     gen = torch.Generator().manual_seed(int(seed) + 1)
-    free = [i for i in torch.randperm(int(y.shape[0]), generator=gen).tolist() if bool(usable[i]) and i not in used]
-    by_class: dict[int, list[int]] = {}
-    for i in free:
-        by_class.setdefault(int(y[i]), []).append(i)
+    order = torch.randperm(int(y.shape[0]), generator=gen).tolist()
     checks: list[dict[str, Any]] = []
-    for i in free:
-        if len(checks) == n_catch:
+    for k in range(n_catch):
+        model = models[k % len(models)]
+        ex = examples[model]
+        free = [i for i in order if i not in used and bool(ex.clean_correct[i])]
+        found = None
+        for i in free:  # the image of another class
+            classes = [c for c in range(num_classes) if c not in (int(y[i]), int(ex.targets[i]))]
+            for c in (classes[j] for j in torch.randperm(len(classes), generator=gen).tolist()):
+                named = next((j for j in free if j != i and int(y[j]) == c and int(ex.targets[j]) != c), None)
+                if named is not None:
+                    found = (i, c, named)
+                    break
+            if found:
+                break
+        if found is None:
             break
-        if i in used:
-            continue
-        label = int(y[i])
-        others = [k for k in range(num_classes) if k != label and any(j not in used for j in by_class.get(k, []))]
-        if not others:
-            continue
-        target = others[int(torch.randint(0, len(others), (1,), generator=gen))]
-        shown = next(j for j in by_class[target] if j not in used)
-        used.update((i, shown))
-        checks.append({"target": target, "target_image": shown, "other_image": i, "other_label": label})
+        i, c, named = found
+        used.update((i, named))
+        checks.append({"target": c, "target_image": named, "other_image": i, "other_label": int(y[i]), "model": model})
     sides = ["left", "right"] * (len(checks) // 2) + (["left"] if len(checks) % 2 else [])
     for check, k in zip(checks, torch.randperm(len(checks), generator=gen).tolist()):
         check["correct"] = sides[k]
