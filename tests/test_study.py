@@ -607,3 +607,27 @@ def test_attention_checks_intro_and_completion_code(shared_data, two_models, tmp
     assert "fay (missed_catch)" in scored.output and "checks passed" in scored.output
     missing = CliRunner().invoke(cli, ["study", "make", str(result_path), "--intro", str(tmp_path / "nope.txt")])
     assert missing.exit_code != 0 and "does not exist" in missing.output and missing.output.count("\n") == 1
+
+
+def test_power_simulation_shows_what_each_test_can_find_and_how_often_it_errs():
+    import numpy as np
+
+    from igbench.study.power import simulate_power, two_sided_p
+    from igbench.study.statistics import share
+
+    k, n = np.array([0, 3, 9, 10, 20, 0]), np.array([10, 10, 10, 10, 40, 0])
+    assert two_sided_p(k, n).tolist() == pytest.approx([share(a, b).p_value if b else 1.0 for a, b in zip(k, n)])
+    alike = simulate_power(30, [20], 0.5, spread=0.0, sims=4000, seed=1)[0]
+    assert alike["false_positive_answers"] < 0.07 and alike["false_positive_participants"] < 0.07  # at most alpha
+    rows = simulate_power(30, [5, 20, 60], 0.6, spread=0.2, sims=2000, seed=0)
+    assert rows == simulate_power(30, [5, 20, 60], 0.6, spread=0.2, sims=2000, seed=0)  # seeded
+    # people who differ: the test over answers "finds" a preference that is not there far more often than 5%
+    assert all(r["false_positive_answers"] > 0.15 for r in rows)
+    assert all(r["false_positive_participants"] < 0.07 for r in rows)
+    powers = [r["power_participants"] for r in rows]
+    assert powers[0] < 0.05 < powers[1] < powers[2]  # 5 people can never reach p < 0.05 by a sign test; more can
+    out = CliRunner().invoke(cli, ["study", "power", "--participants", "5,10", "--sims", "200"])
+    assert out.exit_code == 0 and "power % (people)" in out.output and len(out.output.splitlines()) == 5, out.output
+    bad = CliRunner().invoke(cli, ["study", "power", "--participants", "five"])
+    assert bad.exit_code != 0 and "write whole numbers separated by commas" in bad.output
+    assert "must lie in [0, 1]" in CliRunner().invoke(cli, ["study", "power", "--preference", "60"]).output

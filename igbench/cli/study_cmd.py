@@ -22,10 +22,12 @@ def study_group() -> None:
     questionnaire: trials that each show two models' adversarial examples of one test image and ask
     which looks more like the target class. Send questionnaire.html to participants (one file; it works
     offline and names no model); keep study-key.json. `study score` reads their answer files and says,
-    per pair of models, how often each one's examples were picked.
+    per pair of models, how often each one's examples were picked. `study power`, before either,
+    simulates how many participants the study needs. HUMAN_STUDY.md describes it all.
 
     \b
     Example:
+      igbench study power --trials-per-pair 30 --preference 0.6
       igbench study make runs/mnist-0123abcd.json --out study/ --data-dir ../shared/data
       igbench study score study/ answers/*.csv
     """
@@ -149,6 +151,48 @@ def score_command(study, answers, out, exclude) -> None:
     click.echo(f"\nscores: {path}\nanswers, one row each: {table}")
 
 
+@study_group.command("power", short_help="How many participants a study needs (a simulation).")
+@click.option("--trials-per-pair", type=int, default=DEFAULT_PER_PAIR, show_default=True, help="Trials each participant answers for the pair.")
+@click.option("--preference", type=float, default=0.6, show_default=True, help="Share of picks for the first model the study should detect.")
+@click.option("--spread", type=float, default=0.1, show_default=True, help="Standard deviation of that share between people (0: everyone alike).")
+@click.option("--participants", default="5,10,20,40", show_default=True, help="Comma list of participant counts to simulate.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of each test.")
+@click.option("--sims", type=int, default=2000, show_default=True, help="Simulated studies per participant count.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation.")
+def power_command(trials_per_pair, preference, spread, participants, alpha, sims, seed) -> None:
+    """Simulate one pair's study before asking anyone: for each number of participants, how often the
+    test over all answers and the sign test over participants (the two `study score` reports) would find
+    a preference of --preference for the first model, and how often they would "find" one that is not
+    there (a true share of 1/2), when people differ by --spread.
+
+    The test over answers treats every answer as independent; when people differ its false-positive rate
+    rises above --alpha, which this shows. The sign test over participants keeps it, at the price of
+    power. With several pairs, `study score` also Holm-adjusts; simulate with a smaller --alpha (alpha
+    divided by the number of pairs) to plan for that.
+
+    \b
+    Example:
+      igbench study power --trials-per-pair 30 --preference 0.6 --spread 0.1 --participants 5,10,20,40
+    """
+    from tabulate import tabulate
+
+    from ..errors import UsageError
+    from ..study.power import simulate_power
+
+    try:
+        counts = [int(v) for v in participants.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--participants {participants!r}: write whole numbers separated by commas, e.g. 5,10,20") from None
+    rows = simulate_power(trials_per_pair, counts, preference, spread, alpha, sims, seed)
+    table = tabulate([[r["participants"], _pct(r["power_answers"]), _pct(r["power_participants"]),
+                       _pct(r["false_positive_answers"]), _pct(r["false_positive_participants"])] for r in rows],
+                     headers=["participants", "power % (answers)", "power % (people)",
+                              "false positives % (answers)", "false positives % (people)"],
+                     tablefmt="simple", disable_numparse=True)
+    click.echo(f"{trials_per_pair} trials each, first model picked {preference:g} of the time on average, spread "
+               f"{spread:g} between people, alpha {alpha:g}, {sims} simulated studies per row (seed {seed})\n{table}")
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -190,7 +234,9 @@ def render_study_scores(scores: dict) -> str:
     persons = tabulate(person_rows, headers=["participant", "answers", "median s", "left %"]
                        + (["checks passed"] if checked else []) + ["flags"], tablefmt="simple", disable_numparse=True)
     pos, stand = scores["position"], scores["stand_in"]
-    study_checks = (f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
+    study_checks = ("p (answers) treats every answer as independent: when people differ it overstates the evidence "
+                    "(`igbench study power` shows by how much); p people does not\n"
+                    f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
               f"people favoured a side; each pair shows its first model on the left half the time, so a side "
               f"preference does not favour a model)\n"
               f"people picked the image the stand-in ({stand['key']}) scores higher in {_pct(stand['share'])}% of "
