@@ -631,3 +631,53 @@ def test_power_simulation_shows_what_each_test_can_find_and_how_often_it_errs():
     bad = CliRunner().invoke(cli, ["study", "power", "--participants", "five"])
     assert bad.exit_code != 0 and "write whole numbers separated by commas" in bad.output
     assert "must lie in [0, 1]" in CliRunner().invoke(cli, ["study", "power", "--preference", "60"]).output
+
+
+def _browser_env() -> dict | None:
+    """The environment in which node finds playwright-core and a Chromium is there, or None."""
+    import os
+
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if shutil.which("node") is None or not Path(chromium).is_file():
+        return None
+    env = dict(os.environ)
+    if shutil.which("npm"):
+        root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True).stdout.strip()
+        env["NODE_PATH"] = os.pathsep.join(p for p in (env.get("NODE_PATH"), root) if p)
+    found = subprocess.run(["node", "-e", "require.resolve('playwright-core')"], env=env, capture_output=True)
+    return env if found.returncode == 0 else None
+
+
+def test_the_page_in_a_real_browser(shared_data, two_models, tmp_path):
+    """Headless Chromium, real clicks and keys: Enter and Space on the button just clicked answer nothing, a
+    reload resumes, the completion code shows only after the download, and the downloaded file scores."""
+    env = _browser_env()
+    if env is None:
+        pytest.skip("no Chromium with playwright-core here (apt-get install chromium; npm install -g playwright-core)")
+    result_path, cache = two_models
+    folder = tmp_path / "s"
+    made = _make(result_path, cache, shared_data, folder, "--trials-per-pair", "6", "--candidates", "200",
+                 "--catch-trials", "2", "--completion-code", "DONE-7")
+    assert made.exit_code == 0, made.output
+    key = json.loads((folder / "study-key.json").read_text())
+    sides = {t["trial"]: ("l" if t["left"] == "none" else "r") for t in key["trials"]}
+    sides.update({c["trial"]: ("l" if c["correct"] == "left" else "r") for c in key["catch_trials"]})
+    wanted = "".join(sides[k] for k in sorted(sides))
+    out = tmp_path / "browser"
+    out.mkdir()
+    driven = subprocess.run(["node", str(Path(__file__).parent / "fixtures" / "questionnaire_browser.js"),
+                             str(folder / "questionnaire.html"), "pat", wanted, str(out)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert driven.returncode == 0, driven.stderr
+    log = json.loads(driven.stdout)
+    assert log["errors"] == [] and log["enter_answered"] is False
+    assert log["after_reload"] == log["before_reload"] == "Trial 5 of 8"  # four answered before the reload
+    assert log["completion_before_download"] is False and log["completion_after_download"] == "DONE-7"
+    assert log["download_name"] == f"answers-{key['study']}-pat.csv"
+    assert (out / "trial.png").stat().st_size > 5000
+    scored = CliRunner().invoke(cli, ["study", "score", str(folder), str(out / "answers.csv")])
+    assert scored.exit_code == 0, scored.output
+    scores = json.loads((folder / "study-scores.json").read_text())
+    (person,) = scores["participants"]
+    assert (person["answers"], person["catch_correct"], person["catch_answers"]) == (8, 2, 2)
+    assert (scores["pairs"][0]["chosen"], scores["pairs"][0]["answers"]) == (6, 6)
