@@ -29,6 +29,13 @@ class UsageError(IgbenchError):
     exit_code = 2
 
 
+def check_at_least(value, minimum: int, what: str) -> None:
+    """``<what> must be >= <minimum>, got <value>`` as a :class:`UsageError` unless ``value >= minimum``: the
+    check of every count an option gives (``--steps``, ``--n-test``, ``--trials-per-pair``...)."""
+    if value < minimum:
+        raise UsageError(f"{what} must be >= {minimum}, got {value}")
+
+
 class UnknownPluginError(UsageError):
     """A name that no registered plugin of that kind has."""
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .. import __version__
 from ..atomic import remove_orphan_temps
-from ..errors import UsageError
+from ..errors import UsageError, check_at_least
 from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
@@ -66,12 +66,11 @@ class GridSpec:
         for a in self.attacks:
             if a.eps is not None and (problem := eps_list_problem(a.eps)):
                 raise UsageError(f"the eps of attack {a.name} {problem}")
-        if self.n_test is not None and self.n_test < 1:
-            raise UsageError(f"--n-test must be >= 1, got {self.n_test}")
+        if self.n_test is not None:
+            check_at_least(self.n_test, 1, "--n-test")
         if self.score_on not in SCORED_SPLITS:
             raise UsageError(f"--score-on {self.score_on!r}: choose {' or '.join(SCORED_SPLITS)}")
-        if self.eval_batch_size < 1:
-            raise UsageError(f"the evaluation batch size must be >= 1, got {self.eval_batch_size}")
+        check_at_least(self.eval_batch_size, 1, "the evaluation batch size")
 
 
 def plugin_packages(spec: GridSpec) -> dict[str, str | None]:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..environment import compute_device, cpu_model, gpu_name, torch_threads
-from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError
+from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError, check_at_least
 from ..messages import say
 from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
 from .allocator import keep_freed_memory
@@ -78,10 +78,9 @@ class TrainConfig:
             raise UsageError(f"--epochs must be a finite number > 0, got {self.epochs}")
         if not abs(int(self.seed)) < SEED_LIMIT:  # torch takes 64-bit seeds
             raise UsageError(f"--seed must be a whole number with at most 18 digits, got {self.seed}")
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.steps is not None:
+            check_at_least(self.steps, 1, "--steps")
+        check_at_least(self.batch_size, 1, "--batch-size")
         if not self.lr > 0:
             raise UsageError(f"--lr must be > 0, got {self.lr}")
         if not self.adam_eps > 0:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, check_at_least
 
 DEFAULT_MAX_IMAGES = 1000
 #: File name of the scores record that every ``explain`` writes next to its figures.
@@ -146,10 +146,8 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     from .result_attack import default_out_dir, prepare
     from .target_alignment import adversarial_alignment, random_sign_alignment
 
-    if n_images < 1:
-        raise UsageError(f"--n-images must be >= 1, got {n_images}")
-    if max_images < 1:
-        raise UsageError(f"--max-images must be >= 1, got {max_images}")
+    check_at_least(n_images, 1, "--n-images")
+    check_at_least(max_images, 1, "--max-images")
     result_path = Path(result_path)
     if result is None:
         result = read_result(result_path)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import UsageError
+from ..errors import UsageError, check_at_least
 from ..messages import say
 
 #: Trials per model pair unless told otherwise.
@@ -93,12 +93,9 @@ def make_study(result_path: str | Path, out_dir: str | Path, attack: str = "tgsm
     from . import questionnaire, record
     from .trials import Examples, choose_catch_trials, choose_trials, model_pairs, number_together
 
-    if per_pair < 1:
-        raise UsageError(f"--trials-per-pair must be >= 1, got {per_pair}")
-    if candidates < 1:
-        raise UsageError(f"--candidates must be >= 1, got {candidates}")
-    if catch_trials < 0:
-        raise UsageError(f"--catch-trials must be >= 0, got {catch_trials}")
+    check_at_least(per_pair, 1, "--trials-per-pair")
+    check_at_least(candidates, 1, "--candidates")
+    check_at_least(catch_trials, 0, "--catch-trials")
     result_path = Path(result_path)
     if result is None:
         result = read_result(result_path)
