@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..interpret.explain import FIGURE_EPS
+from ..results.grid import format_pct
 from ..study.make import DEFAULT_CANDIDATES, DEFAULT_PER_PAIR
 from .options import (attack_on_result, cache_dir_option, check_writable, check_writable_folder, parse_number,
                       plugins_of)
@@ -184,8 +185,8 @@ def power_command(trials_per_pair, preference, spread, participants, alpha, sims
     except ValueError:
         raise UsageError(f"--participants {participants!r}: write whole numbers separated by commas, e.g. 5,10,20") from None
     rows = simulate_power(trials_per_pair, counts, preference, spread, alpha, sims, seed)
-    table = tabulate([[r["participants"], _pct(r["power_answers"]), _pct(r["power_participants"]),
-                       _pct(r["false_positive_answers"]), _pct(r["false_positive_participants"])] for r in rows],
+    keys = ("power_answers", "power_participants", "false_positive_answers", "false_positive_participants")
+    table = tabulate([[r["participants"], *(format_pct(r[k]) for k in keys)] for r in rows],
                      headers=["participants", "power % (answers)", "power % (people)",
                               "false positives % (answers)", "false positives % (people)"],
                      tablefmt="simple", disable_numparse=True)
@@ -193,16 +194,12 @@ def power_command(trials_per_pair, preference, spread, participants, alpha, sims
                f"{spread:g} between people, alpha {alpha:g}, {sims} simulated studies per row (seed {seed})\n{table}")
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
 def _p(value) -> str:
     return "-" if value is None else (f"{value:.2g}" if value < 0.001 else f"{value:.3f}")
 
 
 def _share_cell(r: dict) -> str:
-    return f"{_pct(r['share'])} ({_pct(r['ci_low'])}-{_pct(r['ci_high'])})"
+    return f"{format_pct(r['share'])} ({format_pct(r['ci_low'])}-{format_pct(r['ci_high'])})"
 
 
 def render_study_scores(scores: dict) -> str:
@@ -229,18 +226,18 @@ def render_study_scores(scores: dict) -> str:
                       disable_numparse=True)
     checked = scores["n_catch_trials"] > 0
     person_rows = [[p["participant"], p["answers"], "-" if p["median_seconds"] is None else f"{p['median_seconds']:.1f}",
-                    _pct(p["left_share"])] + ([f"{p['catch_correct']}/{p['catch_answers']}"] if checked else [])
+                    format_pct(p["left_share"])] + ([f"{p['catch_correct']}/{p['catch_answers']}"] if checked else [])
                    + [", ".join(p["flags"])] for p in people]
     persons = tabulate(person_rows, headers=["participant", "answers", "median s", "left %"]
                        + (["checks passed"] if checked else []) + ["flags"], tablefmt="simple", disable_numparse=True)
     pos, stand = scores["position"], scores["stand_in"]
     study_checks = ("p (answers) treats every answer as independent: when people differ it overstates the evidence "
                     "(`igbench study power` shows by how much); p people does not\n"
-                    f"left image picked in {_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: a low p means "
-              f"people favoured a side; each pair shows its first model on the left half the time, so a side "
-              f"preference does not favour a model)\n"
-              f"people picked the image the stand-in ({stand['key']}) scores higher in {_pct(stand['share'])}% of "
-              f"{stand['answers']} answers")
+                    f"left image picked in {format_pct(pos['share'])}% of answers (p {_p(pos['p_value'])} against 50%: "
+                    "a low p means people favoured a side; each pair shows its first model on the left half the "
+                    "time, so a side preference does not favour a model)\n"
+                    f"people picked the image the stand-in ({stand['key']}) scores higher in "
+                    f"{format_pct(stand['share'])}% of {stand['answers']} answers")
     return (f"{head}\n\nwhich example looks more like the target, per pair of models\n{pairs}\n\n"
             f"per model, over all its comparisons\n{models}\n\nper participant\n{persons}\n\n{study_checks}")
 

@@ -13,7 +13,6 @@ from typing import Any
 class ResultAttack:
     """A result set up for attacking its models on its scored images."""
 
-    result: dict[str, Any]
     plugin: Any
     #: the attack's resolved parameters
     params: dict[str, Any]
@@ -72,4 +71,4 @@ def prepare(result: dict[str, Any], attack: str, attack_params: dict[str, Any] |
     if n_images is not None:
         x, y = x[:n_images], y[:n_images]
     models = load_result_models(result, CheckpointStore(cache_dir), device, ids=model_ids)
-    return ResultAttack(result, plugin, params, data, seed, device, split, x.cpu(), y.cpu(), models)
+    return ResultAttack(plugin, params, data, seed, device, split, x.cpu(), y.cpu(), models)
