@@ -99,6 +99,28 @@ def same_models_check(spec: GridSpec, data) -> None:
         seen[key] = m.id
 
 
+def preflight(spec: GridSpec, note: Callable[[str], None],
+              also_check: Sequence[tuple[Any, dict[str, Any]]] = ()) -> tuple[Any, list[tuple[Any, dict[str, Any], Any]]]:
+    """What a run checks before it trains anything, in order, its notes said through ``note``: the spec, the
+    data set (loaded), sizes the data cannot give, a model named twice, every attack's parameters, and each
+    attack's own checks of them (ART's constructors; ``also_check``: a later step's attacks too). Returns the
+    data and the attack units. ``--dry-run`` (:func:`igbench.engine.plan.plan_grid`) makes these very checks."""
+    from ..datasets.loading import load_dataset
+    from .attack import check_attacks
+
+    spec.validate()
+    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    _, y_scored = data.scored(spec.score_on)
+    for line in size_notes(spec, len(data.train_y), len(y_scored), data.name):
+        note(line)
+    same_models_check(spec, data)
+    units = attack_units(spec)  # resolves and checks every attack parameter before any training
+    for line in [*eps_range_notes(units, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data)]:
+        note(line)
+    check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)
+    return data, units
+
+
 def _stable_seed(*parts: Any) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
@@ -189,31 +211,20 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
 def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | None, progress: bool, command: str | None,
               echo: Callable[[str], None], reuse: bool,
               also_check: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[dict[str, Any], Path]:
-    from ..datasets.loading import load_dataset
     from ..environment import capture_environment, compute_device
     from ..results.io import write_result
-    from .attack import check_attacks
     from .inference import inference_copy
 
-    spec.validate()
     started = time.perf_counter()
     store = store or CheckpointStore()
-    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
+    data, units = preflight(spec, echo, also_check)
     x_scored, y_scored = data.scored(spec.score_on)
-    for line in size_notes(spec, len(data.train_y), len(y_scored), data.name):
-        echo(line)
     x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
     device = compute_device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
     if packages := plugin_packages(spec):
         environment["plugin_packages"] = packages
-    same_models_check(spec, data)
-    units = attack_units(spec)  # resolves and checks every attack parameter before any training
-    for note in [*eps_range_notes(units, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data)]:
-        echo(note)
-    # and lets each attack judge its own parameters (ART's constructors), a later step's too
-    check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)
 
     # ---- models: trained or loaded from the cache
     models: dict[str, Any] = {}
@@ -240,7 +251,7 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
     out_path = Path(out_path) if out_path else Path("runs") / f"{data.name}-{run_id[:12]}.json"
     if reuse and (previous := _complete_result(out_path, run_id)) is not None:
         edited = (" (or after editing a plugin package's code without bumping its version, which the run id "
-                  "knows only by version)" if plugin_packages(spec) else "")
+                  "knows only by version)" if packages else "")
         echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it (--rerun attacks again{edited})")
         return previous, out_path
     journal = Journal(journal_path(out_path), run_id)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cache import CheckpointStore, config_hash
-from .grid import GridSpec, attack_units, same_models_check
-from .grid_notes import eps_range_notes, monitor_eps_note, size_notes
+from .grid import GridSpec, preflight
 from .journal import journal_path
 from .models import model_config
 
@@ -20,20 +19,12 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
               rerun: bool = False) -> list[str]:
     """The lines of a dry run of ``spec`` (its notes first), after the checks a run makes before training
     (``rerun``: the run would attack again rather than reuse a finished result at ``out_path``)."""
-    from ..datasets.loading import load_dataset
-    from .attack import check_attacks
-
-    spec.validate()
-    data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
-    same_models_check(spec, data)
-    units = attack_units(spec)
-    check_attacks([(plugin, params) for plugin, params, _eps in units], data, spec.train.seed)
+    lines: list[str] = []
+    data, units = preflight(spec, lines.append)
     _, y_scored = data.scored(spec.score_on)
-    lines = [*size_notes(spec, len(data.train_y), len(y_scored), data.name),
-             *eps_range_notes(units, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data),
-             "dry run: nothing is trained or attacked",
-             f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
-             f"{min(spec.n_test or len(y_scored), len(y_scored))} {spec.score_on} images"]
+    lines += ["dry run: nothing is trained or attacked",
+              f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
+              f"{min(spec.n_test or len(y_scored), len(y_scored))} {spec.score_on} images"]
     steps = spec.train.total_steps(len(data.train_y))
     width = max(len(m.id) for m in spec.models)
     to_train = 0
