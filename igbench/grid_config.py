@@ -168,13 +168,17 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
                         arch=m.get("arch", run["arch"]), arch_params=dict(m.get("arch_params", run.get("arch_params", {}))))
               for m in doc.get("models", [])]
     pinned: dict[str, dict[str, str]] = {}  # model id -> the settings written in its --defense NAME[...]
+    elsewhere: set[str] = set()  # ids of --defense NAME@ARCH models: none@mlp is not the grid's reference
     for item in split_list(cli.get("defense") or (), "--defense"):
-        name, settings = parse_defense(item)
+        parsed = parse_defense(item)
         if item not in {m.id for m in models}:
-            models.append(ModelSpec(id=item, defense=name, defense_params=dict(settings), arch=run["arch"],
-                                    arch_params=dict(run.get("arch_params", {}))))
-            pinned[item] = settings
-    if not any(m.is_reference for m in models):
+            arch_params = dict(run.get("arch_params", {})) if parsed.arch is None else {}
+            models.append(ModelSpec(id=item, defense=parsed.name, defense_params=dict(parsed.settings),
+                                    arch=parsed.arch or run["arch"], arch_params=arch_params))
+            pinned[item] = parsed.settings
+            if parsed.arch is not None:
+                elsewhere.add(item)
+    if not any(m.is_reference for m in models if m.id not in elsewhere):
         models.insert(0, ModelSpec(id="none", defense="none", arch=run["arch"], arch_params=dict(run.get("arch_params", {}))))
     # --attack replaces the file's attacks (a file's entry of the same name keeps its parameters), so the
     # models of a grid file can be attacked anew without retraining or re-running its own attacks
@@ -202,15 +206,15 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
         raise UsageError(f"--eps has no effect: none of the selected attacks ({', '.join(a.name for a in attacks)}) "
                          f"takes eps; drop --eps, or add an attack that does (fgsm, tgsm, pgd)")
     selected.setdefault(run["dataset"], reg.get("dataset", run["dataset"]))
-    selected.setdefault(run["arch"], reg.get("architecture", run["arch"]))
+    for arch in dict.fromkeys([run["arch"], *(m.arch for m in models)]):  # --param mlp.hidden=64 reaches none@mlp
+        selected.setdefault(arch, reg.get("architecture", arch))
     given = distribute_params(cli.get("param") or (), selected)
     notes = shared_param_notes(cli.get("param") or (), selected)
     for m in models:
         if clash := sorted(set(pinned.get(m.id, {})) & set(given.get(m.id, {}))):
             raise UsageError(f"--defense {m.id} sets {', '.join(clash)} itself, and --param sets it too; drop one")
         m.defense_params.update(given.get(m.id, {}))
-        if m.arch == run["arch"]:
-            m.arch_params.update(given.get(run["arch"], {}))
+        m.arch_params.update(given.get(m.arch, {}))
     for a in attacks:
         if cli_eps and "eps" in given.get(a.name, {}):
             raise UsageError(f"both --eps and --param set the eps of attack {a.name}; sweep it with --eps alone, and "

@@ -1,19 +1,33 @@
-"""What ``--defense`` and ``--attack`` take: names, comma lists of names, and a defense with its own settings.
+"""What ``--defense`` and ``--attack`` take: names, comma lists of names, and a defense with its own settings
+or architecture.
 
 ``--defense gradreg,advtrain`` is ``--defense gradreg --defense advtrain``. ``--defense
 "gradreg[lambda=1000]"`` is a model of its own: the defense ``gradreg`` with ``lambda=1000``, whose id is the
 text as written, the form ``igbench sweep`` names its models in, so that one command line can hold one
-defense at several settings (``--defense "gradreg[lambda=1000],gradreg[lambda=56234]"``).
+defense at several settings (``--defense "gradreg[lambda=1000],gradreg[lambda=56234]"``). ``@ARCH`` after
+either form trains that model on another architecture than ``--arch``'s (``--defense "none@mlp"``), so
+that one grid scores examples transferred between architectures.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import UsageError
 
 _WITH_SETTINGS = re.compile(r"^([^\[\]]+)\[(.*)\]$")
+
+
+@dataclass(frozen=True)
+class DefenseItem:
+    """One ``--defense`` item: the defense, the settings written in its ``[...]`` (text: the defense's
+    ``resolve_params`` reads them) and the architecture after its ``@`` (None: ``--arch``'s)."""
+
+    name: str
+    settings: dict[str, str]
+    arch: str | None = None
 
 
 def split_list(values: Iterable[str], option: str) -> list[str]:
@@ -41,15 +55,23 @@ def split_list(values: Iterable[str], option: str) -> list[str]:
     return items
 
 
-def parse_defense(item: str) -> tuple[str, dict[str, str]]:
-    """``"gradreg[lambda=1000,scaling=paper]"`` -> ``("gradreg", {"lambda": "1000", "scaling": "paper"})``;
-    a plain name has no settings. The values stay text: the defense's ``resolve_params`` reads them."""
-    match = _WITH_SETTINGS.match(item)
+def parse_defense(item: str) -> DefenseItem:
+    """``"gradreg[lambda=1000,scaling=paper]@mlp"`` -> ``DefenseItem("gradreg", {"lambda": "1000", "scaling":
+    "paper"}, "mlp")``; a plain name has no settings, and no ``@ARCH`` leaves the architecture to ``--arch``."""
+    text, at, arch = item.rpartition("@") if "@" in item else ("", "", item)
+    if at:
+        text, arch = text.strip(), arch.strip()
+        if not text or not arch or "@" in text or "[" in arch or "]" in arch:
+            raise UsageError(f"--defense {item!r}: write a defense on another architecture as DEFENSE@ARCH or "
+                             f"DEFENSE[PARAM=VALUE,...]@ARCH, e.g. none@mlp or gradreg[lambda=1000]@mlp")
+    else:
+        text, arch = item, None
+    match = _WITH_SETTINGS.match(text)
     if match is None:
-        if "[" in item or "]" in item:
+        if "[" in text or "]" in text:
             raise UsageError(f"--defense {item!r}: write a defense with its settings as NAME[PARAM=VALUE,...], e.g. "
                              f"gradreg[lambda=1000]")
-        return item, {}
+        return DefenseItem(text, {}, arch)
     name, inside = match.group(1).strip(), match.group(2)
     if "[" in inside or "]" in inside:
         raise UsageError(f"--defense {item!r}: write all its settings inside one [...], separated by commas, e.g. "
@@ -63,4 +85,4 @@ def parse_defense(item: str) -> tuple[str, dict[str, str]]:
         if key in settings:
             raise UsageError(f"--defense {item!r} sets {key} twice")
         settings[key] = value
-    return name, settings
+    return DefenseItem(name, settings, arch)

@@ -1204,6 +1204,31 @@ def test_a_grid_naming_one_model_twice_is_refused_before_training(shared_data, t
         assert not (tmp_path / "c" / "models").exists(), "refused before any training"
 
 
+def test_a_grid_transfers_between_architectures_from_the_command_line(shared_data, tmp_path):
+    """--defense NAME@ARCH: the MLP and the paper CNN are trained, attacked and scored on each other's examples
+    in one grid, each with its own architecture's parameters; a sweep refuses the form, naming --arch."""
+    out = tmp_path / "x.json"
+    args = ["run", "--data-dir", str(shared_data), "--defense", "none@mlp", "--param", "mlp.hidden=32",
+            "--attack", "fgsm", "--eps", "0.3", "--steps", "60", "--n-test", "200", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    data = json.loads(out.read_text())
+    models = {m["id"]: m for m in data["models"]}
+    assert (models["none"]["arch"], models["none@mlp"]["arch"]) == ("paper-cnn", "mlp")
+    assert models["none@mlp"]["arch_params"]["hidden"] == 32 and "hidden" not in models["none"]["arch_params"]
+    assert models["none"]["checkpoint_sha256"] != models["none@mlp"]["checkpoint_sha256"]
+    cells = {(c["source"], c["target"]): c["accuracy"] for c in data["cells"]}
+    assert set(cells) == {(s, t) for s in models for t in models}
+    for m in models:  # both learned, and white-box FGSM at 0.3 takes most of it away
+        assert models[m]["clean_accuracy"] > 0.6 and cells[(m, m)] < models[m]["clean_accuracy"] - 0.3, (m, cells)
+    report = CliRunner().invoke(cli, ["report", str(out)])
+    assert report.exit_code == 0 and "| none@mlp | mlp " in report.output.replace("  ", " ").replace("  ", " ")
+    sweep = CliRunner().invoke(cli, ["sweep", "--defense", "gradreg@mlp", "--sweep", "lambda=1,10", "--attack",
+                                     "fgsm", "--data-dir", str(shared_data)])
+    assert sweep.exit_code != 0 and "sweep it on mlp with --defense gradreg --arch mlp" in sweep.output
+
+
 def test_notes_about_a_defense_with_its_own_training_loop_do_not_suggest_steps():
     import torch.nn as nn
 

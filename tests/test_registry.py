@@ -829,6 +829,36 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
         build_grid_spec({"defense": ("gradreg[lambda=10]",), "param": ("lambda=5",), "device": "cpu"})
 
 
+def test_a_defense_at_another_architecture_is_a_model_of_its_own(registry):
+    """A cross-architecture transfer grid needed a grid file: --defense set only a defense's parameters, and
+    --param reached the --arch architecture's alone."""
+    from igbench.errors import UsageError
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"defense": ("gradreg,none@mlp,gradreg[lambda=1000]@cleverhans-cnn",), "device": "cpu",
+                            "param": ("mlp.hidden=32", "activation=softplus")})
+    assert [(m.id, m.defense, m.defense_params, m.arch) for m in spec.models] == [
+        ("none", "none", {}, "paper-cnn"), ("gradreg", "gradreg", {}, "paper-cnn"), ("none@mlp", "none", {}, "mlp"),
+        ("gradreg[lambda=1000]@cleverhans-cnn", "gradreg", {"lambda": "1000"}, "cleverhans-cnn")]
+    archs = {m.id: m.arch_params for m in spec.models}
+    assert archs["none@mlp"] == {"hidden": "32", "activation": "softplus"}
+    assert archs["none"] == archs["gradreg"] == archs["gradreg[lambda=1000]@cleverhans-cnn"] == {"activation": "softplus"}
+    assert "sets activation of paper-cnn, mlp, cleverhans-cnn" in spec.notes[0]
+    # none@mlp is a model beside the reference, not the reference: `none` on --arch is still added
+    spec = build_grid_spec({"defense": ("none@mlp",), "arch": "cleverhans-cnn", "device": "cpu"})
+    assert [(m.id, m.arch) for m in spec.models] == [("none", "cleverhans-cnn"), ("none@mlp", "mlp")]
+    for defense, message in [("gradreg@", "write a defense on another architecture as DEFENSE@ARCH"),
+                             ("@mlp", "write a defense on another architecture as DEFENSE@ARCH"),
+                             ("none@mlp@mlp", "write a defense on another architecture as DEFENSE@ARCH"),
+                             ("gradreg@mlp[lambda=3]", "write a defense on another architecture as DEFENSE@ARCH"),
+                             ("gradreg@mpl", "unknown architecture 'mpl'"),
+                             ("gradreg[lamda=3]@mlp", "unknown parameter 'lamda' for defense 'gradreg'")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            build_grid_spec({"defense": (defense,), "device": "cpu"})
+    with pytest.raises(UsageError, match=re.escape("unknown parameter 'hiden'")):
+        build_grid_spec({"defense": ("none@mlp",), "param": ("mlp.hiden=3",), "device": "cpu"})
+
+
 def test_strict_mode_errors_do_not_claim_to_keep_anything(registry, install, monkeypatch):
     class Twin(Shout):
         name = "gradreg"

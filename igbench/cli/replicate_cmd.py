@@ -11,7 +11,7 @@ from .options import grid_options, grid_spec
 
 
 @click.command("replicate", short_help="Run a paper configuration end to end and publish it.")
-@click.option("--defense", multiple=True, help="Extra defense to add to the config's models (repeatable, a comma list, or NAME[PARAM=VALUE,...] for one with its own settings).")
+@click.option("--defense", multiple=True, help="Extra defense to add to the config's models (repeatable, a comma list, NAME[PARAM=VALUE,...] for one with its own settings, NAME@ARCH for one on another architecture).")
 @click.option("--results-dir", default="leaderboards/results", show_default=True, type=click.Path(file_okay=False),
               help="Where the result file goes (the leaderboard reads this folder).")
 @click.option("--leaderboards", "leaderboard_dir", default="leaderboards", show_default=True,

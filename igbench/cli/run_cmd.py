@@ -8,7 +8,7 @@ from .options import dry_run as show_plan, dry_run_option, execute_grid, grid_op
 
 
 @click.command("run", short_help="Train, attack and score the full transfer grid.")
-@click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives).")
+@click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives). NAME@ARCH or NAME[...]@ARCH trains it on another architecture than --arch (e.g. none@mlp: examples transferred between architectures; --param mlp.hidden=64 sets its architecture's parameters).")
 @rerun_option
 @dry_run_option
 @grid_options

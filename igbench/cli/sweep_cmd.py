@@ -47,6 +47,10 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, re
     if "[" in defense:
         raise UsageError(f"igbench sweep takes a plain defense name, got --defense {defense}; give its other settings "
                          f"with --param (e.g. --param scaling=paper)")
+    if "@" in defense:
+        name, _, arch = defense.rpartition("@")
+        raise UsageError(f"igbench sweep takes a plain defense name, got --defense {defense}; sweep it on {arch} with "
+                         f"--defense {name} --arch {arch} (its undefended reference then uses {arch} too)")
     name, values = read_sweep(defense, sweep_text, options.get("param") or ())
     spec = sweep_spec(grid_spec({**options, "defense": (defense,)}, config_file), defense, name, values)
     if dry_run:

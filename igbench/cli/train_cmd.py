@@ -10,7 +10,7 @@ from .options import CACHE_FOLDER, check_writable_folder, dry_run as show_plan, 
 
 
 @click.command("train", short_help="Train a grid's models into the cache, no attacks.")
-@click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives).")
+@click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives). NAME@ARCH or NAME[...]@ARCH trains it on another architecture than --arch (e.g. none@mlp: examples transferred between architectures; --param mlp.hidden=64 sets its architecture's parameters).")
 @click.option("--model", "model_ids", multiple=True, metavar="ID", help="Train only the grid's model with this id (repeatable; default: every model).")
 @dry_run_option
 @training_options

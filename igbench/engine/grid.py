@@ -94,8 +94,9 @@ def same_models_check(spec: GridSpec, data) -> None:
     for m in spec.models:
         key = config_hash(model_config(m, data, spec.train))
         if key in seen:
-            raise UsageError(f"models {seen[key]} and {m.id} are the same model (the same defense, parameters and "
-                             f"training: checkpoint {key[:12]}); drop one, or give them different settings")
+            raise UsageError(f"models {seen[key]} and {m.id} are the same model (the same defense, parameters, "
+                             f"architecture and training: checkpoint {key[:12]}); drop one, or give them different "
+                             f"settings")
         seen[key] = m.id
 
 

@@ -30,8 +30,15 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def model_table(result: dict[str, Any]) -> str:
+    """Each model's clean accuracy and input-gradient norm; its architecture too when the models differ in it
+    (``--defense none@mlp``), as an input-gradient norm compares across architectures only with care."""
     rows = [[m["id"], _pct(m["clean_accuracy"]), f"{m['input_grad_norm']:.4g}"] for m in result["models"]]
-    return _table(["model", "clean accuracy %", "mean ‖dCE/dx‖"], rows)
+    headers = ["model", "clean accuracy %", "mean ‖dCE/dx‖"]
+    if len({m["arch"] for m in result["models"]}) > 1:
+        headers.insert(1, "arch")
+        for row, m in zip(rows, result["models"]):
+            row.insert(1, m["arch"])
+    return _table(headers, rows)
 
 
 def eps_tables(result: dict[str, Any], attack: dict[str, Any]) -> str:
