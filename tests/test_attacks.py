@@ -544,3 +544,78 @@ def test_an_attack_past_its_eps_is_refused_and_one_editing_its_inputs_cannot_cor
     assert torch.equal(x, x_before) and torch.equal(y, y_before)
     assert torch.allclose(run.x_adv, (x_before + 0.1).clamp(0, 1))
     assert run.stats["linf"] == pytest.approx(0.1, abs=1e-6)
+
+
+def _loss(model, x, y):
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(x), y))
+
+
+def test_art_attacks_that_need_probabilities_or_one_sample_now_run(trained_cnn, mnist_slice):
+    """SimBA and VirtualAdversarialMethod refuse logits, and ShadowAttack takes one image per call: all three
+    used to fail only when the attack ran, after the whole grid had trained."""
+    x, y = mnist_slice.test_x[:8], mnist_slice.test_y[:8]
+    clean = _accuracy(trained_cnn, x, y)
+    simba, stats, *_ = _run("art:SimBA", {"max_iter": "400", "epsilon": "0.3"}, trained_cnn, mnist_slice, 8)
+    assert simba.shape == x.shape and _accuracy(trained_cnn, simba, y) <= clean - 0.25, (clean, stats)
+    # ART's ShadowAttack reads any labels as targets: given the true ones it pushed each image towards its own
+    # label, and the loss at the true label stayed or fell (0.00089 -> 0.00075 here); untargeted, it rises 9x
+    shadow, *_ = _run("art:ShadowAttack", {"nb_steps": "30", "batch_size": "16", "learning_rate": "0.3"},
+                      trained_cnn, mnist_slice, 3)
+    assert shadow.shape == x[:3].shape and _loss(trained_cnn, shadow, y[:3]) > 3 * _loss(trained_cnn, x[:3], y[:3])
+    vat, *_ = _run("art:VirtualAdversarialMethod", {"max_iter": "1", "eps": "0.1", "batch_size": "2"},
+                   trained_cnn, mnist_slice, 2)
+    assert vat.shape == x[:2].shape and 0 < float((vat - x[:2]).abs().max()) <= 0.1 + 1e-6
+
+
+def test_art_classes_that_cannot_fill_a_cell_are_refused_before_training(registry, monkeypatch):
+    """Patches, guide-image and tabular classes, a targeted SignOPT (it needs x_init) and a class whose
+    optional package is missing used to pass the check before training and fail after it."""
+    from igbench.attacks import art_classes
+    from igbench.plugin_types import AttackContext
+
+    available = {p.prefix: p for p in registry.providers()}["art:"].available()
+    for name, expected in (("AdversarialPatchPyTorch", "returns an adversarial patch"),
+                           ("FeatureAdversariesPyTorch", "reads y as guide images"),
+                           ("LowProFool", "is for tabular data")):
+        assert name not in available
+        with pytest.raises(UsageError, match=expected):
+            registry.get("attack", f"art:{name}")
+    ctx = AttackContext(0.0, 1.0, 10)  # the check needs no data
+    sign_opt = _attack("art:SignOPTAttack")
+    with pytest.raises(ParamError, match=r"needs x_init.*use --param targeted=false"):
+        sign_opt.check(sign_opt.resolve_params({}), (1, 28, 28), ctx)
+    sign_opt.check(sign_opt.resolve_params({"targeted": "false"}), (1, 28, 28), ctx)
+    monkeypatch.setitem(art_classes.RUNTIME_IMPORTS, "FastGradientMethod",
+                        ("igbench_no_such_module", "no-such-package", lambda p: p.get("eps") > 0.2))
+    fgm = _attack("art:FastGradientMethod")
+    fgm.check(fgm.resolve_params({"eps": "0.1"}), (1, 28, 28), ctx)  # the condition is false: nothing imported
+    with pytest.raises(UsageError, match=r"^art:FastGradientMethod imports igbench_no_such_module when it runs, "
+                                         r"which is not installed here; pip install no-such-package$"):
+        fgm.check(fgm.resolve_params({"eps": "0.3"}), (1, 28, 28), ctx)
+
+
+def test_an_art_failure_when_it_runs_is_one_line(trained_cnn, mnist_slice, monkeypatch):
+    """A package ART imports only when it runs (AutoAttack's multiprocess, ThresholdAttack's cma) and a bug
+    inside ART (GeoDA's np.mat under NumPy 2) were tracebacks after the grid had trained."""
+    from art.attacks.evasion import FastGradientMethod
+
+    def missing(self, x, y=None, **kwargs):
+        raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+
+    monkeypatch.setattr(FastGradientMethod, "generate", missing)
+    with pytest.raises(UsageError, match=r"^art:FastGradientMethod needs cv2, which is not installed here \(pip "
+                                         r"install opencv-python\); the trained models are cached") as info:
+        _run("art:FastGradientMethod", {"eps": "0.1"}, trained_cnn, mnist_slice, 4)
+    assert "\n" not in str(info.value)
+
+    def broken(self, x, y=None, **kwargs):
+        raise AttributeError("`np.mat` was removed in the NumPy 2.0 release.")
+
+    monkeypatch.setattr(FastGradientMethod, "generate", broken)
+    with pytest.raises(UsageError, match=r"^art:FastGradientMethod failed inside ART \S+: AttributeError: `np.mat` "
+                                         r"was removed .* not in its parameters"):
+        _run("art:FastGradientMethod", {"eps": "0.1"}, trained_cnn, mnist_slice, 4)
+    monkeypatch.setenv("IGBENCH_DEBUG", "1")
+    with pytest.raises(AttributeError):
+        _run("art:FastGradientMethod", {"eps": "0.1"}, trained_cnn, mnist_slice, 4)

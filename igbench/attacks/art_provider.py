@@ -2,7 +2,9 @@
 
 The model is wrapped in ART's ``PyTorchClassifier`` (cross-entropy loss, the data's clip range); the
 attack's parameters are the ART class's ``__init__`` keyword arguments, converted from CLI strings. ART is
-imported only when an ``art:`` attack is resolved or listed.
+imported only when an ``art:`` attack is resolved or listed. What particular classes need beyond their
+signatures (probability outputs, one sample per call, optional packages) is in
+:mod:`igbench.attacks.art_classes`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from contextlib import contextmanager
 from typing import Any, Mapping
 
 from ..errors import ParamError, UnknownPluginError, UsageError, did_you_mean
+from ..plugin_calls import DEBUG_ENV, debugging
+from . import art_classes
 from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
 from ..torch_utils import eval_mode, seeded_global_randomness
 from .common import TARGET_CHOICES, choose_targets, target_param, targets_for
@@ -85,6 +89,8 @@ def unusable_reason(cls: type) -> str | None:
         return "is written for TensorFlow models, and igbench's models are PyTorch ones"
     if cls.__name__ in NOT_IMAGE_CLASSIFIER_ATTACKS:
         return f"attacks {NOT_IMAGE_CLASSIFIER_ATTACKS[cls.__name__]}, not image classifiers like igbench's models"
+    if (why := art_classes.not_examples_reason(cls.__name__)) is not None:
+        return why
     with _quiet():
         from art.estimators.classification import PyTorchClassifier
     missing = []
@@ -136,6 +142,26 @@ def _current_cuda_device(device):
     import torch
 
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _art_version() -> str:
+    from ..environment import package_version
+
+    return package_version("adversarial-robustness-toolbox") or "(version unknown)"
+
+
+@functools.cache
+def _probability_nll() -> type:
+    import torch
+
+    class ProbabilityNLL(torch.nn.NLLLoss):
+        """Cross-entropy of a model whose outputs are probabilities (ART reduces one-hot labels for an
+        ``NLLLoss``), so that ART's loss gradients stay those of the undressed model."""
+
+        def forward(self, probabilities, target):
+            return super().forward(torch.log(probabilities.clamp_min(1e-30)), target)
+
+    return ProbabilityNLL
 
 
 @functools.cache
@@ -305,8 +331,11 @@ class ArtAttack(AttackPlugin):
         import torch
         from art.exceptions import EstimatorError
 
+        loss = torch.nn.CrossEntropyLoss()
+        if self.class_name in art_classes.PROBABILITY_OUTPUTS:  # it refuses logits; it queries predictions only
+            model, loss = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)), _probability_nll()()
         classifier = _float32_classifier()(
-            model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
+            model=model, loss=loss, input_shape=tuple(input_shape),
             nb_classes=int(ctx.num_classes), clip_values=(float(ctx.clip_min), float(ctx.clip_max)),
             device_type="gpu" if on_gpu else "cpu",
         )
@@ -336,6 +365,12 @@ class ArtAttack(AttackPlugin):
         stand_in = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), int(ctx.num_classes)))
         with _quiet():
             self._build(stand_in.eval(), input_shape, ctx, kwargs)
+        if (problem := art_classes.setting_problem(self.class_name, params)) is not None:
+            raise ParamError(f"{self.name}: {problem}")
+        if (missing := art_classes.missing_module(self.class_name, params)) is not None:
+            module, package = missing
+            raise UsageError(f"{self.name} imports {module} when it runs, which is not installed here; "
+                             f"pip install {package}")
 
     def perturb(self, model, x, y, params: dict[str, Any], ctx: AttackContext):
         import numpy as np
@@ -349,13 +384,32 @@ class ArtAttack(AttackPlugin):
             with _quiet(), _seeded_randomness(ctx, x.device), _current_cuda_device(x.device):
                 attack = self._build(model, tuple(x.shape[1:]), ctx, kwargs, on_gpu=x.is_cuda)
                 one_hot = np.eye(int(ctx.num_classes), dtype=np.float32)[labels.detach().cpu().numpy()]
+                if self.class_name in art_classes.Y_IS_ALWAYS_TARGETS and not self.is_targeted(params):
+                    one_hot = None
+                inputs = x.detach().cpu().numpy().astype(np.float32)
                 try:
-                    out = attack.generate(x=x.detach().cpu().numpy().astype(np.float32), y=one_hot)
+                    if self.class_name in art_classes.ONE_SAMPLE:  # ART takes one image per call here
+                        out = np.concatenate([attack.generate(x=inputs[i:i + 1],
+                                                              y=None if one_hot is None else one_hot[i:i + 1])
+                                              for i in range(len(inputs))])
+                    else:
+                        out = attack.generate(x=inputs, y=one_hot)
+                except ImportError as exc:  # a package ART imports only when the attack runs
+                    module = getattr(exc, "name", None) or "a package it imports"
+                    raise UsageError(f"{self.name} needs {module}, which is not installed here (pip install "
+                                     f"{art_classes.pip_name(module)}); the trained models are cached, so the "
+                                     f"same command then resumes") from None
                 except (ValueError, TypeError, AssertionError) as exc:
                     if _raised_in_a_forward(exc):  # the model's failure, not the parameters': the caller's
                         raise                      # plugin_call names a third-party architecture
                     raise ParamError(f"{self.name} failed with parameters {kwargs}: {_one_line(exc)}; "
                                      f"check them against ART's documentation of {self.class_name}") from exc
+                except Exception as exc:  # noqa: BLE001 - any other failure inside ART's own code, as one line
+                    if _raised_in_a_forward(exc) or debugging():
+                        raise
+                    raise UsageError(f"{self.name} failed inside ART {_art_version()}: {type(exc).__name__}: "
+                                     f"{_one_line(exc)} (an error in ART's code, not in its parameters: try "
+                                     f"another attack or ART version; {DEBUG_ENV}=1 shows the traceback)") from exc
                 finally:
                     model.eval()  # ART may toggle modes; eval_mode restores the caller's flags afterwards
         x_adv = torch.as_tensor(np.asarray(out), dtype=x.dtype).reshape(x.shape).to(x.device)
