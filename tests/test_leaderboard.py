@@ -669,3 +669,26 @@ def test_plot_of_a_white_box_only_result_says_so_and_gives_many_models_their_own
     assert fig.legends and white_box.get_legend() is None  # beside the panels, not over the lines
     monkeypatch.undo()
     plt.close("all")
+
+
+def test_leaderboards_that_are_not_igbench_s_or_without_results_are_kept(results_dir, tmp_path):
+    """An empty or mistyped --results printed "nothing to render" and then removed every generated leaderboard
+    of --out (the committed ones, with the default folders); a hand-written <dataset>.md was overwritten."""
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+    from igbench.errors import ResultError
+
+    out = results_dir.parent
+    render_all(results_dir, out)
+    before = (out / "mnist.md").read_text()
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "empty"), "--out", str(out)])
+    assert res.exit_code == 0 and "left as they are" in res.output, res.output
+    assert (out / "mnist.md").read_text() == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mnist.md").write_text("# my notes on MNIST\n")
+    with pytest.raises(ResultError, match=r"mnist.md exists and was not written by `igbench leaderboard`"):
+        render_all(results_dir, mine)
+    assert (mine / "mnist.md").read_text() == "# my notes on MNIST\n"

@@ -55,6 +55,10 @@ def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """
     out = Path(out_dir)
     expected = _expected(load_results(results_dir), out)
+    for path in expected:  # a file of the same name that igbench did not write is someone's own: keep it
+        if path.exists() and path not in _generated_files(out):
+            raise ResultError(f"{path} exists and was not written by `igbench leaderboard` (it lacks the generated "
+                              f"marker), so it is kept; choose another --out, or move the file away")
     for path, text in expected.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)
