@@ -155,6 +155,18 @@ def test_export_then_import_carries_the_exact_checkpoints_to_another_cache(share
     assert exported.exit_code == 0, exported.output
     archive = tmp_path / "tiny-checkpoints.tar"  # the default name, beside the result
     assert archive.is_file() and f"igbench cache import {archive}" in exported.output
+    again = CliRunner().invoke(cli, ["cache", "export", str(result_path), "--cache-dir", str(cache)])
+    assert again.exit_code == 0, again.output  # its own archive is replaced ...
+    original = result_path.read_bytes()  # ... the result, or any other file, is not (it became a tar)
+    for other in (result_path, tmp_path / "notes.md"):
+        if not other.exists():
+            other.write_text("# notes\n")
+        before = other.read_bytes()
+        refused = CliRunner().invoke(cli, ["cache", "export", str(result_path), "--out", str(other),
+                                           "--cache-dir", str(cache)])
+        assert refused.exit_code != 0 and "is not a checkpoint archive of `igbench cache export`" in refused.output
+        assert other.read_bytes() == before
+    assert result_path.read_bytes() == original
 
     elsewhere = CheckpointStore(tmp_path / "other-cache")
     missing = CliRunner().invoke(cli, ["explain", str(result_path), "--data-dir", str(shared_data),

@@ -64,13 +64,26 @@ def _check(blob: dict[str, Any], model: ArchivedModel, where: str) -> None:
                            f"({model.config_hash[:12]}); the file is damaged or from another training")
 
 
+def is_checkpoint_archive(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an archive ``igbench cache export`` wrote (a tar holding the manifest)."""
+    try:
+        with tarfile.open(path, "r") as tar:
+            return any(member.name == MANIFEST for member in tar.getmembers())
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+
+
 def export_checkpoints(result: dict[str, Any], result_name: str, store: CheckpointStore,
                        out: str | os.PathLike[str], echo=print) -> list[ArchivedModel]:
     """Write the checkpoints of ``result``'s models from ``store`` into the archive ``out`` (atomically).
 
     Every checkpoint must be in the cache and hold the weights the result recorded; otherwise this is a
-    one-line error saying how to get it, and nothing is written.
+    one-line error saying how to get it, and nothing is written. An existing ``out`` that is not such an
+    archive (the result itself, a typo'd name) is refused, not replaced.
     """
+    if Path(out).exists() and not is_checkpoint_archive(out):
+        raise IgbenchError(f"{out} exists and is not a checkpoint archive of `igbench cache export`, so it is kept; "
+                           f"choose another --out")
     models = [ArchivedModel(m["id"], m["config_hash"], m["checkpoint_sha256"]) for m in result["models"]]
     manifest = {
         "format": FORMAT,
