@@ -546,6 +546,15 @@ def test_an_unwritable_out_is_a_usage_error_before_any_work(registry, tmp_path):
     # /proc takes no new files, even from root (a chmod-ed folder would not stop root)
     ro = CliRunner().invoke(cli, ["run", "--attack", "fgsm", "--out", "/proc/r.json"])
     assert ro.exit_code == 2 and "--out /proc/r.json: cannot write in /proc" in ro.output
+    # an existing file that is not a result is kept (it was replaced); an empty --out (an unset variable) wrote
+    # to the default place, or was a traceback with --dry-run
+    (tmp_path / "notes.md").write_text("# notes")
+    for extra in ((), ("--dry-run",)):
+        kept = CliRunner().invoke(cli, ["run", "--attack", "fgsm", "--out", str(tmp_path / "notes.md"), *extra])
+        assert kept.exit_code == 2 and "notes.md exists and is not an igbench result, so it is kept" in kept.output
+        empty = CliRunner().invoke(cli, ["run", "--attack", "fgsm", "--out", "", *extra])
+        assert empty.exit_code == 2 and "'--out': is empty; give a path" in empty.output, empty.output
+    assert (tmp_path / "notes.md").read_text() == "# notes"
 
 
 def test_run_loads_every_model_from_a_read_only_cache(shared_data, tmp_path, monkeypatch):

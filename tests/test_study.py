@@ -365,6 +365,19 @@ def test_study_score_end_to_end(study, tmp_path):
     refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out",
                                        str(other / "s.json")])
     assert refused.exit_code != 0 and "that folder holds another study" in refused.output, refused.output
+    # nor anything it did not write: a result, or someone's own study-answers.csv beside --out
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "result.json").write_text('{"run_id": "x"}')
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "study-answers.csv").write_text("my,own,table\n")
+    for target, words in ((tmp_path / "mine" / "result.json", "exists and is not a study's scores file"),
+                          (tmp_path / "theirs" / "s.json", "study-answers.csv exists and was not written by")):
+        refused = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out", str(target)])
+        assert refused.exit_code != 0 and words in refused.output, refused.output
+    assert (tmp_path / "mine" / "result.json").read_text() == '{"run_id": "x"}'
+    assert (tmp_path / "theirs" / "study-answers.csv").read_text() == "my,own,table\n"
+    again = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out", str(out)])
+    assert again.exit_code == 0, again.output  # its own scores and table are replaced
     default = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv")])
     assert default.exit_code == 0, default.output
     checked = CliRunner().invoke(cli, ["validate", str(folder / "study-key.json"), str(folder / "study-scores.json")])

@@ -10,6 +10,7 @@ import click
 
 from ..progress import format_duration
 from .options import CACHE_FOLDER, cache_dir_option, check_writable, check_writable_folder
+from .paths import PathArg
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -133,8 +134,8 @@ def clean_command(cache_dir, older_than: float, other_versions: bool, dry_run: b
 
 
 @cache_group.command("export", short_help="Pack a result's checkpoints into one tar archive.")
-@click.argument("result", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
+@click.argument("result", type=PathArg(dir_okay=False))
+@click.option("--out", type=PathArg(dir_okay=False), default=None,
               help="Archive to write. Default: <result name>-checkpoints.tar beside the result file.")
 @cache_dir_option
 def export_command(result: str, out: str | None, cache_dir) -> None:
@@ -165,7 +166,7 @@ def export_command(result: str, out: str | None, cache_dir) -> None:
 
 
 @cache_group.command("import", short_help="Unpack a checkpoint archive into this cache.")
-@click.argument("archive", type=click.Path(dir_okay=False))
+@click.argument("archive", type=PathArg(dir_okay=False))
 @click.option("--replace", is_flag=True,
               help="Overwrite a cached model that has the same configuration hash but other weights.")
 @cache_dir_option

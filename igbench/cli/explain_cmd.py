@@ -6,11 +6,12 @@ import click
 
 from ..interpret.explain import FIGURE_EPS
 from .options import attack_on_result, cache_dir_option, check_writable_folder, parse_number, plugins_of
+from .paths import PathArg
 
 
 @click.command("explain", short_help="Input-gradient and adversarial-example figures of a result.")
-@click.argument("result", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the figures (default: <result stem>-explain/ next to the result).")
+@click.argument("result", type=PathArg(dir_okay=False))
+@click.option("--out", "out_dir", type=PathArg(file_okay=False), help="Folder for the figures (default: <result stem>-explain/ next to the result).")
 @click.option("--n-images", type=int, default=8, show_default=True, help="Test images (columns) in each figure.")
 @click.option("--max-images", type=int, default=1000, show_default=True, help="Scored test images used for the measures (at most the result's eval.n_test).")
 @click.option("--attack", default="tgsm", show_default=True, help="Attack of the adversarial figure (tgsm: next-class target, as in the paper).")
@@ -20,7 +21,7 @@ from .options import attack_on_result, cache_dir_option, check_writable_folder, 
 @click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Attack or dataset parameter, e.g. steps=3 or notmnist.split_seed=1 (repeatable).")
 @click.option("--gradient", type=click.Choice(["logprob_sum", "loss"]), default="logprob_sum", show_default=True, help="Gradient scored: of the sum of log-probabilities (the paper's figures) or of the loss at the true label.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
+@click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=PathArg(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
 @cache_dir_option
 @click.option("--update-result/--no-update-result", default=True, show_default=True, help="Write the scores into the result's `interpretability` list.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars while each model is attacked (default on).")

@@ -12,6 +12,7 @@ import click
 
 from ..engine.memory_format import MEMORY_FORMATS
 from ..numbers import exact_number, read_number
+from .paths import PathArg
 
 
 def parse_number(value: str | None, option: str) -> float | None:
@@ -52,14 +53,14 @@ def _use_cache_dir(ctx, param, value):
 
 
 cache_dir_option = click.option(
-    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=click.Path(file_okay=False), callback=_use_cache_dir,
+    "--cache-dir", envvar="IGBENCH_CACHE_DIR", type=PathArg(file_okay=False), callback=_use_cache_dir,
     help="Cache folder: checkpoints (models/), decoded data sets (parsed/) and downloads when no data folder is "
          "named (data/). Env IGBENCH_CACHE_DIR; default $XDG_CACHE_HOME/igbench or ~/.cache/igbench.")
 
 _attack_option = click.option("--attack", multiple=True, help="Attack (repeatable, or a comma list): fgsm, tgsm, pgd, jsma, art:<ClassName>, or a plugin's (`igbench plugins --kind attack` lists those installed). Replaces a --config file's attacks.")
 _eps_option = click.option("--eps", multiple=True, callback=parse_number_list, help="Perturbation sizes for attacks that take eps, in the data's units (pixels in [0, 1]: 8/255, not 8): 0.1,0.2,0.3 (default) or repeated. "
                            "Replaces a --config file's eps lists, an attack's own `eps = [...]` included.")
-_out_option = click.option("--out", type=click.Path(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
+_out_option = click.option("--out", type=PathArg(dir_okay=False), help="Result file to write (default runs/<dataset>-<run id>.json).")
 
 
 #: `run` and `sweep`: a finished result of the same grid at --out is returned, not attacked again
@@ -131,7 +132,7 @@ _TRAINING_ONLY = {
 }
 
 _SHARED = [
-    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
+    click.option("--config", "config_file", type=PathArg(dir_okay=False), help="TOML grid file (e.g. configs/paper-mnist.toml); options given here override it."),
     click.option("--dataset", help="Data set plugin. Default: mnist (falls back to the bundled 5,000-digit sample when MNIST is not found and no data dir is named)."),
     click.option("--arch", help="Architecture plugin. Default: paper-cnn."),
     _attack_option,
@@ -161,7 +162,7 @@ _SHARED = [
     _n_test,
     _score_on,
     click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
-    click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
+    click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=PathArg(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR)."),
     _out_option,
     cache_dir_option,
     click.option("--progress/--no-progress", default=True, help="Show progress bars (default on)."),
@@ -173,7 +174,7 @@ def grid_options(command=None, *, out_help: str | None = None):
     ``--out``'s help, for a command whose default result path differs (``@grid_options(out_help=...)``)."""
     if command is None:
         return lambda cmd: grid_options(cmd, out_help=out_help)
-    out = click.option("--out", type=click.Path(dir_okay=False), help=out_help) if out_help else _out_option
+    out = click.option("--out", type=PathArg(dir_okay=False), help=out_help) if out_help else _out_option
     for option in reversed(_SHARED):
         command = (out if option is _out_option else option)(command)
     return command
@@ -279,12 +280,31 @@ def _check_folder(folder: Path, what: str) -> None:
         raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
 
 
+def refuse_foreign_file(path: Path, option: str, what: str, keys: tuple[str, ...] = ("run_id",)) -> None:
+    """Before any work: an existing ``path`` must be a JSON object with ``keys`` (igbench's own file of that
+    kind, which the command may replace); anything else (notes, someone's data, a typo) is kept and refused."""
+    import json
+
+    from ..errors import UsageError
+
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(data, dict) and all(k in data for k in keys)
+    except (OSError, ValueError, RecursionError):
+        ours = False
+    if not ours:
+        raise UsageError(f"{option} {path} exists and is not {what}, so it is kept; choose another {option}")
+
+
 def check_run_destinations(out, store) -> None:
     """Before any work: ``--out``'s folder, and the cache folder when it holds no models yet, can be written.
     Checkpoints are written there after training. A cache that already holds models may be read-only (a
     shared one): its models load, and a model that needs training stops at its lock file, before training."""
     if out:
         check_writable(Path(out), "--out")
+        refuse_foreign_file(Path(out), "--out", "an igbench result")
     if not (store.root / "models").is_dir():
         check_writable_folder(store.root, CACHE_FOLDER)
 

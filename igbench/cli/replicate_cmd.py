@@ -8,16 +8,17 @@ import click
 
 from ..interpret.explain import FIGURE_EPS
 from .options import grid_options, grid_spec
+from .paths import PathArg
 
 
 @click.command("replicate", short_help="Run a paper configuration end to end and publish it.")
 @click.option("--defense", multiple=True, help="Extra defense to add to the config's models (repeatable, a comma list, NAME[PARAM=VALUE,...] for one with its own settings, NAME@ARCH for one on another architecture).")
-@click.option("--results-dir", default="leaderboards/results", show_default=True, type=click.Path(file_okay=False),
+@click.option("--results-dir", default="leaderboards/results", show_default=True, type=PathArg(file_okay=False),
               help="Where the result file goes (the leaderboard reads this folder).")
 @click.option("--leaderboards", "leaderboard_dir", default="leaderboards", show_default=True,
-              type=click.Path(file_okay=False), help="Where the Markdown leaderboards are rendered.")
+              type=PathArg(file_okay=False), help="Where the Markdown leaderboards are rendered.")
 @click.option("--figures", "figure_dir", default="leaderboards/figures", show_default=True,
-              type=click.Path(file_okay=False), help="Where accuracy-vs-eps plots and gradient figures go.")
+              type=PathArg(file_okay=False), help="Where accuracy-vs-eps plots and gradient figures go.")
 @click.option("--explain/--no-explain", default=True, help="Also draw input-gradient and adversarial figures and "
               "score gradient interpretability into the result (default on).")
 @click.option("--explain-attack", default="tgsm", show_default=True, help="Attack for the adversarial-example figure.")

@@ -7,6 +7,7 @@ import click
 from ..errors import ResultError
 from ..results import DEFAULT_OUT, DEFAULT_RESULTS
 from .options import check_writable_folder
+from .paths import PathArg
 
 
 @click.command("leaderboard", short_help="Render (or --check) the Markdown leaderboards.")
@@ -15,7 +16,7 @@ from .options import check_writable_folder
     "results_dir",
     default=DEFAULT_RESULTS,
     show_default=True,
-    type=click.Path(file_okay=False),
+    type=PathArg(file_okay=False),
     help="Directory of result files (*.json).",
 )
 @click.option(
@@ -23,7 +24,7 @@ from .options import check_writable_folder
     "out_dir",
     default=DEFAULT_OUT,
     show_default=True,
-    type=click.Path(file_okay=False),
+    type=PathArg(file_okay=False),
     help="Directory for the <dataset>.md leaderboards.",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a leaderboard is missing or stale, or a result file is invalid.")
@@ -57,7 +58,7 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
 
 
 @click.command("validate", short_help="Check result files against the result schema.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=PathArg())
 def validate_command(paths: tuple[str, ...]) -> None:
     """Check result files against the result schema (files, or directories of *.json).
 
@@ -88,12 +89,12 @@ def validate_command(paths: tuple[str, ...]) -> None:
 
 
 @click.command("plot", short_help="Plot accuracy against eps from a result file.")
-@click.argument("result", type=click.Path(dir_okay=False))
+@click.argument("result", type=PathArg(dir_okay=False))
 @click.option(
     "--out",
     "out_dir",
     default=None,
-    type=click.Path(file_okay=False),
+    type=PathArg(file_okay=False),
     help="Folder for the PNG files (default: <result stem>-plots/ next to RESULT, so each result has its own).",
 )
 def plot_command(result: str, out_dir: str | None) -> None:
@@ -119,7 +120,7 @@ def plot_command(result: str, out_dir: str | None) -> None:
 
 
 @click.command("report", short_help="Print the numbers behind the paper's claims.")
-@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=PathArg(dir_okay=False))
 def report_command(results: tuple[str, ...]) -> None:
     """Print the numbers behind the paper's claims for each RESULT file, as Markdown.
 
@@ -135,8 +136,8 @@ def report_command(results: tuple[str, ...]) -> None:
 
 
 @click.command("compare", short_help="How far two runs of one grid differ.")
-@click.argument("result_a", type=click.Path(dir_okay=False))
-@click.argument("result_b", type=click.Path(dir_okay=False))
+@click.argument("result_a", type=PathArg(dir_okay=False))
+@click.argument("result_b", type=PathArg(dir_okay=False))
 def compare_command(result_a: str, result_b: str) -> None:
     """How far RESULT_B's numbers are from RESULT_A's (the same grid run another way).
 
@@ -164,7 +165,7 @@ def compare_command(result_a: str, result_b: str) -> None:
 
 
 @click.command("spread", short_help="How much a grid's numbers move between seeds.")
-@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.argument("results", nargs=-1, required=True, type=PathArg())
 @click.option("--against", metavar="MODEL", help="Also show each model's clean and white-box accuracy minus MODEL's, paired "
               "by seed (models of one seed share initialisation and batch order, so their difference varies "
               "less than either number), and in how many seeds it was above.")

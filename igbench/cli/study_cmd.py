@@ -13,6 +13,7 @@ from ..results.grid import format_pct
 from ..study.make import DEFAULT_CANDIDATES, DEFAULT_PER_PAIR
 from .options import (attack_on_result, cache_dir_option, check_writable, check_writable_folder, parse_number,
                       plugins_of)
+from .paths import PathArg
 
 
 @click.group("study", short_help="The paper's human-subject study: questionnaire and scores.")
@@ -35,8 +36,8 @@ def study_group() -> None:
 
 
 @study_group.command("make", short_help="Write a questionnaire and its key from a result's models.")
-@click.argument("result", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Study folder (default: <result stem>-study/ next to the result); refused if it holds another study.")
+@click.argument("result", type=PathArg(dir_okay=False))
+@click.option("--out", "out_dir", type=PathArg(file_okay=False), help="Study folder (default: <result stem>-study/ next to the result); refused if it holds another study.")
 @click.option("--attack", default="tgsm", show_default=True, help="Targeted attack whose examples are shown (tgsm: next-class target, as in the paper).")
 @click.option("--eps", default=None, callback=lambda ctx, param, value: parse_number(value, "--eps"),
               help=f"Perturbation size (default {FIGURE_EPS:g}; 8/255 style fractions too).")
@@ -48,10 +49,10 @@ def study_group() -> None:
 @click.option("--all-examples", is_flag=True, help="Also show examples that did not fool their model into the target (default: only those that did).")
 @click.option("--seed", type=int, help="Seed of the trial choice, sides and order (default: the result's seed).")
 @click.option("--catch-trials", type=int, default=0, show_default=True, help="Attention checks mixed in: a clean image of the named class beside one of another class; `study score` flags a participant who misses one.")
-@click.option("--intro", type=click.Path(dir_okay=False, exists=True), help="Text file shown above the instructions (consent, purpose, contact); blank lines separate paragraphs.")
+@click.option("--intro", type=PathArg(dir_okay=False, exists=True), help="Text file shown above the instructions (consent, purpose, contact); blank lines separate paragraphs.")
 @click.option("--completion-code", help="Code shown to participants at the end (for crowdsourcing platforms).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
+@click.option("--data-dir", envvar="IGBENCH_DATA_DIR", type=PathArg(file_okay=False), help="Folder holding the data sets (env IGBENCH_DATA_DIR).")
 @cache_dir_option
 @click.option("--progress/--no-progress", default=True, help="Show progress bars while each model is attacked (default on).")
 def make_command(result, out_dir, attack, eps, param, models, versus, trials_per_pair, candidates, all_examples, seed,
@@ -125,9 +126,9 @@ def _removed_if_left_empty(folder: Path):
 
 
 @study_group.command("score", short_help="Tally participants' answers to a study.")
-@click.argument("study", type=click.Path())
-@click.argument("answers", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="Scores file (default: study-scores.json in the study folder); study-answers.csv goes beside it.")
+@click.argument("study", type=PathArg())
+@click.argument("answers", nargs=-1, required=True, type=PathArg(dir_okay=False))
+@click.option("--out", type=PathArg(dir_okay=False), help="Scores file (default: study-scores.json in the study folder); study-answers.csv goes beside it.")
 @click.option("--exclude", multiple=True, metavar="PARTICIPANT", help="Leave out a participant's answers (repeatable), e.g. one flagged as answering too fast; recorded in the scores.")
 def score_command(study, answers, out, exclude) -> None:
     """Score the answer files (CSV, as the questionnaire saves them) of the study in STUDY (its folder).

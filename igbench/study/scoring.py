@@ -150,6 +150,30 @@ def _blank(value) -> Any:
     return "" if value is None else value
 
 
+def _refuse_foreign(path: Path, table_path: Path) -> None:
+    """An existing scores file or answers table that ``study score`` did not write (a result, someone's own
+    CSV) is kept: it would be replaced without a word."""
+    import json
+
+    if path.is_file():
+        try:
+            ours = "igbench_study_scores" in json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, RecursionError):
+            ours = False
+        if not ours:
+            raise UsageError(f"--out {path} exists and is not a study's scores file, so it is kept; choose another "
+                             f"--out")
+    if table_path.is_file():
+        try:
+            with open(table_path, encoding="utf-8") as fh:
+                ours = fh.readline().startswith("participant,trial,attention_check,")
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            raise UsageError(f"--out {path}: {table_path} exists and was not written by `igbench study score` (it "
+                             f"goes beside the scores), so it is kept; choose another folder for --out")
+
+
 def score_study(folder, answer_files: Sequence[Any], out=None,
                 exclude: Sequence[str] = ()) -> tuple[dict[str, Any], Path, Path]:
     """Read the study in ``folder`` and the participants' ``answer_files``, leave out the participants in
@@ -170,6 +194,7 @@ def score_study(folder, answer_files: Sequence[Any], out=None,
         if any(_same_file(written, p) for p in protected):
             raise UsageError(f"--out {path}: would replace {written.name}, one of the study's own files or an answer "
                              "file; choose another path")
+    _refuse_foreign(path, table_path)
     other_key = path.parent / KEY_FILE
     if other_key.exists() and not _same_file(other_key, key_path):
         raise UsageError(f"--out {path}: that folder holds another study, whose scores it would replace; choose "
