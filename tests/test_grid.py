@@ -784,12 +784,16 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
         return result.output
 
     text = refused("--steps", "5", "--n-test", "50")
-    assert "--steps --n-test make this a trial" in text and "--results-dir runs/trial/results" in text
+    assert "--steps --n-test make this a variant" in text and "--results-dir runs/trial/results" in text
     refused("--steps", "5", "--results-dir", "t/results")  # the leaderboards would still be the default ones
     # the figures too: a user who named the first two met this as a second error
     text = refused("--steps", "5", "--results-dir", "t/results", "--leaderboards", "t/boards")
-    assert "--steps make this a trial of" in text and "the default --figures would put it beside" in text
-    assert "--score-on make this a trial" in refused("--score-on", "validation")  # not a test-set score
+    assert "--steps make this a variant of" in text and "the default --figures would put it beside" in text
+    assert "--score-on make this a variant" in refused("--score-on", "validation")  # not a test-set score
+    # every option that changes what is trained or scored; it replaced the config's published result
+    for extra in (("--seed", "1"), ("--lr", "0.05"), ("--param", "hidden=7"), ("--arch", "paper-cnn"),
+                  ("--batch-size", "32"), ("--defense", "gradreg"), ("--precision", "bf16")):
+        assert f"{extra[0]} make this a variant of" in refused(*extra)
     text = refused("--out", "elsewhere/tiny.json", "--results-dir", "t/results")
     assert "--out elsewhere/tiny.json is not in --results-dir t/results" in text
     refused("--out", "elsewhere/tiny.json")  # the default --results-dir, leaderboards/results

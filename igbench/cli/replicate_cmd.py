@@ -80,9 +80,11 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
         click.echo(f"leaderboard: {md}")
 
 
-# Options that make a run a trial of the config rather than the config itself (a validation-scored grid
-# is no test-set score either).
-TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps", "score_on")
+# Options that make a run a variant of the config rather than the config itself (a validation-scored grid
+# is no test-set score either): any that changes what is trained, attacked or scored. Only the device, the
+# memory layout, monitoring and the folders leave the config's result the config's.
+TRIAL_OPTIONS = ("steps", "epochs", "n_test", "attack", "eps", "score_on", "seed", "lr", "batch_size", "param",
+                 "arch", "defense", "precision", "dataset")
 
 
 def explain_attack_params(attack: str, eps: float) -> tuple:
@@ -102,7 +104,7 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
     """Before any training: stop a run that would write over, or beside, what is not its own.
 
     - ``--out`` outside ``--results-dir`` would leave the leaderboards without the result.
-    - A trial (a TRIAL_OPTIONS override) with the default results and leaderboard folders would be ranked
+    - A variant (a TRIAL_OPTIONS override) with the default results and leaderboard folders would be ranked
       beside the full-length runs.
     - A figure folder that holds another result's figures (its ``explain-scores.json`` names that
       result) would be overwritten.
@@ -119,7 +121,7 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
                                          ("--figures", "figure_dir")) if not given(name)]
     if overrides and defaulted:
         raise UsageError(
-            f"{' '.join(overrides)} make this a trial of {config_file}, and the default {', '.join(defaulted)} would "
+            f"{' '.join(overrides)} make this a variant of {config_file}, and the default {', '.join(defaulted)} would "
             f"put it beside the full-length runs; name where it goes, e.g. --results-dir runs/trial/results "
             f"--leaderboards runs/trial --figures runs/trial/figures")
     scores = figure_folder / SCORES_FILE
