@@ -507,3 +507,21 @@ def test_explain_scores_the_images_the_grid_scored(shared_data, tmp_path):
         scores[split] = json.loads(out.read_text())["interpretability"]
     assert scores["validation"][0]["n_images"] == scores["test"][0]["n_images"] == 40
     assert scores["validation"] != scores["test"]
+
+
+def test_explain_refuses_a_folder_holding_another_results_figures(tmp_path):
+    """explain --out into another result's figure folder overwrote its figures and scores and mixed the two
+    results' files; replicate refused the same case."""
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "results" / "mnist-advtrain.json"
+    result = tmp_path / "r.json"
+    shutil.copy(fixture, result)
+    figures = tmp_path / "figs"
+    figures.mkdir()
+    record = json.dumps({"result": (tmp_path / "other.json").as_posix()})
+    (figures / "explain-scores.json").write_text(record)
+    refused = CliRunner().invoke(cli, ["explain", str(result), "--out", str(figures), "--no-update-result"])
+    assert refused.exit_code == 2 and f"--out {figures} holds the figures of {tmp_path / 'other.json'}" in refused.output
+    assert (figures / "explain-scores.json").read_text() == record

@@ -53,7 +53,8 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
       igbench explain runs/mnist-0123abcd.json --param steps=30 --param step_size=0.01 --param stop_at_target=true --out runs/stopped --no-update-result
     """
     from ..grid_config import resolve_device
-    from ..interpret.explain import explain_result
+    from ..errors import UsageError
+    from ..interpret.explain import explain_result, other_results_figures
     from ..results.grid import scored_split
     from ..registry import get_registry
     from ..results.io import read_result
@@ -66,6 +67,9 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
         plugin, attack_params, dataset_params = attack_on_result(result_data, attack, eps, param)
         if out_dir:
             check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
+            if (owner := other_results_figures(out_dir, result)) is not None:
+                raise UsageError(f"--out {out_dir} holds the figures of {owner}, which this would overwrite and mix "
+                                 f"with {result}'s; choose another --out, or delete {out_dir} to replace them")
         out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,
                              dataset_params=dataset_params, data_dir=data_dir, cache_dir=cache_dir,
                              device=resolve_device(device), max_images=max_images, gradient=gradient,

@@ -110,7 +110,7 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
       result) would be overwritten.
     """
     from ..errors import UsageError
-    from ..interpret.explain import SCORES_FILE
+    from ..interpret.explain import SCORES_FILE, other_results_figures
     from .options import given
 
     if out.resolve().parent != results_dir.resolve():
@@ -125,20 +125,9 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
             f"put it beside the full-length runs; name where it goes, e.g. --results-dir runs/trial/results "
             f"--leaderboards runs/trial --figures runs/trial/figures")
     scores = figure_folder / SCORES_FILE
-    owner = _owner_of(scores)
-    if owner is not None and Path(owner).resolve() != out.resolve():
+    if (owner := other_results_figures(figure_folder, out)) is not None:
         raise UsageError(f"{figure_folder} holds the figures of {owner} ({scores}), which this run would replace; "
                          f"pass --figures DIR for this result's, or delete {figure_folder} to replace them")
-
-
-def _owner_of(scores: Path) -> str | None:
-    """The result file an ``explain-scores.json`` belongs to (None when absent or unreadable)."""
-    import json
-
-    try:
-        return json.loads(scores.read_text()).get("result")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 COMMANDS = [replicate_command]

@@ -27,6 +27,24 @@ class ExplainOutput:
     scores_json: Path | None = None  # the record next to the figures (SCORES_FILE)
 
 
+def figures_owner(folder: str | Path) -> str | None:
+    """The result file whose figures ``folder`` holds (its ``explain-scores.json`` names it), or None when
+    it holds none or the record is unreadable."""
+    import json
+
+    try:
+        owner = json.loads((Path(folder) / SCORES_FILE).read_text()).get("result")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return owner if isinstance(owner, str) else None
+
+
+def other_results_figures(folder: str | Path, result_path: str | Path) -> str | None:
+    """The other result whose figures ``folder`` holds (they would be overwritten and mixed), or None."""
+    owner = figures_owner(folder)
+    return owner if owner is not None and Path(owner).resolve() != Path(result_path).resolve() else None
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "attack"
 
