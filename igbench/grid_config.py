@@ -90,10 +90,17 @@ def _check_shapes(doc: dict[str, Any], path: Path) -> None:
 def read_grid_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+        raw = path.read_bytes()
+        # a UTF-8 byte-order mark (Windows editors write one) is no content; TOML's parser refused it as an
+        # "invalid statement"
+        doc = tomllib.loads(raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--config {path}: is a folder; name a .toml file") from None
+    except UnicodeDecodeError:
+        kind = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise UsageError(f"--config {path}: not UTF-8 text{kind}; save it as UTF-8 (TOML files are)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
     _check_shapes(doc, path)

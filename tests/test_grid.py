@@ -466,6 +466,25 @@ def test_grid_file_tables_and_entries_of_the_wrong_type_are_one_line_errors(regi
     assert "\n" not in str(err.value)
 
 
+def test_grid_files_saved_by_windows_editors_and_a_sweep_beyond_floats(registry, tmp_path):
+    """A UTF-8 byte-order mark was "invalid statement (line 1, column 1)", UTF-16 a UnicodeDecodeError
+    traceback, and logspace(2,500,3) an OverflowError."""
+    from igbench.engine.sweep import parse_sweep
+    from igbench.errors import UsageError
+    from igbench.grid_config import read_grid_file
+
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf[run]\nseed = 3\n")
+    assert read_grid_file(bom)["run"]["seed"] == 3
+    utf16 = tmp_path / "u16.toml"
+    utf16.write_text("[run]\nseed = 3\n", encoding="utf-16")
+    with pytest.raises(UsageError, match=r"u16\.toml: not UTF-8 text \(it looks like UTF-16\); save it as UTF-8"):
+        read_grid_file(utf16)
+    with pytest.raises(UsageError, match=r"at most 308"):
+        parse_sweep("lambda=logspace(2,500,3)")
+    assert parse_sweep("lambda=logspace(2,308,2)")[1] == [100.0, 1e308]
+
+
 def test_grid_file_data_dir_is_relative_to_the_file(registry, tmp_path, monkeypatch):
     from igbench.grid_config import build_grid_spec
 

@@ -162,6 +162,14 @@ def test_non_json_file_names_file_and_line(tmp_path):
         read_result(nan)
     with pytest.raises(ResultError, match=r"missing\.json: no such result file"):
         read_result(tmp_path / "missing.json")
+    # json's RecursionError and int()'s digit limit were tracebacks in every command that reads results
+    deep, big = tmp_path / "deep.json", tmp_path / "big.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    big.write_text('{"a": ' + "1" * 5000 + "}")
+    with pytest.raises(ResultError, match=r"deep\.json: nested too deeply to be a result file"):
+        read_result(deep)
+    with pytest.raises(ResultError, match=r"big\.json: not a result file \(Exceeds the limit"):
+        read_result(big)
 
 
 def test_explain_scores_given_as_a_result_say_what_they_are():

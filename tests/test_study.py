@@ -193,6 +193,10 @@ def test_answer_files_as_spreadsheets_save_them_are_read_and_mistakes_named(tmp_
     assert "mirrored 'yes'" in refused(head + f"{sid},p,1,left,yes,1\n")
     assert "not this study" in refused(head + "ffffffffffff,p,1,left,0,1\n")
     assert "trial 6 is not in this study (trials 1 to 5)" in refused(head + f"{sid},p,6,left,0,1\n")
+    for lenient in ("1_0", "+2", "\uff12"):  # int() read them as 10, 2 and 2
+        assert f"trial {lenient!r} is not a whole number" in refused(head + f"{sid},p,{lenient},left,0,1\n")
+    essay = refused(head + f'{sid},p,1,left,0,1\n{sid},p,"{"x" * 200_000}",left,0,1\n')  # was _csv.Error
+    assert "field larger than field limit" in essay and "mend or remove it" in essay and "\n" not in essay
     assert "write left or right" in refused(head + f"{sid},p,1,A,0,1\n")
     assert "no participant" in refused(head + f"{sid}, ,1,left,0,1\n")
     assert "no column choice" in refused("study;participant;trial\n")
@@ -625,11 +629,19 @@ def test_attention_checks_intro_and_completion_code(shared_data, two_models, tmp
 def test_power_simulation_shows_what_each_test_can_find_and_how_often_it_errs():
     import numpy as np
 
+    from igbench.errors import UsageError
     from igbench.study.power import simulate_power, two_sided_p
     from igbench.study.statistics import share
 
     k, n = np.array([0, 3, 9, 10, 20, 0]), np.array([10, 10, 10, 10, 40, 0])
     assert two_sided_p(k, n).tolist() == pytest.approx([share(a, b).p_value if b else 1.0 for a, b in zip(k, n)])
+    for kwargs, message in (({"spread": float("nan")}, "--spread must be a number >= 0, e.g. 0.1, got nan"),
+                            ({"seed": -1}, "--seed must be >= 0, got -1"), ({"alpha": 0}, "--alpha must lie in (0, 1)"),
+                            ({"preference": 1.5}, "--preference must lie in [0, 1], got 1.5")):
+        with pytest.raises(UsageError, match=re.escape(message)):  # numpy's ValueError, or one line for all three
+            simulate_power(30, [20], **{"preference": 0.6, **kwargs})
+    with pytest.raises(UsageError, match="lists a count twice"):
+        simulate_power(30, [5, 5], 0.6)
     alike = simulate_power(30, [20], 0.5, spread=0.0, sims=4000, seed=1)[0]
     assert alike["false_positive_answers"] < 0.07 and alike["false_positive_participants"] < 0.07  # at most alpha
     rows = simulate_power(30, [5, 20, 60], 0.6, spread=0.2, sims=2000, seed=0)

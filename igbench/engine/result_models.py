@@ -47,7 +47,7 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
     """
     import torch
 
-    from ..errors import IgbenchError
+    from ..errors import IgbenchError, ParamError
 
     reg = get_registry()
     shape = tuple(result["dataset"]["input_shape"])
@@ -59,7 +59,13 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
         key = rec["config_hash"]
         if not store.has(key):
             raise IgbenchError(missing_checkpoint(rec["id"], key, store, result["command"]))
-        model = build_model(reg.get("architecture", rec["arch"]), shape, num_classes, rec["arch_params"])
+        arch = reg.get("architecture", rec["arch"])
+        try:  # a hand-edited record: a KeyError from inside build otherwise
+            arch_params = arch.resolve_params(rec["arch_params"])
+        except ParamError as exc:
+            raise IgbenchError(f"model '{rec['id']}' of the result: {exc}; its arch or arch_params are not what "
+                               f"{rec['arch']} builds (was the result file edited?)") from None
+        model = build_model(arch, shape, num_classes, arch_params)
         # retraining gives other weights than the result's: only the code that made the result can load these
         meta = store.load(key, model, fix=f"install the igbench (and plugin) versions that made the result "
                                          f"(igbench {result.get('igbench_version', '?')}) to use it")

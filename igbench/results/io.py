@@ -312,6 +312,10 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ResultError(f"{where}: {exc} is not valid JSON; result files may hold only finite numbers") from None
     except json.JSONDecodeError as exc:
         raise ResultError(f"{where}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ResultError(f"{where}: nested too deeply to be a result file") from None
+    except ValueError as exc:  # an integer of thousands of digits (Python's int_max_str_digits)
+        raise ResultError(f"{where}: not a result file ({_one_line(str(exc))})") from None
     return data
 
 

@@ -142,22 +142,26 @@ def _read_file(path: Path, study_id: str, n_trials: int) -> list[Answer]:
     if other:
         say(f"note: {path}: column(s) {', '.join(repr(f) for f in other)} are not read")
     out, headers, blank, people = [], 0, 0, set()
-    for row in reader:
-        where = f"{path}:{reader.line_num + skipped}"
-        extra = row.pop(None, None)
-        if extra and any(v.strip() for v in extra):
-            raise UsageError(f"{where}: more fields than the header has; mend or remove the row")
-        if all(not (v or "").strip() for v in row.values()):
-            blank += 1  # a spreadsheet's empty row (,,,)
-            continue
-        if any(row.get(c) is None for c in fields):
-            raise UsageError(f"{where}: fewer fields than the header has; mend or remove the row")
-        if all((row.get(c) or "").strip().lower() == c for c in COLUMNS):
-            headers += 1  # files joined with cat: their headers
-            continue
-        answer = _answer(row, where, study_id, n_trials, decimal_comma=delimiter != ",")
-        people.add(answer.participant)
-        out.append(answer)
+    try:
+        for row in reader:
+            where = f"{path}:{reader.line_num + skipped}"
+            extra = row.pop(None, None)
+            if extra and any(v.strip() for v in extra):
+                raise UsageError(f"{where}: more fields than the header has; mend or remove the row")
+            if all(not (v or "").strip() for v in row.values()):
+                blank += 1  # a spreadsheet's empty row (,,,)
+                continue
+            if any(row.get(c) is None for c in fields):
+                raise UsageError(f"{where}: fewer fields than the header has; mend or remove the row")
+            if all((row.get(c) or "").strip().lower() == c for c in COLUMNS):
+                headers += 1  # files joined with cat: their headers
+                continue
+            answer = _answer(row, where, study_id, n_trials, decimal_comma=delimiter != ",")
+            people.add(answer.participant)
+            out.append(answer)
+    except csv.Error as exc:  # a field over the csv module's limit (a pasted essay), a stray NUL
+        raise UsageError(f"{path}:{reader.line_num + skipped}: {exc}; this row is not one the questionnaire "
+                         f"saves: mend or remove it") from None
     if headers:
         say(f"note: {path}: {headers} repeated header row(s) skipped (files joined together?)")
     if blank:
@@ -175,10 +179,10 @@ def _answer(row: dict[str, str | None], where: str, study_id: str, n_trials: int
     participant = (row.get("participant") or "").strip()
     if not participant:
         raise UsageError(f"{where}: no participant; every row names the participant who answered it")
-    try:
-        trial = int((row.get("trial") or "").strip())
-    except ValueError:
-        raise UsageError(f"{where}: trial {row.get('trial')!r} is not a whole number") from None
+    text = (row.get("trial") or "").strip()
+    if not (text.isascii() and text.isdigit()):  # int() also took 1_0 (10), +2 and full-width digits
+        raise UsageError(f"{where}: trial {row.get('trial')!r} is not a whole number")
+    trial = int(text)
     if not 1 <= trial <= n_trials:
         raise UsageError(f"{where}: trial {trial} is not in this study (trials 1 to {n_trials})")
     choice = (row.get("choice") or "").strip().lower()

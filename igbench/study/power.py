@@ -11,6 +11,7 @@ spread above 0 its false-positive rate exceeds ``alpha``; the sign test over par
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 
@@ -51,8 +52,14 @@ def simulate_power(trials: int, participants: Sequence[int], preference: float, 
 
     if trials < 1 or sims < 1 or not participants or min(participants) < 1:
         raise UsageError("--trials-per-pair, --sims and every --participants value must be >= 1")
-    if not 0 <= preference <= 1 or not 0 < alpha < 1 or spread < 0:
-        raise UsageError("--preference must lie in [0, 1], --alpha in (0, 1) and --spread be >= 0")
+    for option, value, ok, rule in (("--preference", preference, 0 <= preference <= 1, "lie in [0, 1]"),
+                                    ("--alpha", alpha, 0 < alpha < 1, "lie in (0, 1), e.g. 0.05"),
+                                    ("--spread", spread, 0 <= spread < math.inf, "be a number >= 0, e.g. 0.1"),
+                                    ("--seed", seed, seed >= 0, "be >= 0")):
+        if not ok:  # comparisons with NaN are false: nan fails every rule
+            raise UsageError(f"{option} must {rule}, got {value:g}")
+    if len(set(participants)) < len(participants):
+        raise UsageError(f"--participants lists a count twice ({','.join(map(str, participants))}); give each once")
     rows = []
     for n in participants:
         rng = np.random.default_rng([int(seed), int(n)])
