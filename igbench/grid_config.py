@@ -176,7 +176,11 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
               for m in doc.get("models", [])]
     pinned: dict[str, dict[str, str]] = {}  # model id -> the settings written in its --defense NAME[...]
     elsewhere: set[str] = set()  # ids of --defense NAME@ARCH models: none@mlp is not the grid's reference
-    for item in split_list(cli.get("defense") or (), "--defense"):
+    repeated: list[str] = []  # notes of names given twice on the command line (they are one model or attack)
+    defense_items = split_list(cli.get("defense") or (), "--defense")
+    if twice := sorted({d for d in defense_items if defense_items.count(d) > 1}):
+        repeated.append(f"note: --defense names {', '.join(twice)} more than once; each is one model")
+    for item in defense_items:
         parsed = parse_defense(item)
         if item not in {m.id for m in models}:
             arch_params = dict(run.get("arch_params", {})) if parsed.arch is None else {}
@@ -195,7 +199,10 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
                for a in doc.get("attacks", [])]
     if cli.get("attack"):
         by_name = {a.name: a for a in attacks}
-        attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(split_list(cli["attack"], "--attack"))]
+        attack_items = split_list(cli["attack"], "--attack")
+        if twice := sorted({a for a in attack_items if attack_items.count(a) > 1}):
+            repeated.append(f"note: --attack names {', '.join(twice)} more than once; each runs once")
+        attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(attack_items)]
 
     # look every name up now: an unknown name is a one-line error before anything runs
     reg.get("dataset", run["dataset"])
@@ -216,7 +223,10 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     for arch in dict.fromkeys([run["arch"], *(m.arch for m in models)]):  # --param mlp.hidden=64 reaches none@mlp
         selected.setdefault(arch, reg.get("architecture", arch))
     given = distribute_params(cli.get("param") or (), selected)
-    notes = shared_param_notes(cli.get("param") or (), selected)
+    notes = repeated + shared_param_notes(cli.get("param") or (), selected)
+    if cli.get("steps") is not None and cli.get("epochs") is not None:
+        notes.append(f"note: --steps {cli['steps']} and --epochs {cli['epochs']:g} both given; --steps wins, and "
+                     f"--epochs is not used (drop one)")
     for m in models:
         if clash := sorted(set(pinned.get(m.id, {})) & set(given.get(m.id, {}))):
             raise UsageError(f"--defense {m.id} sets {', '.join(clash)} itself, and --param sets it too; drop one")

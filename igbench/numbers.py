@@ -9,7 +9,10 @@ from __future__ import annotations
 
 
 def read_number(text: str) -> float:
-    """``"0.1"`` -> 0.1, ``"8/255"`` -> 0.0313...; ValueError (or ZeroDivisionError for ``8/0``) otherwise."""
+    """``"0.1"`` -> 0.1, ``"8/255"`` -> 0.0313...; ValueError (or ZeroDivisionError for ``8/0``) otherwise.
+    Python's ``float`` also reads ``1_0`` (10) and non-ASCII digits, which are refused: a typo, not a number."""
+    if "_" in text or not text.isascii():
+        raise ValueError(f"not a number: {text!r}")
     numerator, slash, denominator = text.partition("/")
     if not slash:
         return float(text)

@@ -44,6 +44,21 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
     ``art:CarliniL2Method``) to its plugin object. Returns ``{selection name: {param: value}}``.
     """
     out: dict[str, dict[str, str]] = {name: {} for name in plugins}
+    # (selection, parameter) -> (the --param text that set it, whether it named the plugin). PLUGIN.NAME=V
+    # wins over NAME=V, in either order (a value for all, another for one); two of the same kind that
+    # disagree are refused: the last one used to win without a word.
+    set_by: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    def assign(sel: str, name: str, value: str, text: str, qualified: bool) -> None:
+        earlier = set_by.get((sel, name))
+        if earlier is not None:
+            if earlier[1] and not qualified:
+                return
+            if earlier[1] == qualified and out[sel][name] != value:
+                raise ParamError(f"--param {earlier[0]} and --param {text} both set {name} of {sel}; keep one")
+        out[sel][name] = value
+        set_by[(sel, name)] = (text, qualified)
+
     for text in options:
         target, name, value = parse_param_option(text)
         if target is not None:
@@ -54,7 +69,7 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
                 raise ParamError(
                     f"--param {text}: '{target}' is not selected; selected: {', '.join(plugins)}{hint}"
                 )
-            out[target][name] = value
+            assign(target, name, value, text, True)
             continue
         takers = [sel for sel, plugin in plugins.items() if _takes(plugin, name)]
         if not takers:
@@ -66,7 +81,7 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
             taken = [p.name for plugin in plugins.values() for p in getattr(plugin, "params", ())]
             raise ParamError(f"--param {text}: no selected plugin takes '{name}'{did_you_mean(name, taken)} ({listing})")
         for sel in takers:
-            out[sel][name] = value
+            assign(sel, name, value, text, False)
     return out
 
 

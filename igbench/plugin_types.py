@@ -65,7 +65,8 @@ class Param:
             elif t in (int, float) and isinstance(value, bool):
                 raise ValueError(value)  # int(True) would pass silently as 1
             elif t is int and isinstance(value, str):
-                v = int(float(value)) if float(value).is_integer() else int(value)
+                number = read_number(value)  # refuses 1_0, which int() and float() read as 10
+                v = int(number) if number.is_integer() else int(value)
             elif t is float and isinstance(value, str):  # 8/255 too, as --eps takes
                 v = read_number(value)
             elif t is int and isinstance(value, float):

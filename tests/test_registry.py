@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import inspect
 import json
+import math
 import re
 
 import pytest
@@ -857,6 +858,37 @@ def test_a_defense_at_another_architecture_is_a_model_of_its_own(registry):
             build_grid_spec({"defense": (defense,), "device": "cpu"})
     with pytest.raises(UsageError, match=re.escape("unknown parameter 'hiden'")):
         build_grid_spec({"defense": ("none@mlp",), "param": ("mlp.hiden=3",), "device": "cpu"})
+
+
+def test_what_a_command_line_sets_twice_is_said_or_refused(registry):
+    """A repeated --param kept its last value, a name given twice in --defense or --attack and --epochs beside
+    --steps were dropped, all without a word; float() read --eps 1_0 as 10 and --lr inf trained one step."""
+    from igbench.engine.grid_notes import training_eps_notes
+    from igbench.errors import UsageError
+    from igbench.grid_config import build_grid_spec
+
+    for params in (("lambda=5", "lambda=6"), ("gradreg.lambda=5", "gradreg.lambda=6")):
+        with pytest.raises(UsageError, match=re.escape(f"--param {params[0]} and --param {params[1]} both set "
+                                                       f"lambda of gradreg; keep one")):
+            build_grid_spec({"defense": ("gradreg",), "param": params, "device": "cpu"})
+    for params in (("lambda=5", "gradreg.lambda=6"), ("gradreg.lambda=6", "lambda=5")):  # one plugin's wins
+        spec = build_grid_spec({"defense": ("gradreg",), "param": params, "device": "cpu"})
+        assert spec.models[1].defense_params == {"lambda": "6"}
+    spec = build_grid_spec({"defense": ("gradreg,advtrain", "gradreg"), "attack": ("fgsm,fgsm",), "steps": 5,
+                            "epochs": 3.0, "param": ("lambda=5", "gradreg.lambda=5"), "device": "cpu"})
+    assert [m.id for m in spec.models] == ["none", "gradreg", "advtrain"] and [a.name for a in spec.attacks] == ["fgsm"]
+    assert spec.models[1].defense_params == {"lambda": "5"}  # the same value twice is no conflict
+    assert spec.notes == ["note: --defense names gradreg more than once; each is one model",
+                          "note: --attack names fgsm more than once; each runs once",
+                          "note: --steps 5 and --epochs 3 both given; --steps wins, and --epochs is not used (drop one)"]
+    for cli_values, message in (({"lr": math.inf}, "--lr must be a finite number > 0, got inf"),
+                                ({"param": ("lambda=1_0",), "defense": ("gradreg",)}, "must be float, got '1_0'")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            build_grid_spec({**cli_values, "device": "cpu"})
+    spec = build_grid_spec({"defense": ("advtrain[eps=50],advtrain[eps=0.3]",), "device": "cpu"})
+    assert training_eps_notes(spec.models, 0.0, 1.0) == [
+        "note: model advtrain[eps=50] trains at eps 50, more than the data's whole range [0, 1]; eps is in the "
+        "data's units: for 8 of 255 grey levels write eps=8/255"]
 
 
 def test_strict_mode_errors_do_not_claim_to_keep_anything(registry, install, monkeypatch):

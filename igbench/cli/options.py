@@ -137,7 +137,7 @@ _SHARED = [
     click.option("--arch", help="Architecture plugin. Default: paper-cnn."),
     _attack_option,
     _eps_option,
-    click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Plugin parameter, e.g. lambda=100 or gradreg.lambda=100 (repeatable)."),
+    click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Plugin parameter, e.g. lambda=100 (every selected plugin that takes it) or gradreg.lambda=100 (that one, which wins over the first form); repeatable, each parameter once."),
     click.option("--epochs", type=float, help="Training epochs per model (default 1)."),
     click.option("--steps", type=int, help="Training batches per model; wins over --epochs (the paper used 15000)."),
     click.option("--batch-size", type=int, help="Training batch size (default 64; the paper used 256)."),

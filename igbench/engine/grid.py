@@ -23,7 +23,8 @@ from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
 from .models import ModelSpec, model_config, obtain_model
-from .grid_notes import accuracy_gap_hints, chance_level_note, eps_range_notes, monitor_eps_note, size_notes
+from .grid_notes import (accuracy_gap_hints, chance_level_note, eps_range_notes, monitor_eps_note, size_notes,
+                         training_eps_notes)
 from .train import TrainConfig, accuracy
 
 
@@ -116,7 +117,8 @@ def preflight(spec: GridSpec, note: Callable[[str], None],
         note(line)
     same_models_check(spec, data)
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
-    for line in [*eps_range_notes(units, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data)]:
+    for line in [*eps_range_notes(units, data.clip_min, data.clip_max),
+                 *training_eps_notes(spec.models, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data)]:
         note(line)
     check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)
     return data, units

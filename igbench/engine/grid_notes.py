@@ -103,6 +103,21 @@ def eps_range_notes(units, clip_min: float, clip_max: float) -> list[str]:
     return notes
 
 
+def training_eps_notes(models, clip_min: float, clip_max: float) -> list[str]:
+    """A note for each model whose defense trains at an ``eps`` larger than the data's whole range (advtrain
+    at 50, meant as 50/255), which :func:`eps_range_notes` says of attacks."""
+    from ..registry import get_registry
+
+    width, notes = clip_max - clip_min, []
+    for m in models:
+        eps = get_registry().get("defense", m.defense).resolve_params(m.defense_params).get("eps")
+        if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > width:
+            notes.append(f"note: model {m.id} trains at eps {eps:g}, more than the data's whole range "
+                         f"[{clip_min:g}, {clip_max:g}]; eps is in the data's units: for 8 of 255 grey levels write "
+                         f"eps={_grey_levels(width)}")
+    return notes
+
+
 def size_notes(spec: "GridSpec", n_train: int, n_test: int, dataset: str) -> list[str]:
     """Notes for sizes the data set cannot give, so that nothing is cut down silently. ``n_test``: the
     images of the split the grid scores (``spec.score_on``)."""

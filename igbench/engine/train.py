@@ -81,9 +81,9 @@ class TrainConfig:
         if self.steps is not None:
             check_at_least(self.steps, 1, "--steps")
         check_at_least(self.batch_size, 1, "--batch-size")
-        if not self.lr > 0:
-            raise UsageError(f"--lr must be > 0, got {self.lr}")
-        if not self.adam_eps > 0:
+        if not (self.lr > 0 and math.isfinite(self.lr)):  # inf trained one step, then stopped on a nan loss
+            raise UsageError(f"--lr must be a finite number > 0, got {self.lr}")
+        if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):
             raise UsageError(f"Adam's eps (adam_eps) must be > 0, got {self.adam_eps}")
         if self.monitor_every < 0:
             raise UsageError(f"--monitor-every must be >= 0 steps (0: no monitoring), got {self.monitor_every}")
