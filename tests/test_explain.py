@@ -265,6 +265,10 @@ def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
     assert [e["model"] for e in record["interpretability"]] == [m["id"] for m in before["models"]]
     assert all(0 <= e["adv_target_reached"] <= 1 for e in record["interpretability"])
     assert f"scores record:      {out_dir / 'explain-scores.json'}" in dry.output
+    many = CliRunner().invoke(cli, ["explain", str(result_path), "--out", str(tmp_path / "many"), "--n-images", "101",
+                                    "--max-images", "8", "--no-update-result", *common])
+    assert many.exit_code == 0, many.output  # cut to the scored images without a word, before
+    assert "note: --n-images 101 is more than the 100 images the result scored; the figures show those 100" in many.output
 
     run = CliRunner().invoke(cli, ["explain", str(result_path), "--attack", "fgsm", "--eps", "0.2", *common])
     assert run.exit_code == 0, run.output

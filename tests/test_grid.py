@@ -809,6 +809,7 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
     text = refused("--steps", "5", "--results-dir", "t/results", "--leaderboards", "t/boards")
     assert "--steps make this a variant of" in text and "the default --figures would put it beside" in text
     assert "--score-on make this a variant" in refused("--score-on", "validation")  # not a test-set score
+    assert "--explain-eps has no effect with --no-explain" in refused("--no-explain", "--explain-eps", "8/255")
     # every option that changes what is trained or scored; it replaced the config's published result
     for extra in (("--seed", "1"), ("--lr", "0.05"), ("--param", "hidden=7"), ("--arch", "paper-cnn"),
                   ("--batch-size", "32"), ("--defense", "gradreg"), ("--precision", "bf16")):
@@ -1259,6 +1260,8 @@ def test_a_grid_transfers_between_architectures_from_the_command_line(shared_dat
     sweep = CliRunner().invoke(cli, ["sweep", "--defense", "gradreg@mlp", "--sweep", "lambda=1,10", "--attack",
                                      "fgsm", "--data-dir", str(shared_data)])
     assert sweep.exit_code != 0 and "sweep it on mlp with --defense gradreg --arch mlp" in sweep.output
+    two = CliRunner().invoke(cli, ["sweep", "--defense", "gradreg,advtrain", "--sweep", "lambda=1,10"])
+    assert two.exit_code != 0 and "sweeps one defense, got --defense gradreg,advtrain" in two.output  # not "unknown"
 
 
 def test_notes_about_a_defense_with_its_own_training_loop_do_not_suggest_steps():

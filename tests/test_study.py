@@ -380,6 +380,9 @@ def test_study_score_end_to_end(study, tmp_path):
         assert refused.exit_code != 0 and words in refused.output, refused.output
     assert (tmp_path / "mine" / "result.json").read_text() == '{"run_id": "x"}'
     assert (tmp_path / "theirs" / "study-answers.csv").read_text() == "my,own,table\n"
+    given_a_result = CliRunner().invoke(cli, ["study", "score", str(tmp_path / "mine" / "result.json"),
+                                              str(tmp_path / "bob.csv")])
+    assert "result.json: is a result file, not a study key; pass the folder" in given_a_result.output
     again = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv"), "--out", str(out)])
     assert again.exit_code == 0, again.output  # its own scores and table are replaced
     default = CliRunner().invoke(cli, ["study", "score", str(folder), str(tmp_path / "bob.csv")])

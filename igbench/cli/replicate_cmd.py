@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..interpret.explain import FIGURE_EPS
-from .options import grid_options, grid_spec
+from .options import grid_options, grid_spec, parse_number
 from .paths import PathArg
 
 
@@ -22,7 +22,9 @@ from .paths import PathArg
 @click.option("--explain/--no-explain", default=True, help="Also draw input-gradient and adversarial figures and "
               "score gradient interpretability into the result (default on).")
 @click.option("--explain-attack", default="tgsm", show_default=True, help="Attack for the adversarial-example figure.")
-@click.option("--explain-eps", default=FIGURE_EPS, show_default=True, type=float, help="Its eps.")
+@click.option("--explain-eps", default=f"{FIGURE_EPS:g}", show_default=True,
+              callback=lambda ctx, param, value: parse_number(value, "--explain-eps"),
+              help="Its eps (8/255 style fractions too).")
 @click.option("--rerun", is_flag=True, help="Attack again even when the result file already holds this exact grid "
               "(by default such a result is reused, so a re-run after an interrupted explain or plot step "
               "only redoes those).")
@@ -48,7 +50,7 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     from ..results.leaderboard_files import render_all
     from ..results.plot import plot_accuracy_vs_eps
     from . import echo_plugin_problems
-    from .options import execute_grid
+    from .options import execute_grid, given
 
     if not config_file:
         raise UsageError("igbench replicate needs --config, e.g. --config configs/paper-mnist.toml")
@@ -59,6 +61,9 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"
     figures = Path(figure_dir)
     check_destinations(config_file, options, out, Path(results_dir), figures / out.stem)
+    if not explain and (unused := [f"--{n.replace('_', '-')}" for n in ("explain_attack", "explain_eps") if given(n)]):
+        raise UsageError(f"{' and '.join(unused)} {'have' if len(unused) > 1 else 'has'} no effect with --no-explain "
+                         f"(no figures are drawn); drop {'them' if len(unused) > 1 else 'it'}, or --no-explain")
     also_check, attack_params = [], {}
     if explain:
         plugin, attack_params = explain_attack_params(explain_attack, explain_eps)

@@ -44,6 +44,8 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, re
         raise UsageError(f"igbench sweep sweeps one defense, got --defense {' --defense '.join(defense)}; "
                          f"run one sweep per defense")
     defense = defense[0]
+    if "," in defense and "[" not in defense:
+        raise UsageError(f"igbench sweep sweeps one defense, got --defense {defense}; run one sweep per defense")
     if "[" in defense:
         raise UsageError(f"igbench sweep takes a plain defense name, got --defense {defense}; give its other settings "
                          f"with --param (e.g. --param scaling=paper)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UsageError, check_at_least
+from ..messages import say
 
 DEFAULT_MAX_IMAGES = 1000
 #: File name of the scores record that every ``explain`` writes next to its figures.
@@ -170,6 +171,10 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
     if result is None:
         result = read_result(result_path)
     n_eval = int(result["eval"]["n_test"])  # the images the grid attacked and scored
+    if n_images > n_eval:  # the figures draw the scored images only: it was cut down without a word
+        say(f"note: --n-images {n_images} is more than the {n_eval} images the result scored; the figures show "
+            f"those {n_eval}")
+        n_images = n_eval
     setup = prepare(result, attack, attack_params, dataset_params, data_dir, cache_dir, device, n_images=n_eval)
     plugin, params, models, seed = setup.plugin, setup.params, setup.models, setup.seed
     x_eval, y_eval = setup.x, setup.y

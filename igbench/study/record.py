@@ -180,7 +180,16 @@ def read_key(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
         path = path / KEY_FILE
     if not path.is_file():
         raise UsageError(f"{path}: no study key here; pass the folder `igbench study make` wrote")
-    return path, read_study_file(path, "key")
+    from ..results.io import read_json
+
+    data = read_json(path)
+    if not (isinstance(data, dict) and "igbench_study" in data):  # a result, or the scores: "required field"
+        what = "a study's scores, " if isinstance(data, dict) and "igbench_study_scores" in data else (
+            "a result file, " if isinstance(data, dict) and "run_id" in data else "")
+        raise UsageError(f"{path}: is {what}not a study key; pass the folder `igbench study make` wrote (it "
+                         f"holds {KEY_FILE})")
+    validate(data, "key", path)
+    return path, data
 
 
 def provenance() -> dict[str, Any]:
