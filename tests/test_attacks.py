@@ -431,6 +431,14 @@ def test_art_names_that_are_not_evasion_attacks(registry):
         registry.get("attack", "art:NotAClass")
     with pytest.raises(UnknownPluginError, match=r"did you mean 'art:FastGradientMethod'"):
         registry.get("attack", "art:FastGradientMetod")
+    with pytest.raises(UnknownPluginError, match=r"igbench's native fgsm is --attack fgsm, without art:"):
+        registry.get("attack", "art:FGSM")
+    from click.testing import CliRunner
+
+    from igbench.cli import cli
+
+    described = CliRunner().invoke(cli, ["plugins", "art:projectedgradientdescent"])  # "no plugin called", before
+    assert "did you mean 'art:ProjectedGradientDescent'?" in described.output
     with pytest.raises(UsageError, match=r"art:PoisoningAttackBackdoor is not an evasion attack") as info:
         registry.get("attack", "art:PoisoningAttackBackdoor")
     assert not isinstance(info.value, UnknownPluginError) and "\n" not in str(info.value)

@@ -447,6 +447,8 @@ class ArtProvider(AttackProvider):
                 difflib.get_close_matches(suffix, names, n=1, cutoff=0.5)
             msg = f"unknown ART attack 'art:{suffix}'"
             msg += f"; did you mean 'art:{hint[0]}'?" if hint else "; `igbench plugins --kind attack` lists them"
+            if suffix.lower() in {"fgsm", "tgsm", "pgd", "jsma"}:  # igbench's own names with ART's prefix
+                msg += f" (igbench's native {suffix.lower()} is --attack {suffix.lower()}, without art:)"
             raise UnknownPluginError(msg)
         if (why := unusable_reason(cls)) is not None:
             raise UsageError(f"art:{suffix} {why}{_pytorch_sibling(suffix, classes)}; `igbench plugins --kind "

@@ -75,14 +75,18 @@ def _find(reg, name: str, kinds: list[str]) -> list:
     from ..errors import UnknownPluginError, did_you_mean, with_article
     from ..plugin_types import PLUGIN_KINDS
 
-    found = []
+    found, provider_error = [], None
     for k in kinds:
         try:
             found.append(reg.get(k, name))
-        except UnknownPluginError:
+        except UnknownPluginError as exc:
+            if ":" in name:  # a provider's own answer (art:fastgradientmethod: did you mean art:FastGradientMethod?)
+                provider_error = exc
             continue
     if found:
         return found
+    if provider_error is not None:
+        raise provider_error
     elsewhere = [k for k in PLUGIN_KINDS if k not in kinds and name in reg.names(k)]
     if elsewhere:  # `plugins mnist --kind attack` said only "no plugin called 'mnist'"
         raise UnknownPluginError(f"no {' or '.join(kinds)} called {name!r}; {name!r} is {with_article(elsewhere[0])}: use "
