@@ -439,6 +439,8 @@ def test_art_names_that_are_not_evasion_attacks(registry):
 
     described = CliRunner().invoke(cli, ["plugins", "art:projectedgradientdescent"])  # "no plugin called", before
     assert "did you mean 'art:ProjectedGradientDescent'?" in described.output
+    empty = CliRunner().invoke(cli, ["plugins", ""])  # listed every plugin, as if no name had been given
+    assert empty.exit_code != 0 and "NAME is empty" in empty.output
     with pytest.raises(UsageError, match=r"art:PoisoningAttackBackdoor is not an evasion attack") as info:
         registry.get("attack", "art:PoisoningAttackBackdoor")
     assert not isinstance(info.value, UnknownPluginError) and "\n" not in str(info.value)

@@ -28,8 +28,12 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
     """
     from tabulate import tabulate
 
+    from ..errors import UsageError
     from ..registry import KIND_PLURAL, get_registry
     from . import echo_plugin_problems
+
+    if name is not None and not name.strip():  # it listed every plugin, as if no NAME had been given
+        raise UsageError("NAME is empty; give a plugin's name (e.g. igbench plugins pgd), or none to list them all")
 
     reg = get_registry()
     kinds = list(kind) or list(KIND_PLURAL)
