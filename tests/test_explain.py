@@ -321,6 +321,7 @@ def test_explain_loads_the_data_with_the_parameters_the_result_recorded(shared_d
     del data["dataset"]["params"]
     old = tmp_path / "old.json"
     write_result(old, data)
+    common[-1] = str(tmp_path / "figs-old")  # figs holds split.json's figures: old.json gets a folder of its own
     failed = CliRunner().invoke(cli, ["explain", str(old), *common])
     assert failed.exit_code != 0 and "pass the run's --data-dir and dataset --param values" in failed.output
     again = CliRunner().invoke(cli, ["explain", str(old), "--param", "mnist.validation=5000", *common])
