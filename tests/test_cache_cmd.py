@@ -241,6 +241,20 @@ def test_import_refuses_other_weights_and_damaged_archives(shared_data, tmp_path
     assert bad.exit_code != 0 and "weights are not the ones recorded" in bad.output
     assert not list(fresh.rglob("*.pt"))  # checked before anything was written
 
+    # a checkpoint member that is a link: it was called "missing from the archive"
+    linked = tmp_path / "linked.tar"
+    with tarfile.open(linked, "w") as tar:
+        data = json.dumps({**manifest, "models": manifest["models"][:1]}).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo(next(iter(members)))
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    res = CliRunner().invoke(cli, ["cache", "import", str(linked), "--cache-dir", str(fresh)])
+    assert res.exit_code != 0 and "is not a regular file in the archive (a link or a folder)" in res.output, res.output
+    assert not list(fresh.rglob("*.pt"))
+
     notar = tmp_path / "not.tar"
     notar.write_text("hello")
     res = CliRunner().invoke(cli, ["cache", "import", str(notar), "--cache-dir", str(fresh)])

@@ -172,11 +172,13 @@ def import_checkpoints(archive: str | os.PathLike[str], store: CheckpointStore, 
         payload: dict[str, bytes] = {}
         for m in models:
             try:
-                member = tar.extractfile(m.member)
+                info = tar.getmember(m.member)
             except KeyError:
-                member = None
+                raise IgbenchError(f"{path}: {m.member} (model '{m.id}') is missing from the archive") from None
+            member = tar.extractfile(info) if info.isfile() else None  # a link or folder is never unpacked
             if member is None:
-                raise IgbenchError(f"{path}: {m.member} (model '{m.id}') is missing from the archive")
+                raise IgbenchError(f"{path}: {m.member} (model '{m.id}') is not a regular file in the archive (a "
+                                   f"link or a folder); export it again with `igbench cache export`")
             data = member.read()
             _check(_read_checkpoint(data, f"{path}:{m.member}", "export the archive again"), m, f"{path}:{m.member}")
             payload[m.config_hash] = data
