@@ -684,11 +684,19 @@ def test_leaderboards_that_are_not_igbench_s_or_without_results_are_kept(results
     before = (out / "mnist.md").read_text()
     (tmp_path / "empty").mkdir()
     res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "empty"), "--out", str(out)])
-    assert res.exit_code == 0 and "left as they are" in res.output, res.output
-    assert (out / "mnist.md").read_text() == before
+    assert res.exit_code == 0 and "nothing to render" in res.output, res.output
+    assert (out / "mnist.md").read_text() == before  # made from another folder's results: not this one's to remove
+    assert check_leaderboards(tmp_path / "empty", out) == []
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "mnist.md").write_text("# my notes on MNIST\n")
     with pytest.raises(ResultError, match=r"mnist.md exists and was not written by `igbench leaderboard`"):
         render_all(results_dir, mine)
     assert (mine / "mnist.md").read_text() == "# my notes on MNIST\n"
+    # once its own result files are all gone, it is an orphan: --check says so, and rendering removes it
+    for result in results_dir.glob("*.json"):
+        result.unlink()
+    assert "generated leaderboard without result files" in check_leaderboards(results_dir, out)[0]
+    res = CliRunner().invoke(cli, ["leaderboard", "--results", str(results_dir), "--out", str(out)])
+    assert res.exit_code == 0 and f"removed {out / 'mnist.md'}: its result files are gone" in res.output, res.output
+    assert not (out / "mnist.md").exists() and check_leaderboards(results_dir, out) == []

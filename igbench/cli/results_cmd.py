@@ -48,11 +48,10 @@ def leaderboard_command(results_dir: str, out_dir: str, check: bool) -> None:
             )
         click.echo(f"leaderboards in {out_dir} are up to date with {results_dir}")
         return
-    if not result_files(results_dir):  # a mistyped --results must not remove every leaderboard of --out
-        click.echo(f"no result files in {results_dir}; nothing to render, and the leaderboards in {out_dir} are left "
-                   f"as they are (run `igbench run` first, or delete a leaderboard by hand once its results are gone)")
-        return
-    check_writable_folder(out_dir, "--out")
+    if not result_files(results_dir):  # nothing is written, and no folder made; only true orphans go
+        click.echo(f"no result files in {results_dir}; nothing to render (run `igbench run` first)")
+    else:
+        check_writable_folder(out_dir, "--out")
     for path in render_all(results_dir, out_dir):
         click.echo(f"wrote {path}")
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
 from ..errors import ResultError
+from ..messages import say
 from . import DEFAULT_OUT, DEFAULT_RESULTS
 from .io import load_results, read_result, result_files
 from .leaderboard import GENERATED_MARKER, leaderboard_filename, render_leaderboard
@@ -47,6 +49,25 @@ def _generated_files(out_dir: Path) -> list[Path]:
     return found
 
 
+#: A result file's entry in a leaderboard's "Result files" list: its link, relative to the leaderboard.
+_SOURCE_LINK = re.compile(r"^\d+\. \[[^\]]+\]\(([^)]+)\):", re.M)
+
+
+def _orphans(out: Path, results_dir: Path, expected: dict[Path, str]) -> list[Path]:
+    """The generated leaderboards of ``out`` that no data set of ``results_dir`` renders and whose own result
+    files were in ``results_dir`` and are all gone. One made from another folder's results is not this
+    folder's to remove: a mistyped --results used to remove every leaderboard of --out."""
+    root = results_dir.resolve()
+    found = []
+    for path in _generated_files(out):
+        if path in expected:
+            continue
+        links = [out / link for link in _SOURCE_LINK.findall(path.read_text(encoding="utf-8"))]
+        if links and all(link.resolve().parent == root and not link.exists() for link in links):
+            found.append(path)
+    return found
+
+
 def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``<out_dir>/<dataset>.md`` for every data set in ``results_dir``; return the paths.
 
@@ -63,9 +84,9 @@ def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)
     if out.is_dir():
-        for orphan in _generated_files(out):
-            if orphan not in expected:
-                orphan.unlink()
+        for orphan in _orphans(out, Path(results_dir), expected):
+            orphan.unlink()
+            say(f"removed {orphan}: its result files are gone from {results_dir}")
     return list(expected)
 
 
@@ -105,7 +126,7 @@ def check_leaderboards(results_dir: str | os.PathLike[str], out_dir: str | os.Pa
             problems.append(f"{path}: stale (differs from what the result files give); {hint}")
     if out.is_dir():
         broken_files = {out / leaderboard_filename(d) for d in broken_datasets if d}
-        for orphan in _generated_files(out):
-            if orphan not in expected and orphan not in broken_files:
+        for orphan in _orphans(out, Path(results_dir), expected):
+            if orphan not in broken_files:
                 problems.append(f"{orphan}: generated leaderboard without result files; {hint} (it removes it)")
     return problems
