@@ -530,6 +530,14 @@ def test_explain_refuses_a_folder_holding_another_results_figures(tmp_path):
     refused = CliRunner().invoke(cli, ["explain", str(result), "--out", str(figures), "--no-update-result"])
     assert refused.exit_code == 2 and f"--out {figures} holds the figures of {tmp_path / 'other.json'}" in refused.output
     assert (figures / "explain-scores.json").read_text() == record
+    # the same result named from another folder is its own: the record keeps the path as explain was given it
+    from igbench.interpret.explain import other_results_figures
+
+    (tmp_path / "runs").mkdir()
+    shutil.copy(fixture, tmp_path / "runs" / "r.json")
+    (figures / "explain-scores.json").write_text(json.dumps({"result": "runs/r.json"}))  # explain ran in tmp_path
+    assert other_results_figures(figures, tmp_path / "runs" / "r.json") is None  # run now from anywhere else
+    assert other_results_figures(figures, result) == "runs/r.json"  # tmp_path/r.json is another file
 
 
 def test_a_result_edited_to_another_architecture_is_one_line(registry):

@@ -41,9 +41,22 @@ def figures_owner(folder: str | Path) -> str | None:
 
 
 def other_results_figures(folder: str | Path, result_path: str | Path) -> str | None:
-    """The other result whose figures ``folder`` holds (they would be overwritten and mixed), or None."""
+    """The other result whose figures ``folder`` holds (they would be overwritten and mixed), or None.
+
+    The record names the result as it was given, relative to wherever explain ran. A relative record that
+    reaches no file from here (explain ran in another folder: ``runs/r.json``, now ``r.json`` from ``runs``)
+    is the result when it ends the result's full path."""
     owner = figures_owner(folder)
-    return owner if owner is not None and Path(owner).resolve() != Path(result_path).resolve() else None
+    if owner is None:
+        return None
+    recorded, result = Path(owner), Path(result_path)
+    if recorded.resolve() == result.resolve():
+        return None
+    if not recorded.is_absolute() and not recorded.exists() and result.exists():
+        parts = result.resolve().parts
+        if len(recorded.parts) <= len(parts) and parts[-len(recorded.parts):] == recorded.parts:
+            return None
+    return owner
 
 
 def _safe(text: str) -> str:
