@@ -183,7 +183,8 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     for item in defense_items:
         parsed = parse_defense(item)
         if item not in {m.id for m in models}:
-            arch_params = dict(run.get("arch_params", {})) if parsed.arch is None else {}
+            # the file's [run] arch_params belong to --arch, so to none@ARCH too when ARCH is --arch's
+            arch_params = dict(run.get("arch_params", {})) if parsed.arch in (None, run["arch"]) else {}
             models.append(ModelSpec(id=item, defense=parsed.name, defense_params=dict(parsed.settings),
                                     arch=parsed.arch or run["arch"], arch_params=arch_params))
             pinned[item] = parsed.settings

@@ -52,9 +52,9 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
     def assign(sel: str, name: str, value: str, text: str, qualified: bool) -> None:
         earlier = set_by.get((sel, name))
         if earlier is not None:
-            if earlier[1] and not qualified:
-                return
-            if earlier[1] == qualified and out[sel][name] != value:
+            if (earlier[1] and not qualified) or (earlier[1] == qualified and _same_value(out[sel][name], value)):
+                return  # PLUGIN.NAME's value stays; one value given twice (5, then 5.0) is kept as first written
+            if earlier[1] == qualified and not _same_value(out[sel][name], value):
                 raise ParamError(f"--param {earlier[0]} and --param {text} both set {name} of {sel}; keep one")
         out[sel][name] = value
         set_by[(sel, name)] = (text, qualified)
@@ -89,13 +89,25 @@ def shared_param_notes(options: Iterable[str], plugins: dict[str, Any]) -> list[
     """A note for each unqualified ``--param NAME=VALUE`` that more than one selected plugin takes: it sets
     all of them, which is easy to miss (``eps=0.25`` sets advtrain's training eps and fgsm's sweep alike)."""
     notes = []
+    named = {(target, name) for target, name, _ in map(parse_param_option, options) if target is not None}
     for text in options:
         target, name, value = parse_param_option(text)
         takers = [sel for sel, plugin in plugins.items() if _takes(plugin, name)] if target is None else []
+        takers = [sel for sel in takers if (sel, name) not in named]  # PLUGIN.NAME sets those: it wins
         if len(takers) > 1:
             notes.append(f"note: --param {name}={value} sets {name} of {', '.join(takers)}; write "
                          f"PLUGIN.{name}={value} (e.g. {takers[0]}.{name}={value}) to set it for one of them")
     return notes
+
+
+def _same_value(a: str, b: str) -> bool:
+    """``5`` and ``5.0`` are one value (numbers compare as numbers), ``paper`` and ``Paper`` are not."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
 
 
 def _takes(plugin: Any, name: str) -> bool:

@@ -82,6 +82,8 @@ class Param:
                 if self.type is None:  # for the plugin's author, after what the user can do
                     hint = (f" (its default is {self.default!r}; if the plugin is yours and it takes any number, "
                             f"give its Param a float default such as {float(self.default)!r})")
+            if t in (int, float) and isinstance(value, str) and "_" in value:
+                hint = f" (write it without _, e.g. {value.replace('_', '')})"
             raise ParamError(
                 f"parameter '{self.name}' of {owner} must be {what}, got {value!r}{hint}"
             ) from None

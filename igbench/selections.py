@@ -58,14 +58,19 @@ def split_list(values: Iterable[str], option: str) -> list[str]:
 def parse_defense(item: str) -> DefenseItem:
     """``"gradreg[lambda=1000,scaling=paper]@mlp"`` -> ``DefenseItem("gradreg", {"lambda": "1000", "scaling":
     "paper"}, "mlp")``; a plain name has no settings, and no ``@ARCH`` leaves the architecture to ``--arch``."""
-    text, at, arch = item.rpartition("@") if "@" in item else ("", "", item)
+    closing = item.rfind("]")  # an @ inside [...] is part of a value (tag=a@b), not the architecture's
+    at_index = item.rfind("@")
+    text, at, arch = (item[:at_index], "@", item[at_index + 1:]) if at_index > closing else ("", "", item)
     if at:
         text, arch = text.strip(), arch.strip()
-        if not text or not arch or "@" in text or "[" in arch or "]" in arch:
+        if not text or not arch or "[" in arch or "]" in arch:
             raise UsageError(f"--defense {item!r}: write a defense on another architecture as DEFENSE@ARCH or "
                              f"DEFENSE[PARAM=VALUE,...]@ARCH, e.g. none@mlp or gradreg[lambda=1000]@mlp")
     else:
         text, arch = item, None
+    if "@" in text.split("[", 1)[0]:  # gradreg@mlp[lambda=3]: the settings go before the @
+        raise UsageError(f"--defense {item!r}: write a defense on another architecture as DEFENSE@ARCH or "
+                         f"DEFENSE[PARAM=VALUE,...]@ARCH, e.g. none@mlp or gradreg[lambda=1000]@mlp")
     match = _WITH_SETTINGS.match(text)
     if match is None:
         if "[" in text or "]" in text:

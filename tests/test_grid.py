@@ -480,9 +480,10 @@ def test_grid_files_saved_by_windows_editors_and_a_sweep_beyond_floats(registry,
     utf16.write_text("[run]\nseed = 3\n", encoding="utf-16")
     with pytest.raises(UsageError, match=r"u16\.toml: not UTF-8 text \(it looks like UTF-16\); save it as UTF-8"):
         read_grid_file(utf16)
-    with pytest.raises(UsageError, match=r"at most 308"):
-        parse_sweep("lambda=logspace(2,500,3)")
-    assert parse_sweep("lambda=logspace(2,308,2)")[1] == [100.0, 1e308]
+    for sweep in ("lambda=logspace(2,500,3)", "lambda=logspace(-400,2,3)"):  # OverflowError; 10^-400 read as 0
+        with pytest.raises(UsageError, match=r"powers of ten, from -300 to 300"):
+            parse_sweep(sweep)
+    assert parse_sweep("lambda=logspace(-300,300,2)")[1] == [1e-300, 1e300]
 
 
 def test_grid_file_data_dir_is_relative_to_the_file(registry, tmp_path, monkeypatch):
@@ -810,6 +811,10 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
     assert "--steps make this a variant of" in text and "the default --figures would put it beside" in text
     assert "--score-on make this a variant" in refused("--score-on", "validation")  # not a test-set score
     assert "--explain-eps has no effect with --no-explain" in refused("--no-explain", "--explain-eps", "8/255")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "mnist.md").write_text("# my notes\n")  # replaced at the very end, after training
+    text = refused("--results-dir", "mine/results", "--leaderboards", "mine", "--figures", "mine/figs")
+    assert "mine/mnist.md exists and was not written by `igbench leaderboard`" in text and "--leaderboards" in text
     # every option that changes what is trained or scored; it replaced the config's published result
     for extra in (("--seed", "1"), ("--lr", "0.05"), ("--param", "hidden=7"), ("--arch", "paper-cnn"),
                   ("--batch-size", "32"), ("--defense", "gradreg"), ("--precision", "bf16")):

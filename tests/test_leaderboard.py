@@ -677,7 +677,7 @@ def test_leaderboards_that_are_not_igbench_s_or_without_results_are_kept(results
     from click.testing import CliRunner
 
     from igbench.cli import cli
-    from igbench.errors import ResultError
+    from igbench.errors import UsageError
 
     out = results_dir.parent
     render_all(results_dir, out)
@@ -690,7 +690,7 @@ def test_leaderboards_that_are_not_igbench_s_or_without_results_are_kept(results
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "mnist.md").write_text("# my notes on MNIST\n")
-    with pytest.raises(ResultError, match=r"mnist.md exists and was not written by `igbench leaderboard`"):
+    with pytest.raises(UsageError, match=r"mnist.md exists and was not written by `igbench leaderboard`"):
         render_all(results_dir, mine)
     assert (mine / "mnist.md").read_text() == "# my notes on MNIST\n"
     # once its own result files are all gone, it is an orphan: --check says so, and rendering removes it

@@ -822,6 +822,9 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
     spec = build_grid_spec({"defense": ("gradreg[lambda=1000],gradreg[lambda=56234]",), "device": "cpu",
                             "param": ("scaling=per-example", "gradreg[lambda=1000].scaling=paper")})
     assert [m.defense_params.get("scaling") for m in spec.models[1:]] == ["paper", "per-example"]
+    assert spec.notes == []  # scaling=per-example set only gradreg[lambda=56234]: the other's own value won
+    spec = build_grid_spec({"defense": ("gradreg[lambda=1000],gradreg[lambda=56234]",), "device": "cpu",
+                            "param": ("scaling=per-example",)})
     assert "write PLUGIN.scaling=per-example (e.g. gradreg[lambda=1000].scaling=per-example)" in spec.notes[0]
     with pytest.raises(UsageError, match=re.escape("this grid names the models of gradreg gradreg[lambda=0.5]: address one as "
                                                       "gradreg[lambda=0.5].scaling=VALUE")):
@@ -858,6 +861,14 @@ def test_a_defense_at_another_architecture_is_a_model_of_its_own(registry):
             build_grid_spec({"defense": (defense,), "device": "cpu"})
     with pytest.raises(UsageError, match=re.escape("unknown parameter 'hiden'")):
         build_grid_spec({"defense": ("none@mlp",), "param": ("mlp.hiden=3",), "device": "cpu"})
+    # NAME@ARCH on --arch's own architecture keeps a grid file's [run] arch_params (paper-svhn's lcn=true)
+    spec = build_grid_spec({"defense": ("gradreg@paper-cnn,none@mlp",), "device": "cpu"}, "configs/paper-svhn.toml")
+    archs = {m.id: m.arch_params for m in spec.models}
+    assert archs["gradreg@paper-cnn"] == archs["none"] == {"lcn": True} and archs["none@mlp"] == {}
+    from igbench.selections import parse_defense
+
+    assert parse_defense("gradreg[tag=a@b]") == parse_defense("gradreg[tag=a@b]")  # an @ inside [...] is a value's
+    assert (parse_defense("gradreg[scaling=a@b]").arch, parse_defense("gradreg[scaling=a@b]@mlp").arch) == (None, "mlp")
 
 
 def test_what_a_command_line_sets_twice_is_said_or_refused(registry):
@@ -874,6 +885,14 @@ def test_what_a_command_line_sets_twice_is_said_or_refused(registry):
     for params in (("lambda=5", "gradreg.lambda=6"), ("gradreg.lambda=6", "lambda=5")):  # one plugin's wins
         spec = build_grid_spec({"defense": ("gradreg",), "param": params, "device": "cpu"})
         assert spec.models[1].defense_params == {"lambda": "6"}
+    spec = build_grid_spec({"defense": ("gradreg",), "param": ("lambda=5", "lambda=5.0"), "device": "cpu"})
+    assert spec.models[1].defense_params == {"lambda": "5"}  # one value written two ways
+    # the shared-name note leaves out the plugin a PLUGIN.NAME form set: it said eps=0.25 set advtrain's too
+    spec = build_grid_spec({"defense": ("advtrain",), "attack": ("fgsm,pgd",), "device": "cpu",
+                            "param": ("eps=0.25", "advtrain.eps=0.3")})
+    assert spec.models[1].defense_params == {"eps": "0.3"} and spec.notes == [
+        "note: --param eps=0.25 sets eps of fgsm, pgd; write PLUGIN.eps=0.25 (e.g. fgsm.eps=0.25) to set it for one "
+        "of them"]
     spec = build_grid_spec({"defense": ("gradreg,advtrain", "gradreg"), "attack": ("fgsm,fgsm",), "steps": 5,
                             "epochs": 3.0, "param": ("lambda=5", "gradreg.lambda=5"), "device": "cpu"})
     assert [m.id for m in spec.models] == ["none", "gradreg", "advtrain"] and [a.name for a in spec.attacks] == ["fgsm"]
@@ -882,7 +901,8 @@ def test_what_a_command_line_sets_twice_is_said_or_refused(registry):
                           "note: --attack names fgsm more than once; each runs once",
                           "note: --steps 5 and --epochs 3 both given; --steps wins, and --epochs is not used (drop one)"]
     for cli_values, message in (({"lr": math.inf}, "--lr must be a finite number > 0, got inf"),
-                                ({"param": ("lambda=1_0",), "defense": ("gradreg",)}, "must be float, got '1_0'")):
+                                ({"param": ("lambda=1_0",), "defense": ("gradreg",)},
+                                 "must be float, got '1_0' (write it without _, e.g. 10)")):
         with pytest.raises(UsageError, match=re.escape(message)):
             build_grid_spec({**cli_values, "device": "cpu"})
     spec = build_grid_spec({"defense": ("advtrain[eps=50],advtrain[eps=0.3]",), "device": "cpu"})

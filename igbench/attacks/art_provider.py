@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.util
 import inspect
 import logging
 import warnings
@@ -395,10 +396,18 @@ class ArtAttack(AttackPlugin):
                     else:
                         out = attack.generate(x=inputs, y=one_hot)
                 except ImportError as exc:  # a package ART imports only when the attack runs
-                    module = getattr(exc, "name", None) or "a package it imports"
+                    module = getattr(exc, "name", None)
+                    if module and importlib.util.find_spec(module.split(".")[0]) is not None:  # installed: too old?
+                        raise UsageError(f"{self.name} could not import what it needs from {module} ({_one_line(exc)}); "
+                                         f"the installed {module} may not be the version ART {_art_version()} "
+                                         f"expects (pip install -U {art_classes.pip_name(module)})") from None
+                    module = module or "a package it imports"
                     raise UsageError(f"{self.name} needs {module}, which is not installed here (pip install "
                                      f"{art_classes.pip_name(module)}); the trained models are cached, so the "
                                      f"same command then resumes") from None
+                except MemoryError:
+                    raise UsageError(f"{self.name} ran out of memory; lower its batch_size (--param batch_size=N) "
+                                     f"or --n-test") from None
                 except (ValueError, TypeError, AssertionError) as exc:
                     if _raised_in_a_forward(exc):  # the model's failure, not the parameters': the caller's
                         raise                      # plugin_call names a third-party architecture
@@ -407,6 +416,9 @@ class ArtAttack(AttackPlugin):
                 except Exception as exc:  # noqa: BLE001 - any other failure inside ART's own code, as one line
                     if _raised_in_a_forward(exc) or debugging():
                         raise
+                    if isinstance(exc, torch.OutOfMemoryError):
+                        raise UsageError(f"{self.name} ran out of GPU memory; lower its batch_size (--param "
+                                         f"batch_size=N) or --n-test") from None
                     raise UsageError(f"{self.name} failed inside ART {_art_version()}: {type(exc).__name__}: "
                                      f"{_one_line(exc)} (an error in ART's code, not in its parameters: try "
                                      f"another attack or ART version; {DEBUG_ENV}=1 shows the traceback)") from exc

@@ -287,7 +287,7 @@ def refuse_foreign_file(path: Path, option: str, what: str, keys: tuple[str, ...
 
     from ..errors import UsageError
 
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:  # an empty file (mktemp's) holds nothing to lose
         return
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -84,7 +84,7 @@ def _find(reg, name: str, kinds: list[str]) -> list:
         try:
             found.append(reg.get(k, name))
         except UnknownPluginError as exc:
-            if ":" in name:  # a provider's own answer (art:fastgradientmethod: did you mean art:FastGradientMethod?)
+            if ":" in name and k == "attack":  # a provider's own answer (art:fastgradientmethod: did you mean art:FastGradientMethod?)
                 provider_error = exc
             continue
     if found:

@@ -60,7 +60,8 @@ def replicate_command(results_dir, leaderboard_dir, figure_dir, explain, explain
         raise UsageError(f"{config_file} lists no [[attacks]]; add one or pass --attack")
     out = Path(out) if out else Path(results_dir) / f"{Path(config_file).stem}.json"
     figures = Path(figure_dir)
-    check_destinations(config_file, options, out, Path(results_dir), figures / out.stem)
+    check_destinations(config_file, options, out, Path(results_dir), figures / out.stem, Path(leaderboard_dir),
+                       spec.dataset)
     if not explain and (unused := [f"--{n.replace('_', '-')}" for n in ("explain_attack", "explain_eps") if given(n)]):
         raise UsageError(f"{' and '.join(unused)} {'have' if len(unused) > 1 else 'has'} no effect with --no-explain "
                          f"(no figures are drawn); drop {'them' if len(unused) > 1 else 'it'}, or --no-explain")
@@ -105,7 +106,8 @@ def explain_attack_params(attack: str, eps: float) -> tuple:
     return plugin, params
 
 
-def check_destinations(config_file, options, out: Path, results_dir: Path, figure_folder: Path) -> None:
+def check_destinations(config_file, options, out: Path, results_dir: Path, figure_folder: Path,
+                       leaderboard_dir: Path, dataset: str) -> None:
     """Before any training: stop a run that would write over, or beside, what is not its own.
 
     - ``--out`` outside ``--results-dir`` would leave the leaderboards without the result.
@@ -113,6 +115,7 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
       beside the full-length runs.
     - A figure folder that holds another result's figures (its ``explain-scores.json`` names that
       result) would be overwritten.
+    - A ``<dataset>.md`` in ``leaderboard_dir`` that igbench did not write would be replaced at the end.
     """
     from ..errors import UsageError
     from ..interpret.explain import SCORES_FILE, other_results_figures
@@ -129,6 +132,11 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
             f"{' '.join(overrides)} make this a variant of {config_file}, and the default {', '.join(defaulted)} would "
             f"put it beside the full-length runs; name where it goes, e.g. --results-dir runs/trial/results "
             f"--leaderboards runs/trial --figures runs/trial/figures")
+    from ..results.leaderboard import leaderboard_filename
+    from ..results.leaderboard_files import refuse_foreign_leaderboard
+
+    # the leaderboard it renders last, after hours of training, must not be someone's own file
+    refuse_foreign_leaderboard(Path(leaderboard_dir) / leaderboard_filename(dataset), "--leaderboards")
     scores = figure_folder / SCORES_FILE
     if (owner := other_results_figures(figure_folder, out)) is not None:
         raise UsageError(f"{figure_folder} holds the figures of {owner} ({scores}), which this run would replace; "

@@ -67,8 +67,8 @@ def _check(blob: dict[str, Any], model: ArchivedModel, where: str) -> None:
 def is_checkpoint_archive(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is an archive ``igbench cache export`` wrote (a tar holding the manifest)."""
     try:
-        with tarfile.open(path, "r") as tar:
-            return any(member.name == MANIFEST for member in tar.getmembers())
+        with tarfile.open(path, "r") as tar:  # export writes the manifest first: stop there, not at the end
+            return any(member.name == MANIFEST for member in tar)
     except (OSError, tarfile.TarError, EOFError):
         return False
 

@@ -64,7 +64,8 @@ def load_result_models(result: dict[str, Any], store: CheckpointStore, device: s
             arch_params = arch.resolve_params(rec["arch_params"])
         except ParamError as exc:
             raise IgbenchError(f"model '{rec['id']}' of the result: {exc}; its arch or arch_params are not what "
-                               f"{rec['arch']} builds (was the result file edited?)") from None
+                               f"{rec['arch']} builds here (was the result file edited, or made by another igbench "
+                               f"or plugin version? it records igbench {result.get('igbench_version', '?')})") from None
         model = build_model(arch, shape, num_classes, arch_params)
         # retraining gives other weights than the result's: only the code that made the result can load these
         meta = store.load(key, model, fix=f"install the igbench (and plugin) versions that made the result "

@@ -39,9 +39,9 @@ def parse_sweep(text: str) -> tuple[str, list]:
             raise UsageError(f"--sweep {text!r}: {kind} needs NUM from 2 to {MAX_SWEEP_VALUES} (each value trains a "
                              f"model), got {num}")
         points = [start + i * (stop - start) / (num - 1) for i in range(num)]
-        if kind == "logspace" and max(points) > 308:  # 10**309 overflows a float
-            raise UsageError(f"--sweep {text!r}: logspace's START and STOP are powers of ten, at most 308 "
-                             f"(10^308); e.g. lambda=logspace(2,5,13) is 100 to 100,000")
+        if kind == "logspace" and not -300 <= min(points) <= max(points) <= 300:  # 10**309 overflows, 10**-330 is 0
+            raise UsageError(f"--sweep {text!r}: logspace's START and STOP are powers of ten, from -300 to 300; "
+                             f"e.g. lambda=logspace(2,5,13) is 100 to 100,000")
         return name, [10 ** p for p in points] if kind == "logspace" else points
     listed = [v.strip() for v in values.split(",")]
     if "" in listed:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..errors import ResultError
+from ..errors import ResultError, UsageError
 from ..messages import say
 from . import DEFAULT_OUT, DEFAULT_RESULTS
 from .io import load_results, read_result, result_files
@@ -68,6 +68,14 @@ def _orphans(out: Path, results_dir: Path, expected: dict[Path, str]) -> list[Pa
     return found
 
 
+def refuse_foreign_leaderboard(path: Path, option: str = "--out") -> None:
+    """An existing ``path`` that ``igbench leaderboard`` did not write (no generated marker) is someone's own
+    file: a one-line error, so that it is kept rather than replaced."""
+    if path.exists() and path not in _generated_files(path.parent):
+        raise UsageError(f"{path} exists and was not written by `igbench leaderboard` (it lacks the generated "
+                         f"marker), so it is kept; choose another {option}, or move the file away")
+
+
 def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``<out_dir>/<dataset>.md`` for every data set in ``results_dir``; return the paths.
 
@@ -76,10 +84,8 @@ def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """
     out = Path(out_dir)
     expected = _expected(load_results(results_dir), out)
-    for path in expected:  # a file of the same name that igbench did not write is someone's own: keep it
-        if path.exists() and path not in _generated_files(out):
-            raise ResultError(f"{path} exists and was not written by `igbench leaderboard` (it lacks the generated "
-                              f"marker), so it is kept; choose another --out, or move the file away")
+    for path in expected:
+        refuse_foreign_leaderboard(path)
     for path, text in expected.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)

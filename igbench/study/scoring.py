@@ -157,7 +157,8 @@ def _refuse_foreign(path: Path, table_path: Path) -> None:
 
     if path.is_file():
         try:
-            ours = "igbench_study_scores" in json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            ours = isinstance(data, dict) and "igbench_study_scores" in data
         except (OSError, ValueError, TypeError, RecursionError):
             ours = False
         if not ours:
@@ -166,7 +167,7 @@ def _refuse_foreign(path: Path, table_path: Path) -> None:
     if table_path.is_file():
         try:
             with open(table_path, encoding="utf-8") as fh:
-                ours = fh.readline().startswith("participant,trial,attention_check,")
+                ours = fh.readline().startswith("participant,trial,")
         except (OSError, UnicodeDecodeError):
             ours = False
         if not ours:
