@@ -629,3 +629,21 @@ def test_an_art_failure_when_it_runs_is_one_line(trained_cnn, mnist_slice, monke
     monkeypatch.setenv("IGBENCH_DEBUG", "1")
     with pytest.raises(AttributeError):
         _run("art:FastGradientMethod", {"eps": "0.1"}, trained_cnn, mnist_slice, 4)
+
+
+def test_art_out_of_memory_and_a_version_mismatch_are_their_own_lines(trained_cnn, mnist_slice, monkeypatch):
+    """Both were reported as "an error in ART's code" or "not installed" (numpy is installed)."""
+    from art.attacks.evasion import FastGradientMethod
+
+    from igbench.attacks.art_provider import _cuda_out_of_memory
+
+    for raised, expected in ((MemoryError(), r"ran out of memory; lower its batch_size"),
+                             (_cuda_out_of_memory()("CUDA out of memory"), r"ran out of GPU memory \(.*\); lower"),
+                             (ImportError("cannot import name 'mat' from 'numpy'", name="numpy"),
+                              r"could not import what it needs from numpy .*\(pip install -U numpy\)$")):
+        def fail(self, x, y=None, raised=raised, **kwargs):
+            raise raised
+
+        monkeypatch.setattr(FastGradientMethod, "generate", fail)
+        with pytest.raises(UsageError, match=r"^art:FastGradientMethod " + expected):
+            _run("art:FastGradientMethod", {"eps": "0.1"}, trained_cnn, mnist_slice, 4)

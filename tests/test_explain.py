@@ -296,7 +296,8 @@ def test_explain_command_end_to_end(shared_data, tiny_result, tmp_path):
     assert 0 < how["random_sign_alignment"] < 0.5  # the noise level, printed too
     assert f"reach adv_target_alignment {how['random_sign_alignment']:.3f}" in run.output
     assert json.loads((default_dir / "explain-scores.json").read_text()) == {
-        "result": result_path.as_posix(), "explain": how, "interpretability": data["interpretability"]}
+        "result": result_path.as_posix(), "run_id": data["run_id"], "explain": how,
+        "interpretability": data["interpretability"]}
     # the rest of the result is unchanged
     assert {k: v for k, v in data.items() if k not in ("interpretability", "explain")} == before
 
@@ -538,6 +539,10 @@ def test_explain_refuses_a_folder_holding_another_results_figures(tmp_path):
     (figures / "explain-scores.json").write_text(json.dumps({"result": "runs/r.json"}))  # explain ran in tmp_path
     assert other_results_figures(figures, tmp_path / "runs" / "r.json") is None  # run now from anywhere else
     assert other_results_figures(figures, result) == "runs/r.json"  # tmp_path/r.json is another file
+    # a record with the run id decides by it, wherever explain ran: a bare r.json matched any */r.json
+    (figures / "explain-scores.json").write_text(json.dumps({"result": "r.json", "run_id": "aaaa1111"}))
+    assert other_results_figures(figures, tmp_path / "runs" / "r.json", "bbbb2222") == "r.json"
+    assert other_results_figures(figures, tmp_path / "elsewhere" / "x.json", "aaaa1111") is None
 
 
 def test_a_result_edited_to_another_architecture_is_one_line(registry):

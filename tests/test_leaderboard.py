@@ -700,3 +700,22 @@ def test_leaderboards_that_are_not_igbench_s_or_without_results_are_kept(results
     res = CliRunner().invoke(cli, ["leaderboard", "--results", str(results_dir), "--out", str(out)])
     assert res.exit_code == 0 and f"removed {out / 'mnist.md'}: its result files are gone" in res.output, res.output
     assert not (out / "mnist.md").exists() and check_leaderboards(results_dir, out) == []
+
+
+def test_a_result_rewritten_with_another_data_set_leaves_an_orphan_even_with_brackets_in_its_name(tmp_path):
+    """Orphans are told by where their result files were, not by whether those files still exist: a result
+    rewritten in place with another data set kept its old leaderboard, and --check passed. Names like
+    `r (1).json` were not read at all, so their leaderboards could never be removed."""
+    results, out = tmp_path / "results", tmp_path / "boards"
+    results.mkdir()
+    data = json.loads((FIXTURES / "mnist-advtrain.json").read_text())
+    (results / "r (1).json").write_text(dumps_result(data))
+    render_all(results, out)
+    assert (out / "mnist.md").exists() and check_leaderboards(results, out) == []
+    data["dataset"]["name"] = "fashion-mnist"
+    (results / "r (1).json").write_text(dumps_result(data))
+    problems = check_leaderboards(results, out)
+    assert any("mnist.md: generated leaderboard without result files" in p for p in problems), problems
+    render_all(results, out)
+    assert not (out / "mnist.md").exists() and (out / "fashion-mnist.md").exists()
+    assert check_leaderboards(results, out) == []

@@ -145,6 +145,13 @@ def _current_cuda_device(device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def _cuda_out_of_memory() -> type:
+    """torch's out-of-memory error: ``torch.OutOfMemoryError`` from torch 2.5, ``torch.cuda``'s before."""
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+
+
 def _art_version() -> str:
     from ..environment import package_version
 
@@ -408,6 +415,9 @@ class ArtAttack(AttackPlugin):
                 except MemoryError:
                     raise UsageError(f"{self.name} ran out of memory; lower its batch_size (--param batch_size=N) "
                                      f"or --n-test") from None
+                except _cuda_out_of_memory() as exc:  # in ART's code or in the model's forward alike
+                    raise UsageError(f"{self.name} ran out of GPU memory ({_one_line(exc)}); lower its batch_size "
+                                     f"(--param batch_size=N) or --n-test") from None
                 except (ValueError, TypeError, AssertionError) as exc:
                     if _raised_in_a_forward(exc):  # the model's failure, not the parameters': the caller's
                         raise                      # plugin_call names a third-party architecture
@@ -416,9 +426,6 @@ class ArtAttack(AttackPlugin):
                 except Exception as exc:  # noqa: BLE001 - any other failure inside ART's own code, as one line
                     if _raised_in_a_forward(exc) or debugging():
                         raise
-                    if isinstance(exc, torch.OutOfMemoryError):
-                        raise UsageError(f"{self.name} ran out of GPU memory; lower its batch_size (--param "
-                                         f"batch_size=N) or --n-test") from None
                     raise UsageError(f"{self.name} failed inside ART {_art_version()}: {type(exc).__name__}: "
                                      f"{_one_line(exc)} (an error in ART's code, not in its parameters: try "
                                      f"another attack or ART version; {DEBUG_ENV}=1 shows the traceback)") from exc

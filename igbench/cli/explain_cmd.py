@@ -67,7 +67,7 @@ def explain_command(result, out_dir, n_images, max_images, attack, eps, param, g
         plugin, attack_params, dataset_params = attack_on_result(result_data, attack, eps, param)
         if out_dir:
             check_writable_folder(out_dir, "--out")  # before the gradients and attacks are computed
-            if (owner := other_results_figures(out_dir, result)) is not None:
+            if (owner := other_results_figures(out_dir, result, result_data["run_id"])) is not None:
                 raise UsageError(f"--out {out_dir} holds the figures of {owner}, which this would overwrite and mix "
                                  f"with {result}'s; choose another --out, or delete {out_dir} to replace them")
         out = explain_result(result, out_dir, n_images=n_images, attack=attack, attack_params=attack_params,

@@ -28,35 +28,42 @@ class ExplainOutput:
     scores_json: Path | None = None  # the record next to the figures (SCORES_FILE)
 
 
-def figures_owner(folder: str | Path) -> str | None:
-    """The result file whose figures ``folder`` holds (its ``explain-scores.json`` names it), or None when
-    it holds none or the record is unreadable."""
+def figures_owner(folder: str | Path) -> tuple[str, str | None] | None:
+    """``(result path as recorded, its run id or None)`` of the figures ``folder`` holds (its
+    ``explain-scores.json``), or None when it holds none or the record is unreadable."""
     import json
 
     try:
-        owner = json.loads((Path(folder) / SCORES_FILE).read_text()).get("result")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        data = json.loads((Path(folder) / SCORES_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
         return None
-    return owner if isinstance(owner, str) else None
+    if not isinstance(data, dict) or not isinstance(data.get("result"), str):
+        return None
+    run_id = data.get("run_id")
+    return data["result"], run_id if isinstance(run_id, str) else None
 
 
-def other_results_figures(folder: str | Path, result_path: str | Path) -> str | None:
+def other_results_figures(folder: str | Path, result_path: str | Path,
+                          run_id: str | None = None) -> str | None:
     """The other result whose figures ``folder`` holds (they would be overwritten and mixed), or None.
 
-    The record names the result as it was given, relative to wherever explain ran. A relative record that
-    reaches no file from here (explain ran in another folder: ``runs/r.json``, now ``r.json`` from ``runs``)
-    is the result when it ends the result's full path."""
+    The record names the result's run (``run_id``), which decides when both are known. An older record has
+    only the path as it was given, relative to wherever explain ran: a relative one that reaches no file
+    from here (``runs/r.json``, now ``r.json`` from ``runs``) is the result when it ends the result's path."""
     owner = figures_owner(folder)
     if owner is None:
         return None
-    recorded, result = Path(owner), Path(result_path)
+    recorded_path, recorded_run = owner
+    if recorded_run is not None and run_id is not None:
+        return None if recorded_run == run_id else recorded_path
+    recorded, result = Path(recorded_path), Path(result_path)
     if recorded.resolve() == result.resolve():
         return None
     if not recorded.is_absolute() and not recorded.exists() and result.exists():
         parts = result.resolve().parts
         if len(recorded.parts) <= len(parts) and parts[-len(recorded.parts):] == recorded.parts:
             return None
-    return owner
+    return recorded_path
 
 
 def _safe(text: str) -> str:
@@ -123,7 +130,7 @@ def merge_interpretability(result: dict[str, Any], scores: dict[str, dict[str, A
 
 
 def write_scores(path: str | Path, result_path: str | Path, record: dict[str, Any],
-                 entries: list[dict[str, Any]]) -> Path:
+                 entries: list[dict[str, Any]], run_id: str | None = None) -> Path:
     """Write the scores of one ``explain`` next to its figures (validated, atomic): the ``explain`` record,
     the ``interpretability`` entries and the result file they came from. With ``--no-update-result`` it is
     the only record of the numbers, so figures made with other attack settings keep theirs."""
@@ -131,6 +138,8 @@ def write_scores(path: str | Path, result_path: str | Path, record: dict[str, An
     from ..results.io import dumps_result, validate_scores
 
     data = {"result": Path(result_path).as_posix(), "explain": record, "interpretability": entries}
+    if run_id is not None:
+        data["run_id"] = run_id
     validate_scores(data, path)
     return atomic_write_text(path, dumps_result(data))
 
@@ -217,7 +226,7 @@ def explain_result(result_path: str | Path, out_dir: str | Path | None = None, n
         scores[mid] = {**summary, **aligned.entry(), "n_images": n_score}
     record = explain_record(plugin.name, plugin.recorded_params(params), gradient, n_score, baseline)
     scores_json = write_scores(out / SCORES_FILE, result_path, record,
-                               [{"model": mid, **scores[mid]} for mid in scores])
+                               [{"model": mid, **scores[mid]} for mid in scores], run_id=result["run_id"])
     updated = False
     if update_result:
         from ..engine.journal import result_write_lock

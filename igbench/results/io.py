@@ -242,6 +242,9 @@ def _scores_validator() -> Any:
         "additionalProperties": False, "required": ["result", "explain", "interpretability"],
         "properties": {
             "result": {"type": "string", "minLength": 1},
+            # the result's run id (absent in records written before 2026-12-02): which result the figures
+            # are, wherever explain ran (``result`` is the path as it was given, relative to that folder)
+            "run_id": schema["properties"]["run_id"],
             "explain": schema["properties"]["explain"],
             "interpretability": schema["properties"]["interpretability"],
         },

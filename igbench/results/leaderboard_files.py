@@ -49,21 +49,28 @@ def _generated_files(out_dir: Path) -> list[Path]:
     return found
 
 
-#: A result file's entry in a leaderboard's "Result files" list: its link, relative to the leaderboard.
-_SOURCE_LINK = re.compile(r"^\d+\. \[[^\]]+\]\(([^)]+)\):", re.M)
+#: A result file's entry in a leaderboard's "Result files" list, ``1. [LINK](LINK): ...``: its link, relative
+#: to the leaderboard (the backreference reads names with brackets or parentheses, ``r (1).json``).
+_SOURCE_LINK = re.compile(r"^\d+\. \[(.+)\]\(\1\): ", re.M)
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute and normalised without following links (a linked --out stays comparable)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
 
 
 def _orphans(out: Path, results_dir: Path, expected: dict[Path, str]) -> list[Path]:
-    """The generated leaderboards of ``out`` that no data set of ``results_dir`` renders and whose own result
-    files were in ``results_dir`` and are all gone. One made from another folder's results is not this
-    folder's to remove: a mistyped --results used to remove every leaderboard of --out."""
-    root = results_dir.resolve()
+    """The generated leaderboards of ``out`` that no data set of ``results_dir`` renders although their result
+    files were in ``results_dir`` (since removed, or rewritten with another data set). One made from another
+    folder's results is not this folder's to remove: a mistyped --results used to remove every leaderboard
+    of --out."""
+    root = _absolute(results_dir)
     found = []
     for path in _generated_files(out):
         if path in expected:
             continue
-        links = [out / link for link in _SOURCE_LINK.findall(path.read_text(encoding="utf-8"))]
-        if links and all(link.resolve().parent == root and not link.exists() for link in links):
+        links = [_absolute(out / link) for link in _SOURCE_LINK.findall(path.read_text(encoding="utf-8"))]
+        if links and all(link.parent == root for link in links):
             found.append(path)
     return found
 

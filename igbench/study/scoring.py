@@ -155,7 +155,7 @@ def _refuse_foreign(path: Path, table_path: Path) -> None:
     CSV) is kept: it would be replaced without a word."""
     import json
 
-    if path.is_file():
+    if path.is_file() and path.stat().st_size:  # an empty file (mktemp's) holds nothing to lose
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             ours = isinstance(data, dict) and "igbench_study_scores" in data
@@ -164,7 +164,7 @@ def _refuse_foreign(path: Path, table_path: Path) -> None:
         if not ours:
             raise UsageError(f"--out {path} exists and is not a study's scores file, so it is kept; choose another "
                              f"--out")
-    if table_path.is_file():
+    if table_path.is_file() and table_path.stat().st_size:
         try:
             with open(table_path, encoding="utf-8") as fh:
                 ours = fh.readline().startswith("participant,trial,")
