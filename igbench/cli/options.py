@@ -280,31 +280,16 @@ def _check_folder(folder: Path, what: str) -> None:
         raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another path") from None
 
 
-def refuse_foreign_file(path: Path, option: str, what: str, keys: tuple[str, ...] = ("run_id",)) -> None:
-    """Before any work: an existing ``path`` must be a JSON object with ``keys`` (igbench's own file of that
-    kind, which the command may replace); anything else (notes, someone's data, a typo) is kept and refused."""
-    import json
-
-    from ..errors import UsageError
-
-    if not path.is_file() or path.stat().st_size == 0:  # an empty file (mktemp's) holds nothing to lose
-        return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        ours = isinstance(data, dict) and all(k in data for k in keys)
-    except (OSError, ValueError, RecursionError):
-        ours = False
-    if not ours:
-        raise UsageError(f"{option} {path} exists and is not {what}, so it is kept; choose another {option}")
-
-
 def check_run_destinations(out, store) -> None:
     """Before any work: ``--out``'s folder, and the cache folder when it holds no models yet, can be written.
     Checkpoints are written there after training. A cache that already holds models may be read-only (a
-    shared one): its models load, and a model that needs training stops at its lock file, before training."""
+    shared one): its models load, and a model that needs training stops at its lock file, before training.
+    An existing ``--out`` that is not a result is kept and refused."""
+    from ..results.io import refuse_foreign_json
+
     if out:
         check_writable(Path(out), "--out")
-        refuse_foreign_file(Path(out), "--out", "an igbench result")
+        refuse_foreign_json(out, "--out", "an igbench result", "run_id")
     if not (store.root / "models").is_dir():
         check_writable_folder(store.root, CACHE_FOLDER)
 

@@ -297,6 +297,25 @@ def read_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def refuse_foreign_json(path: str | os.PathLike[str], option: str, what: str, key: str) -> None:
+    """Before any work: an existing ``path`` that a command would replace must be igbench's own file of that
+    kind, a JSON object with ``key`` (``run_id`` for a result); anything else (notes, someone's data, a typo)
+    is kept, and this is a one-line :class:`~igbench.errors.UsageError`. An empty file (mktemp's) holds
+    nothing to lose."""
+    from ..errors import UsageError
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(data, dict) and key in data
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        ours = False
+    if not ours:
+        raise UsageError(f"{option} {path} exists and is not {what}, so it is kept; choose another {option}")
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """The JSON content of ``path``; a missing or unreadable file, invalid JSON or a non-finite number is a
     one-line :class:`ResultError` naming the file."""

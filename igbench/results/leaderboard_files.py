@@ -38,15 +38,16 @@ def _expected(results: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> dict
     return {out_dir / leaderboard_filename(d): render_leaderboard(results, d, link_base=out_dir) for d in datasets}
 
 
+def _is_generated(path: Path) -> bool:
+    """Whether ``path`` is a leaderboard ``igbench leaderboard`` wrote (it holds the generated marker)."""
+    try:
+        return GENERATED_MARKER in path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _generated_files(out_dir: Path) -> list[Path]:
-    found = []
-    for p in sorted(out_dir.glob("*.md")):
-        try:
-            if GENERATED_MARKER in p.read_text(encoding="utf-8"):
-                found.append(p)
-        except (OSError, UnicodeDecodeError):
-            continue
-    return found
+    return [p for p in sorted(out_dir.glob("*.md")) if _is_generated(p)]
 
 
 #: A result file's entry in a leaderboard's "Result files" list, ``1. [LINK](LINK): ...``: its link, relative
@@ -78,7 +79,7 @@ def _orphans(out: Path, results_dir: Path, expected: dict[Path, str]) -> list[Pa
 def refuse_foreign_leaderboard(path: Path, option: str = "--out") -> None:
     """An existing ``path`` that ``igbench leaderboard`` did not write (no generated marker) is someone's own
     file: a one-line error, so that it is kept rather than replaced."""
-    if path.exists() and path not in _generated_files(path.parent):
+    if path.exists() and not _is_generated(path):
         raise UsageError(f"{path} exists and was not written by `igbench leaderboard` (it lacks the generated "
                          f"marker), so it is kept; choose another {option}, or move the file away")
 

@@ -153,17 +153,9 @@ def _blank(value) -> Any:
 def _refuse_foreign(path: Path, table_path: Path) -> None:
     """An existing scores file or answers table that ``study score`` did not write (a result, someone's own
     CSV) is kept: it would be replaced without a word."""
-    import json
+    from ..results.io import refuse_foreign_json
 
-    if path.is_file() and path.stat().st_size:  # an empty file (mktemp's) holds nothing to lose
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            ours = isinstance(data, dict) and "igbench_study_scores" in data
-        except (OSError, ValueError, TypeError, RecursionError):
-            ours = False
-        if not ours:
-            raise UsageError(f"--out {path} exists and is not a study's scores file, so it is kept; choose another "
-                             f"--out")
+    refuse_foreign_json(path, "--out", "a study's scores file", "igbench_study_scores")
     if table_path.is_file() and table_path.stat().st_size:
         try:
             with open(table_path, encoding="utf-8") as fh:
