@@ -35,7 +35,7 @@ from typing import Any
 
 from .errors import UsageError, did_you_mean
 from .engine.grid import AttackSpec, GridSpec
-from .grid_values import check_entry_values, check_run_values, eps_list_problem
+from .grid_values import check_entry_values, check_run_values, eps_list_problem, repeated_values_problem
 from .engine.models import ModelSpec
 from .engine.monitor import DEFAULT_MONITOR_EPS
 from .engine.train import TrainConfig
@@ -178,8 +178,8 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     elsewhere: set[str] = set()  # ids of --defense NAME@ARCH models: none@mlp is not the grid's reference
     repeated: list[str] = []  # notes of names given twice on the command line (they are one model or attack)
     defense_items = split_list(cli.get("defense") or (), "--defense")
-    if twice := sorted({d for d in defense_items if defense_items.count(d) > 1}):
-        repeated.append(f"note: --defense names {', '.join(twice)} more than once; each is one model")
+    if twice := repeated_values_problem(defense_items):
+        repeated.append(f"note: --defense {twice}; each is one model")
     for item in defense_items:
         parsed = parse_defense(item)
         if item not in {m.id for m in models}:
@@ -201,8 +201,8 @@ def build_grid_spec(cli: dict[str, Any], config_file: str | Path | None = None) 
     if cli.get("attack"):
         by_name = {a.name: a for a in attacks}
         attack_items = split_list(cli["attack"], "--attack")
-        if twice := sorted({a for a in attack_items if attack_items.count(a) > 1}):
-            repeated.append(f"note: --attack names {', '.join(twice)} more than once; each runs once")
+        if twice := repeated_values_problem(attack_items):
+            repeated.append(f"note: --attack {twice}; each runs once")
         attacks = [by_name.get(name) or AttackSpec(name) for name in dict.fromkeys(attack_items)]
 
     # look every name up now: an unknown name is a one-line error before anything runs

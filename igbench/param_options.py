@@ -52,10 +52,13 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
     def assign(sel: str, name: str, value: str, text: str, qualified: bool) -> None:
         earlier = set_by.get((sel, name))
         if earlier is not None:
-            if (earlier[1] and not qualified) or (earlier[1] == qualified and _same_value(out[sel][name], value)):
-                return  # PLUGIN.NAME's value stays; one value given twice (5, then 5.0) is kept as first written
-            if earlier[1] == qualified and not _same_value(out[sel][name], value):
-                raise ParamError(f"--param {earlier[0]} and --param {text} both set {name} of {sel}; keep one")
+            earlier_text, earlier_qualified = earlier
+            if earlier_qualified and not qualified:
+                return  # PLUGIN.NAME's value stays
+            if earlier_qualified == qualified:
+                if _same_value(out[sel][name], value):
+                    return  # one value given twice (5, then 5.0) is kept as first written
+                raise ParamError(f"--param {earlier_text} and --param {text} both set {name} of {sel}; keep one")
         out[sel][name] = value
         set_by[(sel, name)] = (text, qualified)
 

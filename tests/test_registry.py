@@ -897,8 +897,8 @@ def test_what_a_command_line_sets_twice_is_said_or_refused(registry):
                             "epochs": 3.0, "param": ("lambda=5", "gradreg.lambda=5"), "device": "cpu"})
     assert [m.id for m in spec.models] == ["none", "gradreg", "advtrain"] and [a.name for a in spec.attacks] == ["fgsm"]
     assert spec.models[1].defense_params == {"lambda": "5"}  # the same value twice is no conflict
-    assert spec.notes == ["note: --defense names gradreg more than once; each is one model",
-                          "note: --attack names fgsm more than once; each runs once",
+    assert spec.notes == ["note: --defense lists gradreg more than once; each is one model",
+                          "note: --attack lists fgsm more than once; each runs once",
                           "note: --steps 5 and --epochs 3 both given; --steps wins, and --epochs is not used (drop one)"]
     for cli_values, message in (({"lr": math.inf}, "--lr must be a finite number > 0, got inf"),
                                 ({"param": ("lambda=1_0",), "defense": ("gradreg",)},

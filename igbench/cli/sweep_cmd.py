@@ -37,15 +37,14 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, re
     from ..engine.sweep import read_sweep, sweep_spec
     from ..errors import UsageError
     from ..results.sweep_table import sweep_table
+    from ..selections import split_list
     from . import echo_plugin_problems
 
     echo_plugin_problems()
-    if len(defense) != 1:
+    if len(split_list(defense, "--defense")) != 1:  # repeated, or a comma list (gradreg,advtrain)
         raise UsageError(f"igbench sweep sweeps one defense, got --defense {' --defense '.join(defense)}; "
                          f"run one sweep per defense")
     defense = defense[0]
-    if "," in defense and "[" not in defense:
-        raise UsageError(f"igbench sweep sweeps one defense, got --defense {defense}; run one sweep per defense")
     if "[" in defense:
         raise UsageError(f"igbench sweep takes a plain defense name, got --defense {defense}; give its other settings "
                          f"with --param (e.g. --param scaling=paper)")
