@@ -865,9 +865,9 @@ def test_a_defense_at_another_architecture_is_a_model_of_its_own(registry):
     spec = build_grid_spec({"defense": ("gradreg@paper-cnn,none@mlp",), "device": "cpu"}, "configs/paper-svhn.toml")
     archs = {m.id: m.arch_params for m in spec.models}
     assert archs["gradreg@paper-cnn"] == archs["none"] == {"lcn": True} and archs["none@mlp"] == {}
-    from igbench.selections import parse_defense
+    from igbench.selections import DefenseItem, parse_defense
 
-    assert parse_defense("gradreg[tag=a@b]") == parse_defense("gradreg[tag=a@b]")  # an @ inside [...] is a value's
+    assert parse_defense("gradreg[tag=a@b]") == DefenseItem("gradreg", {"tag": "a@b"}, None)  # an @ in [...] is a value's
     assert (parse_defense("gradreg[scaling=a@b]").arch, parse_defense("gradreg[scaling=a@b]@mlp").arch) == (None, "mlp")
 
 
