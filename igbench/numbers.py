@@ -19,6 +19,17 @@ def read_number(text: str) -> float:
     return float(numerator) / float(denominator)
 
 
+def python_only_number(text: str) -> bool:
+    """Whether Python's ``float`` reads ``text`` only through a form :func:`read_number` refuses (``1_0``, ``١``)."""
+    if "_" not in text and text.isascii():
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def exact_number(value: float) -> str:
     """``value`` as short as ``:g`` writes it when that reads back exactly (0.1, 0.25), else in full
     (0.1234567, which ``:g`` rounded to 0.123457: the recorded command then ran another grid)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -424,6 +425,21 @@ def test_art_rejecting_a_value_is_a_param_error(trained_cnn, mnist_slice):
     with pytest.raises(ParamError, match=r"art:FastGradientMethod .*eps") as info:
         _run("art:FastGradientMethod", {"eps": "-1"}, trained_cnn, mnist_slice, 4)
     assert "\n" not in str(info.value)
+
+
+def test_art_parameters_refuse_the_number_forms_igbench_refuses(registry):
+    """int() read max_iter=1_0 as 10 and a full-width digit as a digit; igbench's own parameters refused both."""
+    pgd = _attack("art:ProjectedGradientDescent")
+    with pytest.raises(ParamError, match=re.escape("'max_iter' of attack 'art:ProjectedGradientDescent' must be a number in "
+                                                   "ASCII digits; got '1_0' (write it without _, e.g. 10)")):
+        pgd.resolve_params({"max_iter": "1_0"})
+    with pytest.raises(ParamError, match="'eps_step' of .* must be a number in ASCII digits; got '\uff10.1'"):
+        pgd.resolve_params({"eps_step": "\uff10.1"})
+    assert pgd.resolve_params({"max_iter": "10", "eps_step": "0.01"})["max_iter"] == 10
+    simba = _attack("art:SimBA")  # a text default takes a number or text: 1_0 is neither, as int() read it
+    assert simba.resolve_params({"order": "diag"})["order"] == "diag"
+    with pytest.raises(ParamError, match="ASCII digits"):
+        simba.resolve_params({"order": "1_0"})
 
 
 def test_art_names_that_are_not_evasion_attacks(registry):

@@ -82,6 +82,16 @@ def test_command_lists_show_whole_summaries(group):
     (["report"], "Error: Missing argument 'RESULTS...'. (see `igbench report --help`)"),
     # a bare number was taken as seconds
     (["cache", "clean", "--older-than", "5"], "'5' has no unit; use e.g. 5s, 5m, 5h or 5d"),
+    # Python's int() and float(), which Click used, read these as 20, 1, 0.01 and infinity
+    (["train", "--steps", "2_0"], "'--steps': '2_0' is not a whole number in ASCII digits; write it without _, e.g. 20"),
+    (["run", "--seed", "\u0661"], "'--seed': '\u0661' is not a whole number in ASCII digits"),
+    (["run", "--lr", "1_0e-3"], "'--lr': '1_0e-3' is not a number in ASCII digits; write it without _"),
+    (["run", "--epochs", "inf"], "'--epochs': 'inf' is not a finite number"),
+    (["run", "--monitor-every", "\u0663"], "'--monitor-every': '\u0663' is not a whole number in ASCII digits"),
+    (["run", "--monitor-every", "-1"], "-1 is not in the range x>=0"),
+    (["study", "power", "--sims", "2_000"], "'--sims': '2_000' is not a whole number"),
+    (["study", "power", "--alpha", "nan"], "'--alpha': 'nan' is not a finite number"),
+    (["explain", "r.json", "--n-images", "\uff18"], "'--n-images': '\uff18' is not a whole number"),
 ])
 def test_click_usage_errors_are_one_line_too(args, expected):
     """Click printed a usage line and a "Try ... for help" line above its message; an empty --eps value
@@ -131,6 +141,12 @@ def test_a_terminal_gone_away_exits_as_interrupted(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         igcli.main()
     assert stopped.value.code == 130
+
+
+def test_number_options_keep_their_help_free_of_an_empty_range():
+    """A whole-number option without bounds would print Click's empty range, [x<=None], in --help."""
+    text = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200).output
+    assert "None]" not in text and "--steps INTEGER" in text and "--lr FLOAT" in text
 
 
 def test_eps_takes_fractions_of_grey_levels():

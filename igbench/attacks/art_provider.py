@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Mapping
 
 from ..errors import ParamError, UnknownPluginError, UsageError, did_you_mean
+from ..numbers import python_only_number
 from ..plugin_calls import DEBUG_ENV, debugging
 from . import art_classes
 from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
@@ -226,8 +227,12 @@ def coerce_value(name: str, value: Any, default: Any, owner: str) -> Any:
 
     bool, int and float defaults convert strictly (a bad value is a :class:`ParamError`); other defaults
     (``None``, strings, ``np.inf``-like floats included above) take ``true``/``false``/``none``, an int, a
-    float, or the string itself.
+    float, or the string itself. ``1_0`` and non-ASCII digits, which Python reads as numbers, are refused
+    for every default, as igbench's own parameters refuse them.
     """
+    if isinstance(value, str) and python_only_number(value.strip()):
+        hint = f" (write it without _, e.g. {value.strip().replace('_', '')})" if "_" in value else ""
+        raise ParamError(f"parameter '{name}' of {owner} must be a number in ASCII digits; got {value!r}{hint}")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

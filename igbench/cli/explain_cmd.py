@@ -6,14 +6,15 @@ import click
 
 from ..interpret.explain import FIGURE_EPS
 from .options import attack_on_result, cache_dir_option, check_writable_folder, parse_number, plugins_of
+from .number_types import WHOLE
 from .paths import PathArg
 
 
 @click.command("explain", short_help="Input-gradient and adversarial-example figures of a result.")
 @click.argument("result", type=PathArg(dir_okay=False))
 @click.option("--out", "out_dir", type=PathArg(file_okay=False), help="Folder for the figures (default: <result stem>-explain/ next to the result).")
-@click.option("--n-images", type=int, default=8, show_default=True, help="Test images (columns) in each figure.")
-@click.option("--max-images", type=int, default=1000, show_default=True, help="Scored test images used for the measures (at most the result's eval.n_test).")
+@click.option("--n-images", type=WHOLE, default=8, show_default=True, help="Test images (columns) in each figure.")
+@click.option("--max-images", type=WHOLE, default=1000, show_default=True, help="Scored test images used for the measures (at most the result's eval.n_test).")
 @click.option("--attack", default="tgsm", show_default=True, help="Attack of the adversarial figure (tgsm: next-class target, as in the paper).")
 @click.option("--eps", default=None, callback=lambda ctx, param, value: parse_number(value, "--eps"),
               help=f"Perturbation size of the attack (default {FIGURE_EPS:g}; 8/255 style fractions too; an error for "

@@ -12,6 +12,7 @@ import click
 
 from ..engine.memory_format import MEMORY_FORMATS
 from ..numbers import exact_number, read_number
+from .number_types import REAL, WHOLE, WholeNumberRange
 from .paths import PathArg
 
 
@@ -94,11 +95,11 @@ def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = 
 
 
 def _seed_option(help: str = "Seed for initialisation, batching and random attack choices (default 0)."):
-    return click.option("--seed", type=int, help=help)
+    return click.option("--seed", type=WHOLE, help=help)
 
 
 def _n_test_option(help: str = "Test images attacked and scored (default 1000)."):
-    return click.option("--n-test", type=int, help=help)
+    return click.option("--n-test", type=WHOLE, help=help)
 
 
 _PRECISION_HELP = ("Training precision: fp32 (default, the paper's) or bf16 (bfloat16 autocast in each training step: "
@@ -138,10 +139,10 @@ _SHARED = [
     _attack_option,
     _eps_option,
     click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Plugin parameter, e.g. lambda=100 (every selected plugin that takes it) or gradreg.lambda=100 (that one, which wins over the first form); repeatable, each parameter once."),
-    click.option("--epochs", type=float, help="Training epochs per model (default 1)."),
-    click.option("--steps", type=int, help="Training batches per model; wins over --epochs (the paper used 15000)."),
-    click.option("--batch-size", type=int, help="Training batch size (default 64; the paper used 256)."),
-    click.option("--lr", type=float, help="Adam learning rate (default 1e-3; the paper used 2e-4 for 15000 steps)."),
+    click.option("--epochs", type=REAL, help="Training epochs per model (default 1)."),
+    click.option("--steps", type=WHOLE, help="Training batches per model; wins over --epochs (the paper used 15000)."),
+    click.option("--batch-size", type=WHOLE, help="Training batch size (default 64; the paper used 256)."),
+    click.option("--lr", type=REAL, help="Adam learning rate (default 1e-3; the paper used 2e-4 for 15000 steps)."),
     _precision,
     click.option("--memory-format", type=click.Choice(MEMORY_FORMATS),
                  help="Layout of weights and batches while models train: contiguous (default) or channels_last "
@@ -150,7 +151,7 @@ _SHARED = [
                  "changes float rounding only, so it "
                  "is recorded with the device a model ran on, not in its checkpoint hash: a cached model is reused "
                  "either way)."),
-    click.option("--monitor-every", type=click.IntRange(min=0), metavar="STEPS",
+    click.option("--monitor-every", type=WholeNumberRange(min=0), metavar="STEPS",
                  help="Every STEPS training steps (and after the last), measure the model on 512 held-out images "
                  "(validation when the data set holds some out, else test), clean and under white-box FGSM at "
                  "--monitor-eps, as the study did while training; printed, stored with the checkpoint and recorded "

@@ -13,6 +13,7 @@ from ..results.grid import format_pct
 from ..study.make import DEFAULT_CANDIDATES, DEFAULT_PER_PAIR
 from .options import (attack_on_result, cache_dir_option, check_writable, check_writable_folder, parse_number,
                       plugins_of)
+from .number_types import REAL, WHOLE
 from .paths import PathArg
 
 
@@ -44,11 +45,11 @@ def study_group() -> None:
 @click.option("--param", multiple=True, metavar="[PLUGIN.]NAME=VALUE", help="Attack or dataset parameter, e.g. steps=10 (repeatable).")
 @click.option("--models", help="Comma list of the result's model ids to compare (default: all); only their checkpoints are needed.")
 @click.option("--versus", metavar="MODEL", help="Compare this model with each other one (default: every pair).")
-@click.option("--trials-per-pair", type=int, default=DEFAULT_PER_PAIR, show_default=True, help="Trials for each pair of models (each image is shown in one trial at most).")
-@click.option("--candidates", type=int, default=DEFAULT_CANDIDATES, show_default=True, help="First images of the result's scored split attacked, the pool trials are drawn from (not limited to the images the result scored).")
+@click.option("--trials-per-pair", type=WHOLE, default=DEFAULT_PER_PAIR, show_default=True, help="Trials for each pair of models (each image is shown in one trial at most).")
+@click.option("--candidates", type=WHOLE, default=DEFAULT_CANDIDATES, show_default=True, help="First images of the result's scored split attacked, the pool trials are drawn from (not limited to the images the result scored).")
 @click.option("--all-examples", is_flag=True, help="Also show examples that did not fool their model into the target (default: only those that did).")
-@click.option("--seed", type=int, help="Seed of the trial choice, sides and order (default: the result's seed).")
-@click.option("--catch-trials", type=int, default=0, show_default=True, help="Attention checks mixed in: a clean image of the named class beside one of another class; `study score` flags a participant who misses one.")
+@click.option("--seed", type=WHOLE, help="Seed of the trial choice, sides and order (default: the result's seed).")
+@click.option("--catch-trials", type=WHOLE, default=0, show_default=True, help="Attention checks mixed in: a clean image of the named class beside one of another class; `study score` flags a participant who misses one.")
 @click.option("--intro", type=PathArg(dir_okay=False, exists=True), help="Text file shown above the instructions (consent, purpose, contact); blank lines separate paragraphs.")
 @click.option("--completion-code", help="Code shown to participants at the end (for crowdsourcing platforms).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
@@ -154,13 +155,13 @@ def score_command(study, answers, out, exclude) -> None:
 
 
 @study_group.command("power", short_help="How many participants a study needs (a simulation).")
-@click.option("--trials-per-pair", type=int, default=DEFAULT_PER_PAIR, show_default=True, help="Trials each participant answers for the pair.")
-@click.option("--preference", type=float, default=0.6, show_default=True, help="Share of picks for the first model the study should detect.")
-@click.option("--spread", type=float, default=0.1, show_default=True, help="Standard deviation of that share between people (0: everyone alike).")
+@click.option("--trials-per-pair", type=WHOLE, default=DEFAULT_PER_PAIR, show_default=True, help="Trials each participant answers for the pair.")
+@click.option("--preference", type=REAL, default=0.6, show_default=True, help="Share of picks for the first model the study should detect.")
+@click.option("--spread", type=REAL, default=0.1, show_default=True, help="Standard deviation of that share between people (0: everyone alike).")
 @click.option("--participants", default="5,10,20,40", show_default=True, help="Comma list of participant counts to simulate.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of each test.")
-@click.option("--sims", type=int, default=2000, show_default=True, help="Simulated studies per participant count.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation.")
+@click.option("--alpha", type=REAL, default=0.05, show_default=True, help="Significance level of each test.")
+@click.option("--sims", type=WHOLE, default=2000, show_default=True, help="Simulated studies per participant count.")
+@click.option("--seed", type=WHOLE, default=0, show_default=True, help="Seed of the simulation.")
 def power_command(trials_per_pair, preference, spread, participants, alpha, sims, seed) -> None:
     """Simulate one pair's study before asking anyone: for each number of participants, how often the
     test over all answers and the sign test over participants (the two `study score` reports) would find
