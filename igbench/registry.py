@@ -348,6 +348,12 @@ class Registry:
                     attack.source = attack.source or provider.source
                     return attack
         choices = self.names(kind)
+        prefix = name[:name.index(":") + 1] if ":" in name else ""
+        if kind == "attack" and prefix:  # `foo:bar` listed the native attacks as the choices
+            known = ", ".join(p.prefix for p in self._providers) or "none installed"
+            hint = did_you_mean(prefix, [p.prefix for p in self._providers])
+            raise UnknownPluginError(f"unknown attack '{name}': no attack provider reads the prefix '{prefix}'{hint}; "
+                                     f"installed providers: {known}")
         msg = f"unknown {kind} '{name}'; choose from: {', '.join(choices) or '(none registered)'}"
         if kind == "attack" and self._providers:
             msg += ", " + ", ".join(f"{p.prefix}<Name>" for p in self._providers)

@@ -455,6 +455,13 @@ def test_art_names_that_are_not_evasion_attacks(registry):
 
     described = CliRunner().invoke(cli, ["plugins", "art:projectedgradientdescent"])  # "no plugin called", before
     assert "did you mean 'art:ProjectedGradientDescent'?" in described.output
+    for name in ("foo:bar", "ar:FastGradientMethod"):  # "unknown attack 'foo:bar'; choose from: fgsm, jsma, ..."
+        with pytest.raises(UnknownPluginError) as info:
+            registry.get("attack", name)
+        prefix = name.split(":")[0] + ":"
+        assert str(info.value).startswith(f"unknown attack '{name}': no attack provider reads the prefix '{prefix}'")
+        assert str(info.value).endswith("; installed providers: art:") and "fgsm" not in str(info.value)
+    assert "(did you mean 'art:'?)" in CliRunner().invoke(cli, ["plugins", "ar:FastGradientMethod"]).output
     empty = CliRunner().invoke(cli, ["plugins", ""])  # listed every plugin, as if no name had been given
     assert empty.exit_code != 0 and "NAME is empty" in empty.output
     with pytest.raises(UsageError, match=r"art:PoisoningAttackBackdoor is not an evasion attack") as info:
