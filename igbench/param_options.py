@@ -27,6 +27,19 @@ def parse_param_option(text: str) -> tuple[str | None, str, str]:
     return plugin, name, value.strip()
 
 
+def _models_hint(target: str, name: str, selections: Iterable[str]) -> str:
+    """How to reach the models of ``target`` (``--defense gradreg[lambda=1]``) that a ``--param target.name``
+    missed: ``ID.name=VALUE``, unless every one sets ``name`` in its brackets already, which refuses that."""
+    from .selections import parse_defense
+
+    models = [sel for sel in selections if sel.startswith(f"{target}[")]
+    if not models:
+        return ""
+    open_ones = [m for m in models if name not in parse_defense(m).settings]
+    where = f"address one as {open_ones[0]}.{name}=VALUE, or " if open_ones else ""
+    return f"; this grid names the models of {target} {', '.join(models)}: {where}give {name} inside its [...]"
+
+
 def _split_value(text: str) -> tuple[str, str, str]:
     """``text.partition("=")`` at the first ``=`` outside brackets."""
     depth = 0
@@ -66,9 +79,7 @@ def distribute_params(options: Iterable[str], plugins: dict[str, Any]) -> dict[s
         target, name, value = parse_param_option(text)
         if target is not None:
             if target not in plugins:
-                models = [sel for sel in plugins if sel.startswith(f"{target}[")]  # --defense gradreg[lambda=1]
-                hint = (f"; this grid names the models of {target} {', '.join(models)}: address one as "
-                        f"{models[0]}.{name}=VALUE, or give {name} inside its [...]" if models else "")
+                hint = _models_hint(target, name, plugins)
                 raise ParamError(
                     f"--param {text}: '{target}' is not selected; selected: {', '.join(plugins)}{hint}"
                 )

@@ -829,6 +829,10 @@ def test_defense_and_attack_take_comma_lists_and_a_defense_its_own_settings(regi
     with pytest.raises(UsageError, match=re.escape("this grid names the models of gradreg gradreg[lambda=0.5]: address one as "
                                                       "gradreg[lambda=0.5].scaling=VALUE")):
         build_grid_spec({"defense": ("gradreg[lambda=0.5]",), "param": ("gradreg.scaling=paper",), "device": "cpu"})
+    # a model whose [...] sets the parameter is not offered as ID.NAME: --param would be refused there too
+    with pytest.raises(UsageError, match=re.escape("names the models of gradreg gradreg[lambda=0.5]: give lambda inside "
+                                                      "its [...]")):
+        build_grid_spec({"defense": ("gradreg[lambda=0.5]",), "param": ("gradreg.lambda=7",), "device": "cpu"})
     with pytest.raises(UsageError, match=re.escape("--defense gradreg[lambda=10] sets lambda itself, and --param")):
         build_grid_spec({"defense": ("gradreg[lambda=10]",), "param": ("lambda=5",), "device": "cpu"})
 
