@@ -28,6 +28,25 @@ def model_device(model):
     return torch.device("cpu")
 
 
+#: How torch's CPU allocator words a failed allocation (a RuntimeError, not a MemoryError).
+_CPU_ALLOCATION_FAILED = ("can't allocate memory", "not enough memory", "DefaultCPUAllocator")
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """What ran out when ``exc`` is an allocation that failed ("GPU memory" or "memory"), else None.
+    Failed allocations are Python's ``MemoryError``, torch's GPU out-of-memory error (``torch.OutOfMemoryError``
+    from torch 2.5, ``torch.cuda.OutOfMemoryError`` before) and the CPU allocator's RuntimeError."""
+    import torch
+
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError):
+        return "GPU memory"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, RuntimeError) and any(words in str(exc) for words in _CPU_ALLOCATION_FAILED):
+        return "memory"
+    return None
+
+
 @contextmanager
 def seeded_global_randomness(seed: int, device):
     """Python's, NumPy's and torch's global random numbers (torch's on the CPU and on ``device``'s GPU)

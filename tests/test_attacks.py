@@ -658,10 +658,12 @@ def test_art_out_of_memory_and_a_version_mismatch_are_their_own_lines(trained_cn
     """Both were reported as "an error in ART's code" or "not installed" (numpy is installed)."""
     from art.attacks.evasion import FastGradientMethod
 
-    from igbench.attacks.art_provider import _cuda_out_of_memory
-
+    gpu_out_of_memory = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    cpu_out_of_memory = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                                     "allocate memory: you tried to allocate 3010560000 bytes.")
     for raised, expected in ((MemoryError(), r"ran out of memory; lower its batch_size"),
-                             (_cuda_out_of_memory()("CUDA out of memory"), r"ran out of GPU memory \(.*\); lower"),
+                             (gpu_out_of_memory("CUDA out of memory"), r"ran out of GPU memory \(.*\); lower"),
+                             (cpu_out_of_memory, r"ran out of memory \(.*can't allocate memory.*\); lower"),
                              (ImportError("cannot import name 'mat' from 'numpy'", name="numpy"),
                               r"could not import what it needs from numpy .*\(pip install -U numpy\)$")):
         def fail(self, x, y=None, raised=raised, **kwargs):

@@ -729,6 +729,32 @@ def test_nan_loss_in_distillation_names_the_stage(mnist_slice, monkeypatch):
     assert "distillation teacher" in msg and "step 3/" in msg
 
 
+@pytest.mark.parametrize("failing_step", [1, 3])
+def test_a_step_out_of_memory_is_one_line_naming_the_batch_size(mnist_slice, monkeypatch, failing_step):
+    """torch's CPU allocator raises a RuntimeError (`--batch-size 30000` on full MNIST under a 12 GB limit):
+    it was a traceback from the model's max-pool; at step 1 it must not be blamed on the architecture."""
+    import igbench.defenses.plain as plain
+
+    calls = {"n": 0}
+    real = plain.plain_loss
+
+    def allocation_fails(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == failing_step:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                               "memory: you tried to allocate 3010560000 bytes. Error code 12")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plain, "plain_loss", allocation_fails)
+    with pytest.raises(TrainingError) as exc:
+        train_defense(mnist_slice, "none", steps=5, batch_size=32)
+    assert str(exc.value) == (f"none: ran out of memory at step {failing_step}/5, training on batches of 32 images; "
+                              f"lower --batch-size (the paper used 256)")
+    monkeypatch.setattr(plain, "plain_loss", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # any other error is not called memory
+        train_defense(mnist_slice, "none", steps=5, batch_size=32)
+
+
 def test_predict_logits_runs_in_eval_mode_and_gives_the_model_back_as_it_was(mnist_slice):
     """It left a model in eval mode (its sibling helpers restore the caller's flags) and found the device
     through the first parameter, which a parameterless model lacks."""

@@ -23,7 +23,7 @@ from ..numbers import python_only_number
 from ..plugin_calls import DEBUG_ENV, debugging
 from . import art_classes
 from ..plugin_types import AttackContext, AttackPlugin, AttackProvider, Param
-from ..torch_utils import eval_mode, seeded_global_randomness
+from ..torch_utils import eval_mode, out_of_memory, seeded_global_randomness
 from .common import TARGET_CHOICES, choose_targets, target_param, targets_for
 
 # ART attacks that are always targeted (their ``y`` is the target) without a ``targeted`` argument.
@@ -144,13 +144,6 @@ def _current_cuda_device(device):
     import torch
 
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _cuda_out_of_memory() -> type:
-    """torch's out-of-memory error: ``torch.OutOfMemoryError`` from torch 2.5, ``torch.cuda``'s before."""
-    import torch
-
-    return getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 
 def _art_version() -> str:
@@ -417,18 +410,16 @@ class ArtAttack(AttackPlugin):
                     raise UsageError(f"{self.name} needs {module}, which is not installed here (pip install "
                                      f"{art_classes.pip_name(module)}); the trained models are cached, so the "
                                      f"same command then resumes") from None
-                except MemoryError:
-                    raise UsageError(f"{self.name} ran out of memory; lower its batch_size (--param batch_size=N) "
-                                     f"or --n-test") from None
-                except _cuda_out_of_memory() as exc:  # in ART's code or in the model's forward alike
-                    raise UsageError(f"{self.name} ran out of GPU memory ({_one_line(exc)}); lower its batch_size "
-                                     f"(--param batch_size=N) or --n-test") from None
                 except (ValueError, TypeError, AssertionError) as exc:
                     if _raised_in_a_forward(exc):  # the model's failure, not the parameters': the caller's
                         raise                      # plugin_call names a third-party architecture
                     raise ParamError(f"{self.name} failed with parameters {kwargs}: {_one_line(exc)}; "
                                      f"check them against ART's documentation of {self.class_name}") from exc
                 except Exception as exc:  # noqa: BLE001 - any other failure inside ART's own code, as one line
+                    if (what := out_of_memory(exc)) is not None:  # in ART's code or in the model's forward alike
+                        told = f" ({_one_line(exc)})" if str(exc) else ""
+                        raise UsageError(f"{self.name} ran out of {what}{told}; lower its batch_size "
+                                         f"(--param batch_size=N) or --n-test") from None
                     if _raised_in_a_forward(exc) or debugging():
                         raise
                     raise UsageError(f"{self.name} failed inside ART {_art_version()}: {type(exc).__name__}: "

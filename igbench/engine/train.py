@@ -18,6 +18,7 @@ from ..environment import compute_device, cpu_model, gpu_name, torch_threads
 from ..errors import IgbenchError, PluginCrashed, PluginError, TrainingError, UsageError, check_at_least
 from ..messages import say
 from ..plugin_calls import DEBUG_ENV, debugging, is_third_party, named, one_line
+from ..torch_utils import out_of_memory
 from .allocator import keep_freed_memory
 from .cache import cpu_state_dict, load_weights
 from .memory_format import MEMORY_FORMATS, as_layout, layout_errors_explained, training_layout
@@ -332,6 +333,7 @@ class Trainer:
                 "seconds": trained_for(), "ran_on": self.ran_on,
                 "setup": self._setup(), **self._monitored(fit_index)})
 
+        step = first
         try:
             with deferred_stop() if snaps is not None else nullcontext(None) as stop, \
                     training_layout(model, cfg.memory_format), layout_errors_explained(desc, cfg.memory_format):
@@ -345,8 +347,8 @@ class Trainer:
                         try:
                             out = loss_fn(model, x, targets[idx] if targets is not None else y)
                         except Exception as exc:
-                            if step == first:  # a model whose output cannot be logits fails inside the loss
-                                self._blame_architecture(model, x, exc)
+                            if step == first and out_of_memory(exc) is None:  # output that cannot be logits
+                                self._blame_architecture(model, x, exc)       # fails inside the loss
                             raise
                     problem = loss_pair_problem(out, x.shape[0], self.data.num_classes)
                     if problem:
@@ -385,6 +387,11 @@ class Trainer:
                             except OSError:  # a hangup closed the terminal: the snapshot is what matters
                                 pass
                             raise KeyboardInterrupt
+        except Exception as exc:
+            if (what := out_of_memory(exc)) is None or debugging():
+                raise
+            raise TrainingError(f"{desc}: ran out of {what} at step {step}/{total}, training on batches of "
+                                f"{min(cfg.batch_size, n)} images; lower --batch-size (the paper used 256)") from None
         finally:
             bar.close()
         seconds = trained_for()
