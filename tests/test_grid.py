@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -815,6 +816,19 @@ def test_replicate_refuses_destinations_that_are_not_its_own_before_training(sha
     (tmp_path / "mine" / "mnist.md").write_text("# my notes\n")  # replaced at the very end, after training
     text = refused("--results-dir", "mine/results", "--leaderboards", "mine", "--figures", "mine/figs")
     assert "mine/mnist.md exists and was not written by `igbench leaderboard`" in text and "--leaderboards" in text
+    # the leaderboards rendered at the end are every data set's of --results-dir, not this config's alone
+    (tmp_path / "mine" / "results").mkdir()
+    published = Path(__file__).resolve().parents[1] / "leaderboards" / "results" / "paper-notmnist-full.json"
+    shutil.copy(published, tmp_path / "mine" / "results")
+    (tmp_path / "mine" / "mnist.md").unlink()
+    (tmp_path / "mine" / "notmnist.md").write_text("# my notmnist notes\n")
+    text = refused("--results-dir", "mine/results", "--leaderboards", "mine", "--figures", "mine/figs")
+    assert "mine/notmnist.md exists and was not written by `igbench leaderboard`" in text
+    (tmp_path / "mine" / "notmnist.md").unlink()
+    (tmp_path / "mine" / "results" / "broken.json").write_text('{"schema_version": 1}')  # render_all would fail on it
+    text = refused("--results-dir", "mine/results", "--leaderboards", "mine", "--figures", "mine/figs")
+    assert "broken.json" in text and len(text.strip().splitlines()) == 1
+    shutil.rmtree(tmp_path / "mine")
     # every option that changes what is trained or scored; it replaced the config's published result
     for extra in (("--seed", "1"), ("--lr", "0.05"), ("--param", "hidden=7"), ("--arch", "paper-cnn"),
                   ("--batch-size", "32"), ("--defense", "gradreg"), ("--precision", "bf16")):

@@ -115,7 +115,8 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
       beside the full-length runs.
     - A figure folder that holds another result's figures (its ``explain-scores.json`` names that
       result) would be overwritten.
-    - A ``<dataset>.md`` in ``leaderboard_dir`` that igbench did not write would be replaced at the end.
+    - The leaderboards rendered at the end must be renderable: every other result file of ``results_dir``
+      reads, and no ``<dataset>.md`` among them is a file igbench did not write (it would be replaced).
     """
     from ..errors import UsageError
     from ..interpret.explain import SCORES_FILE, other_results_figures
@@ -132,11 +133,10 @@ def check_destinations(config_file, options, out: Path, results_dir: Path, figur
             f"{' '.join(overrides)} make this a variant of {config_file}, and the default {', '.join(defaulted)} would "
             f"put it beside the full-length runs; name where it goes, e.g. --results-dir runs/trial/results "
             f"--leaderboards runs/trial --figures runs/trial/figures")
-    from ..results.leaderboard import leaderboard_filename
-    from ..results.leaderboard_files import refuse_foreign_leaderboard
+    from ..results.leaderboard_files import check_can_render
 
-    # the leaderboard it renders last, after hours of training, must not be someone's own file
-    refuse_foreign_leaderboard(Path(leaderboard_dir) / leaderboard_filename(dataset), "--leaderboards")
+    # the leaderboards it renders last, after hours of training, are every data set's of --results-dir
+    check_can_render(results_dir, leaderboard_dir, dataset, replaced=out)
     scores = figure_folder / SCORES_FILE
     if (owner := other_results_figures(figure_folder, out)) is not None:
         raise UsageError(f"{figure_folder} holds the figures of {owner} ({scores}), which this run would replace; "

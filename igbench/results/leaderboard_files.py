@@ -84,6 +84,23 @@ def refuse_foreign_leaderboard(path: Path, option: str = "--out") -> None:
                          f"marker), so it is kept; choose another {option}, or move the file away")
 
 
+def check_can_render(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], dataset: str,
+                     replaced: Path, option: str = "--leaderboards") -> None:
+    """Before hours of work whose last step is ``render_all(results_dir, out_dir)``, once a result of ``dataset``
+    is written to ``replaced``: stop now if that step would fail. Every other result file in ``results_dir``
+    must read, and each leaderboard it gives must be one igbench wrote (a one-line error names the file)."""
+    datasets = {dataset}
+    for path in result_files(results_dir) if Path(results_dir).is_dir() else []:
+        if path.resolve() != replaced.resolve():
+            try:
+                datasets.add(read_result(path)["dataset"]["name"])
+            except ResultError as exc:
+                raise UsageError(f"{exc}; the leaderboards rendered at the end read every result file of "
+                                 f"{results_dir}: fix or move this one first") from None
+    for name in sorted(datasets):
+        refuse_foreign_leaderboard(Path(out_dir) / leaderboard_filename(name), option)
+
+
 def render_all(results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``<out_dir>/<dataset>.md`` for every data set in ``results_dir``; return the paths.
 
