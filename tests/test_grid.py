@@ -291,7 +291,7 @@ def test_run_command_rejects_bad_input_in_one_line(shared_data, tmp_path):
          "art:FastGradientMethod rejected its parameters"),
         # each used to be a traceback (OverflowError, torch's "Overflow when unpacking long long"), or to pass
         # this check and fail after training (No module named 'tensorflow')
-        (["--attack", "fgsm", "--epochs", "inf"], "--epochs must be a finite number > 0, got inf"),
+        (["--attack", "fgsm", "--epochs", "inf"], "Invalid value for '--epochs': 'inf' is not a finite number"),
         (["--attack", "fgsm", "--seed", "99999999999999999999999"], "--seed must be a whole number with at most 18 digits"),
         (["--attack", "art:ProjectedGradientDescentTensorFlowV2", "--steps", "1"],
          "is written for TensorFlow models, and igbench's models are PyTorch ones; use art:ProjectedGradientDescentPyTorch"),
