@@ -248,6 +248,34 @@ def test_grid_numbers_make_sense(shared_data, tmp_path, monkeypatch):
     assert all(m["train"]["ran_on"] == here for m in result["models"]), "where each model trained"
 
 
+def test_a_run_that_fell_back_to_the_sample_records_a_command_that_uses_it(registry, monkeypatch, tmp_path):
+    """The recorded command lacked --dataset mnist-sample: run again where MNIST is found, it trained on full
+    MNIST and replaced this result under the same --out."""
+    from igbench.engine.grid import command_for_data
+    from igbench.errors import DatasetNotFound
+
+    def missing(data_dir, params):
+        raise DatasetNotFound("MNIST not found")
+
+    monkeypatch.setattr(registry.get("dataset", "mnist"), "load", missing)
+    monkeypatch.delenv("IGBENCH_DATA_DIR", raising=False)
+    out = tmp_path / "r.json"
+    ran = CliRunner().invoke(cli, ["run", "--arch", "mlp", "--attack", "fgsm", "--eps", "0.1", "--steps", "3",
+                                   "--n-test", "20", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                                   "--no-progress"])
+    assert ran.exit_code == 0, ran.output
+    result = json.loads(out.read_text())
+    assert result["dataset"]["name"] == "mnist-sample"
+    assert result["command"] == (f"igbench run --arch mlp --attack fgsm --eps 0.1 --steps 3 --n-test 20 --out {out} "
+                                 f"--dataset mnist-sample")
+    assert command_for_data("igbench run --dataset mnist --steps 3", "mnist", "mnist-sample") == (
+        "igbench run --dataset mnist-sample --steps 3")
+    assert command_for_data("igbench run --dataset=mnist", "mnist", "mnist-sample") == (
+        "igbench run --dataset=mnist-sample")
+    assert command_for_data("igbench run --defense 'gradreg[lambda=5]'", "mnist", "mnist") == (
+        "igbench run --defense 'gradreg[lambda=5]'")  # no fallback: as given
+
+
 def test_run_command_end_to_end(shared_data, tmp_path):
     out = tmp_path / "res.json"
     args = ["run", "--dataset", "mnist", "--data-dir", str(shared_data), "--arch", "mlp", "--defense", "gradreg",

@@ -362,6 +362,27 @@ def _attack_unit(plugin, params, eps, source_id: str, fast: dict[str, Any], x_ev
             "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
 
 
+def command_for_data(command: str, requested: str, used: str) -> str:
+    """``command`` naming ``--dataset used`` when the run fell back from the ``requested`` data set (MNIST not
+    found: the bundled sample). The command as typed trains on full MNIST wherever MNIST is found, and its
+    result then replaces this one under the same ``--out``."""
+    import shlex
+
+    if used == requested:
+        return command
+    words = shlex.split(command)
+    for i, word in enumerate(words):
+        if word == "--dataset" and i + 1 < len(words):
+            words[i + 1] = used
+            break
+        if word.startswith("--dataset="):
+            words[i] = f"--dataset={used}"
+            break
+    else:
+        words += ["--dataset", used]
+    return shlex.join(words)
+
+
 def _result_document(spec: GridSpec, data, environment: dict[str, Any], records: list[dict[str, Any]],
                      attack_records: list[dict[str, Any]], run_id: str, command: str | None, planned,
                      units: list[tuple[tuple[str, float | None, str], dict[str, Any]]], n_scored: int,
@@ -375,7 +396,7 @@ def _result_document(spec: GridSpec, data, environment: dict[str, Any], records:
         "schema_version": "1",
         "igbench_version": __version__,
         "created": utc_timestamp(),
-        "command": command or "igbench " + " ".join(sys.argv[1:]),
+        "command": command_for_data(command or "igbench " + " ".join(sys.argv[1:]), spec.dataset, data.name),
         "run_id": run_id,
         "dataset": {**data.describe(), "params": dict(data.params),
                     **({"n_validation": len(data.validation_y)} if data.validation_y is not None else {})},
