@@ -251,7 +251,7 @@ def test_grid_numbers_make_sense(shared_data, tmp_path, monkeypatch):
 def test_a_run_that_fell_back_to_the_sample_records_a_command_that_uses_it(registry, monkeypatch, tmp_path):
     """The recorded command lacked --dataset mnist-sample: run again where MNIST is found, it trained on full
     MNIST and replaced this result under the same --out."""
-    from igbench.engine.grid import command_for_data
+    from igbench.engine.replacing import command_for_data
     from igbench.errors import DatasetNotFound
 
     def missing(data_dir, params):
@@ -1087,7 +1087,7 @@ def test_the_recorded_command_writes_eps_so_that_it_reads_back_exactly():
 def test_replacing_another_grids_journal_or_result_at_the_same_out_is_said(tmp_path):
     """A different run with the same --out used to drop the other grid's finished units and overwrite its
     result silently."""
-    from igbench.engine.grid import replacement_notes
+    from igbench.engine.replacing import replacement_notes
     from igbench.engine.journal import Journal
 
     out = tmp_path / "r.json"
@@ -1100,6 +1100,31 @@ def test_replacing_another_grids_journal_or_result_at_the_same_out_is_said(tmp_p
     assert "held 1 finished unit(s) of another grid (run aaaaaaaaaaaa)" in notes[0]
     assert "holds another grid's result (run aaaaaaaaaaaa); this run replaces it" in notes[1]
     assert replacement_notes(out, Journal(old.path, "a" * 64), "a" * 64) == []  # its own: resumed, reused
+
+
+def test_a_changed_command_does_not_replace_the_result_at_its_out_without_replace(shared_data, tmp_path):
+    """Dropping one eps from a command and running it to the same --out replaced the earlier result when the
+    new one finished, with only a note. It is now refused before anything trains; the same command (another
+    spelling of its --out too) still replaces its own result, and --replace any."""
+    out = tmp_path / "r.json"
+    base = ["run", "--arch", "mlp", "--attack", "fgsm", "--steps", "3", "--n-test", "20", "--data-dir",
+            str(shared_data), "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+    first = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    written, trained = out.read_text(), sorted((tmp_path / "c").rglob("*.pt"))
+    for extra in ([], ["--dry-run"]):
+        changed = CliRunner().invoke(cli, base + ["--eps", "0.1,0.2", "--defense", "gradreg", "--out", str(out)] + extra)
+        assert changed.exit_code == 2 and changed.output.strip() == (
+            f"Error: {out} holds the result of another command ({json.loads(written)['command']}); pass --replace "
+            f"to replace it, or another --out to keep it"), changed.output
+        assert out.read_text() == written
+    assert sorted((tmp_path / "c").rglob("*.pt")) == trained, "refused before gradreg trained"
+    again = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out.parent / "." / out.name), "--rerun"])
+    assert again.exit_code == 0, again.output
+    replaced = CliRunner().invoke(cli, base + ["--eps", "0.1,0.2", "--out", str(out), "--replace"])
+    assert replaced.exit_code == 0 and "holds another grid's result" in replaced.output, replaced.output
+    result = json.loads(out.read_text())
+    assert sorted({c["eps"] for c in result["cells"]}) == [0.1, 0.2] and "--replace" not in result["command"]
 
 
 def test_score_on_validation_attacks_the_held_out_images_with_the_same_models(shared_data, tmp_path):

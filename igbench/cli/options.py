@@ -72,6 +72,14 @@ rerun_option = click.option(
          "come out the same.")
 
 
+#: `run` and `sweep`: a result at --out that another command wrote is replaced only when asked
+replace_option = click.option(
+    "--replace", is_flag=True,
+    help="Replace the result at --out even when another command wrote it. By default that is refused before "
+         "anything trains, so that a changed command does not overwrite an earlier result; the same command run "
+         "again replaces its own result without it.")
+
+
 #: `run`, `sweep` and `train`: say what would be done, and do nothing
 dry_run_option = click.option(
     "--dry-run", is_flag=True,
@@ -79,9 +87,10 @@ dry_run_option = click.option(
          "would train, and the attack units that would run; train and attack nothing.")
 
 
-def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = False) -> None:
+def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = False, replace: bool = True) -> None:
     """Print :func:`~igbench.engine.plan.plan_grid`'s lines for ``spec``, after the checks of where the run
-    would write (``--out`` and the cache folder; for ``trains_only``, ``igbench train``, the cache's)."""
+    would write (``--out`` and the cache folder; for ``trains_only``, ``igbench train``, the cache's; without
+    ``replace``, another command's result at ``--out`` is refused, as the run refuses it)."""
     from ..engine.cache import CheckpointStore
     from ..engine.plan import plan_grid
 
@@ -90,7 +99,8 @@ def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = 
         check_writable_folder(store.root, CACHE_FOLDER)
     else:
         check_run_destinations(out, store)
-    for line in plan_grid(spec, store, out, rerun=rerun):
+    command = None if replace else reproducible_command(click.get_current_context())
+    for line in plan_grid(spec, store, out, rerun=rerun, refuse_other_command=command):
         click.echo(line)
 
 
@@ -224,14 +234,14 @@ def reproducible_command(ctx: click.Context) -> str:
     """The command line that reproduces this invocation, rebuilt from the parsed options.
 
     Options set on the command line *or through an environment variable* (e.g. ``IGBENCH_DATA_DIR``)
-    are written out; defaults are left out. Progress, cache and rerun options do not change results and are
-    omitted.
+    are written out; defaults are left out. Progress, cache, rerun and replace options do not change results
+    and are omitted.
     """
     import shlex
 
     words = ["igbench", ctx.info_name or ctx.command.name]
     for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in {"progress", "cache_dir", "rerun"}:
+        if not isinstance(param, click.Option) or param.name in {"progress", "cache_dir", "rerun", "replace"}:
             continue
         if not given(param.name, ctx):
             continue
@@ -295,9 +305,10 @@ def check_run_destinations(out, store) -> None:
         check_writable_folder(store.root, CACHE_FOLDER)
 
 
-def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False, also_check=()):
+def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = False, also_check=(), replace: bool = True):
     """Run a grid spec with the CLI's progress output, print ``render(result)`` and the result path;
-    returns ``(result, path)``. ``reuse`` and ``also_check``: see :func:`~igbench.engine.grid.run_grid`."""
+    returns ``(result, path)``. ``reuse``, ``also_check`` and ``replace``: see
+    :func:`~igbench.engine.grid.run_grid`."""
     from ..engine.cache import CheckpointStore
     from ..engine.grid import run_grid
     from ..results.grid_table import render_grid_tables
@@ -307,7 +318,7 @@ def execute_grid(spec, out, cache_dir, progress, render=None, reuse: bool = Fals
     command = reproducible_command(click.get_current_context())
     result, path = run_grid(spec, out_path=out, store=store, progress=progress,
                             command=command, echo=lambda s: click.echo(s, err=True), reuse=reuse,
-                            also_check=also_check)
+                            also_check=also_check, replace=replace)
     click.echo((render or render_grid_tables)(result))
     click.echo(f"\nresult in {path}")
     return result, path

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import click
 
-from .options import dry_run as show_plan, dry_run_option, execute_grid, grid_options, grid_spec, rerun_option
+from .options import (dry_run as show_plan, dry_run_option, execute_grid, grid_options, grid_spec, replace_option,
+                      rerun_option)
 
 
 @click.command("run", short_help="Train, attack and score the full transfer grid.")
 @click.option("--defense", multiple=True, help="Defense to train (repeatable, or a comma list). `none` is always included as the reference model. NAME[PARAM=VALUE,...] is the defense with its own settings, a model of its own (e.g. --defense \"gradreg[lambda=1000],gradreg[lambda=56234]\"; the ids igbench sweep gives). NAME@ARCH or NAME[...]@ARCH trains it on another architecture than --arch (e.g. none@mlp: examples transferred between architectures; --param mlp.hidden=64 sets its architecture's parameters).")
 @rerun_option
+@replace_option
 @dry_run_option
 @grid_options
-def run_command(config_file, progress, out, cache_dir, rerun, dry_run: bool, **options) -> None:
+def run_command(config_file, progress, out, cache_dir, rerun, replace, dry_run: bool, **options) -> None:
     """Train every model, attack every model, score every model on every model's examples.
 
     For each attack and eps, adversarial examples are crafted against each model (source) and
@@ -39,8 +41,8 @@ def run_command(config_file, progress, out, cache_dir, rerun, dry_run: bool, **o
     if not spec.attacks:
         raise UsageError("no attack selected; add --attack NAME (see `igbench plugins --kind attack`)")
     if dry_run:
-        return show_plan(spec, cache_dir, out, rerun=rerun)
-    execute_grid(spec, out, cache_dir, progress, reuse=not rerun)
+        return show_plan(spec, cache_dir, out, rerun=rerun, replace=replace)
+    execute_grid(spec, out, cache_dir, progress, reuse=not rerun, replace=replace)
 
 
 COMMANDS = [run_command]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import dry_run as show_plan, dry_run_option, execute_grid, grid_options, grid_spec, rerun_option
+from .options import (dry_run as show_plan, dry_run_option, execute_grid, grid_options, grid_spec, replace_option,
+                      rerun_option)
 
 
 @click.command("sweep", short_help="Train a defense once per value of one parameter.")
@@ -14,9 +15,10 @@ from .options import dry_run as show_plan, dry_run_option, execute_grid, grid_op
                    "lambda=linspace(0,1,5), or any parameter's values in its own type, e.g. "
                    "scaling=paper,per-example (gradreg) or direction=batch,example (gradreg-fd).")
 @rerun_option
+@replace_option
 @dry_run_option
 @grid_options
-def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, rerun, dry_run: bool,
+def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, rerun, replace, dry_run: bool,
                   **options) -> None:
     """Train DEFENSE once per value of one parameter and report clean accuracy, input-gradient norm
     and (with --attack) white-box accuracy per value, next to the undefended `none` model.
@@ -55,8 +57,8 @@ def sweep_command(defense, sweep_text, config_file, progress, out, cache_dir, re
     name, values = read_sweep(defense, sweep_text, options.get("param") or ())
     spec = sweep_spec(grid_spec({**options, "defense": (defense,)}, config_file), defense, name, values)
     if dry_run:
-        return show_plan(spec, cache_dir, out, rerun=rerun)
-    execute_grid(spec, out, cache_dir, progress, render=sweep_table, reuse=not rerun)
+        return show_plan(spec, cache_dir, out, rerun=rerun, replace=replace)
+    execute_grid(spec, out, cache_dir, progress, render=sweep_table, reuse=not rerun, replace=replace)
 
 
 COMMANDS = [sweep_command]

@@ -23,6 +23,7 @@ from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
 from .models import ModelSpec, model_config, obtain_model
+from .replacing import command_for_data, refuse_another_commands_result, replacement_notes
 from .grid_notes import (accuracy_gap_hints, chance_level_note, eps_range_notes, monitor_eps_note, size_notes,
                          training_eps_notes)
 from .train import TrainConfig, accuracy
@@ -196,7 +197,8 @@ def _second_entry_problem(units, new) -> str:
 def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStore | None = None,
              progress: bool = True, command: str | None = None,
              echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-             reuse: bool = False, also_check: Sequence[tuple[Any, dict[str, Any]]] = ()) -> tuple[dict[str, Any], Path]:
+             reuse: bool = False, also_check: Sequence[tuple[Any, dict[str, Any]]] = (),
+             replace: bool = True) -> tuple[dict[str, Any], Path]:
     """Run (or resume) the grid and write the result file; returns ``(result, path)``.
 
     With ``reuse``, a valid result already at ``out_path`` with this grid's run id (same data, models,
@@ -205,15 +207,18 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     ``also_check``: ``(attack plugin, resolved params)`` pairs a later step will run on this grid's data
     (``replicate``'s figure attack); they are checked with the grid's own attacks, before any training.
 
+    Without ``replace``, a result at ``out_path`` that another command wrote is refused before any training
+    (:func:`~igbench.engine.replacing.refuse_another_commands_result`); with it, it is replaced, with a note.
+
     Every note said inside (the trainer's, the data loader's: :mod:`igbench.messages`) goes to ``echo`` too.
     """
     with said_through(echo):
-        return _run_grid(spec, out_path, store, progress, command, echo, reuse, also_check)
+        return _run_grid(spec, out_path, store, progress, command, echo, reuse, also_check, replace)
 
 
 def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | None, progress: bool, command: str | None,
               echo: Callable[[str], None], reuse: bool,
-              also_check: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[dict[str, Any], Path]:
+              also_check: Sequence[tuple[Any, dict[str, Any]]], replace: bool) -> tuple[dict[str, Any], Path]:
     from ..environment import capture_environment, compute_device
     from ..results.io import write_result
     from .inference import inference_copy
@@ -221,6 +226,9 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
     started = time.perf_counter()
     store = store or CheckpointStore()
     data, units = preflight(spec, echo, also_check)
+    command = command_for_data(command or "igbench " + " ".join(sys.argv[1:]), spec.dataset, data.name)
+    if out_path is not None and not replace:
+        refuse_another_commands_result(Path(out_path), command)
     x_scored, y_scored = data.scored(spec.score_on)
     x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
     device = compute_device(spec.train.device)
@@ -362,29 +370,8 @@ def _attack_unit(plugin, params, eps, source_id: str, fast: dict[str, Any], x_ev
             "stats": {k: float(stats[k]) for k in ("success_rate", "linf", "l2", "l0", "seconds")}}
 
 
-def command_for_data(command: str, requested: str, used: str) -> str:
-    """``command`` naming ``--dataset used`` when the run fell back from the ``requested`` data set (MNIST not
-    found: the bundled sample). The command as typed trains on full MNIST wherever MNIST is found, and its
-    result then replaces this one under the same ``--out``."""
-    import shlex
-
-    if used == requested:
-        return command
-    words = shlex.split(command)
-    for i, word in enumerate(words):
-        if word == "--dataset" and i + 1 < len(words):
-            words[i + 1] = used
-            break
-        if word.startswith("--dataset="):
-            words[i] = f"--dataset={used}"
-            break
-    else:
-        words += ["--dataset", used]
-    return shlex.join(words)
-
-
 def _result_document(spec: GridSpec, data, environment: dict[str, Any], records: list[dict[str, Any]],
-                     attack_records: list[dict[str, Any]], run_id: str, command: str | None, planned,
+                     attack_records: list[dict[str, Any]], run_id: str, command: str, planned,
                      units: list[tuple[tuple[str, float | None, str], dict[str, Any]]], n_scored: int,
                      timings: dict[str, float]) -> dict[str, Any]:
     """The result file's content. ``planned``: :func:`attack_units`' ``(plugin, params, eps)``; ``units``:
@@ -396,7 +383,7 @@ def _result_document(spec: GridSpec, data, environment: dict[str, Any], records:
         "schema_version": "1",
         "igbench_version": __version__,
         "created": utc_timestamp(),
-        "command": command_for_data(command or "igbench " + " ".join(sys.argv[1:]), spec.dataset, data.name),
+        "command": command,
         "run_id": run_id,
         "dataset": {**data.describe(), "params": dict(data.params),
                     **({"n_validation": len(data.validation_y)} if data.validation_y is not None else {})},
@@ -412,26 +399,6 @@ def _result_document(spec: GridSpec, data, environment: dict[str, Any], records:
         # interrupted fits): it used to count only the last process's units
         "timings": {**timings, "attack_seconds": sum(unit["stats"]["seconds"] for _, unit in units)},
     }
-
-
-def replacement_notes(out_path: Path, journal: Journal, run_id: str) -> list[str]:
-    """Say what of another grid this run replaces at ``out_path``: its unfinished journal (now) and its
-    result (when this run writes its own). Both used to go without a word."""
-    import json
-
-    notes = []
-    other = journal.other_run()
-    if other is not None:
-        notes.append(f"note: {journal.path} held {other[1]} finished unit(s) of another grid (run {other[0][:12]}); "
-                     f"they are dropped for this one (pass another --out to keep that grid resumable)")
-    try:
-        previous = json.loads(out_path.read_text()).get("run_id") if out_path.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        previous = None
-    if previous and previous != run_id:
-        notes.append(f"note: {out_path} holds another grid's result (run {str(previous)[:12]}); this run replaces "
-                     f"it when it finishes (pass another --out to keep it)")
-    return notes
 
 
 def _complete_result(path: Path, run_id: str) -> dict[str, Any] | None:

@@ -13,14 +13,18 @@ from .cache import CheckpointStore, config_hash
 from .grid import GridSpec, preflight
 from .journal import journal_path
 from .models import model_config
+from .replacing import command_for_data, refuse_another_commands_result
 
 
 def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | None = None,
-              rerun: bool = False) -> list[str]:
+              rerun: bool = False, refuse_other_command: str | None = None) -> list[str]:
     """The lines of a dry run of ``spec`` (its notes first), after the checks a run makes before training
-    (``rerun``: the run would attack again rather than reuse a finished result at ``out_path``)."""
+    (``rerun``: the run would attack again rather than reuse a finished result at ``out_path``;
+    ``refuse_other_command``: the run's command, when it refuses a result another command wrote there)."""
     lines: list[str] = []
     data, units = preflight(spec, lines.append)
+    if out_path is not None and refuse_other_command is not None:
+        refuse_another_commands_result(Path(out_path), command_for_data(refuse_other_command, spec.dataset, data.name))
     _, y_scored = data.scored(spec.score_on)
     lines += ["dry run: nothing is trained or attacked",
               f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
