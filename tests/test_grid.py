@@ -1264,18 +1264,25 @@ def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
     running statistics have not settled, and every attack cell then equals that chance-level accuracy."""
     import torch.nn as nn
 
-    from igbench.engine.grid_notes import chance_level_note
+    from igbench.engine.grid_notes import untrained_model_note
 
     with_bn = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 10))
-    note = chance_level_note("none", with_bn, 0.134, 20, 10)
+    note = untrained_model_note("none", with_bn, 0.134, 20, 10)
     assert note.startswith("note: none scores 13.4% on clean data, close to chance (10%), after 20 training batches: "
                            "its BatchNorm layers' running statistics, which evaluation uses, still hold 12% of their "
-                           "starting values; train longer"), note
+                           "starting values; train longer (--steps 44 or more lets them settle)"), note
     plain = nn.Sequential(nn.Linear(4, 10))
-    assert "it has not learned the task" in chance_level_note("none", plain, 0.1, 20, 10)
-    assert "it has not learned the task" in chance_level_note("none", with_bn, 0.1, 2000, 10), "settled statistics"
-    assert chance_level_note("none", with_bn, 0.16, 20, 10) is None, "above 1.5x chance"
-    assert chance_level_note("none", with_bn, 0.5, 20, 2) is not None, "chance is 1 / classes"
+    assert "it has not learned the task" in untrained_model_note("none", plain, 0.1, 20, 10)
+    assert "it has not learned the task" in untrained_model_note("none", with_bn, 0.1, 2000, 10), "settled statistics"
+    assert untrained_model_note("none", with_bn, 0.5, 20, 2) is not None, "chance is 1 / classes"
+    # above 1.5x chance (gradreg at 16% beside none at 9.5%, same 20 steps) it had no note at all
+    note = untrained_model_note("gradreg", with_bn, 0.16, 20, 10)
+    assert "close to chance" not in note and "still hold 12% of their starting values" in note
+    assert note.endswith("Until then its clean and attack numbers are not yet those of the trained model")
+    assert untrained_model_note("gradreg", with_bn, 0.16, 50, 10) is None, "settled: 0.9^50 < 1%"
+    assert untrained_model_note("gradreg", plain, 0.16, 20, 10) is None, "no BatchNorm: nothing to settle"
+    with_bn[1].num_batches_tracked.fill_(60)  # the layer's own count wins: advtrain updates twice a step
+    assert untrained_model_note("gradreg", with_bn, 0.16, 20, 10) is None
 
 
 def test_an_eps_beyond_the_data_range_gets_a_note(registry):
@@ -1339,9 +1346,9 @@ def test_a_grid_transfers_between_architectures_from_the_command_line(shared_dat
 def test_notes_about_a_defense_with_its_own_training_loop_do_not_suggest_steps():
     import torch.nn as nn
 
-    from igbench.engine.grid_notes import accuracy_gap_hints, chance_level_note
+    from igbench.engine.grid_notes import accuracy_gap_hints, untrained_model_note
 
-    note = chance_level_note("own", nn.Sequential(nn.Linear(4, 10)), 0.1, 0, 10)
+    note = untrained_model_note("own", nn.Sequential(nn.Linear(4, 10)), 0.1, 0, 10)
     assert note.endswith("its defense trains in its own loop, which --steps does not set; check its training")
     records = [{"id": "none", "clean_accuracy": 0.95, "train": {"steps": 20, "batch_size": 64}, "defense_params": {}},
                {"id": "own", "clean_accuracy": 0.5, "train": {"steps": 0, "batch_size": 64}, "defense_params": {}}]

@@ -573,6 +573,26 @@ def test_mixed_schedules_are_flagged_by_the_schedule_asked_for():
     assert "Caution: these models trained on different schedules (500 batches, 1 epoch)" in text
 
 
+def test_models_at_chance_are_cautioned_in_the_leaderboard_and_the_report():
+    """The grid said a model scored near chance when it ran, but the leaderboard and the report, which are
+    what is shared, ranked it beside trained models without a word (distillation at 7% in a short replicate)."""
+    from igbench.results.report import render_report
+
+    results = [(p, copy.deepcopy(d)) for p, d in load_results(FIXTURES)]
+    assert "close to chance" not in render_leaderboard(results, "mnist")
+    path, data = results[0]
+    data["models"][0]["clean_accuracy"] = 0.07
+    assert data["dataset"]["num_classes"] == 10
+    model, steps = data["models"][0]["id"], data["models"][0]["train"]["steps"]
+    caution = (f"{model} (7.0% after {steps} steps) of {path.stem} scores close to chance (10%) on clean data: its "
+               f"attack numbers and ranks mean nothing")
+    assert f"> Caution: {caution}" in render_leaderboard(results, "mnist")
+    report = render_report(data, str(path))
+    assert caution.replace(f" of {path.stem}", "") in report
+    data["models"][0]["clean_accuracy"] = 0.151  # above 1.5x chance
+    assert "close to chance" not in render_report(data, str(path))
+
+
 def test_a_result_scored_on_validation_images_is_marked_as_such(tmp_path):
     """A grid scored on images held out of training (--score-on validation) is no test-set score: the
     leaderboard, the report and `compare` say so wherever its numbers appear."""

@@ -24,7 +24,7 @@ from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
 from .models import ModelSpec, model_config, obtain_model
 from .replacing import command_for_data, refuse_another_commands_result, replacement_notes
-from .grid_notes import (accuracy_gap_hints, chance_level_note, eps_range_notes, monitor_eps_note, size_notes,
+from .grid_notes import (accuracy_gap_hints, untrained_model_note, eps_range_notes, monitor_eps_note, size_notes,
                          training_eps_notes)
 from .train import TrainConfig, accuracy
 
@@ -250,7 +250,7 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
             train_seconds += info["train_seconds"]
         models[m.id] = model
         records.append(_model_record(m, model, info, x_eval, y_eval, spec, data))
-        if note := chance_level_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
+        if note := untrained_model_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
             echo(note)
 
     for line in accuracy_gap_hints(records, next((m.id for m in spec.models if m.is_reference), None)):

@@ -9,33 +9,53 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .grid import GridSpec
 
-#: A clean accuracy at most this many times chance (1 / classes) is called "close to chance".
-CHANCE_FACTOR = 1.5
+from ..results.grid import near_chance
 
 
-def chance_level_note(model_id: str, model, clean_accuracy: float, steps: int | None, num_classes: int) -> str | None:
-    """A note when a model scores close to chance on clean data, which makes every attack number about it
-    meaningless, with the likely cause. After a short schedule that is the BatchNorm running statistics:
-    evaluation uses them, they start at mean 0 and variance 1 and move 10% of the way a step (PyTorch's
-    momentum), so after 20 steps a paper CNN that fits its training batches scores about 13% on MNIST."""
+def untrained_model_note(model_id: str, model, clean_accuracy: float, steps: int | None,
+                         num_classes: int) -> str | None:
+    """A note when a model's clean accuracy is not yet a trained model's, which makes every attack number about
+    it meaningless, with the likely cause: close to chance, or after too few updates of its BatchNorm running
+    statistics. Evaluation uses those; they start at mean 0 and variance 1 and move 10% of the way per update
+    (PyTorch's momentum), so after 20 steps a paper CNN that fits its training batches scores about 13% on
+    MNIST, and until some 44 updates more than 1% of the starting values remain, at any accuracy."""
     chance = 1.0 / max(num_classes, 1)
-    if not clean_accuracy <= CHANCE_FACTOR * chance:
+    at_chance = near_chance(clean_accuracy, num_classes)
+    left, settle = _batchnorm_start_left(model, steps)
+    if not at_chance and left <= 0.01:
         return None
-    where = f"note: {model_id} scores {100 * clean_accuracy:.1f}% on clean data, close to chance ({100 * chance:.0f}%)"
+    where = f"note: {model_id} scores {100 * clean_accuracy:.1f}% on clean data"
+    where += f", close to chance ({100 * chance:.0f}%)" if at_chance else ""
     if steps:
         where += f", after {steps} training batches"
-    if steps == 0:  # a defense with its own training loop: igbench's schedule does not reach it
+    if steps == 0 and at_chance:  # a defense with its own training loop: igbench's schedule does not reach it
         return f"{where}: its defense trains in its own loop, which --steps does not set; check its training"
-    momenta = [m.momentum for m in model.modules() if getattr(m, "running_var", None) is not None
-               and isinstance(getattr(m, "momentum", None), float)]
-    if momenta and steps:
-        left = (1 - max(momenta)) ** steps
-        if left > 0.01:
-            return (f"{where}: its BatchNorm layers' running statistics, which evaluation uses, still hold "
-                    f"{100 * left:.0f}% of their starting values; train longer (--steps 100 or more) or choose an "
-                    f"architecture without BatchNorm (--arch mlp). Its attack numbers mean nothing until then")
+    if left > 0.01:
+        meaning = ("Its attack numbers mean nothing until then" if at_chance else
+                   "Until then its clean and attack numbers are not yet those of the trained model")
+        return (f"{where}: its BatchNorm layers' running statistics, which evaluation uses, still hold "
+                f"{100 * left:.0f}% of their starting values; train longer (--steps {settle} or more lets them "
+                f"settle) or choose an architecture without BatchNorm (--arch mlp). {meaning}")
     return (f"{where}: it has not learned the task; train longer (--steps) or change --lr. Its attack numbers "
             f"mean nothing until then")
+
+
+def _batchnorm_start_left(model, steps: int | None) -> tuple[float, int]:
+    """How much of their starting values the running statistics of ``model``'s BatchNorm layers still hold
+    (the most of any layer; 0 without BatchNorm), and the updates after which it falls below 1%. A layer's
+    updates are its ``num_batches_tracked`` when it counts them, else ``steps``."""
+    import math
+
+    left, settle = 0.0, 0
+    for m in model.modules():
+        momentum = getattr(m, "momentum", None)
+        if getattr(m, "running_var", None) is None or not isinstance(momentum, float) or not 0 < momentum < 1:
+            continue
+        tracked = getattr(m, "num_batches_tracked", None)
+        updates = int(tracked) if tracked is not None and int(tracked) > 0 else (steps or 0)
+        left = max(left, (1 - momentum) ** updates)
+        settle = max(settle, math.ceil(math.log(0.01) / math.log(1 - momentum)))
+    return left, settle
 
 
 #: Clean-accuracy gap to the undefended model (fraction) above which a run prints a hint.

@@ -9,7 +9,7 @@ from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore
 from .grid import same_models_check
-from .grid_notes import chance_level_note, monitor_eps_note, size_notes
+from .grid_notes import untrained_model_note, monitor_eps_note, size_notes
 from .models import ModelSpec, obtain_model
 
 
@@ -64,6 +64,6 @@ def _train_models(spec, store: CheckpointStore, ids, progress: bool, echo) -> li
                         "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
                                                    arch=get_registry().get("architecture", m.arch),
                                                    num_classes=data.num_classes)})
-        if note := chance_level_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
+        if note := untrained_model_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
             echo(note)
     return records

@@ -21,6 +21,33 @@ def format_eps(eps: float | None) -> str:
     return "-" if eps is None else f"{float(eps):g}"
 
 
+#: A clean accuracy at most this many times chance (1 / classes) is called "close to chance": the model has
+#: not learned the task (or, after a short schedule, its BatchNorm statistics have not settled), so its
+#: attack numbers mean nothing.
+CHANCE_FACTOR = 1.5
+
+
+def near_chance(clean_accuracy: float, num_classes: int) -> bool:
+    """Whether ``clean_accuracy`` is close to chance for ``num_classes`` classes (:data:`CHANCE_FACTOR`)."""
+    return clean_accuracy <= CHANCE_FACTOR / max(num_classes, 1)
+
+
+def near_chance_caution(result: dict[str, Any], label: str | None = None) -> str | None:
+    """One sentence naming the models of ``result`` that score close to chance on clean data, or None; the
+    grid says so when it runs, and a leaderboard or report read later must say it too."""
+    classes = result["dataset"].get("num_classes")
+    if not classes:
+        return None
+    low = [m for m in result["models"] if near_chance(m["clean_accuracy"], classes)]
+    if not low:
+        return None
+    named = ", ".join(f"{m['id']} ({format_pct(m['clean_accuracy'])}% after {m['train']['steps']} steps)" for m in low)
+    where = f" of {label}" if label else ""
+    return (f"{named}{where} {'scores' if len(low) == 1 else 'score'} close to chance ({100 / classes:.0f}%) on "
+            f"clean data: {'its' if len(low) == 1 else 'their'} attack numbers and ranks mean nothing (too short "
+            f"a schedule, or a setting that stopped it from learning)")
+
+
 #: The splits a grid can attack and score: the test set, or the images held out of training for choosing
 #: settings (a lambda) without looking at the test set. A result without ``eval.split`` scored the first.
 SCORED_SPLITS = ("test", "validation")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .grid import Grid, format_eps, scored_images
+from .grid import Grid, format_eps, near_chance_caution, scored_images
 from .grid import format_pct as _pct
 
 REFERENCE = "none"
@@ -181,6 +181,8 @@ def render_report(result: dict[str, Any], label: str) -> str:
              f"Data: {result['dataset']['name']} ({result['dataset']['variant']}), "
              f"{scored_images(result)} scored; git {result['environment'].get('git_commit') or '-'}",
              model_table(result)]
+    if caution := near_chance_caution(result):
+        parts.append(f"> Caution: {caution}.")
     for attack in result["attacks"]:
         if attack["eps"]:
             parts.append(f"### {attack['name']}\n\n" + eps_tables(result, attack))
