@@ -512,6 +512,7 @@ def test_compare_without_shared_cells_says_why_and_fails(tmp_path):
     c = json.loads(json.dumps(a))
     for m in c["models"]:
         m["id"] = ids[m["id"]]
+        m["config_hash"] = "1" * len(m["config_hash"])  # and other configurations
     for cell in c["cells"]:
         cell["source"], cell["target"] = ids[cell["source"]], ids[cell["target"]]
     for stat in c["attack_stats"]:
@@ -519,7 +520,42 @@ def test_compare_without_shared_cells_says_why_and_fails(tmp_path):
     c["interpretability"] = [{**r, "model": ids[r["model"]]} for r in c.get("interpretability", [])]
     out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, c)])
     assert out.exit_code == 2
-    assert "no model id is in both (A: none, gradreg, distillation; B: none2, gradreg2, distillation2)" in out.output
+    assert ("no model is in both, by id or configuration hash (A: none, gradreg, distillation; B: none2, gradreg2, "
+            "distillation2)") in out.output
+
+
+def test_compare_matches_one_model_named_two_ways_and_refuses_other_data(tmp_path):
+    """`--param lambda=1000` names a model gradreg, `--defense gradreg[lambda=1000]` names the same model (same
+    configuration hash) gradreg[lambda=1000]: compare called it "in one file only" and left its cells out.
+    Files of two data sets printed a table of differences between unrelated numbers and exited 0."""
+    a = json.loads((FIXTURES / "mnist-paper-small.json").read_text())
+    b = json.loads(json.dumps(a))
+    new_id = "gradreg[lambda=1000]"
+    for m in b["models"]:
+        m["id"] = new_id if m["id"] == "gradreg" else m["id"]
+    for cell in b["cells"]:
+        cell["source"], cell["target"] = (new_id if x == "gradreg" else x for x in (cell["source"], cell["target"]))
+        if "gradreg" in (cell["source"], cell["target"]) or new_id in (cell["source"], cell["target"]):
+            cell["accuracy"] = max(0.0, cell["accuracy"] - 0.01)  # one point lower wherever it takes part
+    for stat in b["attack_stats"]:
+        stat["source"] = new_id if stat["source"] == "gradreg" else stat["source"]
+    for row in b.get("interpretability", []):
+        row["model"] = new_id if row["model"] == "gradreg" else row["model"]
+    out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, b)])
+    assert out.exit_code == 0, out.output
+    assert "note: matched by configuration hash under another id: B's gradreg[lambda=1000] is A's gradreg" in out.output
+    assert "models in one file only" not in out.output and "gradreg (B: gradreg[lambda=1000])" in out.output
+    assert "warning" not in out.output
+    n_cells = sum(1 for c in a["cells"] if c["eps"] is None or c["eps"] > 0)
+    assert f"{n_cells} attacked cells (eps > 0) in both files" in out.output  # gradreg's cells included
+
+    other = json.loads(json.dumps(a))  # test images against validation ones: the test below
+    other["dataset"]["name"] = "mnist-sample"
+    pa, pb = _write_pair(tmp_path, a, other)
+    out = CliRunner().invoke(cli, ["compare", pa, pb])
+    assert out.exit_code == 2 and out.output.strip() == (
+        f"Error: {pa} and {pb} score no image in common: A scores data set mnist and B mnist-sample; compare two "
+        f"runs of the same grid")
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -609,7 +645,7 @@ def test_a_result_scored_on_validation_images_is_marked_as_such(tmp_path):
     assert {row[-1] for row in _rows(_section(text, "### fgsm, eps = 0.1"))} == {"1000 validation"}
     assert "1000 validation images scored" in render_report(b, "val.json")
     out = CliRunner().invoke(cli, ["compare", *_write_pair(tmp_path, a, b)])
-    assert "warning: different scored images: test in A, validation in B" in out.output
+    assert out.exit_code == 2 and "score no image in common: A scores test images of mnist and B validation" in out.output
 
 
 def test_results_of_another_igbench_version_say_how_to_reproduce_them():

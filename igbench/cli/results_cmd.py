@@ -143,19 +143,24 @@ def compare_command(result_a: str, result_b: str) -> None:
     Per model, both files' clean accuracy, input-gradient norm and training seconds; per attack, over the
     attacked cells both files hold, the mean absolute and mean signed accuracy difference and the
     largest one, white-box and transfer apart. For checking a change that should not move the numbers:
-    --precision bf16, another thread count or machine. Before the tables, a warning line names each
-    setting in which the two grids differ (data set, test images, a shared model's training); with no
-    attacked cell in both files it says why and exits with status 2.
+    --precision bf16, another thread count or machine. Models are matched by id, or by configuration hash
+    when the files name one model two ways (gradreg with --param lambda=1000, gradreg[lambda=1000]). Before
+    the tables, a warning line names each setting in which the two grids differ (data variant, test images,
+    a shared model's training); files that score other data sets (or test against validation images), or
+    have no attacked cell in common, are refused with the reason (status 2).
 
     \b
     Example:
       igbench compare leaderboards/short/results/paper-notmnist.json leaderboards/precision/notmnist-bf16-short.json
     """
     from ..errors import UsageError
-    from ..results.compare import no_shared_cells_reason, render_comparison
+    from ..results.compare import no_shared_cells_reason, other_images_reason, render_comparison
     from ..results.io import read_result
 
     a, b = read_result(result_a), read_result(result_b)
+    if reason := other_images_reason(a, b):  # a table of differences between unrelated numbers, exit 0
+        raise UsageError(f"{result_a} and {result_b} score no image in common: {reason}; compare two runs of "
+                         "the same grid")
     click.echo(render_comparison(a, b, result_a, result_b))
     reason = no_shared_cells_reason(a, b)
     if reason:

@@ -1,7 +1,8 @@
 """How far apart two result files of the same grid are.
 
 Made to check a change that should not move the numbers much: ``--precision bf16`` against fp32,
-another thread count, machine or library version. Per model (matched by id): clean accuracy,
+another thread count, machine or library version. Per model (matched by id, or by configuration hash
+when one file names it otherwise: ``gradreg`` with ``--param lambda=1000`` is ``gradreg[lambda=1000]``): clean accuracy,
 input-gradient norm and training time of each file. Per attack, white-box and transfer cells apart: how
 many cells both files hold (eps > 0), the mean absolute and mean signed accuracy difference (B - A, in
 points) and the largest one. Before them, a warning per setting in which the grids differ, since their
@@ -17,15 +18,32 @@ from typing import Any, Collection
 from .grid import scored_split
 
 
+def matched_models(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
+    """``{B's model id: A's}`` for the models both files hold: the same id, else the same configuration hash
+    under another id (one of a kind in each file), as ``--param lambda=1000`` and ``gradreg[lambda=1000]``
+    name one model two ways."""
+    ids_a = {m["id"] for m in a["models"]}
+    pairs = {m["id"]: m["id"] for m in b["models"] if m["id"] in ids_a}
+    left_a = [m for m in a["models"] if m["id"] not in pairs.values()]
+    left_b = [m for m in b["models"] if m["id"] not in pairs]
+    for mb in left_b:
+        same = [ma for ma in left_a if ma["config_hash"] == mb["config_hash"]]
+        if len(same) == 1 and sum(m["config_hash"] == mb["config_hash"] for m in left_b) == 1:
+            pairs[mb["id"]] = same[0]["id"]
+    return pairs
+
+
 def cell_differences(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (attack, white-box or transfer) over the attacked cells (eps > 0 or no eps) both hold:
     ``attack``, ``cells``, ``n``, ``mean_abs``, ``mean``, ``largest`` (points, B - A)."""
     from .grid import Grid
 
-    grid_a = Grid(a)
+    grid_a, in_a = Grid(a), matched_models(a, b)
     diffs: dict[tuple[str, str], list[float]] = {}
     for cell in b["cells"]:
-        before = grid_a.accuracy(cell["attack"], cell["eps"], cell["source"], cell["target"])
+        if cell["source"] not in in_a or cell["target"] not in in_a:
+            continue
+        before = grid_a.accuracy(cell["attack"], cell["eps"], in_a[cell["source"]], in_a[cell["target"]])
         if before is None or (cell["eps"] is not None and cell["eps"] <= 0):
             continue
         kind = "white-box" if cell["source"] == cell["target"] else "transfer"
@@ -82,8 +100,8 @@ def setting_warnings(a: dict[str, Any], b: dict[str, Any], expected: Collection[
     if a["eval"]["n_test"] != b["eval"]["n_test"]:
         out.append(_differ("n_test", a["eval"]["n_test"], b["eval"]["n_test"],
                            f" (cells scored on other {split_a} images)" if split_a == split_b else ""))
-    models_a = {m["id"]: m for m in a["models"]}
-    shared = [(models_a[m["id"]], m) for m in b["models"] if m["id"] in models_a]
+    models_a, in_a = {m["id"]: m for m in a["models"]}, matched_models(a, b)
+    shared = [(models_a[in_a[m["id"]]], m) for m in b["models"] if m["id"] in in_a]
     explained: set[str] = set()
     for what, read in _MODEL_SETTINGS:
         groups: dict[tuple[str, str], list[str]] = {}
@@ -124,13 +142,26 @@ def _models(ids: list[str], n_shared: int) -> str:
     return ("model " if len(ids) == 1 else "models ") + ", ".join(ids)
 
 
+def other_images_reason(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """Why no cell of the two files scores the same images (one line), or None: another data set, or test
+    images against validation ones. Then every "difference" would compare unrelated numbers. (Another
+    variant, checksum or n_test leaves images in common: those get a warning.)"""
+    name_a, name_b = a["dataset"]["name"], b["dataset"]["name"]
+    if name_a != name_b:
+        return f"A scores data set {name_a} and B {name_b}"
+    split_a, split_b = scored_split(a), scored_split(b)
+    if split_a != split_b:
+        return f"A scores {split_a} images of {name_a} and B {split_b} images"
+    return None
+
+
 def no_shared_cells_reason(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     """Why the two files have no attacked cell in common (one line), or ``None`` when they have some."""
     if cell_differences(a, b):
         return None
     ids_a, ids_b = [m["id"] for m in a["models"]], [m["id"] for m in b["models"]]
-    if not set(ids_a) & set(ids_b):
-        return f"no model id is in both (A: {', '.join(ids_a)}; B: {', '.join(ids_b)})"
+    if not matched_models(a, b):
+        return f"no model is in both, by id or configuration hash (A: {', '.join(ids_a)}; B: {', '.join(ids_b)})"
     eps_a = {x["name"]: x["eps"] for x in a["attacks"]}
     eps_b = {x["name"]: x["eps"] for x in b["attacks"]}
     shared = [name for name in eps_a if name in eps_b]
@@ -149,13 +180,16 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], label_a: str = "A", 
     (left out when there are none: see :func:`no_shared_cells_reason`)."""
     from tabulate import tabulate
 
-    models_a = {m["id"]: m for m in a["models"]}
-    rows = [[m["id"], f"{100 * models_a[m['id']]['clean_accuracy']:.2f}", f"{100 * m['clean_accuracy']:.2f}",
-             f"{models_a[m['id']]['input_grad_norm']:.4f}", f"{m['input_grad_norm']:.4f}",
-             f"{models_a[m['id']]['train_seconds']:.0f}", f"{m['train_seconds']:.0f}"]
-            for m in b["models"] if m["id"] in models_a]
-    only = sorted(set(models_a) ^ {m["id"] for m in b["models"]})
+    models_a, in_a = {m["id"]: m for m in a["models"]}, matched_models(a, b)
+    rows = [[m["id"] if in_a[m["id"]] == m["id"] else f"{in_a[m['id']]} (B: {m['id']})",
+             f"{100 * models_a[in_a[m['id']]]['clean_accuracy']:.2f}", f"{100 * m['clean_accuracy']:.2f}",
+             f"{models_a[in_a[m['id']]]['input_grad_norm']:.4f}", f"{m['input_grad_norm']:.4f}",
+             f"{models_a[in_a[m['id']]]['train_seconds']:.0f}", f"{m['train_seconds']:.0f}"]
+            for m in b["models"] if m["id"] in in_a]
+    only = sorted((set(models_a) - set(in_a.values())) | {m["id"] for m in b["models"] if m["id"] not in in_a})
+    renamed = [f"B's {b_id} is A's {a_id}" for b_id, a_id in in_a.items() if b_id != a_id]
     out = [f"A: {label_a}\nB: {label_b}\n", *setting_warnings(a, b),
+           *([f"note: matched by configuration hash under another id: {'; '.join(renamed)}"] if renamed else []),
            tabulate(rows, headers=["model", "clean % A", "clean % B", "mean ‖dCE/dx‖ A", "mean ‖dCE/dx‖ B",
                                    "train s A", "train s B"], disable_numparse=True)]
     if only:
