@@ -258,9 +258,10 @@ class Registry:
                 except Exception as exc:  # noqa: BLE001
                     self._problem(f"{who} failed in {hookname}: {type(exc).__name__}: {exc}")
                     continue
-                if returned and not objects:  # returned its objects instead of registering them
-                    self._problem(f"{who} returned {type(returned).__name__} from {hookname} and registered "
-                                  f"nothing; igbench ignores return values: call register(obj) once per object")
+                if returned is not None:  # returned objects instead of, or as well as, registering them
+                    what = "and registered nothing" if not objects else f"beside the {len(objects)} it registered"
+                    self._problem(f"{who} returned {type(returned).__name__} from {hookname} {what}; igbench "
+                                  f"ignores return values: call register(obj) once per object")
                 for obj in objects:
                     self._add(kind, base, obj, source, collected, providers)
         self._collected = collected
