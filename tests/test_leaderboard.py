@@ -404,7 +404,7 @@ def test_spread_gives_mean_and_standard_deviation_over_seeds(tmp_path):
     assert out.output.startswith("3 seeds (0, 1, 2)")
     assert next(ln for ln in out.output.splitlines() if ln.startswith(model + " ") and "-92.00" in ln).split()[1:4] == \
         ["91.00", "±", "1.00"]
-    assert "53.00 ± 3.00" in out.output
+    assert "53.00 ± 3.00 (50.0-56.0)" in out.output  # README quotes a seed range of a white-box cell
     # paired by seed: the moved cell against another model's unmoved one differs by 0, +3, +6 points plus
     # the fixed gap, and the model is above it in the seeds where that sum is positive
     from igbench.results.spread import paired_differences

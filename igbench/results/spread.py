@@ -111,6 +111,11 @@ def _pct(d: dict[str, float]) -> str:
     return f"{100 * d['mean']:.2f} ± {100 * d['sd']:.2f}"
 
 
+def _pct_range(d: dict[str, float]) -> str:
+    """``27.20 ± 2.76 (24.9-30.3)``: the mean and sd, and the lowest and highest seed's value."""
+    return f"{_pct(d)} ({100 * d['min']:.1f}-{100 * d['max']:.1f})"
+
+
 def _paired(d: dict[str, float], n: int) -> str:
     return f"{100 * d['mean']:+.2f} ± {100 * d['sd']:.2f} ({d['higher']}/{n})"
 
@@ -134,10 +139,11 @@ def render_spread(results: Sequence[dict[str, Any]], paths: Sequence[str], again
     cells, missing = cell_spread(results)
     columns = list(dict.fromkeys((a, e) for a, e, s, t in cells if s == t))
     if columns:
-        rows = [[mid] + [_pct(cells[(a, e, mid, mid)]) if (a, e, mid, mid) in cells else "" for a, e in columns]
+        rows = [[mid] + [_pct_range(cells[(a, e, mid, mid)]) if (a, e, mid, mid) in cells else "" for a, e in columns]
                 for mid in models]
         headers = ["white-box"] + [a + ("" if e is None else f" eps={format_eps(e)}") + " %" for a, e in columns]
-        out += ["", tabulate(rows, headers=headers, disable_numparse=True)]
+        out += ["", "white-box accuracy, mean ± sd (lowest-highest seed):",
+                tabulate(rows, headers=headers, disable_numparse=True)]
     if against is not None and columns:
         paired = paired_differences(results, against)
         rows = [[mid] + [_paired(paired[(mid, a, e)], len(results)) if (mid, a, e) in paired else ""
