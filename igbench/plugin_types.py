@@ -353,6 +353,11 @@ class AttackProvider(Plugin):
         """Names (without prefix) that ``resolve`` accepts; may import heavy libraries."""
         return []
 
+    def missing_requirement(self, suffix: str) -> str | None:
+        """What the attack ``suffix`` needs at its default settings that is not installed here (e.g.
+        ``"pip install multiprocess"``), for ``igbench plugins`` to say beside its name; None when nothing."""
+        return None
+
 
 PLUGIN_KINDS: dict[str, type[Plugin]] = {
     "dataset": DatasetPlugin,

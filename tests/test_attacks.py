@@ -442,6 +442,27 @@ def test_art_parameters_refuse_the_number_forms_igbench_refuses(registry):
         simba.resolve_params({"order": "1_0"})
 
 
+def test_the_listing_says_what_an_art_class_needs_that_is_not_installed(registry, monkeypatch):
+    """`igbench plugins` listed art:AutoAttack among the usable attacks; `run` then refused it for want of
+    the multiprocess package. The listing now says so beside the name."""
+    import json
+
+    from click.testing import CliRunner
+
+    from igbench.attacks import art_classes
+    from igbench.cli import cli
+
+    monkeypatch.setitem(art_classes.RUNTIME_IMPORTS, "FastGradientMethod", ("igbench_absent_mod", "absent-pkg", None))
+    monkeypatch.setitem(art_classes.RUNTIME_IMPORTS, "ProjectedGradientDescent",  # only at other settings
+                        ("igbench_absent_mod", "absent-pkg", lambda params: params.get("max_iter") == 1))
+    listed = CliRunner().invoke(cli, ["plugins", "--kind", "attack"], terminal_width=10000).output
+    assert "FastGradientMethod (needs: pip install absent-pkg)" in listed
+    assert "ProjectedGradientDescent, " in listed and "ProjectedGradientDescent (needs" not in listed
+    data = json.loads(CliRunner().invoke(cli, ["plugins", "--kind", "attack", "--json"]).output)
+    needs = data["attack_providers"][0]["needs"]
+    assert needs["FastGradientMethod"] == "pip install absent-pkg" and "ProjectedGradientDescent" not in needs
+
+
 def test_art_names_that_are_not_evasion_attacks(registry):
     with pytest.raises(UnknownPluginError, match=r"art:NotAClass"):
         registry.get("attack", "art:NotAClass")

@@ -446,6 +446,10 @@ class ArtProvider(AttackProvider):
         TensorFlow-only, speech, object-detection and scikit-learn ones)."""
         return sorted(name for name, cls in _evasion_classes().items() if unusable_reason(cls) is None)
 
+    def missing_requirement(self, suffix: str) -> str | None:
+        missing = art_classes.missing_module(suffix, {})  # the class's defaults decide (PixelAttack's es=1 needs none)
+        return None if missing is None else f"pip install {missing[1]}"
+
     def resolve(self, suffix: str) -> AttackPlugin:
         if suffix in self._cache:
             return self._cache[suffix]

@@ -49,9 +49,7 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
     for k in kinds:
         report[KIND_PLURAL[k]] = [p.describe() for p in reg.plugins(k)]
     providers = reg.providers() if "attack" in kinds else []
-    report["attack_providers"] = [
-        {**p.describe(), "prefix": p.prefix, "available": p.available()} for p in providers
-    ]
+    report["attack_providers"] = [_provider_entry(p) for p in providers]
     report["problems"] = list(reg.problems)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -68,9 +66,17 @@ def plugins_command(name: str | None, as_json: bool, kind: tuple[str, ...], para
         click.secho(f"\n{KIND_PLURAL[k]} ({len(rows)})", bold=True)
         click.echo(tabulate(rows, headers=headers, tablefmt="simple") if rows else "  (none)")
     for entry in report["attack_providers"]:
-        names = entry["available"]
+        names = [n + (f" (needs: {entry['needs'][n]})" if n in entry["needs"] else "") for n in entry["available"]]
         click.secho(f"\nattacks via {entry['prefix']}<Name> ({entry['source']}): {entry['summary']}", bold=True)
         click.echo("  " + (", ".join(names) if names else "(none available)"))
+
+
+def _provider_entry(provider) -> dict:
+    """A provider's listing: its description, the names it serves, and what those that cannot run here at
+    their defaults need (``art:AutoAttack`` was listed, then refused by `run` for want of multiprocess)."""
+    names = provider.available()
+    needs = {n: need for n in names if (need := provider.missing_requirement(n))}
+    return {**provider.describe(), "prefix": provider.prefix, "available": names, "needs": needs}
 
 
 def _find(reg, name: str, kinds: list[str]) -> list:
