@@ -257,6 +257,13 @@ def test_cli_validate(results_dir, tmp_path):
 
     res = runner.invoke(cli, ["validate", str(tmp_path / "missing.json")])
     assert res.exit_code == 1 and "missing.json: no such file or directory" in res.output
+    # a missing path beside an invalid file: both said (the invalid one went unreported)
+    res = runner.invoke(cli, ["validate", str(bad), str(tmp_path / "missing.json")])
+    lines = res.output.splitlines()
+    assert res.exit_code == 1 and lines[0] == f"{tmp_path / 'missing.json'}: no such file or directory"
+    assert lines[1].startswith(f"{bad}: cells[1].target")
+    assert lines[2] == ("Error: 1 of 1 result file(s) invalid and 1 path(s) not found or without result files (see "
+                        "above); fix them or re-run the command recorded in them")
 
 
 def test_cli_plot(tmp_path):

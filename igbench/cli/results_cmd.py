@@ -73,8 +73,13 @@ def validate_command(paths: tuple[str, ...]) -> None:
     from ..study.record import STUDY_FILES, read_study_file, study_file_or_result
 
     readers = {SCORES_FILE: read_scores, **{name: partial(read_study_file, part=part) for name, part in STUDY_FILES.items()}}
-    files = expand_paths(paths)
-    bad = 0
+    files, unreadable, bad = [], 0, 0
+    for given_path in paths:  # a missing path is one problem among the others, not the only one said
+        try:
+            files += expand_paths([given_path])
+        except ResultError as exc:
+            unreadable += 1
+            click.echo(str(exc), err=True)
     for path in files:
         try:
             (readers.get(path.name) or partial(study_file_or_result, read_result=read_result))(path)
@@ -83,8 +88,10 @@ def validate_command(paths: tuple[str, ...]) -> None:
             click.echo(str(exc), err=True)
         else:
             click.echo(f"ok {path}")
-    if bad:
-        raise ResultError(f"{bad} of {len(files)} result file(s) invalid (see above); fix them or re-run the command recorded in them")
+    problems = ([f"{bad} of {len(files)} result file(s) invalid"] if bad else []) + (
+        [f"{unreadable} path(s) not found or without result files"] if unreadable else [])
+    if problems:
+        raise ResultError(f"{' and '.join(problems)} (see above); fix them or re-run the command recorded in them")
 
 
 @click.command("plot", short_help="Plot accuracy against eps from a result file.")
