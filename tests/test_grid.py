@@ -1285,6 +1285,24 @@ def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
     assert untrained_model_note("gradreg", with_bn, 0.16, 20, 10) is None
 
 
+def test_a_schedule_too_short_for_batchnorm_is_said_before_training(mnist_slice):
+    """--epochs 0.001 (one step) trained the paper CNN without a word; the chance-level note came after the
+    models had trained. The dry run and the run now say it first, once per architecture with BatchNorm."""
+    import torch
+
+    from igbench.engine.grid_notes import short_schedule_notes
+    from igbench.grid_config import build_grid_spec
+
+    spec = build_grid_spec({"defense": ("gradreg,advtrain@mlp",), "steps": 20, "device": "cpu"})
+    state = torch.random.get_rng_state()
+    assert short_schedule_notes(spec, mnist_slice) == [
+        "note: after 20 training steps per model, 12% of the starting values remain in paper-cnn's BatchNorm running "
+        "statistics, which evaluation uses: its models will score near chance; --steps 44 or more lets them "
+        "settle (or choose an architecture without BatchNorm, --arch mlp)"]  # once, and none for mlp
+    assert torch.equal(torch.random.get_rng_state(), state), "building the model drew from the global generator"
+    assert short_schedule_notes(build_grid_spec({"steps": 44, "device": "cpu"}), mnist_slice) == []
+
+
 def test_an_eps_beyond_the_data_range_gets_a_note(registry):
     """`--eps 8,16` (meant as 8/255) ran without a word and scored 0% everywhere."""
     from igbench.engine.grid_notes import eps_range_notes

@@ -22,10 +22,10 @@ from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore, config_hash
 from .journal import Journal, journal_path
+from .grid_notes import (accuracy_gap_hints, eps_range_notes, monitor_eps_note, short_schedule_notes, size_notes,
+                         training_eps_notes, untrained_model_note)
 from .models import ModelSpec, model_config, obtain_model
 from .replacing import command_for_data, refuse_another_commands_result, replacement_notes
-from .grid_notes import (accuracy_gap_hints, untrained_model_note, eps_range_notes, monitor_eps_note, size_notes,
-                         training_eps_notes)
 from .train import TrainConfig, accuracy
 
 
@@ -114,7 +114,7 @@ def preflight(spec: GridSpec, note: Callable[[str], None],
     spec.validate()
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
     _, y_scored = data.scored(spec.score_on)
-    for line in size_notes(spec, len(data.train_y), len(y_scored), data.name):
+    for line in [*size_notes(spec, len(data.train_y), len(y_scored), data.name), *short_schedule_notes(spec, data)]:
         note(line)
     same_models_check(spec, data)
     units = attack_units(spec)  # resolves and checks every attack parameter before any training

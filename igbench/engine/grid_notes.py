@@ -138,6 +138,36 @@ def training_eps_notes(models, clip_min: float, clip_max: float) -> list[str]:
     return notes
 
 
+def short_schedule_notes(spec: "GridSpec", data) -> list[str]:
+    """Before training: one note per architecture of the grid whose BatchNorm running statistics the
+    schedule is too short to settle, so that its models will score near chance (the note after training
+    came once the time was spent). Each model is built once on the CPU, the global random state kept."""
+    import json
+
+    import torch
+
+    from ..registry import get_registry
+    from .model_checks import build_model
+
+    steps = spec.train.total_steps(len(data.train_y))
+    notes, seen = [], set()
+    for m in spec.models:
+        key = (m.arch, json.dumps(m.arch_params, sort_keys=True, default=str))
+        if key in seen:
+            continue
+        seen.add(key)
+        arch = get_registry().get("architecture", m.arch)
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(arch, data.input_shape, data.num_classes, arch.resolve_params(m.arch_params))
+        left, settle = _batchnorm_start_left(model, steps)
+        if left > 0.01:
+            notes.append(f"note: after {steps} training step{'s' if steps != 1 else ''} per model, {100 * left:.0f}% of "
+                         f"the starting values remain in {m.arch}'s BatchNorm running statistics, which evaluation "
+                         f"uses: its models will score near chance; --steps {settle} or more lets them settle (or "
+                         f"choose an architecture without BatchNorm, --arch mlp)")
+    return notes
+
+
 def size_notes(spec: "GridSpec", n_train: int, n_test: int, dataset: str) -> list[str]:
     """Notes for sizes the data set cannot give, so that nothing is cut down silently. ``n_test``: the
     images of the split the grid scores (``spec.score_on``)."""

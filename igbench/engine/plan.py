@@ -39,7 +39,7 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
             state = f"in the cache ({key[:12]})"
         else:
             to_train += 1
-            state = (f"to train ({key[:12]}): {steps} steps of batch {spec.train.batch_size}"
+            state = (f"to train ({key[:12]}): {steps} step{'s' if steps != 1 else ''} of batch {spec.train.batch_size}"
                      + (" per stage (teacher, then student)" if m.defense == "distillation" else "")
                      + (", resuming from its snapshots" if any(store.path(key).parent.glob(f"{key}.fit*.pt")) else ""))
         lines.append(f"  {m.id:<{width}}  {m.defense} on {m.arch}; {state}")

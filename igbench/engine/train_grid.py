@@ -9,7 +9,7 @@ from ..messages import said_through
 from ..registry import get_registry
 from .cache import CheckpointStore
 from .grid import same_models_check
-from .grid_notes import untrained_model_note, monitor_eps_note, size_notes
+from .grid_notes import monitor_eps_note, short_schedule_notes, size_notes, untrained_model_note
 from .models import ModelSpec, obtain_model
 
 
@@ -51,7 +51,8 @@ def _train_models(spec, store: CheckpointStore, ids, progress: bool, echo) -> li
     device = compute_device(spec.train.device)
     x_scored, y_scored = data.scored(spec.score_on)
     x_eval, y_eval = x_scored[: spec.n_test].to(device), y_scored[: spec.n_test].to(device)
-    for note in [*size_notes(spec, len(data.train_y), len(y_scored), data.name), *monitor_eps_note(spec.train, data)]:
+    for note in [*size_notes(spec, len(data.train_y), len(y_scored), data.name), *short_schedule_notes(spec, data),
+                 *monitor_eps_note(spec.train, data)]:
         echo(note)
     records = []
     for k, m in enumerate(chosen, 1):
