@@ -114,7 +114,7 @@ def preflight(spec: GridSpec, note: Callable[[str], None],
     spec.validate()
     data = load_dataset(spec.dataset, spec.data_dir, spec.dataset_params)
     _, y_scored = data.scored(spec.score_on)
-    for line in [*size_notes(spec, len(data.train_y), len(y_scored), data.name), *short_schedule_notes(spec, data)]:
+    for line in size_notes(spec, len(data.train_y), len(y_scored), data.name):
         note(line)
     same_models_check(spec, data)
     units = attack_units(spec)  # resolves and checks every attack parameter before any training
@@ -122,6 +122,8 @@ def preflight(spec: GridSpec, note: Callable[[str], None],
                  *training_eps_notes(spec.models, data.clip_min, data.clip_max), *monitor_eps_note(spec.train, data)]:
         note(line)
     check_attacks([(plugin, params) for plugin, params, _eps in units] + list(also_check), data, spec.train.seed)
+    for line in short_schedule_notes(spec, data):  # after the checks: a refused grid gets its error alone
+        note(line)
     return data, units
 
 
