@@ -258,7 +258,7 @@ class Registry:
                 except Exception as exc:  # noqa: BLE001
                     self._problem(f"{who} failed in {hookname}: {type(exc).__name__}: {exc}")
                     continue
-                if returned is not None:  # returned objects instead of, or as well as, registering them
+                if returned:  # returned objects instead of, or as well as, registering them (None and [] are fine)
                     what = "and registered nothing" if not objects else f"beside the {len(objects)} it registered"
                     self._problem(f"{who} returned {type(returned).__name__} from {hookname} {what}; igbench "
                                   f"ignores return values: call register(obj) once per object")
@@ -352,7 +352,7 @@ class Registry:
         prefix = name[:name.index(":") + 1] if ":" in name else ""
         if kind == "attack" and prefix:  # `foo:bar` listed the native attacks as the choices
             known = ", ".join(p.prefix for p in self._providers) or "none installed"
-            hint = did_you_mean(prefix, [p.prefix for p in self._providers])
+            hint = did_you_mean(prefix.lower(), [p.prefix for p in self._providers])  # ART: is art:
             raise UnknownPluginError(f"unknown attack '{name}': no attack provider reads the prefix '{prefix}'{hint}; "
                                      f"installed providers: {known}")
         msg = f"unknown {kind} '{name}'; choose from: {', '.join(choices) or '(none registered)'}"

@@ -84,6 +84,7 @@ def test_command_lists_show_whole_summaries(group):
     (["cache", "clean", "--older-than", "5"], "'5' has no unit; use e.g. 5s, 5m, 5h or 5d"),
     # Python's int() and float(), which Click used, read these as 20, 1, 0.01 and infinity
     (["train", "--steps", "2_0"], "'--steps': '2_0' is not a whole number in ASCII digits; write it without _, e.g. 20"),
+    (["train", "--steps", "ten_k"], "'--steps': 'ten_k' is not a valid integer"),  # no number: no made-up 'tenk'
     (["run", "--seed", "\u0661"], "'--seed': '\u0661' is not a whole number in ASCII digits"),
     (["run", "--lr", "1_0e-3"], "'--lr': '1_0e-3' is not a number in ASCII digits; write it without _"),
     (["run", "--epochs", "inf"], "'--epochs': 'inf' is not a finite number"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -1102,26 +1103,50 @@ def test_replacing_another_grids_journal_or_result_at_the_same_out_is_said(tmp_p
     assert replacement_notes(out, Journal(old.path, "a" * 64), "a" * 64) == []  # its own: resumed, reused
 
 
-def test_a_changed_command_does_not_replace_the_result_at_its_out_without_replace(shared_data, tmp_path):
-    """Dropping one eps from a command and running it to the same --out replaced the earlier result when the
-    new one finished, with only a note. It is now refused before anything trains; the same command (another
-    spelling of its --out too) still replaces its own result, and --replace any."""
+def test_another_grid_does_not_replace_the_result_at_its_out_without_replace(shared_data, tmp_path, monkeypatch):
+    """Dropping one eps from a command, or from its grid file, and running it to the same --out replaced the
+    earlier result when the new one finished, with only a note. It is now refused before anything trains,
+    the dry run included. The same grid, however its command is spelt, still reuses or replaces its own
+    result, and --replace replaces another's."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.json"
-    base = ["run", "--arch", "mlp", "--attack", "fgsm", "--steps", "3", "--n-test", "20", "--data-dir",
-            str(shared_data), "--cache-dir", str(tmp_path / "c"), "--no-progress"]
-    first = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out)])
+    base = ["run", "--arch", "mlp", "--steps", "3", "--n-test", "20", "--cache-dir", str(tmp_path / "c"),
+            "--no-progress"]
+    first = CliRunner().invoke(cli, base + ["--attack", "fgsm,pgd", "--eps", "0.1", "--data-dir", str(shared_data),
+                                            "--out", str(out)])
     assert first.exit_code == 0, first.output
     written, trained = out.read_text(), sorted((tmp_path / "c").rglob("*.pt"))
     for extra in ([], ["--dry-run"]):
-        changed = CliRunner().invoke(cli, base + ["--eps", "0.1,0.2", "--defense", "gradreg", "--out", str(out)] + extra)
+        changed = CliRunner().invoke(cli, base + ["--attack", "fgsm,pgd", "--eps", "0.1,0.2", "--defense", "gradreg",
+                                                  "--data-dir", str(shared_data), "--out", str(out)] + extra)
         assert changed.exit_code == 2 and changed.output.strip() == (
-            f"Error: {out} holds the result of another command ({json.loads(written)['command']}); pass --replace "
-            f"to replace it, or another --out to keep it"), changed.output
+            f"Error: {out} holds another grid's result (models none where this run has gradreg, none; other attacks, attack "
+            f"parameters or eps); pass --replace to replace it, or another --out to keep it"), changed.output
         assert out.read_text() == written
     assert sorted((tmp_path / "c").rglob("*.pt")) == trained, "refused before gradreg trained"
-    again = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out.parent / "." / out.name), "--rerun"])
-    assert again.exit_code == 0, again.output
-    replaced = CliRunner().invoke(cli, base + ["--eps", "0.1,0.2", "--out", str(out), "--replace"])
+    # the same grid spelt otherwise: the data folder through the environment and relative, the attacks
+    # repeated, the seed written out, --out relative; and its dry run. Reused, as before.
+    monkeypatch.setenv("IGBENCH_DATA_DIR", os.path.relpath(shared_data, tmp_path) + "/")
+    same = base + ["--attack", "fgsm", "--attack", "pgd", "--eps", "0.1", "--seed", "0", "--out", "r.json"]
+    for extra in (["--dry-run"], []):
+        again = CliRunner().invoke(cli, same + extra)
+        assert again.exit_code == 0 and ("reuses it" if extra else "already holds this grid") in again.output, \
+            again.output
+    assert out.read_text() == written
+    # a grid file edited to one eps fewer is another grid too
+    config = tmp_path / "grid.toml"
+    config.write_text('[run]\narch = "mlp"\nsteps = 3\nn_test = 20\n\n[[models]]\nid = "none"\ndefense = "none"\n\n'
+                      '[[attacks]]\nname = "fgsm"\neps = [0.1]\n\n[[attacks]]\nname = "pgd"\neps = [0.1]\n')
+    assert CliRunner().invoke(cli, ["run", "--config", str(config), "--cache-dir", str(tmp_path / "c"), "--no-progress",
+                                    "--out", "r.json"]).exit_code == 0
+    config.write_text(config.read_text().replace('name = "pgd"\neps = [0.1]', 'name = "pgd"\neps = [0.2]'))
+    edited = CliRunner().invoke(cli, ["run", "--config", str(config), "--cache-dir", str(tmp_path / "c"),
+                                      "--no-progress", "--out", "r.json"])
+    assert edited.exit_code == 2 and "(other attacks, attack parameters or eps)" in edited.output, edited.output
+    dry = CliRunner().invoke(cli, base + ["--attack", "fgsm", "--eps", "0.1,0.2", "--out", str(out), "--replace",
+                                          "--dry-run"])
+    assert "holds another grid's result (other attacks, attack parameters or eps): --replace replaces it" in dry.output
+    replaced = CliRunner().invoke(cli, base + ["--attack", "fgsm", "--eps", "0.1,0.2", "--out", str(out), "--replace"])
     assert replaced.exit_code == 0 and "holds another grid's result" in replaced.output, replaced.output
     result = json.loads(out.read_text())
     assert sorted({c["eps"] for c in result["cells"]}) == [0.1, 0.2] and "--replace" not in result["command"]

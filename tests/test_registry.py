@@ -138,12 +138,18 @@ def test_a_wrapper_hook_or_one_that_returns_its_objects_is_reported(registry):
 
     registry.register(Returns(), source="returns-pkg")
     registry.register(Wraps(), source="wraps-pkg")
+    class RegistersAndReturnsNothing:  # `return []` loses nothing: not reported
+        @hookimpl
+        def igbench_datasets(self, register):
+            return []
+
     registry.register(RegistersAndReturns(), source="both-pkg")
+    registry.register(RegistersAndReturnsNothing(), source="empty-pkg")
     text = " | ".join(registry.problems)
     assert "(returns-pkg) returned list from igbench_defenses and registered nothing; igbench ignores" in text
     assert "(wraps-pkg) marks igbench_attacks as a wrapper, so it registers nothing" in text
     assert "(both-pkg) returned list from igbench_architectures beside the 1 it registered; igbench ignores" in text
-    assert registry.get("architecture", "tiny-arch").source == "both-pkg"
+    assert registry.get("architecture", "tiny-arch").source == "both-pkg" and "empty-pkg" not in text
 
 
 def test_registration_order_holds_after_an_unregister(registry):

@@ -12,9 +12,13 @@ import math
 
 import click
 
+from ..numbers import python_only_number
+
 
 def _python_only_form(value) -> bool:
-    return isinstance(value, str) and ("_" in value or not value.isascii())
+    """Text Python reads as a number only through ``_`` or non-ASCII digits; other text gets Click's own
+    "is not a valid integer" (``ten_k`` is no number with an underscore to drop)."""
+    return isinstance(value, str) and python_only_number(value.strip())
 
 
 def _hint(value: str) -> str:

@@ -72,12 +72,13 @@ rerun_option = click.option(
          "come out the same.")
 
 
-#: `run` and `sweep`: a result at --out that another command wrote is replaced only when asked
+#: `run` and `sweep`: a result of another grid at --out is replaced only when asked
 replace_option = click.option(
     "--replace", is_flag=True,
-    help="Replace the result at --out even when another command wrote it. By default that is refused before "
-         "anything trains, so that a changed command does not overwrite an earlier result; the same command run "
-         "again replaces its own result without it.")
+    help="Replace the result at --out even when it holds another grid (other models or training settings, "
+         "attacks, eps or scored images). By default that is refused before anything trains, so that a changed "
+         "command or grid file does not overwrite an earlier result; the same grid, however its command is "
+         "written, reuses or replaces its own result without it.")
 
 
 #: `run`, `sweep` and `train`: say what would be done, and do nothing
@@ -90,7 +91,7 @@ dry_run_option = click.option(
 def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = False, replace: bool = True) -> None:
     """Print :func:`~igbench.engine.plan.plan_grid`'s lines for ``spec``, after the checks of where the run
     would write (``--out`` and the cache folder; for ``trains_only``, ``igbench train``, the cache's; without
-    ``replace``, another command's result at ``--out`` is refused, as the run refuses it)."""
+    ``replace``, another grid's result at ``--out`` is refused, as the run refuses it)."""
     from ..engine.cache import CheckpointStore
     from ..engine.plan import plan_grid
 
@@ -99,8 +100,7 @@ def dry_run(spec, cache_dir, out=None, rerun: bool = False, trains_only: bool = 
         check_writable_folder(store.root, CACHE_FOLDER)
     else:
         check_run_destinations(out, store)
-    command = None if replace else reproducible_command(click.get_current_context())
-    for line in plan_grid(spec, store, out, rerun=rerun, refuse_other_command=command):
+    for line in plan_grid(spec, store, out, rerun=rerun, replace=replace):
         click.echo(line)
 
 

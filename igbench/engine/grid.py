@@ -25,7 +25,7 @@ from .journal import Journal, journal_path
 from .grid_notes import (accuracy_gap_hints, eps_range_notes, monitor_eps_note, short_schedule_notes, size_notes,
                          training_eps_notes, untrained_model_note)
 from .models import ModelSpec, model_config, obtain_model
-from .replacing import command_for_data, refuse_another_commands_result, replacement_notes
+from .replacing import command_for_data, planned_grid, refuse_another_grids_result, replacement_notes
 from .train import TrainConfig, accuracy
 
 
@@ -127,6 +127,12 @@ def preflight(spec: GridSpec, note: Callable[[str], None],
     return data, units
 
 
+def grid_plan(spec: GridSpec, data, units, n_scored: int) -> dict[str, Any]:
+    """:func:`~igbench.engine.replacing.planned_grid` of ``spec`` on ``data``, before anything trains."""
+    models = [(m.id, config_hash(model_config(m, data, spec.train))) for m in spec.models]
+    return planned_grid(models, _attack_records(spec, units), n_scored, spec.score_on, spec.transfer)
+
+
 def _stable_seed(*parts: Any) -> int:
     return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
@@ -209,8 +215,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     ``also_check``: ``(attack plugin, resolved params)`` pairs a later step will run on this grid's data
     (``replicate``'s figure attack); they are checked with the grid's own attacks, before any training.
 
-    Without ``replace``, a result at ``out_path`` that another command wrote is refused before any training
-    (:func:`~igbench.engine.replacing.refuse_another_commands_result`); with it, it is replaced, with a note.
+    Without ``replace``, a result of another grid at ``out_path`` is refused before any training
+    (:func:`~igbench.engine.replacing.refuse_another_grids_result`); with it, it is replaced, with a note.
 
     Every note said inside (the trainer's, the data loader's: :mod:`igbench.messages`) goes to ``echo`` too.
     """
@@ -229,10 +235,10 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
     store = store or CheckpointStore()
     data, units = preflight(spec, echo, also_check)
     command = command_for_data(command or "igbench " + " ".join(sys.argv[1:]), spec.dataset, data.name)
-    if out_path is not None and not replace:
-        refuse_another_commands_result(Path(out_path), command)
     x_scored, y_scored = data.scored(spec.score_on)
     x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
+    if out_path is not None and not replace:
+        refuse_another_grids_result(Path(out_path), grid_plan(spec, data, units, int(x_eval.shape[0])))
     device = compute_device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run

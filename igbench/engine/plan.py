@@ -10,22 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cache import CheckpointStore, config_hash
-from .grid import GridSpec, preflight
+from .grid import GridSpec, grid_plan, preflight
 from .journal import journal_path
 from .models import model_config
-from .replacing import command_for_data, refuse_another_commands_result
+from .replacing import other_grid_differences, refuse_another_grids_result
 
 
 def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | None = None,
-              rerun: bool = False, refuse_other_command: str | None = None) -> list[str]:
+              rerun: bool = False, replace: bool = True) -> list[str]:
     """The lines of a dry run of ``spec`` (its notes first), after the checks a run makes before training
     (``rerun``: the run would attack again rather than reuse a finished result at ``out_path``;
-    ``refuse_other_command``: the run's command, when it refuses a result another command wrote there)."""
+    ``replace``: it may replace another grid's result there, which is refused otherwise)."""
     lines: list[str] = []
     data, units = preflight(spec, lines.append)
-    if out_path is not None and refuse_other_command is not None:
-        refuse_another_commands_result(Path(out_path), command_for_data(refuse_other_command, spec.dataset, data.name))
     _, y_scored = data.scored(spec.score_on)
+    planned = grid_plan(spec, data, units, min(spec.n_test or len(y_scored), len(y_scored)))
+    other = other_grid_differences(Path(out_path), planned) if out_path is not None else None
+    if other and not replace:
+        refuse_another_grids_result(Path(out_path), planned)
     lines += ["dry run: nothing is trained or attacked",
               f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
               f"{min(spec.n_test or len(y_scored), len(y_scored))} {spec.score_on} images"]
@@ -48,7 +50,10 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
         scored_on = len(spec.models) if spec.transfer else 1
         lines.append(f"attacks: {sweeps}; {len(units) * len(spec.models)} units (one per attack, eps and model), "
                      f"each scored on {scored_on} model(s)")
-    if out_path is not None and Path(out_path).is_file():
+    if other:
+        lines.append(f"{out_path} holds another grid's result ({'; '.join(other)}): --replace replaces it when the run "
+                     f"finishes")
+    elif out_path is not None and Path(out_path).is_file():
         lines.append(f"{out_path} exists: " + ("--rerun attacks again and replaces it" if rerun else
                                                "a run of this same grid reuses it (--rerun attacks again)"))
     if out_path is not None and journal_path(out_path).is_file():

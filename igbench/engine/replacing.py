@@ -1,8 +1,9 @@
 """What a grid run writing to ``--out`` would replace there, said before the work or refused.
 
-A result at ``--out`` written by another command is refused unless the run may replace it (``--replace``):
-re-running a changed command to the same file used to replace the earlier result with only a note. The
-same command run again replaces its own result as before (retrained elsewhere, or ``--rerun``).
+A result at ``--out`` of another grid (other models or settings, attacks, eps or scored images) is refused
+before any training unless the run may replace it (``--replace``): re-running a changed command, or a
+changed grid file, to the same file used to replace the earlier result with only a note. The same grid,
+however its command is spelt, replaces its own result as before (retrained elsewhere, or ``--rerun``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .journal import Journal
@@ -34,35 +36,61 @@ def command_for_data(command: str, requested: str, used: str) -> str:
     return shlex.join(words)
 
 
-def refuse_another_commands_result(out_path: Path, command: str) -> None:
-    """A one-line error when ``out_path`` holds a result recorded with a command other than ``command`` (both
-    as results record them; the ``--out`` words are left out, which name this file either way)."""
+def planned_grid(models: list[tuple[str, str]], attack_records: list[dict[str, Any]], n_scored: int, split: str,
+                 transfer: bool) -> dict[str, Any]:
+    """What names a grid before anything trains, in the form :func:`grid_of_result` reads from a result: each
+    model's id and configuration hash (its data, architecture, defense, training and seed), each attack's
+    parameters and eps, the scored images, and whether transfer cells are scored (one model: always)."""
+    return {"models": sorted(models), "attacks": json.loads(json.dumps(attack_records, sort_keys=True)),
+            "n_scored": n_scored, "split": split, "transfer": transfer or len(models) == 1}
+
+
+def grid_of_result(result: dict[str, Any]) -> dict[str, Any]:
+    """:func:`planned_grid` of the grid a result file holds."""
+    from ..results.grid import scored_split
+
+    attacks = [{k: v for k, v in a.items() if k != "targeted"} for a in result["attacks"]]
+    models = [(m["id"], m["config_hash"]) for m in result["models"]]
+    transfer = any(c["source"] != c["target"] for c in result["cells"])
+    return planned_grid(models, attacks, result["eval"]["n_test"], scored_split(result), transfer)
+
+
+def other_grid_differences(out_path: Path, planned: dict[str, Any]) -> list[str] | None:
+    """How the grid of the result at ``out_path`` differs from ``planned`` (words for each part that
+    differs); None when there is no result there, [] when it is the same grid (which another machine may
+    have trained to other weights: the same command run again, however it is spelt)."""
     try:
         previous = json.loads(out_path.read_text(encoding="utf-8")) if out_path.is_file() else None
-    except (OSError, ValueError, RecursionError):
-        return  # not a result: run's own destination check refuses a file igbench did not write
-    if not isinstance(previous, dict) or not isinstance(previous.get("command"), str) or "run_id" not in previous:
-        return
-    if _without_out(previous["command"]) == _without_out(command):
-        return
-    raise UsageError(f"{out_path} holds the result of another command ({previous['command']}); pass --replace to "
-                     f"replace it, or another --out to keep it")
+        theirs = grid_of_result(previous) if isinstance(previous, dict) and "run_id" in previous else None
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None  # not a result: run's own destination check refuses a file igbench did not write
+    if theirs is None:
+        return None
+    differences = []
+    ids_theirs, ids_ours = [i for i, _ in theirs["models"]], [i for i, _ in planned["models"]]
+    if ids_theirs != ids_ours:
+        differences.append(f"models {', '.join(ids_theirs)} where this run has {', '.join(ids_ours)}")
+    else:
+        changed = [i for (i, h), (_, h2) in zip(theirs["models"], planned["models"]) if h != h2]
+        if changed:
+            differences.append(f"{', '.join(changed)} trained otherwise (data, settings, seed or versions)")
+    if theirs["attacks"] != planned["attacks"]:
+        differences.append("other attacks, attack parameters or eps")
+    if (theirs["n_scored"], theirs["split"]) != (planned["n_scored"], planned["split"]):
+        differences.append(f"{theirs['n_scored']} {theirs['split']} images scored, not {planned['n_scored']} "
+                           f"{planned['split']}")
+    if theirs["transfer"] != planned["transfer"]:
+        differences.append("transfer cells" if theirs["transfer"] else "no transfer cells")
+    return differences
 
 
-def _without_out(command: str) -> list[str]:
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return [command]
-    kept, skip = [], False
-    for word in words:
-        if skip:
-            skip = False
-        elif word == "--out":
-            skip = True
-        elif not word.startswith("--out="):
-            kept.append(word)
-    return kept
+def refuse_another_grids_result(out_path: Path, planned: dict[str, Any]) -> None:
+    """A one-line error, before any training, when ``out_path`` holds the result of another grid than
+    ``planned``: a changed command (or grid file) to the same ``--out`` replaced it with only a note."""
+    differences = other_grid_differences(out_path, planned)
+    if differences:
+        raise UsageError(f"{out_path} holds another grid's result ({'; '.join(differences)}); pass --replace to "
+                         f"replace it, or another --out to keep it")
 
 
 def replacement_notes(out_path: Path, journal: Journal, run_id: str) -> list[str]:
