@@ -750,6 +750,17 @@ def test_a_step_out_of_memory_is_one_line_naming_the_batch_size(mnist_slice, mon
         train_defense(mnist_slice, "none", steps=5, batch_size=32)
     assert str(exc.value) == (f"none: ran out of memory at step {failing_step}/5, training on batches of 32 images; "
                               f"lower --batch-size (the paper used 256)")
+    if failing_step == 3:  # while --monitor-every measures the model, --batch-size is not the advice
+        from igbench.engine.monitor import TrainingMonitor
+
+        monkeypatch.setattr(plain, "plain_loss", real)
+        monkeypatch.setattr(TrainingMonitor, "measure", lambda self, model: (_ for _ in ()).throw(MemoryError()))
+        plugin = get_registry().get("defense", "none")
+        trainer = make_trainer(mnist_slice, steps=5, batch_size=32)
+        trainer.monitor = TrainingMonitor.for_data(mnist_slice, 2, 0.2, trainer.device)  # --monitor-every 2
+        with pytest.raises(TrainingError, match=r"^none: ran out of memory at step 2/5, measuring it for "
+                                                r"--monitor-every; free some memory or monitor less often$"):
+            plugin.train(trainer, plugin.resolve_params({}))
     monkeypatch.setattr(plain, "plain_loss", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):  # any other error is not called memory
         train_defense(mnist_slice, "none", steps=5, batch_size=32)

@@ -333,7 +333,7 @@ class Trainer:
                 "seconds": trained_for(), "ran_on": self.ran_on,
                 "setup": self._setup(), **self._monitored(fit_index)})
 
-        step = first
+        step, measuring = first, False
         try:
             with deferred_stop() if snaps is not None else nullcontext(None) as stop, \
                     training_layout(model, cfg.memory_format), layout_errors_explained(desc, cfg.memory_format):
@@ -368,7 +368,9 @@ class Trainer:
                         loss_sum, correct, seen, batches = loss_sum.new_zeros(()), correct.new_zeros(()), 0, 0
                         bar.set_postfix(refresh=False, **shown)
                     if monitor is not None and monitor.due(step, total):
+                        measuring = True
                         clean, adv = monitor.measure(model)
+                        measuring = False
                         monitor.record(fit_index, step, clean, adv)
                         shown.update({"held-out": f"{clean:.3f}", f"fgsm{monitor.eps:g}": f"{adv:.3f}"})
                         bar.set_postfix(refresh=False, **shown)
@@ -390,8 +392,9 @@ class Trainer:
         except Exception as exc:
             if (what := out_of_memory(exc)) is None or debugging():
                 raise
-            raise TrainingError(f"{desc}: ran out of {what} at step {step}/{total}, training on batches of "
-                                f"{min(cfg.batch_size, n)} images; lower --batch-size (the paper used 256)") from None
+            doing = (f"measuring it for --monitor-every; free some {what} or monitor less often" if measuring else
+                     f"training on batches of {min(cfg.batch_size, n)} images; lower --batch-size (the paper used 256)")
+            raise TrainingError(f"{desc}: ran out of {what} at step {step}/{total}, {doing}") from None
         finally:
             bar.close()
         seconds = trained_for()
