@@ -1099,7 +1099,7 @@ def test_replacing_another_grids_journal_or_result_at_the_same_out_is_said(tmp_p
     notes = replacement_notes(out, Journal(old.path, "b" * 64), "b" * 64)
     assert len(notes) == 2
     assert "held 1 finished unit(s) of another grid (run aaaaaaaaaaaa)" in notes[0]
-    assert "holds another grid's result (run aaaaaaaaaaaa); this run replaces it" in notes[1]
+    assert "holds the result of run aaaaaaaaaaaa, not this run's; this run replaces it" in notes[1]
     assert replacement_notes(out, Journal(old.path, "a" * 64), "a" * 64) == []  # its own: resumed, reused
 
 
@@ -1120,8 +1120,9 @@ def test_another_grid_does_not_replace_the_result_at_its_out_without_replace(sha
         changed = CliRunner().invoke(cli, base + ["--attack", "fgsm,pgd", "--eps", "0.1,0.2", "--defense", "gradreg",
                                                   "--data-dir", str(shared_data), "--out", str(out)] + extra)
         assert changed.exit_code == 2 and changed.output.strip() == (
-            f"Error: {out} holds another grid's result (models none where this run has gradreg, none; other attacks, attack "
-            f"parameters or eps); pass --replace to replace it, or another --out to keep it"), changed.output
+            f"Error: {out} holds another grid's result (no model like this run's gradreg; fgsm at eps 0.1 where this "
+            f"run has 0.1, 0.2; pgd at eps 0.1 where this run has 0.1, 0.2); pass --replace to replace it, or another "
+            f"--out to keep it"), changed.output
         assert out.read_text() == written
     assert sorted((tmp_path / "c").rglob("*.pt")) == trained, "refused before gradreg trained"
     # the same grid spelt otherwise: the data folder through the environment and relative, the attacks
@@ -1142,14 +1143,57 @@ def test_another_grid_does_not_replace_the_result_at_its_out_without_replace(sha
     config.write_text(config.read_text().replace('name = "pgd"\neps = [0.1]', 'name = "pgd"\neps = [0.2]'))
     edited = CliRunner().invoke(cli, ["run", "--config", str(config), "--cache-dir", str(tmp_path / "c"),
                                       "--no-progress", "--out", "r.json"])
-    assert edited.exit_code == 2 and "(other attacks, attack parameters or eps)" in edited.output, edited.output
+    assert edited.exit_code == 2 and "(pgd at eps 0.1 where this run has 0.2)" in edited.output, edited.output
     dry = CliRunner().invoke(cli, base + ["--attack", "fgsm", "--eps", "0.1,0.2", "--out", str(out), "--replace",
                                           "--dry-run"])
-    assert "holds another grid's result (other attacks, attack parameters or eps): --replace replaces it" in dry.output
+    assert "holds another grid's result (fgsm at eps 0.1 where this run has 0.1, 0.2; attack pgd, which this run " \
+        "lacks): --replace replaces it" in dry.output, dry.output
     replaced = CliRunner().invoke(cli, base + ["--attack", "fgsm", "--eps", "0.1,0.2", "--out", str(out), "--replace"])
-    assert replaced.exit_code == 0 and "holds another grid's result" in replaced.output, replaced.output
+    assert replaced.exit_code == 0 and "not this run's; this run replaces it" in replaced.output, replaced.output
     result = json.loads(out.read_text())
     assert sorted({c["eps"] for c in result["cells"]}) == [0.1, 0.2] and "--replace" not in result["command"]
+
+
+def test_the_out_check_reads_the_grid_as_the_run_id_does_and_again_under_the_lock(shared_data, tmp_path, monkeypatch):
+    """Second review of the --out check: model ids alone (`gradreg` with --param lambda=1000 against
+    `gradreg[lambda=1000]`) were called another grid, which --replace then did not replace (the run id leaves
+    ids out and reused the file); eps in another order were another grid; a result that could not be read as
+    one counted as none; and a result written to --out while the models trained was replaced with a note."""
+    import shutil
+
+    import igbench.engine.grid as grid_module
+
+    base = ["run", "--arch", "mlp", "--steps", "3", "--n-test", "20", "--attack", "fgsm", "--data-dir", str(shared_data),
+            "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+    out = tmp_path / "r.json"
+    assert CliRunner().invoke(cli, base + ["--defense", "gradreg", "--param", "lambda=10", "--eps", "0.1,0.2", "--out",
+                                           str(out)]).exit_code == 0
+    written = out.read_text()
+    for same in (["--defense", "gradreg[lambda=10]", "--eps", "0.2,0.1"], ["--defense", "gradreg", "--param", "lambda=10",
+                                                                          "--eps", "0.1,0.2", "--dry-run"]):
+        again = CliRunner().invoke(cli, base + same + ["--out", str(out)])  # eps reordered: another run id
+        assert again.exit_code == 0 and "another grid" not in again.output, again.output
+    other = tmp_path / "other.json"
+    assert CliRunner().invoke(cli, base + ["--eps", "0.3", "--out", str(other)]).exit_code == 0
+
+    damaged = json.loads(written)
+    del damaged["models"]
+    out.write_text(json.dumps(damaged))
+    refused = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out)])
+    assert refused.exit_code == 2 and "holds another grid's result (a result this igbench cannot read as a grid" \
+        in refused.output, refused.output
+
+    out.unlink()  # empty at the start: the check before training passes
+    real = grid_module.obtain_model
+
+    def meanwhile(*args, **kwargs):  # another process writes its grid's result while this one trains
+        shutil.copy(other, out)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grid_module, "obtain_model", meanwhile)
+    raced = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out)])
+    assert raced.exit_code == 2 and "holds another grid's result (fgsm at eps 0.3 where this run has 0.1)" in raced.output
+    assert out.read_text() == other.read_text(), "kept"
 
 
 def test_score_on_validation_attacks_the_held_out_images_with_the_same_models(shared_data, tmp_path):

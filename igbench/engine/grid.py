@@ -237,8 +237,9 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
     command = command_for_data(command or "igbench " + " ".join(sys.argv[1:]), spec.dataset, data.name)
     x_scored, y_scored = data.scored(spec.score_on)
     x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
+    planned = grid_plan(spec, data, units, int(x_eval.shape[0]))
     if out_path is not None and not replace:
-        refuse_another_grids_result(Path(out_path), grid_plan(spec, data, units, int(x_eval.shape[0])))
+        refuse_another_grids_result(Path(out_path), planned)
     device = compute_device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
@@ -276,6 +277,8 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
     journal = Journal(journal_path(out_path), run_id)
 
     def say_what_is_replaced() -> None:  # under the lock: a running grid's journal is not this one's to drop
+        if not replace:  # again: another process may have written a result there while this one trained
+            refuse_another_grids_result(out_path, planned)
         for line in replacement_notes(out_path, journal, run_id):
             echo(line)
 

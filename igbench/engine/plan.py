@@ -53,9 +53,11 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
     if other:
         lines.append(f"{out_path} holds another grid's result ({'; '.join(other)}): --replace replaces it when the run "
                      f"finishes")
-    elif out_path is not None and Path(out_path).is_file():
-        lines.append(f"{out_path} exists: " + ("--rerun attacks again and replaces it" if rerun else
-                                               "a run of this same grid reuses it (--rerun attacks again)"))
+    elif other == []:
+        lines.append(f"{out_path} holds a result of this grid: " + (
+            "--rerun attacks again and replaces it" if rerun else
+            "the run reuses it if its run id is the same (the same weights, attacks listed in the same order), "
+            "else attacks again and replaces it (--rerun always attacks again)"))
     if out_path is not None and journal_path(out_path).is_file():
         lines.append(f"{journal_path(out_path)} exists: a run of this same grid resumes from the units it holds")
     lines.append(f"{to_train} model(s) to train, {len(spec.models) - to_train} from the cache ({store.root})")

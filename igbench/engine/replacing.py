@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import UsageError
 from .journal import Journal
 
@@ -38,44 +39,70 @@ def command_for_data(command: str, requested: str, used: str) -> str:
 
 def planned_grid(models: list[tuple[str, str]], attack_records: list[dict[str, Any]], n_scored: int, split: str,
                  transfer: bool) -> dict[str, Any]:
-    """What names a grid before anything trains, in the form :func:`grid_of_result` reads from a result: each
-    model's id and configuration hash (its data, architecture, defense, training and seed), each attack's
-    parameters and eps, the scored images, and whether transfer cells are scored (one model: always)."""
-    return {"models": sorted(models), "attacks": json.loads(json.dumps(attack_records, sort_keys=True)),
-            "n_scored": n_scored, "split": split, "transfer": transfer or len(models) == 1}
+    """What names a grid before anything trains, in the form :func:`grid_of_result` reads from a result: its
+    models' configuration hashes (data, architecture, defense, training and seed; not their ids, which the
+    run id leaves out too), each attack's parameters and eps (in any order), the scored images, and whether
+    transfer cells are scored (one model: always). ``models``: ``(id, configuration hash)`` pairs, kept to
+    name the models that differ."""
+    attacks = {a["name"]: {"params": json.loads(json.dumps(a["params"], sort_keys=True)),
+                           "eps": None if a["eps"] is None else sorted(float(e) for e in a["eps"])}
+               for a in attack_records}
+    return {"models": dict(models), "attacks": attacks, "n_scored": int(n_scored), "split": str(split),
+            "transfer": bool(transfer) or len(models) == 1}
 
 
 def grid_of_result(result: dict[str, Any]) -> dict[str, Any]:
-    """:func:`planned_grid` of the grid a result file holds."""
+    """:func:`planned_grid` of the grid a result file holds (KeyError, TypeError or ValueError when it cannot
+    be read as one)."""
     from ..results.grid import scored_split
 
-    attacks = [{k: v for k, v in a.items() if k != "targeted"} for a in result["attacks"]]
-    models = [(m["id"], m["config_hash"]) for m in result["models"]]
+    models = [(str(m["id"]), str(m["config_hash"])) for m in result["models"]]
     transfer = any(c["source"] != c["target"] for c in result["cells"])
-    return planned_grid(models, attacks, result["eval"]["n_test"], scored_split(result), transfer)
+    return planned_grid(models, result["attacks"], result["eval"]["n_test"], scored_split(result), transfer)
 
 
 def other_grid_differences(out_path: Path, planned: dict[str, Any]) -> list[str] | None:
-    """How the grid of the result at ``out_path`` differs from ``planned`` (words for each part that
-    differs); None when there is no result there, [] when it is the same grid (which another machine may
-    have trained to other weights: the same command run again, however it is spelt)."""
+    """How the grid of the result at ``out_path`` differs from ``planned``, in words for each part that
+    differs; None when no result is there, [] when it holds the same grid (which another machine may have
+    trained to other weights, or the command listed in another order: the run then replaces it, as the same
+    command run again always did). A file that claims to be a result (it has a ``run_id``) but cannot be
+    read as one counts as another grid's, and says so."""
     try:
         previous = json.loads(out_path.read_text(encoding="utf-8")) if out_path.is_file() else None
-        theirs = grid_of_result(previous) if isinstance(previous, dict) and "run_id" in previous else None
-    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, RecursionError):
         return None  # not a result: run's own destination check refuses a file igbench did not write
-    if theirs is None:
+    if not isinstance(previous, dict) or "run_id" not in previous:
         return None
+    try:
+        theirs = grid_of_result(previous)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return [f"a result this igbench cannot read as a grid (igbench {previous.get('igbench_version', '?')}, "
+                f"or damaged)"]
     differences = []
-    ids_theirs, ids_ours = [i for i, _ in theirs["models"]], [i for i, _ in planned["models"]]
-    if ids_theirs != ids_ours:
-        differences.append(f"models {', '.join(ids_theirs)} where this run has {', '.join(ids_ours)}")
-    else:
-        changed = [i for (i, h), (_, h2) in zip(theirs["models"], planned["models"]) if h != h2]
-        if changed:
-            differences.append(f"{', '.join(changed)} trained otherwise (data, settings, seed or versions)")
-    if theirs["attacks"] != planned["attacks"]:
-        differences.append("other attacks, attack parameters or eps")
+    hashes_theirs, hashes_ours = set(theirs["models"].values()), set(planned["models"].values())
+    if hashes_theirs != hashes_ours:
+        only_theirs = sorted(i for i, h in theirs["models"].items() if h not in hashes_ours)
+        only_ours = sorted(i for i, h in planned["models"].items() if h not in hashes_theirs)
+        version = previous.get("igbench_version")
+        by = f", written by igbench {version}" if version and version != __version__ else ""
+        if only_theirs and only_ours:
+            differences.append(f"models {', '.join(only_theirs)} where this run trains {', '.join(only_ours)} "
+                               f"(other models, or trained otherwise: data, settings, seed or versions{by})")
+        elif only_ours:
+            differences.append(f"no model like this run's {', '.join(only_ours)}")
+        else:
+            differences.append(f"models {', '.join(only_theirs)}, which this run lacks")
+    attacks_theirs, attacks_ours = theirs["attacks"], planned["attacks"]
+    for name in sorted(set(attacks_theirs) | set(attacks_ours)):
+        if name not in attacks_ours:
+            differences.append(f"attack {name}, which this run lacks")
+        elif name not in attacks_theirs:
+            differences.append(f"no attack {name}")
+        elif attacks_theirs[name]["params"] != attacks_ours[name]["params"]:
+            differences.append(f"{name} with other parameters")
+        elif attacks_theirs[name]["eps"] != attacks_ours[name]["eps"]:
+            differences.append(f"{name} at eps {_eps_list(attacks_theirs[name]['eps'])} where this run has "
+                               f"{_eps_list(attacks_ours[name]['eps'])}")
     if (theirs["n_scored"], theirs["split"]) != (planned["n_scored"], planned["split"]):
         differences.append(f"{theirs['n_scored']} {theirs['split']} images scored, not {planned['n_scored']} "
                            f"{planned['split']}")
@@ -84,9 +111,14 @@ def other_grid_differences(out_path: Path, planned: dict[str, Any]) -> list[str]
     return differences
 
 
+def _eps_list(eps: list[float] | None) -> str:
+    return "none" if eps is None else ", ".join(f"{e:g}" for e in eps)
+
+
 def refuse_another_grids_result(out_path: Path, planned: dict[str, Any]) -> None:
-    """A one-line error, before any training, when ``out_path`` holds the result of another grid than
-    ``planned``: a changed command (or grid file) to the same ``--out`` replaced it with only a note."""
+    """A one-line error when ``out_path`` holds the result of another grid than ``planned``: a changed command
+    (or grid file) to the same ``--out`` replaced it with only a note. A run checks before it trains, and
+    again when it takes the result's lock (another process may have written it meanwhile)."""
     differences = other_grid_differences(out_path, planned)
     if differences:
         raise UsageError(f"{out_path} holds another grid's result ({'; '.join(differences)}); pass --replace to "
@@ -106,6 +138,6 @@ def replacement_notes(out_path: Path, journal: Journal, run_id: str) -> list[str
     except (OSError, ValueError, AttributeError):
         previous = None
     if previous and previous != run_id:
-        notes.append(f"note: {out_path} holds another grid's result (run {str(previous)[:12]}); this run replaces "
-                     f"it when it finishes (pass another --out to keep it)")
+        notes.append(f"note: {out_path} holds the result of run {str(previous)[:12]}, not this run's; this run "
+                     f"replaces it when it finishes (pass another --out to keep it)")
     return notes
