@@ -59,7 +59,9 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
             "the run reuses it if its run id is the same (the same weights, attacks listed in the same order), "
             "else attacks again and replaces it (--rerun always attacks again)"))
     if out_path is not None and journal_path(out_path).is_file():
-        lines.append(f"{journal_path(out_path)} exists: a run of this same grid resumes from the units it holds")
+        lines.append(f"{journal_path(out_path)} exists: the run resumes from the units it holds if they are this "
+                     f"grid's (its run id decides, once the models are trained); another grid's units are dropped, "
+                     f"with a note")
     lines.append(f"{to_train} model(s) to train, {len(spec.models) - to_train} from the cache ({store.root})")
     return lines
 
