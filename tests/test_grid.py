@@ -1196,6 +1196,35 @@ def test_the_out_check_reads_the_grid_as_the_run_id_does_and_again_under_the_loc
     assert out.read_text() == other.read_text(), "kept"
 
 
+def test_another_grids_unfinished_units_are_not_dropped_without_replace(shared_data, tmp_path):
+    """An interrupted grid's journal at --out was dropped, with a note after training, by any other grid sent
+    there; the journal now records its grid, so that is refused before training unless --replace."""
+    from igbench.engine.journal import Journal, journal_path
+    from igbench.engine.replacing import grid_of_result
+
+    base = ["run", "--arch", "mlp", "--steps", "3", "--n-test", "20", "--attack", "fgsm", "--data-dir", str(shared_data),
+            "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+    finished = tmp_path / "a.json"
+    assert CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(finished)]).exit_code == 0
+    result = json.loads(finished.read_text())
+    out = tmp_path / "r.json"  # grid A interrupted after one unit: its journal, no result yet
+    interrupted = Journal(journal_path(out), result["run_id"], grid=grid_of_result(result))
+    interrupted.start()
+    unit = result["attack_stats"][0]
+    interrupted.append({"attack": unit["attack"], "eps": unit["eps"], "source": unit["source"], "stats": unit,
+                        "cells": [c for c in result["cells"] if c["source"] == unit["source"]]})
+    for extra in ([], ["--dry-run"]):
+        other = CliRunner().invoke(cli, base + ["--eps", "0.2", "--out", str(out)] + extra)
+        assert other.exit_code == 2 and other.output.strip() == (
+            f"Error: {journal_path(out)} holds 1 finished unit(s) of another grid, resumable (fgsm at eps 0.1 where "
+            f"this run has 0.2); pass --replace to drop them, or another --out to keep that grid resumable"), other.output
+    dry = CliRunner().invoke(cli, base + ["--eps", "0.2", "--out", str(out), "--replace", "--dry-run"])
+    assert "holds 1 finished unit(s) of another grid (fgsm at eps 0.1 where this run has 0.2): --replace drops them" \
+        in dry.output, dry.output
+    resumed = CliRunner().invoke(cli, base + ["--eps", "0.1", "--out", str(out)])  # grid A itself: resumes
+    assert resumed.exit_code == 0 and "resuming: 1 of 1 attack units already done" in resumed.output, resumed.output
+
+
 def test_score_on_validation_attacks_the_held_out_images_with_the_same_models(shared_data, tmp_path):
     """The paper chose lambda by validation on adversarial examples; a grid scored only the test set, so a
     lambda picked from it was tuned on the test set. --score-on validation scores the images the data set

@@ -76,9 +76,10 @@ rerun_option = click.option(
 replace_option = click.option(
     "--replace", is_flag=True,
     help="Replace the result at --out even when it holds another grid (other models or training settings, "
-         "attacks, eps or scored images). By default that is refused before anything trains, so that a changed "
-         "command or grid file does not overwrite an earlier result; the same grid, however its command is "
-         "written, reuses or replaces its own result without it.")
+         "attacks, eps or scored images), and drop another grid's unfinished units in its journal. By default "
+         "both are refused before anything trains, so that a changed command or grid file does not overwrite "
+         "earlier work; the same grid, however its command is written, reuses, resumes or replaces its own "
+         "without it.")
 
 
 #: `run`, `sweep` and `train`: say what would be done, and do nothing

@@ -25,7 +25,7 @@ from .journal import Journal, journal_path
 from .grid_notes import (accuracy_gap_hints, eps_range_notes, monitor_eps_note, short_schedule_notes, size_notes,
                          training_eps_notes, untrained_model_note)
 from .models import ModelSpec, model_config, obtain_model
-from .replacing import command_for_data, planned_grid, refuse_another_grids_result, replacement_notes
+from .replacing import command_for_data, planned_grid, refuse_another_grids_work, replacement_notes
 from .train import TrainConfig, accuracy
 
 
@@ -216,7 +216,8 @@ def run_grid(spec: GridSpec, out_path: Path | None = None, store: CheckpointStor
     (``replicate``'s figure attack); they are checked with the grid's own attacks, before any training.
 
     Without ``replace``, a result of another grid at ``out_path`` is refused before any training
-    (:func:`~igbench.engine.replacing.refuse_another_grids_result`); with it, it is replaced, with a note.
+    (:func:`~igbench.engine.replacing.refuse_another_grids_work`), and so are another grid's finished units
+    in its journal; with it, both are replaced, with a note.
 
     Every note said inside (the trainer's, the data loader's: :mod:`igbench.messages`) goes to ``echo`` too.
     """
@@ -239,7 +240,7 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
     x_eval, y_eval = x_scored[: spec.n_test], y_scored[: spec.n_test]
     planned = grid_plan(spec, data, units, int(x_eval.shape[0]))
     if out_path is not None and not replace:
-        refuse_another_grids_result(Path(out_path), planned)
+        refuse_another_grids_work(Path(out_path), planned)
     device = compute_device(spec.train.device)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     environment = capture_environment(str(device), spec.train.seed)  # the code and machine that start the run
@@ -274,11 +275,11 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
                   "knows only by version)" if packages else "")
         echo(f"{out_path} already holds this grid (run {run_id[:12]}): reusing it (--rerun attacks again{edited})")
         return previous, out_path
-    journal = Journal(journal_path(out_path), run_id)
+    journal = Journal(journal_path(out_path), run_id, grid=planned)
 
     def say_what_is_replaced() -> None:  # under the lock: a running grid's journal is not this one's to drop
         if not replace:  # again: another process may have written a result there while this one trained
-            refuse_another_grids_result(out_path, planned)
+            refuse_another_grids_work(out_path, planned)
         for line in replacement_notes(out_path, journal, run_id):
             echo(line)
 

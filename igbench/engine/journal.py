@@ -1,6 +1,8 @@
 """An append-only journal of finished grid units, so an interrupted grid resumes where it stopped.
 
-One JSON object per line; the first line names the run. Each line is flushed and fsync'ed when written;
+One JSON object per line; the first line names the run, and the grid it runs
+(:func:`~igbench.engine.replacing.planned_grid`: known before training, so that another grid sent to the
+same result can be stopped before it trains rather than drop these units). Each line is flushed and fsync'ed when written;
 a torn last line (the process was killed mid-write) is ignored on reading, so nothing finished is lost.
 """
 
@@ -33,9 +35,10 @@ UNIT_KEYS = frozenset({"attack", "eps", "source", "cells", "stats"})
 
 
 class Journal:
-    def __init__(self, path: Path, run_id: str) -> None:
+    def __init__(self, path: Path, run_id: str, grid: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.run_id = run_id
+        self.grid = grid
 
     @property
     def lock_path(self) -> Path:
@@ -109,7 +112,7 @@ class Journal:
             self.path.unlink()
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.append({"run_id": self.run_id})
+            self.append({"run_id": self.run_id, **({"grid": self.grid} if self.grid is not None else {})})
         else:
             self._end_torn_line()
 

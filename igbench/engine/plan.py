@@ -13,7 +13,7 @@ from .cache import CheckpointStore, config_hash
 from .grid import GridSpec, grid_plan, preflight
 from .journal import journal_path
 from .models import model_config
-from .replacing import other_grid_differences, refuse_another_grids_result
+from .replacing import other_grid_differences, other_journal_differences, refuse_another_grids_work
 
 
 def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | None = None,
@@ -26,8 +26,9 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
     _, y_scored = data.scored(spec.score_on)
     planned = grid_plan(spec, data, units, min(spec.n_test or len(y_scored), len(y_scored)))
     other = other_grid_differences(Path(out_path), planned) if out_path is not None else None
-    if other and not replace:
-        refuse_another_grids_result(Path(out_path), planned)
+    other_units = other_journal_differences(journal_path(out_path), planned) if out_path is not None else None
+    if (other or other_units) and not replace:
+        refuse_another_grids_work(Path(out_path), planned)
     lines += ["dry run: nothing is trained or attacked",
               f"data: {data.name} ({data.variant}), {len(data.train_y)} training images; scoring the first "
               f"{min(spec.n_test or len(y_scored), len(y_scored))} {spec.score_on} images"]
@@ -58,7 +59,10 @@ def plan_grid(spec: GridSpec, store: CheckpointStore, out_path: str | Path | Non
             "--rerun attacks again and replaces it" if rerun else
             "the run reuses it if its run id is the same (the same weights, attacks listed in the same order), "
             "else attacks again and replaces it (--rerun always attacks again)"))
-    if out_path is not None and journal_path(out_path).is_file():
+    if other_units is not None:
+        lines.append(f"{journal_path(out_path)} holds {other_units[0]} finished unit(s) of another grid "
+                     f"({'; '.join(other_units[1])}): --replace drops them when the run starts attacking")
+    elif out_path is not None and journal_path(out_path).is_file():
         lines.append(f"{journal_path(out_path)} exists: the run resumes from the units it holds if they are this "
                      f"grid's (its run id decides, once the models are trained); another grid's units are dropped, "
                      f"with a note")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UsageError
-from .journal import Journal
+from .journal import Journal, journal_path
 
 
 def command_for_data(command: str, requested: str, used: str) -> str:
@@ -78,13 +78,36 @@ def other_grid_differences(out_path: Path, planned: dict[str, Any]) -> list[str]
     except (KeyError, TypeError, ValueError, AttributeError):
         return [f"a result this igbench cannot read as a grid (igbench {previous.get('igbench_version', '?')}, "
                 f"or damaged)"]
+    return grid_differences(theirs, planned, previous.get("igbench_version"))
+
+
+def other_journal_differences(journal: Path, planned: dict[str, Any]) -> tuple[int, list[str]] | None:
+    """``(finished units, differences)`` when the journal at ``journal`` holds units of another grid than
+    ``planned``, else None. Journals record their grid from this version on; an older one (run id only)
+    is known to be another grid's only once the models are trained and the run id is known."""
+    if not journal.is_file():
+        return None
+    entries = list(Journal(journal, "")._lines())
+    grid = entries[0].get("grid") if entries else None
+    units = len(entries) - 1
+    if not isinstance(grid, dict) or units < 1:
+        return None
+    try:
+        differences = grid_differences(grid, planned)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        differences = ["a journal this igbench cannot read as a grid"]
+    return (units, differences) if differences else None
+
+
+def grid_differences(theirs: dict[str, Any], planned: dict[str, Any], written_by: str | None = None) -> list[str]:
+    """Words for each part in which grid ``theirs`` (:func:`planned_grid`'s form) differs from ``planned``;
+    ``written_by``: the igbench version that wrote ``theirs``, named when the models differ."""
     differences = []
     hashes_theirs, hashes_ours = set(theirs["models"].values()), set(planned["models"].values())
     if hashes_theirs != hashes_ours:
         only_theirs = sorted(i for i, h in theirs["models"].items() if h not in hashes_ours)
         only_ours = sorted(i for i, h in planned["models"].items() if h not in hashes_theirs)
-        version = previous.get("igbench_version")
-        by = f", written by igbench {version}" if version and version != __version__ else ""
+        by = f", written by igbench {written_by}" if written_by and written_by != __version__ else ""
         if only_theirs and only_ours:
             differences.append(f"models {', '.join(only_theirs)} where this run trains {', '.join(only_ours)} "
                                f"(other models, or trained otherwise: data, settings, seed or versions{by})")
@@ -115,14 +138,20 @@ def _eps_list(eps: list[float] | None) -> str:
     return "none" if eps is None else ", ".join(f"{e:g}" for e in eps)
 
 
-def refuse_another_grids_result(out_path: Path, planned: dict[str, Any]) -> None:
-    """A one-line error when ``out_path`` holds the result of another grid than ``planned``: a changed command
-    (or grid file) to the same ``--out`` replaced it with only a note. A run checks before it trains, and
-    again when it takes the result's lock (another process may have written it meanwhile)."""
+def refuse_another_grids_work(out_path: Path, planned: dict[str, Any]) -> None:
+    """A one-line error when ``out_path`` holds the result of another grid than ``planned``, or its journal
+    holds another grid's finished units: a changed command (or grid file) to the same ``--out`` replaced the
+    one and dropped the other with only a note. A run checks before it trains, and again when it takes the
+    result's lock (another process may have written them meanwhile)."""
     differences = other_grid_differences(out_path, planned)
     if differences:
         raise UsageError(f"{out_path} holds another grid's result ({'; '.join(differences)}); pass --replace to "
                          f"replace it, or another --out to keep it")
+    journal = journal_path(out_path)
+    if (other := other_journal_differences(journal, planned)) is not None:
+        units, differences = other
+        raise UsageError(f"{journal} holds {units} finished unit(s) of another grid, resumable ({'; '.join(differences)}); "
+                         f"pass --replace to drop them, or another --out to keep that grid resumable")
 
 
 def replacement_notes(out_path: Path, journal: Journal, run_id: str) -> list[str]:
