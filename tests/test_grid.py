@@ -1379,6 +1379,9 @@ def test_a_model_at_chance_gets_a_note_naming_the_likely_cause():
     assert note.endswith("Until then its clean and attack numbers are not yet those of the trained model")
     assert untrained_model_note("gradreg", with_bn, 0.16, 50, 10) is None, "settled: 0.9^50 < 1%"
     assert untrained_model_note("gradreg", plain, 0.16, 20, 10) is None, "no BatchNorm: nothing to settle"
+    note = untrained_model_note("distillation", plain, 0.07, 40, 10, schedule=20)  # teacher and student
+    assert note.startswith("note: distillation scores 7.0% on clean data, close to chance (10%), after 40 training "
+                           "batches in all (20 for each model its defense trains): it has not learned"), note
     with_bn[1].num_batches_tracked.fill_(60)  # the layer's own count wins: advtrain updates twice a step
     assert untrained_model_note("gradreg", with_bn, 0.16, 20, 10) is None
 

@@ -260,7 +260,9 @@ def _run_grid(spec: GridSpec, out_path: Path | None, store: CheckpointStore | No
             train_seconds += info["train_seconds"]
         models[m.id] = model
         records.append(_model_record(m, model, info, x_eval, y_eval, spec, data))
-        if note := untrained_model_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
+        note = untrained_model_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes,
+                                    spec.train.total_steps(len(data.train_y)))
+        if note:
             echo(note)
 
     for line in accuracy_gap_hints(records, next((m.id for m in spec.models if m.is_reference), None)):

@@ -13,12 +13,14 @@ from ..results.grid import near_chance
 
 
 def untrained_model_note(model_id: str, model, clean_accuracy: float, steps: int | None,
-                         num_classes: int) -> str | None:
+                         num_classes: int, schedule: int | None = None) -> str | None:
     """A note when a model's clean accuracy is not yet a trained model's, which makes every attack number about
     it meaningless, with the likely cause: close to chance, or after too few updates of its BatchNorm running
     statistics. Evaluation uses those; they start at mean 0 and variance 1 and move 10% of the way per update
     (PyTorch's momentum), so after 20 steps a paper CNN that fits its training batches scores about 13% on
-    MNIST, and until some 44 updates more than 1% of the starting values remain, at any accuracy."""
+    MNIST, and until some 44 updates more than 1% of the starting values remain, at any accuracy.
+    ``schedule``: the steps the grid asked for per trained model; ``steps`` above it (distillation's teacher
+    and student) are said to be in all."""
     chance = 1.0 / max(num_classes, 1)
     at_chance = near_chance(clean_accuracy, num_classes)
     left, settle = _batchnorm_start_left(model, steps)
@@ -28,6 +30,8 @@ def untrained_model_note(model_id: str, model, clean_accuracy: float, steps: int
     where += f", close to chance ({100 * chance:.0f}%)" if at_chance else ""
     if steps:
         where += f", after {steps} training batches"
+        if schedule and steps > schedule:  # `--steps 20` read "after 40 training batches" for distillation
+            where += f" in all ({schedule} for each model its defense trains)"
     if steps == 0 and at_chance:  # a defense with its own training loop: igbench's schedule does not reach it
         return f"{where}: its defense trains in its own loop, which --steps does not set; check its training"
     if left > 0.01:

@@ -65,6 +65,8 @@ def _train_models(spec, store: CheckpointStore, ids, progress: bool, echo) -> li
                         "clean_accuracy": accuracy(model, x_eval, y_eval, spec.eval_batch_size,
                                                    arch=get_registry().get("architecture", m.arch),
                                                    num_classes=data.num_classes)})
-        if note := untrained_model_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes):
+        note = untrained_model_note(m.id, model, records[-1]["clean_accuracy"], info["steps"], data.num_classes,
+                                    spec.train.total_steps(len(data.train_y)))
+        if note:
             echo(note)
     return records
