@@ -18,7 +18,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from .errors import IgbenchError, PluginCrashed
+from .errors import IgbenchError, PluginCrashed, UsageError
 
 #: Set to 1 to see the original traceback of an exception raised inside a third-party plugin.
 DEBUG_ENV = "IGBENCH_DEBUG"
@@ -64,6 +64,11 @@ def plugin_call(plugin: Any, method: str) -> Iterator[None]:
     except Exception as exc:
         if debugging():
             raise
+        from .torch_utils import out_of_memory
+
+        if (what := out_of_memory(exc)) is not None:  # the machine's limit, not a bug of the plugin's
+            raise UsageError(f"{named(plugin)} ran out of {what} in {method} ({one_line(exc)}); free some, or choose "
+                             f"smaller settings (--batch-size, --n-test, the plugins' parameters)") from None
         try:
             raiser = _raised_in(exc, plugin)
         except Exception:  # noqa: BLE001 - explaining must never hide the original error

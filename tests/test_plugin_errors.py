@@ -137,6 +137,31 @@ def test_igbench_debug_lets_the_original_exception_through(install, small, monke
         defense.train(trainer(small), {})
 
 
+def test_a_plugin_call_out_of_memory_is_one_line_for_built_in_and_third_party_plugins(install, registry, small):
+    """Out of memory where no other handler looks (an architecture's build, an attack's perturb) was a
+    traceback from a built-in plugin and 'report it to its authors' from a third-party one."""
+    from igbench.engine.model_checks import build_model
+    from igbench.errors import UsageError
+
+    class Huge(ArchitecturePlugin):
+        name = "huge"
+        summary = "test architecture"
+
+        def build(self, input_shape, num_classes, params):
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                               "tried to allocate 400000000000 bytes")
+
+    for source in ("igbench", "huge-pkg"):
+        (arch,) = install(Huge(), source=source)
+        with pytest.raises(UsageError) as err:
+            build_model(arch, (1, 28, 28), 10, {})
+        assert one_line(err).startswith("architecture 'huge'") and "report it to its authors" not in one_line(err)
+        assert "ran out of memory in build (RuntimeError: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator" \
+            in one_line(err) and one_line(err).endswith("; free some, or choose smaller settings (--batch-size, "
+                                                        "--n-test, the plugins' parameters)")
+        registry.refresh()
+
+
 def test_igbench_errors_and_builtin_plugins_are_not_wrapped(install, small):
     (param_error,) = install(Raises("says-param", ParamError("parameter 'x' must be > 0")))
     with pytest.raises(ParamError, match="^parameter 'x' must be > 0$"):
